@@ -1,0 +1,700 @@
+/**
+ * The public functions, named after the original's: `Lock-Resource` is
+ * {@linkcode lockResource}, `Unlock-Resource` is {@linkcode unlockResource}, and so on.
+ *
+ * @module
+ */
+
+import { type Clock, SYSTEM_CLOCK } from "./clock.ts";
+import {
+  resolveConfig,
+  type ResolvedConfig,
+  type ResourceLockerConfig,
+} from "./config.ts";
+import {
+  type DependencyMap,
+  readDependencyMap,
+  resolveDependencies,
+  validateDependencyMap,
+} from "./dependencies.ts";
+import { parseDuration } from "./duration.ts";
+import { InputError, LockBusyError } from "./errors.ts";
+import { normalizeHost } from "./host.ts";
+import { LOCK_TYPES, type LockType } from "./lock_file.ts";
+import { FileNames, parseLockRef, validateSessionId } from "./lock_ref.ts";
+import {
+  type HeldLock,
+  type HistoryEntry,
+  Locker,
+  type LockInfo,
+  type LockProgress,
+  mapLimit,
+  type ReleaseResult,
+} from "./locker.ts";
+import { ResourceLock } from "./resource_lock.ts";
+import type { LockStore } from "./store.ts";
+import { openStore } from "./stores/open.ts";
+
+/** Where locks live and which settings apply; every function takes these. */
+export interface StoreOptions {
+  /** Folder template choosing the store, e.g. `smb://{0}/ResourceLocks`. @default the config's, else the local default store */
+  store?: string;
+  /** Settings that override config files and environment. */
+  config?: ResourceLockerConfig;
+  /** A config module to load, as `--config FILE`. */
+  configFile?: string;
+  /** Source of time (tests inject one). @default the system clock */
+  clock?: Clock;
+}
+
+/** Options of {@linkcode lockResource}. */
+export interface LockResourceOptions extends StoreOptions {
+  /** Lock type: `Host` is exclusive, `Generic` and `File` are shared. @default "Generic" */
+  type?: LockType;
+  /** Who takes the lock (`-CallerName`). */
+  caller?: string;
+  /** Why (`-Description`). */
+  description?: string;
+  /** Session id for every lock of this call. @default a new GUID */
+  sessionId?: string;
+  /** Lock only the host, not what it depends on (`-NoDependencies`). @default false */
+  noDependencies?: boolean;
+  /** The dependency map itself, instead of the file. */
+  dependencies?: DependencyMap;
+  /** The dependency map file. @default the config's `dependenciesFilePath` */
+  dependenciesFile?: string;
+  /** Time between attempts: seconds or `"250ms"`, `"30s"` (`-Timeout`). @default 10 */
+  timeout?: number | string;
+  /** Attempts in all (`-Retry`). @default 3 */
+  retries?: number;
+  /** Lease: the lock expires unless renewed; renewed by itself while held. @default none: never expires */
+  ttl?: number | string;
+  /** Host locks wait for shared locks to drain. @default true */
+  drain?: boolean;
+  /** How long a Host lock waits for shared locks. @default "1h" */
+  drainTimeout?: number | string;
+  /** Aborts waiting. */
+  signal?: AbortSignal;
+  /** Told about each wait: attempt k of n, who holds the host. */
+  onProgress?: (progress: LockProgress) => void;
+}
+
+/** Options of {@linkcode lockHostResource}. */
+export interface LockHostResourceOptions
+  extends Omit<LockResourceOptions, "type"> {
+  /** Take an exclusive `Host` lock instead of a `Generic` one (`-Hard`). @default false */
+  hard?: boolean;
+}
+
+/** Options of {@linkcode unlockResource}. */
+export interface UnlockResourceOptions extends StoreOptions {
+  /** Release a lock whose session cannot be verified or belongs to another session. @default false */
+  force?: boolean;
+}
+
+/** Options of {@linkcode testHostResourceLock}. */
+export interface TestHostResourceLockOptions extends StoreOptions {
+  /** Lock types that count. @default "Any" */
+  type?: LockType | "Any" | readonly (LockType | "Any")[];
+}
+
+/** Options of {@linkcode getResourceDependence}. */
+export interface GetResourceDependenceOptions extends StoreOptions {
+  /** The dependency map file. @default the config's `dependenciesFilePath` */
+  file?: string;
+  /** The map itself, instead of a file. */
+  dependencies?: DependencyMap;
+}
+
+/** Options of {@linkcode getResourceLockHistory}. */
+export interface HistoryOptions extends StoreOptions {
+  /** Newest entries at most. @default all */
+  limit?: number;
+}
+
+/** Options of {@linkcode breakResourceLock}. */
+export interface BreakResourceLockOptions extends StoreOptions {
+  /** Why, recorded in history. @default "broken by hand" */
+  reason?: string;
+  /** Break a lock that has not expired. @default false */
+  force?: boolean;
+}
+
+/** Something that names a lock: a lock object, a held lock, or a ref string. */
+export type LockLike = ResourceLock | HeldLock | string;
+
+interface Context {
+  config: ResolvedConfig;
+  locker: Locker;
+  clock: Clock;
+}
+
+const stores = new Map<string, Promise<LockStore>>();
+let holder: { host: string; pid: number; user?: string } | undefined;
+
+function whoAmI(): { host: string; pid: number; user?: string } {
+  if (holder) return holder;
+  let host = "unknown";
+  try {
+    host = Deno.hostname();
+  } catch { /* no --allow-sys */ }
+  let user: string | undefined;
+  try {
+    user = Deno.env.get("USER") ?? Deno.env.get("USERNAME");
+  } catch { /* no --allow-env */ }
+  holder = { host, pid: Deno.pid, ...user ? { user } : {} };
+  return holder;
+}
+
+async function context(options: StoreOptions): Promise<Context> {
+  const overrides: ResourceLockerConfig = { ...options.config };
+  if (options.store !== undefined) overrides.folderPathTemplate = options.store;
+  const config = await resolveConfig(overrides, options.configFile);
+  const key = JSON.stringify([
+    config.folderPathTemplate,
+    config.historyFolderName,
+    config.smb,
+    config.etcd,
+    config.defaultStore,
+  ]);
+  let store = stores.get(key);
+  if (!store) {
+    store = openStore(config);
+    stores.set(key, store);
+    store.catch(() => stores.delete(key));
+  }
+  const clock = options.clock ?? SYSTEM_CLOCK;
+  const locker = new Locker({
+    store: await store,
+    names: new FileNames(config.fileNameTemplate),
+    clock,
+    skewMs: config.clockSkewMs,
+    holder: whoAmI(),
+  });
+  return { config, locker, clock };
+}
+
+/**
+ * Closes every store connection this process opened (SMB sessions, etcd
+ * watches). Call it at the end of a long-running script; the command line
+ * does.
+ *
+ * @example
+ * ```ts
+ * import { closeStores } from "./api.ts";
+ * await closeStores();
+ * ```
+ */
+export async function closeStores(): Promise<void> {
+  const all = [...stores.values()];
+  stores.clear();
+  await Promise.allSettled(all.map(async (store) => (await store).close()));
+}
+
+async function dependencyMap(
+  config: ResolvedConfig,
+  map: DependencyMap | undefined,
+  file: string | undefined,
+): Promise<DependencyMap> {
+  if (map) return validateDependencyMap(map, "dependencies option");
+  const path = file ?? config.dependenciesFilePath;
+  return path === undefined ? {} : await readDependencyMap(path);
+}
+
+/**
+ * Resolves the settings as the library sees them, for `--verbose` and tools.
+ *
+ * @param options store and config options
+ * @returns resolved settings
+ */
+export async function getResolvedConfig(
+  options: StoreOptions = {},
+): Promise<ResolvedConfig> {
+  const overrides: ResourceLockerConfig = { ...options.config };
+  if (options.store !== undefined) overrides.folderPathTemplate = options.store;
+  return await resolveConfig(overrides, options.configFile);
+}
+
+/**
+ * Locks a host and, unless `noDependencies`, the hosts it depends on, all in
+ * one session: every lock or none. Port of `Lock-Resource`.
+ *
+ * Needs `--allow-read --allow-write` (local store), `--allow-net` (SMB, etcd),
+ * `--allow-env` and `--allow-sys` (holder name).
+ *
+ * @param host host to lock
+ * @param options type, caller, retries, lease and more
+ * @returns the lock object: release it with `unlockResource`, `lock.release()` or `await using`
+ * @throws {LockBusyError} when the host stays locked through every attempt
+ * @throws {DrainTimeoutError} when a Host lock's shared locks do not drain in time
+ * @throws {StoreError} when the store cannot be reached (nothing is left locked)
+ * @throws {InputError} on a bad host name, time, map or setting
+ *
+ * @example Lock and release on a temporary local store
+ * ```ts
+ * import { lockResource, unlockResource } from "./api.ts";
+ * const root = await Deno.makeTempDir();
+ * const lock = await lockResource("dc01", { type: "Host", caller: "example", store: `${root}/{0}`, dependencies: {} });
+ * console.assert(lock.refs[0]!.startsWith("dc01/Host@"));
+ * await unlockResource(lock);
+ * await Deno.remove(root, { recursive: true });
+ * ```
+ */
+export async function lockResource(
+  host: string,
+  options: LockResourceOptions = {},
+): Promise<ResourceLock> {
+  const main = normalizeHost(host);
+  const type = options.type ?? "Generic";
+  if (!LOCK_TYPES.includes(type)) {
+    throw new InputError(
+      `Invalid lock type ${
+        JSON.stringify(type)
+      }: expected Host, Generic or File`,
+    );
+  }
+  const sessionId = validateSessionId(options.sessionId ?? crypto.randomUUID());
+  if (
+    options.retries !== undefined &&
+    (!Number.isInteger(options.retries) || options.retries < 0)
+  ) {
+    throw new InputError(
+      `Invalid retries ${
+        JSON.stringify(options.retries)
+      }: expected a whole number >= 0`,
+    );
+  }
+  const { config, locker, clock } = await context(options);
+  const dependencies = options.noDependencies ? [] : resolveDependencies(
+    main,
+    await dependencyMap(
+      config,
+      options.dependencies,
+      options.dependenciesFile,
+    ),
+  );
+  const ttlMs = options.ttl !== undefined
+    ? parseDuration(options.ttl, "ttl")
+    : config.leaseMs;
+  if (ttlMs !== undefined && ttlMs < 100) {
+    throw new InputError(`Invalid ttl: at least 100ms, got ${ttlMs}ms`);
+  }
+  const locks = await locker.acquire({
+    hosts: [...dependencies, main],
+    type,
+    sessionId,
+    ...options.caller !== undefined ? { caller: options.caller } : {},
+    ...options.description !== undefined
+      ? { description: options.description }
+      : {},
+    retryDelayMs: options.timeout !== undefined
+      ? parseDuration(options.timeout, "timeout")
+      : config.lockTimeoutMs,
+    attempts: options.retries ?? config.lockRetries,
+    drain: options.drain ?? config.drain,
+    drainTimeoutMs: options.drainTimeout !== undefined
+      ? parseDuration(options.drainTimeout, "drain timeout")
+      : config.drainTimeoutMs,
+    ...ttlMs !== undefined ? { ttlMs } : {},
+    ...options.signal ? { signal: options.signal } : {},
+    ...options.onProgress ? { onProgress: options.onProgress } : {},
+  });
+  return new ResourceLock(locker, {
+    host: main,
+    type,
+    sessionId,
+    locks,
+    ttlMs,
+    now: () => clock.now(),
+  });
+}
+
+/**
+ * Like {@linkcode lockResource} with a single attempt, but returns
+ * `undefined` when the host is busy instead of throwing.
+ *
+ * @param host host to lock
+ * @param options as for lockResource (`retries` is ignored)
+ * @returns the lock, or undefined when busy
+ *
+ * @example
+ * ```ts
+ * import { tryLockResource } from "./api.ts";
+ * const root = await Deno.makeTempDir();
+ * const store = `${root}/{0}`;
+ * const first = await tryLockResource("hv01", { type: "Host", store, dependencies: {} });
+ * const second = await tryLockResource("hv01", { type: "Host", store, dependencies: {} });
+ * console.assert(first !== undefined && second === undefined);
+ * await first!.release();
+ * await Deno.remove(root, { recursive: true });
+ * ```
+ */
+export async function tryLockResource(
+  host: string,
+  options: LockResourceOptions = {},
+): Promise<ResourceLock | undefined> {
+  try {
+    return await lockResource(host, { ...options, retries: 1 });
+  } catch (error) {
+    if (error instanceof LockBusyError) return undefined;
+    throw error;
+  }
+}
+
+/**
+ * Locks a host: `Generic` (shared), or `Host` (exclusive) with `hard`. Port
+ * of `Lock-HostResource`; without a host, locks this machine.
+ *
+ * @param host host to lock @default this machine's name
+ * @param options `hard` and the options of lockResource
+ * @returns the lock object
+ * @throws {LockBusyError} when busy through every attempt
+ *
+ * @example
+ * ```ts
+ * import { lockHostResource } from "./api.ts";
+ * const root = await Deno.makeTempDir();
+ * {
+ *   await using lock = await lockHostResource("hv01", { hard: true, store: `${root}/{0}`, dependencies: {} });
+ *   console.assert(lock.type === "Host");
+ * }
+ * await Deno.remove(root, { recursive: true });
+ * ```
+ */
+export async function lockHostResource(
+  host?: string,
+  options: LockHostResourceOptions = {},
+): Promise<ResourceLock> {
+  const { hard, ...rest } = options;
+  return await lockResource(host ?? whoAmI().host, {
+    ...rest,
+    type: hard ? "Host" : "Generic",
+  });
+}
+
+/**
+ * The host a file path is on: `\\server\share\…` and `smb://server/…` name
+ * their server; a local path is on this machine.
+ *
+ * @param path file path
+ * @returns host name
+ *
+ * @example
+ * ```ts
+ * import { fileResourceHost } from "./api.ts";
+ * console.assert(fileResourceHost("\\\\fs01\\images\\win.wim") === "fs01");
+ * ```
+ */
+export function fileResourceHost(path: string): string {
+  const unc = /^(?:\\\\|\/\/|smb:\/\/)([A-Za-z0-9._-]+)(?:[\\/:]|$)/i.exec(
+    path,
+  );
+  return unc ? unc[1]! : whoAmI().host;
+}
+
+/**
+ * Puts a `File` lock on the server a file lives on, with the path as the
+ * description. Port of `Lock-FileResource`.
+ *
+ * @param path `\\server\share\file` locks `server`; a local path locks this machine
+ * @param options caller and the options of lockResource
+ * @returns the lock object
+ *
+ * @example
+ * ```ts
+ * import { lockFileResource } from "./api.ts";
+ * const root = await Deno.makeTempDir();
+ * const lock = await lockFileResource("\\\\fs01\\images\\win.wim", { store: `${root}/{0}`, dependencies: {} });
+ * console.assert(lock.host === "fs01" && lock.type === "File");
+ * await lock.release();
+ * await Deno.remove(root, { recursive: true });
+ * ```
+ */
+export async function lockFileResource(
+  path: string,
+  options: Omit<LockResourceOptions, "type" | "description"> = {},
+): Promise<ResourceLock> {
+  if (typeof path !== "string" || path.trim() === "") {
+    throw new InputError("Invalid file path: it is empty");
+  }
+  return await lockResource(fileResourceHost(path), {
+    ...options,
+    type: "File",
+    description: path,
+  });
+}
+
+function refsOf(
+  locks: LockLike | readonly LockLike[],
+): { host: string; lockId: string; type: LockType; sessionId?: string }[] {
+  const list = Array.isArray(locks) ? locks : [locks as LockLike];
+  return list.flatMap((item) => {
+    if (typeof item === "string") return [parseLockRef(item)];
+    if (item instanceof ResourceLock) return [...item.locks];
+    return [item as HeldLock];
+  });
+}
+
+/**
+ * Releases locks into history, each only if it still belongs to the session
+ * that took it. Port of `Unlock-Resource`. Releasing what is already
+ * released succeeds with status `already-released`, so it is safe in `finally`.
+ *
+ * @param locks lock objects or refs (`dc01/Host@<session>`, `dc01/Generic-<session>`)
+ * @param options `force` to release a lock whose session cannot be verified
+ * @returns one result per lock
+ * @throws {LockNotOwnedError} when another session's lock stands in its place
+ * @throws {InputError} for a bad ref, or one whose session is unknown without `force`
+ *
+ * @example
+ * ```ts
+ * import { lockResource, unlockResource } from "./api.ts";
+ * const root = await Deno.makeTempDir();
+ * const store = `${root}/{0}`;
+ * const lock = await lockResource("web01", { store, dependencies: {} });
+ * const [result] = await unlockResource(lock.refs, { store });
+ * console.assert(result!.status === "released");
+ * await Deno.remove(root, { recursive: true });
+ * ```
+ */
+export async function unlockResource(
+  locks: LockLike | readonly LockLike[],
+  options: UnlockResourceOptions = {},
+): Promise<ReleaseResult[]> {
+  const objects = (Array.isArray(locks) ? locks : [locks]).filter((
+    l,
+  ): l is ResourceLock => l instanceof ResourceLock);
+  if (
+    objects.length > 0 && !options.force &&
+    objects.length === (Array.isArray(locks) ? locks.length : 1)
+  ) {
+    const results: ReleaseResult[] = [];
+    for (const lock of objects) results.push(...await lock.release());
+    return results;
+  }
+  const refs = refsOf(locks);
+  const { locker } = await context(options);
+  const results: ReleaseResult[] = [];
+  for (const ref of [...refs].reverse()) {
+    results.unshift(await locker.release(ref, options.force ?? false));
+  }
+  return results;
+}
+
+function typesOf(type: TestHostResourceLockOptions["type"]): LockType[] {
+  const list = type === undefined
+    ? ["Any"]
+    : typeof type === "string"
+    ? [type]
+    : [...type];
+  const result = new Set<LockType>();
+  for (const item of list) {
+    const match = [...LOCK_TYPES, "Any"].find((t) =>
+      t.toLowerCase() === String(item).toLowerCase()
+    );
+    if (!match) {
+      throw new InputError(
+        `Invalid lock type ${
+          JSON.stringify(item)
+        }: expected Host, Generic, File or Any`,
+      );
+    }
+    if (match === "Any") LOCK_TYPES.forEach((t) => result.add(t));
+    else result.add(match as LockType);
+  }
+  return [...result];
+}
+
+/**
+ * Tells whether a host has a live lock of the given types. Port of
+ * `Test-HostResourceLock`. Expired leases do not count.
+ *
+ * @param host host
+ * @param options `type`: `Host`, `Generic`, `File`, `Any` or a list
+ * @returns true when locked
+ *
+ * @example
+ * ```ts
+ * import { lockResource, testHostResourceLock } from "./api.ts";
+ * const root = await Deno.makeTempDir();
+ * const store = `${root}/{0}`;
+ * await using _lock = await lockResource("web01", { store, dependencies: {} });
+ * console.assert(await testHostResourceLock("web01", { store, type: "Generic" }));
+ * console.assert(!(await testHostResourceLock("web01", { store, type: "Host" })));
+ * ```
+ */
+export async function testHostResourceLock(
+  host: string,
+  options: TestHostResourceLockOptions = {},
+): Promise<boolean> {
+  const name = normalizeHost(host);
+  const types = typesOf(options.type);
+  const { locker } = await context(options);
+  return await locker.test(name, types);
+}
+
+/**
+ * The hosts locked together with `host`, in the original's order. Port of
+ * `Get-ResourceDependence`.
+ *
+ * @param host host
+ * @param options the map file or the map itself
+ * @returns hosts that must be locked with it
+ * @throws {InputError} when the map is malformed (naming the file and place)
+ *
+ * @example
+ * ```ts
+ * import { getResourceDependence } from "./api.ts";
+ * const dependencies = { hv01: ["dc01", "vmm01"], dc01: ["dc02"], dc02: ["dc01"] };
+ * console.assert((await getResourceDependence("dc02", { dependencies })).join() === "dc01,hv01");
+ * ```
+ */
+export async function getResourceDependence(
+  host: string,
+  options: GetResourceDependenceOptions = {},
+): Promise<string[]> {
+  const name = normalizeHost(host);
+  const config = options.dependencies
+    ? undefined
+    : await getResolvedConfig(options);
+  const map = options.dependencies
+    ? validateDependencyMap(options.dependencies, "dependencies option")
+    : await dependencyMap(config!, undefined, options.file);
+  return resolveDependencies(name, map);
+}
+
+/**
+ * The lock id of a lock: the file name without its extension. Port of
+ * `Get-ResourceLockId`.
+ *
+ * @param lock a lock object (its host's lock), a held lock, a ref, or a file name/path
+ * @returns e.g. `Host` or `Generic-<session>`
+ *
+ * @example
+ * ```ts
+ * import { getResourceLockId } from "./api.ts";
+ * console.assert(getResourceLockId("dc01/Host@abc") === "Host");
+ * console.assert(getResourceLockId("\\\\dc01\\ResourceLocks\\Generic-abc.lock") === "Generic-abc");
+ * ```
+ */
+export function getResourceLockId(lock: LockLike): string {
+  if (lock instanceof ResourceLock) {
+    return lock.locks[lock.locks.length - 1]!.lockId;
+  }
+  if (typeof lock !== "string") return lock.lockId;
+  if (
+    /^[^/\\]+\/[^/\\]+$/.test(lock.trim()) && !/\.[^./\\@]+$/.test(lock.trim())
+  ) return parseLockRef(lock).lockId;
+  const base = lock.split(/[\\/]/).pop() ?? lock;
+  const match = /^(.+)\.([^.]+)$/.exec(base);
+  if (!match) {
+    throw new InputError(
+      `Invalid lock ${JSON.stringify(lock)}: not a ref or a lock file name`,
+    );
+  }
+  return match[1]!;
+}
+
+/**
+ * Current locks of hosts: type, caller, description, age, expiry, session.
+ *
+ * @param hosts one host or several
+ * @param options store options
+ * @returns the locks, per host in the order given
+ *
+ * @example
+ * ```ts
+ * import { getResourceLockStatus, lockResource } from "./api.ts";
+ * const root = await Deno.makeTempDir();
+ * const store = `${root}/{0}`;
+ * await using _lock = await lockResource("web01", { store, caller: "deploy", dependencies: {} });
+ * const [info] = await getResourceLockStatus("web01", { store });
+ * console.assert(info!.caller === "deploy" && info!.type === "Generic");
+ * ```
+ */
+export async function getResourceLockStatus(
+  hosts: string | readonly string[],
+  options: StoreOptions & { concurrency?: number } = {},
+): Promise<LockInfo[]> {
+  const names = (typeof hosts === "string" ? [hosts] : [...hosts]).map(
+    normalizeHost,
+  );
+  const { locker } = await context(options);
+  const results = await mapLimit(
+    names,
+    options.concurrency ?? 16,
+    (host) => locker.status(host),
+  );
+  return results.flatMap((result) => {
+    if (result.status === "rejected") throw result.reason;
+    return result.value;
+  });
+}
+
+/**
+ * Released and broken locks of a host, newest first.
+ *
+ * @param host host
+ * @param options `limit`
+ * @returns history entries
+ *
+ * @example
+ * ```ts
+ * import { getResourceLockHistory, lockResource } from "./api.ts";
+ * const root = await Deno.makeTempDir();
+ * const store = `${root}/{0}`;
+ * await (await lockResource("web01", { store, dependencies: {} })).release();
+ * console.assert((await getResourceLockHistory("web01", { store })).length === 1);
+ * ```
+ */
+export async function getResourceLockHistory(
+  host: string,
+  options: HistoryOptions = {},
+): Promise<HistoryEntry[]> {
+  const name = normalizeHost(host);
+  if (
+    options.limit !== undefined &&
+    (!Number.isInteger(options.limit) || options.limit < 1)
+  ) {
+    throw new InputError(
+      `Invalid limit ${
+        JSON.stringify(options.limit)
+      }: expected a whole number >= 1`,
+    );
+  }
+  const { locker } = await context(options);
+  return await locker.history(name, options.limit);
+}
+
+/**
+ * Breaks a lock: moves it into history with who broke it and why. An expired
+ * lock breaks as is; any other needs `force`.
+ *
+ * @param ref the lock's ref
+ * @param options `reason`, `force`
+ * @returns the lock that was broken
+ * @throws {LockBusyError} when it has not expired and `force` is not set
+ *
+ * @example
+ * ```ts
+ * import { breakResourceLock, lockResource, testHostResourceLock } from "./api.ts";
+ * const root = await Deno.makeTempDir();
+ * const store = `${root}/{0}`;
+ * const lock = await lockResource("web01", { type: "Host", store, dependencies: {} });
+ * await breakResourceLock(lock.refs[0]!, { store, force: true, reason: "example" });
+ * console.assert(!(await testHostResourceLock("web01", { store })));
+ * await Deno.remove(root, { recursive: true });
+ * ```
+ */
+export async function breakResourceLock(
+  ref: string,
+  options: BreakResourceLockOptions = {},
+): Promise<LockInfo> {
+  const parsed = parseLockRef(ref);
+  const { locker } = await context(options);
+  return await locker.breakLock(
+    parsed,
+    options.reason ?? "broken by hand",
+    options.force ?? false,
+  );
+}

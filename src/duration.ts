@@ -1,0 +1,74 @@
+/**
+ * Durations as users write them: seconds (fractions allowed) or a number
+ * with a unit, `250ms`, `30s`, `5m`, `2h`.
+ *
+ * @module
+ */
+
+import { InputError } from "./errors.ts";
+
+const UNITS: Record<string, number> = {
+  ms: 1,
+  s: 1000,
+  m: 60_000,
+  h: 3_600_000,
+};
+
+/**
+ * Parses a duration into milliseconds.
+ *
+ * @param value seconds as a number, or a string such as `"1.5"`, `"250ms"`, `"5m"`
+ * @param what the setting's name, used in the error message
+ * @returns milliseconds, never negative
+ * @throws {InputError} when the value is not a duration
+ *
+ * @example Durations
+ * ```ts
+ * import { parseDuration } from "./duration.ts";
+ * console.assert(parseDuration("250ms", "timeout") === 250);
+ * console.assert(parseDuration("2", "timeout") === 2000);
+ * console.assert(parseDuration(0.5, "timeout") === 500);
+ * ```
+ */
+export function parseDuration(value: string | number, what: string): number {
+  if (typeof value === "number") {
+    if (!Number.isFinite(value) || value < 0) {
+      throw new InputError(`Invalid ${what} ${value}: expected seconds >= 0`);
+    }
+    return Math.round(value * 1000);
+  }
+  const match = /^\s*(\d+(?:\.\d+)?|\.\d+)\s*(ms|s|m|h)?\s*$/.exec(
+    String(value),
+  );
+  if (!match) {
+    throw new InputError(
+      `Invalid ${what} ${
+        JSON.stringify(value)
+      }: expected seconds or a number with ms, s, m or h`,
+    );
+  }
+  return Math.round(Number(match[1]) * UNITS[match[2] ?? "s"]!);
+}
+
+/**
+ * Formats milliseconds for people: `250ms`, `12s`, `5m 3s`, `2h 1m`.
+ *
+ * @param ms milliseconds
+ * @returns a short human-readable duration
+ *
+ * @example Formatting
+ * ```ts
+ * import { formatDuration } from "./duration.ts";
+ * console.assert(formatDuration(65_000) === "1m 5s");
+ * ```
+ */
+export function formatDuration(ms: number): string {
+  if (ms < 1000) return `${Math.max(0, Math.round(ms))}ms`;
+  const s = Math.floor(ms / 1000);
+  if (s < 60) return `${s}s`;
+  const m = Math.floor(s / 60);
+  if (m < 60) return s % 60 ? `${m}m ${s % 60}s` : `${m}m`;
+  const h = Math.floor(m / 60);
+  if (h < 48) return m % 60 ? `${h}h ${m % 60}m` : `${h}h`;
+  return `${Math.floor(h / 24)}d ${h % 24}h`;
+}

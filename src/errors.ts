@@ -1,0 +1,162 @@
+/**
+ * Typed errors with stable codes. Callers switch on `code`, the command line
+ * maps each code to an exit status.
+ *
+ * @module
+ */
+
+/** Stable error codes. */
+export type ErrorCode =
+  | "LOCK_BUSY"
+  | "DRAIN_TIMEOUT"
+  | "LOCK_LOST"
+  | "LOCK_NOT_OWNED"
+  | "STORE_UNREACHABLE"
+  | "BAD_INPUT";
+
+/** Who holds a lock, as far as its file tells. */
+export interface HolderInfo {
+  /** Lock id, e.g. "Host" or "Generic-<session>". */
+  lockId: string;
+  /** Caller name written into the lock, when known. */
+  caller?: string;
+  /** Description written into the lock, when known. */
+  description?: string;
+  /** When the lock was taken, when known. */
+  lockedAt?: Date;
+  /** Session id of the holder, when known. */
+  sessionId?: string;
+}
+
+/** Base class of every error this library throws on purpose. */
+export class ResourceLockerError extends Error {
+  /** Stable machine-readable code. */
+  readonly code: ErrorCode;
+  /**
+   * @param code stable code
+   * @param message one-line message
+   * @param options standard error options (cause)
+   */
+  constructor(code: ErrorCode, message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "ResourceLockerError";
+    this.code = code;
+  }
+}
+
+/**
+ * A lock could not be taken: another holder kept the host through every
+ * attempt.
+ *
+ * @example Catching a busy host
+ * ```ts
+ * import { LockBusyError } from "./errors.ts";
+ * const error = new LockBusyError("dc01", 'Cannot lock "dc01": busy', []);
+ * if (error instanceof LockBusyError) console.assert(error.code === "LOCK_BUSY");
+ * ```
+ */
+export class LockBusyError extends ResourceLockerError {
+  /** The host that could not be locked. */
+  readonly host: string;
+  /** Who holds it. */
+  readonly holders: readonly HolderInfo[];
+  /**
+   * @param host the host that failed
+   * @param message one-line message
+   * @param holders the locks in the way
+   * @param options standard error options
+   */
+  constructor(
+    host: string,
+    message: string,
+    holders: readonly HolderInfo[],
+    options?: ErrorOptions,
+  ) {
+    super("LOCK_BUSY", message, options);
+    this.name = "LockBusyError";
+    this.host = host;
+    this.holders = holders;
+  }
+}
+
+/** A Host lock was taken but shared locks did not drain in time; it was released. */
+export class DrainTimeoutError extends ResourceLockerError {
+  /** The host whose shared locks did not drain. */
+  readonly host: string;
+  /** The shared locks still there. */
+  readonly holders: readonly HolderInfo[];
+  /**
+   * @param host the host
+   * @param message one-line message
+   * @param holders shared locks still present
+   */
+  constructor(host: string, message: string, holders: readonly HolderInfo[]) {
+    super("DRAIN_TIMEOUT", message);
+    this.name = "DrainTimeoutError";
+    this.host = host;
+    this.holders = holders;
+  }
+}
+
+/** A held lock was broken by someone else or could not be renewed before it expired. */
+export class LockLostError extends ResourceLockerError {
+  /** Ref of the lost lock. */
+  readonly ref: string;
+  /**
+   * @param ref the lock ref
+   * @param message one-line message
+   * @param options standard error options
+   */
+  constructor(ref: string, message: string, options?: ErrorOptions) {
+    super("LOCK_LOST", message, options);
+    this.name = "LockLostError";
+    this.ref = ref;
+  }
+}
+
+/** Unlock found another session's lock where ours was. */
+export class LockNotOwnedError extends ResourceLockerError {
+  /** The ref that was asked for. */
+  readonly ref: string;
+  /** Who holds the lock now. */
+  readonly holder: HolderInfo;
+  /**
+   * @param ref the ref asked for
+   * @param message one-line message
+   * @param holder the current holder
+   */
+  constructor(ref: string, message: string, holder: HolderInfo) {
+    super("LOCK_NOT_OWNED", message);
+    this.name = "LockNotOwnedError";
+    this.ref = ref;
+    this.holder = holder;
+  }
+}
+
+/** The store could not be reached or an I/O operation failed. */
+export class StoreError extends ResourceLockerError {
+  /** Where: a folder, share or endpoint (never a secret). */
+  readonly location: string;
+  /**
+   * @param location where it failed
+   * @param message one-line message
+   * @param options standard error options (cause)
+   */
+  constructor(location: string, message: string, options?: ErrorOptions) {
+    super("STORE_UNREACHABLE", message, options);
+    this.name = "StoreError";
+    this.location = location;
+  }
+}
+
+/** Bad input: a host name, template, time, dependency map or setting. */
+export class InputError extends ResourceLockerError {
+  /**
+   * @param message one-line message naming the thing at fault
+   * @param options standard error options
+   */
+  constructor(message: string, options?: ErrorOptions) {
+    super("BAD_INPUT", message, options);
+    this.name = "InputError";
+  }
+}

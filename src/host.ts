@@ -1,0 +1,52 @@
+/**
+ * Host names: validation and the case-insensitive normal form used for
+ * folders, keys and refs.
+ *
+ * @module
+ */
+
+import { InputError } from "./errors.ts";
+
+const HOST_PATTERN = /^[A-Za-z0-9._-]+$/;
+
+/**
+ * Checks a host name and returns its normal (lower-case) form. Host names are
+ * case-insensitive, so `DC01` and `dc01` are one host with one lock folder.
+ *
+ * @param host the name to check
+ * @returns the lower-cased name
+ * @throws {InputError} on an empty name, `.`, `..`, path separators, characters
+ * outside `[A-Za-z0-9._-]` or more than 253 characters
+ *
+ * @example Normalising a host name
+ * ```ts
+ * import { normalizeHost } from "./host.ts";
+ * console.assert(normalizeHost("DC01") === "dc01");
+ * ```
+ */
+export function normalizeHost(host: string): string {
+  if (typeof host !== "string" || host.length === 0) {
+    throw new InputError("Invalid host name: it is empty");
+  }
+  if (host.length > 253) {
+    throw new InputError(
+      `Invalid host name "${
+        host.slice(0, 20)
+      }…": ${host.length} characters, at most 253`,
+    );
+  }
+  if (host === "." || host === "..") {
+    throw new InputError(`Invalid host name "${host}": not a host`);
+  }
+  if (!HOST_PATTERN.test(host)) {
+    throw new InputError(
+      `Invalid host name ${
+        JSON.stringify(host)
+      }: only letters, digits, ".", "_" and "-" are allowed`,
+    );
+  }
+  if (host.includes("..")) {
+    throw new InputError(`Invalid host name "${host}": ".." is not allowed`);
+  }
+  return host.toLowerCase();
+}

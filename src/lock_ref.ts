@@ -1,0 +1,191 @@
+/**
+ * Lock ids, lock file names and lock refs.
+ *
+ * - lock id: the file name without its extension: `Host`, `Generic-<session>`, `File-<session>`;
+ * - lock ref: `<host>/<lock id>[@<session>]`, e.g. `dc01/Host@3f2a…`.
+ *
+ * @module
+ */
+
+import { InputError } from "./errors.ts";
+import { normalizeHost } from "./host.ts";
+import type { LockType } from "./lock_file.ts";
+
+/** A parsed lock ref. */
+export interface LockRef {
+  /** Host, lower-cased. */
+  host: string;
+  /** Lock id: `Host`, `Generic-<session>` or `File-<session>`. */
+  lockId: string;
+  /** Lock type from the id. */
+  type: LockType;
+  /** Session, when the ref or the id names it. */
+  sessionId?: string;
+}
+
+const SESSION = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
+
+/**
+ * Checks a session id. GUIDs are what we make; any short id of letters,
+ * digits, `.`, `_` and `-` is accepted (it ends up in file names).
+ *
+ * @param sessionId the id
+ * @returns the id
+ * @throws {InputError} when it could not be part of a file name
+ */
+export function validateSessionId(sessionId: string): string {
+  if (!SESSION.test(sessionId)) {
+    throw new InputError(
+      `Invalid session id ${
+        JSON.stringify(sessionId)
+      }: use letters, digits, ".", "_" and "-"`,
+    );
+  }
+  return sessionId;
+}
+
+/**
+ * The lock id of a lock of `type` taken by `sessionId`.
+ *
+ * @param type lock type
+ * @param sessionId session
+ * @returns `Host`, `Generic-<session>` or `File-<session>`
+ */
+export function lockIdOf(type: LockType, sessionId: string): string {
+  return type === "Host" ? "Host" : `${type}-${sessionId}`;
+}
+
+/**
+ * Parses a lock id.
+ *
+ * @param lockId e.g. `Generic-3f2a…`
+ * @returns its type and the session it names, or undefined when it is not a lock id
+ */
+export function parseLockId(
+  lockId: string,
+): { type: LockType; sessionId?: string } | undefined {
+  if (lockId === "Host") return { type: "Host" };
+  const match = /^(Generic|File)-(.+)$/.exec(lockId);
+  if (!match) return undefined;
+  return { type: match[1] as LockType, sessionId: match[2]! };
+}
+
+/** Turns lock ids into file names and back, for a file-name template like `{0}.lock`. */
+export class FileNames {
+  readonly #prefix: string;
+  readonly #suffix: string;
+  /**
+   * @param template the file-name template, with `{0}` once
+   * @throws {InputError} when the template has no placeholder
+   */
+  constructor(template: string) {
+    const at = template.indexOf("{0}");
+    if (at < 0 || template.indexOf("{0}", at + 1) >= 0) {
+      throw new InputError(
+        `Invalid file-name template ${
+          JSON.stringify(template)
+        }: it needs "{0}" exactly once`,
+      );
+    }
+    if (/[\\/]/.test(template)) {
+      throw new InputError(
+        `Invalid file-name template ${
+          JSON.stringify(template)
+        }: no path separators`,
+      );
+    }
+    this.#prefix = template.slice(0, at);
+    this.#suffix = template.slice(at + 3);
+  }
+  /** File name of a lock id. */
+  fileName(lockId: string): string {
+    return this.#prefix + lockId + this.#suffix;
+  }
+  /** Lock id of a file name, or undefined when the name is not a lock file. */
+  lockId(fileName: string): string | undefined {
+    if (
+      !fileName.startsWith(this.#prefix) || !fileName.endsWith(this.#suffix)
+    ) return undefined;
+    const id = fileName.slice(
+      this.#prefix.length,
+      fileName.length - this.#suffix.length,
+    );
+    return parseLockId(id) ? id : undefined;
+  }
+  /** Lock id of a history entry (`Host.lock-<guid>` is the Host lock). */
+  historyLockId(fileName: string): string | undefined {
+    const direct = this.lockId(fileName);
+    if (direct) return direct;
+    const host = this.fileName("Host");
+    return fileName.startsWith(host + "-") ? "Host" : undefined;
+  }
+}
+
+/**
+ * Formats a lock ref.
+ *
+ * @param host host
+ * @param lockId lock id
+ * @param sessionId session, added for Host locks whose id does not name it
+ * @returns `<host>/<lock id>[@<session>]`
+ *
+ * @example
+ * ```ts
+ * import { formatLockRef } from "./lock_ref.ts";
+ * console.assert(formatLockRef("dc01", "Host", "s1") === "dc01/Host@s1");
+ * console.assert(formatLockRef("dc01", "Generic-s1", "s1") === "dc01/Generic-s1");
+ * ```
+ */
+export function formatLockRef(
+  host: string,
+  lockId: string,
+  sessionId?: string,
+): string {
+  return lockId === "Host" && sessionId
+    ? `${host}/Host@${sessionId}`
+    : `${host}/${lockId}`;
+}
+
+/**
+ * Parses a lock ref.
+ *
+ * @param ref `<host>/<lock id>[@<session>]`
+ * @returns the parsed ref
+ * @throws {InputError} when it is not a ref
+ *
+ * @example
+ * ```ts
+ * import { parseLockRef } from "./lock_ref.ts";
+ * const ref = parseLockRef("DC01/Host@s1");
+ * console.assert(ref.host === "dc01" && ref.type === "Host" && ref.sessionId === "s1");
+ * ```
+ */
+export function parseLockRef(ref: string): LockRef {
+  const match = /^([^/\\@]+)\/([^/\\@]+)(?:@([^/\\@]+))?$/.exec(ref.trim());
+  if (!match) {
+    throw new InputError(
+      `Invalid lock ref ${
+        JSON.stringify(ref)
+      }: expected <host>/<lock id>[@<session>], e.g. dc01/Host@<session>`,
+    );
+  }
+  const host = normalizeHost(match[1]!);
+  const lockId = match[2]!;
+  const parsed = parseLockId(lockId);
+  if (!parsed) {
+    throw new InputError(
+      `Invalid lock ref ${
+        JSON.stringify(ref)
+      }: "${lockId}" is not Host, Generic-<session> or File-<session>`,
+    );
+  }
+  const sessionId = match[3] ?? parsed.sessionId;
+  if (match[3] && parsed.sessionId && match[3] !== parsed.sessionId) {
+    throw new InputError(
+      `Invalid lock ref ${JSON.stringify(ref)}: two different sessions`,
+    );
+  }
+  const result: LockRef = { host, lockId, type: parsed.type };
+  if (sessionId !== undefined) result.sessionId = validateSessionId(sessionId);
+  return result;
+}

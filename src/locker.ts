@@ -1,0 +1,807 @@
+/**
+ * The locking rules, written once above the {@linkcode LockStore} interface:
+ * exclusion by type, exclusive create then check, retries with jitter,
+ * all-or-nothing with rollback, drain for Host locks, leases, release with
+ * the session check, breaking of stale locks.
+ *
+ * @module
+ */
+
+import type { Clock } from "./clock.ts";
+import {
+  DrainTimeoutError,
+  type HolderInfo,
+  InputError,
+  LockBusyError,
+  LockLostError,
+  LockNotOwnedError,
+  ResourceLockerError,
+  StoreError,
+} from "./errors.ts";
+import {
+  type ContentState,
+  decodeLockContent,
+  encodeLockContent,
+  type LockContent,
+  type LockType,
+  toLocalTicks,
+} from "./lock_file.ts";
+import {
+  type FileNames,
+  formatLockRef,
+  type LockRef,
+  parseLockId,
+} from "./lock_ref.ts";
+import type { LockStore } from "./store.ts";
+
+/** A lock as read from a store. */
+export interface LockInfo {
+  /** Host, lower-cased. */
+  host: string;
+  /** Lock id: `Host`, `Generic-<session>`, `File-<session>`. */
+  lockId: string;
+  /** Lock type. */
+  type: LockType;
+  /** Lock ref, with the session when known. */
+  ref: string;
+  /** Session that took it, when known. */
+  sessionId?: string;
+  /** Caller name, when known. */
+  caller?: string;
+  /** Description, when known. */
+  description?: string;
+  /** When it was taken, when known. */
+  lockedAt?: Date;
+  /** Lease expiry; absent for locks that never expire. */
+  expiresAt?: Date;
+  /** True when the lease ran out (clock skew allowed for): it blocks nobody. */
+  expired: boolean;
+  /** How much of the file could be read: `ok`, `empty`, `partial`, `unreadable`. */
+  state: ContentState;
+  /** Host and process that hold it, when written by us. */
+  holder?: { host?: string; pid?: number };
+}
+
+/** A released lock from a host's history. */
+export interface HistoryEntry extends LockInfo {
+  /** Name of the entry in the history folder. */
+  name: string;
+  /** When it was released, when known. */
+  unlockedAt?: Date;
+  /** Who broke it, when it was broken rather than released. */
+  brokenBy?: string;
+  /** Why it was broken. */
+  breakReason?: string;
+}
+
+/** A lock this process took. */
+export interface HeldLock {
+  /** Host, lower-cased. */
+  host: string;
+  /** Lock id. */
+  lockId: string;
+  /** Lock type. */
+  type: LockType;
+  /** Session. */
+  sessionId: string;
+  /** Full ref, with the session. */
+  ref: string;
+}
+
+/** Progress while waiting for a lock. */
+export interface LockProgress {
+  /** `retry`: an attempt failed and another follows; `drain`: waiting for shared locks to go. */
+  phase: "retry" | "drain";
+  /** The host in the way. */
+  host: string;
+  /** Attempt just made (retry) and how many in all. */
+  attempt?: number;
+  /** Attempts in all. */
+  attempts?: number;
+  /** Milliseconds until the next attempt (retry) or until the drain gives up. */
+  waitMs: number;
+  /** The locks in the way. */
+  holders: HolderInfo[];
+}
+
+/** What to acquire. */
+export interface AcquireRequest {
+  /** Hosts, lower-cased, each once: dependencies first, the main host last. */
+  hosts: string[];
+  /** Lock type for every host. */
+  type: LockType;
+  /** Session id for every lock. */
+  sessionId: string;
+  /** Caller name to write. */
+  caller?: string;
+  /** Description to write. */
+  description?: string;
+  /** Milliseconds between attempts. */
+  retryDelayMs: number;
+  /** Attempts in all (at least 1). */
+  attempts: number;
+  /** Host locks wait for shared locks to drain. */
+  drain: boolean;
+  /** How long a Host lock waits for shared locks. */
+  drainTimeoutMs: number;
+  /** Lease; absent for locks that never expire. */
+  ttlMs?: number;
+  /** Aborts the wait. */
+  signal?: AbortSignal;
+  /** Called while waiting. */
+  onProgress?: (progress: LockProgress) => void;
+}
+
+/** Result of releasing one lock. */
+export interface ReleaseResult {
+  /** The ref released. */
+  ref: string;
+  /** `released`, or `already-released` when nothing was there (safe in `finally`). */
+  status: "released" | "already-released";
+}
+
+/** How the engine reaches its store. */
+export interface LockerOptions {
+  /** The store. */
+  store: LockStore;
+  /** File names from the file-name template. */
+  names: FileNames;
+  /** Source of time. */
+  clock: Clock;
+  /** Clock skew allowed between machines when judging expiry, in milliseconds. */
+  skewMs: number;
+  /** Host locks taken in parallel at most. */
+  concurrency?: number;
+  /** Who we are, written into locks (`Holder`) and breaks (`BrokenBy`). */
+  holder: { host: string; pid: number; user?: string };
+}
+
+interface CurrentLock {
+  info: LockInfo;
+  content: LockContent;
+}
+
+type TakeResult =
+  | { ok: true; lock: HeldLock; owned: boolean }
+  | { ok: false; host: string; holders: HolderInfo[] };
+
+const DRAIN_POLL_MS = 200;
+
+/** Runs `fn` over `items` with at most `limit` at once; settles all before rejecting. */
+export async function mapLimit<T, R>(
+  items: readonly T[],
+  limit: number,
+  fn: (item: T) => Promise<R>,
+): Promise<PromiseSettledResult<R>[]> {
+  const results: PromiseSettledResult<R>[] = new Array(items.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const index = next++;
+      try {
+        results[index] = {
+          status: "fulfilled",
+          value: await fn(items[index]!),
+        };
+      } catch (reason) {
+        results[index] = { status: "rejected", reason };
+      }
+    }
+  };
+  await Promise.all(
+    Array.from({ length: Math.min(limit, items.length) }, worker),
+  );
+  return results;
+}
+
+function describeHolder(holder: HolderInfo): string {
+  const kind = holder.lockId === "Host"
+    ? "Host lock"
+    : `${holder.lockId.split("-")[0]} lock`;
+  const who = holder.caller !== undefined
+    ? `"${holder.caller}"`
+    : "an unknown caller";
+  const what = holder.description !== undefined
+    ? ` (${JSON.stringify(holder.description)})`
+    : "";
+  const since = holder.lockedAt
+    ? ` since ${holder.lockedAt.toISOString()}`
+    : "";
+  return `${kind} held by ${who}${what}${since}`;
+}
+
+/**
+ * Describes the locks in the way, for messages.
+ *
+ * @param holders locks
+ * @returns e.g. `Host lock held by "Invoke-Maintenance" since 2026-…`
+ */
+export function describeHolders(holders: readonly HolderInfo[]): string {
+  if (holders.length === 0) return "no lock in the way any more";
+  const first = holders.slice(0, 3).map(describeHolder).join("; ");
+  return holders.length > 3 ? `${first} and ${holders.length - 3} more` : first;
+}
+
+/** The locking rules over one store. */
+export class Locker {
+  readonly #store: LockStore;
+  readonly #names: FileNames;
+  readonly #clock: Clock;
+  readonly #skewMs: number;
+  readonly #concurrency: number;
+  readonly #holder: { host: string; pid: number; user?: string };
+
+  /** @param options store, names, clock and skew */
+  constructor(options: LockerOptions) {
+    this.#store = options.store;
+    this.#names = options.names;
+    this.#clock = options.clock;
+    this.#skewMs = options.skewMs;
+    this.#concurrency = options.concurrency ?? 16;
+    this.#holder = options.holder;
+  }
+
+  /** The store below. */
+  get store(): LockStore {
+    return this.#store;
+  }
+
+  #ticks(): bigint {
+    const now = this.#clock.now();
+    return toLocalTicks(now, this.#clock.utcOffsetMinutes(now));
+  }
+
+  #info(host: string, lockId: string, content: LockContent): LockInfo {
+    const parsed = parseLockId(lockId)!;
+    const sessionId = content.sessionId ?? parsed.sessionId;
+    const info: LockInfo = {
+      host,
+      lockId,
+      type: parsed.type,
+      ref: formatLockRef(host, lockId, sessionId),
+      expired: content.expiresAt !== undefined &&
+        content.expiresAt.getTime() + this.#skewMs < this.#clock.now(),
+      state: content.state,
+    };
+    if (sessionId !== undefined) info.sessionId = sessionId;
+    if (content.caller !== undefined) info.caller = content.caller;
+    if (content.description !== undefined) {
+      info.description = content.description;
+    }
+    if (content.lockedAt) info.lockedAt = content.lockedAt;
+    if (content.expiresAt) info.expiresAt = content.expiresAt;
+    const holder = content.fields.Holder as
+      | { Host?: unknown; Pid?: unknown }
+      | undefined;
+    if (holder && typeof holder === "object") {
+      info.holder = {};
+      if (typeof holder.Host === "string") info.holder.host = holder.Host;
+      if (typeof holder.Pid === "number") info.holder.pid = holder.Pid;
+    }
+    return info;
+  }
+
+  async #read(host: string, lockId: string): Promise<CurrentLock | undefined> {
+    const bytes = await this.#store.read(host, this.#names.fileName(lockId));
+    if (bytes === undefined) return undefined;
+    const now = this.#clock.now();
+    const content = decodeLockContent(bytes, this.#clock.utcOffsetMinutes(now));
+    return { info: this.#info(host, lockId, content), content };
+  }
+
+  /**
+   * Current locks of a host, expired ones included (marked `expired`).
+   *
+   * @param host host, lower-cased
+   * @returns its locks, Host lock first
+   */
+  async status(host: string): Promise<LockInfo[]> {
+    const ids = (await this.#store.list(host))
+      .map((name) => this.#names.lockId(name))
+      .filter((id): id is string => id !== undefined)
+      .sort((
+        a,
+        b,
+      ) => (a === "Host" ? -1 : b === "Host" ? 1 : a.localeCompare(b)));
+    const read = await Promise.all(ids.map(async (id) => {
+      try {
+        return (await this.#read(host, id))?.info;
+      } catch (error) {
+        // A folder where a lock file should be is a fault, not "no lock".
+        throw error;
+      }
+    }));
+    return read.filter((info): info is LockInfo => info !== undefined);
+  }
+
+  /**
+   * Tells whether a host has a live lock of one of `types`.
+   *
+   * @param host host, lower-cased
+   * @param types lock types that count
+   * @returns true when locked
+   */
+  async test(host: string, types: readonly LockType[]): Promise<boolean> {
+    const ids = (await this.#store.list(host))
+      .map((name) => this.#names.lockId(name))
+      .filter((id): id is string =>
+        id !== undefined && types.includes(parseLockId(id)!.type)
+      );
+    for (const id of ids) {
+      const current = await this.#read(host, id);
+      if (current && !current.info.expired) return true;
+    }
+    return false;
+  }
+
+  /**
+   * Released and broken locks of a host, newest first.
+   *
+   * @param host host, lower-cased
+   * @param limit at most this many
+   * @returns history entries
+   */
+  async history(host: string, limit = Infinity): Promise<HistoryEntry[]> {
+    const names = await this.#store.listHistory(host);
+    const entries = await mapLimit(names, this.#concurrency, async (name) => {
+      const lockId = this.#names.historyLockId(name);
+      if (!lockId) return undefined;
+      const bytes = await this.#store.readHistory(host, name);
+      if (!bytes) return undefined;
+      const offset = this.#clock.utcOffsetMinutes(this.#clock.now());
+      const content = decodeLockContent(bytes, offset);
+      const entry: HistoryEntry = {
+        ...this.#info(host, lockId, content),
+        name,
+        expired: false,
+      };
+      const f = content.fields;
+      const unlockedUtc = typeof f.UnlockedAtUtc === "string"
+        ? new Date(f.UnlockedAtUtc)
+        : undefined;
+      if (unlockedUtc && !Number.isNaN(unlockedUtc.getTime())) {
+        entry.unlockedAt = unlockedUtc;
+      } else if (
+        typeof f.UnlockedAt === "bigint" || typeof f.UnlockedAt === "number"
+      ) {
+        const ticks = BigInt(f.UnlockedAt);
+        entry.unlockedAt = new Date(
+          Number((ticks - 621_355_968_000_000_000n) / 10_000n) -
+            offset * 60_000,
+        );
+      }
+      if (typeof f.BrokenBy === "string") entry.brokenBy = f.BrokenBy;
+      if (typeof f.BreakReason === "string") entry.breakReason = f.BreakReason;
+      return entry;
+    });
+    const list: HistoryEntry[] = [];
+    for (const result of entries) {
+      if (result.status === "rejected") throw result.reason;
+      if (result.value) list.push(result.value);
+    }
+    const time = (e: HistoryEntry) =>
+      (e.unlockedAt ?? e.lockedAt)?.getTime() ?? 0;
+    return list.sort((a, b) => time(b) - time(a)).slice(0, limit);
+  }
+
+  #newContent(request: AcquireRequest): Uint8Array {
+    const now = this.#clock.now();
+    const fields: Record<string, unknown> = {};
+    if (request.caller) fields.Caller = request.caller;
+    if (request.description) fields.Description = request.description;
+    fields.LockedAt = this.#ticks();
+    fields.LockedAtUtc = new Date(now).toISOString();
+    fields.Type = request.type;
+    fields.SessionId = request.sessionId;
+    fields.Holder = { Host: this.#holder.host, Pid: this.#holder.pid };
+    if (request.ttlMs !== undefined) {
+      fields.ExpiresAtUtc = new Date(now + request.ttlMs).toISOString();
+      fields.TtlSeconds = request.ttlMs / 1000;
+    }
+    return encodeLockContent(fields);
+  }
+
+  async #breakEntry(
+    host: string,
+    current: CurrentLock,
+    reason: string,
+  ): Promise<boolean> {
+    const name = this.#names.fileName(current.info.lockId);
+    const historyName = current.info.lockId === "Host"
+      ? `${name}-${crypto.randomUUID()}`
+      : name;
+    const fields = {
+      ...current.content.fields,
+      UnlockedAt: this.#ticks(),
+      UnlockedAtUtc: new Date(this.#clock.now()).toISOString(),
+      BrokenAtUtc: new Date(this.#clock.now()).toISOString(),
+      BrokenBy: `${
+        this.#holder.user ? this.#holder.user + "@" : ""
+      }${this.#holder.host}:${this.#holder.pid}`,
+      BreakReason: reason,
+    };
+    return await this.#store.archive(
+      host,
+      name,
+      historyName,
+      encodeLockContent(fields),
+    );
+  }
+
+  async #take(
+    host: string,
+    request: AcquireRequest,
+    data: Uint8Array,
+  ): Promise<TakeResult> {
+    const lockId = request.type === "Host"
+      ? "Host"
+      : `${request.type}-${request.sessionId}`;
+    const name = this.#names.fileName(lockId);
+    const lock: HeldLock = {
+      host,
+      lockId,
+      type: request.type,
+      sessionId: request.sessionId,
+      ref: formatLockRef(host, lockId, request.sessionId),
+    };
+    const createOptions = request.ttlMs !== undefined
+      ? { ttlMs: request.ttlMs }
+      : {};
+    for (let round = 0; round < 3; round++) {
+      const created = await this.#store.create(host, name, data, createOptions);
+      if (request.type === "Host") {
+        if (created) return { ok: true, lock, owned: true };
+        const current = await this.#read(host, "Host");
+        if (!current) continue; // released meanwhile: create again
+        if (current.info.sessionId === request.sessionId) {
+          return { ok: true, lock, owned: false };
+        }
+        if (current.info.expired) {
+          await this.#breakEntry(host, current, "lease expired");
+          continue;
+        }
+        return { ok: false, host, holders: [current.info] };
+      }
+      // Shared lock: ours is in place, now look for a Host lock (create, then check).
+      const current = await this.#read(host, "Host");
+      if (!current || current.info.sessionId === request.sessionId) {
+        return { ok: true, lock, owned: created };
+      }
+      if (current.info.expired) {
+        await this.#breakEntry(host, current, "lease expired");
+        return { ok: true, lock, owned: created };
+      }
+      if (created) await this.#store.remove(host, name);
+      return { ok: false, host, holders: [current.info] };
+    }
+    return { ok: false, host, holders: [] };
+  }
+
+  async #rollback(taken: readonly HeldLock[]): Promise<string[]> {
+    const results = await mapLimit(
+      taken,
+      this.#concurrency,
+      (lock) =>
+        this.#store.remove(lock.host, this.#names.fileName(lock.lockId)),
+    );
+    return taken.filter((_, i) => results[i]!.status === "rejected").map((l) =>
+      l.ref
+    );
+  }
+
+  async #attempt(
+    request: AcquireRequest,
+  ): Promise<
+    { ok: true; taken: HeldLock[] } | {
+      ok: false;
+      host: string;
+      holders: HolderInfo[];
+    }
+  > {
+    const data = this.#newContent(request);
+    const results = await mapLimit(
+      request.hosts,
+      this.#concurrency,
+      (host) => this.#take(host, request, data),
+    );
+    const taken: HeldLock[] = [];
+    const owned: HeldLock[] = [];
+    let failure: { host: string; holders: HolderInfo[] } | undefined;
+    let fault: unknown;
+    results.forEach((result) => {
+      if (result.status === "rejected") fault ??= result.reason;
+      else if (result.value.ok) {
+        taken.push(result.value.lock);
+        if (result.value.owned) owned.push(result.value.lock);
+      } else {failure ??= {
+          host: result.value.host,
+          holders: result.value.holders,
+        };}
+    });
+    if (fault === undefined && failure === undefined) {
+      return { ok: true, taken };
+    }
+    const left = await this.#rollback(owned);
+    if (fault !== undefined) throw withLeftBehind(fault, left);
+    return { ok: false, ...failure! };
+  }
+
+  async #drain(
+    request: AcquireRequest,
+    taken: HeldLock[],
+    renew: () => Promise<void>,
+  ): Promise<void> {
+    const start = this.#clock.now();
+    const deadline = start + request.drainTimeoutMs;
+    let renewedAt = start;
+    while (true) {
+      const pending: HolderInfo[] = [];
+      let pendingHost = "";
+      for (const lock of taken) {
+        const shared = (await this.#store.list(lock.host))
+          .map((name) => this.#names.lockId(name))
+          .filter((id): id is string => {
+            if (id === undefined || id === "Host") return false;
+            return parseLockId(id)!.sessionId !== request.sessionId;
+          });
+        for (const id of shared) {
+          const current = await this.#read(lock.host, id);
+          if (!current) continue;
+          if (current.info.expired) {
+            await this.#breakEntry(lock.host, current, "lease expired");
+            continue;
+          }
+          pending.push(current.info);
+          pendingHost ||= lock.host;
+        }
+      }
+      if (pending.length === 0) return;
+      const now = this.#clock.now();
+      if (now >= deadline) {
+        const left = await this.#rollback(taken);
+        const error = new DrainTimeoutError(
+          pendingHost,
+          `Cannot lock "${pendingHost}": shared locks did not drain in ${
+            Math.round(request.drainTimeoutMs / 100) / 10
+          }s: ${describeHolders(pending)}`,
+          pending,
+        );
+        throw withLeftBehind(error, left);
+      }
+      request.onProgress?.({
+        phase: "drain",
+        host: pendingHost,
+        waitMs: deadline - now,
+        holders: pending,
+      });
+      if (request.ttlMs !== undefined && now - renewedAt > request.ttlMs / 3) {
+        await renew();
+        renewedAt = now;
+      }
+      const wait = Math.min(DRAIN_POLL_MS, deadline - now);
+      if (this.#store.waitForChange) {
+        await this.#store.waitForChange(pendingHost, wait, request.signal);
+      } else await this.#clock.sleep(wait, request.signal);
+    }
+  }
+
+  /**
+   * Takes every lock of a request or none. Retries with jitter; Host locks
+   * drain shared locks when asked to.
+   *
+   * @param request what to lock
+   * @returns the locks taken, in the order of `request.hosts`
+   * @throws {LockBusyError} after the last attempt, naming the host and its holder
+   * @throws {DrainTimeoutError} when shared locks did not drain in time
+   * @throws {StoreError} when the store fails; locks taken so far are released
+   */
+  async acquire(request: AcquireRequest): Promise<HeldLock[]> {
+    const attempts = Math.max(1, request.attempts);
+    for (let attempt = 1;; attempt++) {
+      request.signal?.throwIfAborted();
+      const result = await this.#attempt(request);
+      if (result.ok) {
+        if (request.type === "Host" && request.drain) {
+          await this.#drain(
+            request,
+            result.taken,
+            () => this.renewAll(result.taken, request.ttlMs!),
+          );
+        }
+        return result.taken;
+      }
+      if (attempt >= attempts) {
+        throw new LockBusyError(
+          result.host,
+          `Cannot lock "${result.host}": ${
+            describeHolders(result.holders)
+          } (${attempt} attempt${attempt === 1 ? "" : "s"})`,
+          result.holders,
+        );
+      }
+      const waitMs = Math.round(
+        request.retryDelayMs * (0.75 + Math.random() / 2) + Math.random() * 20,
+      );
+      request.onProgress?.({
+        phase: "retry",
+        host: result.host,
+        attempt,
+        attempts,
+        waitMs,
+        holders: result.holders,
+      });
+      await this.#clock.sleep(waitMs, request.signal);
+    }
+  }
+
+  /**
+   * Renews the leases of held locks.
+   *
+   * @param locks locks of one session
+   * @param ttlMs new time to live from now
+   * @throws {LockLostError} when a lock is gone or belongs to someone else now
+   */
+  async renewAll(locks: readonly HeldLock[], ttlMs: number): Promise<void> {
+    const results = await mapLimit(locks, this.#concurrency, async (lock) => {
+      const current = await this.#read(lock.host, lock.lockId);
+      if (
+        !current ||
+        (current.info.sessionId !== undefined &&
+          current.info.sessionId !== lock.sessionId)
+      ) {
+        throw new LockLostError(
+          lock.ref,
+          `Lock "${lock.ref}" was lost: ${
+            current
+              ? describeHolders([current.info])
+              : "it was broken or released by someone else"
+          }`,
+        );
+      }
+      const now = this.#clock.now();
+      const fields = {
+        ...current.content.fields,
+        ExpiresAtUtc: new Date(now + ttlMs).toISOString(),
+        RenewedAtUtc: new Date(now).toISOString(),
+      };
+      const ok = await this.#store.replace(
+        lock.host,
+        this.#names.fileName(lock.lockId),
+        encodeLockContent(fields),
+      );
+      if (!ok) {
+        throw new LockLostError(
+          lock.ref,
+          `Lock "${lock.ref}" was lost: it was broken or released`,
+        );
+      }
+    });
+    for (const result of results) {
+      if (result.status === "rejected") throw result.reason;
+    }
+  }
+
+  /**
+   * Releases one lock into history, only if it still belongs to the session
+   * the ref names.
+   *
+   * @param ref the lock
+   * @param force release whatever is there, whoever holds it
+   * @returns released, or already-released when nothing was there
+   * @throws {LockNotOwnedError} when another session's lock is in its place
+   * @throws {InputError} when the owner cannot be verified and `force` is not set
+   */
+  async release(ref: LockRef, force = false): Promise<ReleaseResult> {
+    const refText = formatLockRef(ref.host, ref.lockId, ref.sessionId);
+    const current = await this.#read(ref.host, ref.lockId);
+    if (!current) return { ref: refText, status: "already-released" };
+    if (!force) {
+      if (ref.sessionId === undefined) {
+        throw new InputError(
+          `Cannot unlock "${refText}": the ref does not name its session; pass --force (force: true) to release it anyway`,
+        );
+      }
+      const owner = current.info.sessionId;
+      if (owner === undefined) {
+        throw new InputError(
+          `Cannot unlock "${refText}": the lock file names no session (written by PowerShell?); pass --force (force: true) to release it`,
+        );
+      }
+      if (owner !== ref.sessionId) {
+        throw new LockNotOwnedError(
+          refText,
+          `Cannot unlock "${refText}": it now belongs to another session: ${
+            describeHolders([current.info])
+          }`,
+          current.info,
+        );
+      }
+    }
+    const name = this.#names.fileName(ref.lockId);
+    const historyName = ref.lockId === "Host"
+      ? `${name}-${crypto.randomUUID()}`
+      : name;
+    const fields: Record<string, unknown> = { ...current.content.fields };
+    if (
+      current.content.state === "partial" &&
+      current.content.caller !== undefined
+    ) {
+      fields.Caller = current.content.caller;
+    }
+    fields.UnlockedAt = this.#ticks();
+    fields.UnlockedAtUtc = new Date(this.#clock.now()).toISOString();
+    const archived = await this.#store.archive(
+      ref.host,
+      name,
+      historyName,
+      encodeLockContent(fields),
+    );
+    return { ref: refText, status: archived ? "released" : "already-released" };
+  }
+
+  /**
+   * Breaks a lock: moves it into history with who broke it and why.
+   *
+   * @param ref the lock
+   * @param reason why, recorded in history
+   * @param force break a lock that has not expired
+   * @returns the lock that was broken
+   * @throws {LockBusyError} when the lock has not expired and `force` is not set
+   * @throws {InputError} when there is no such lock
+   */
+  async breakLock(
+    ref: LockRef,
+    reason: string,
+    force = false,
+  ): Promise<LockInfo> {
+    const current = await this.#read(ref.host, ref.lockId);
+    const refText = formatLockRef(ref.host, ref.lockId, ref.sessionId);
+    if (!current) {
+      throw new InputError(`Cannot break "${refText}": there is no such lock`);
+    }
+    if (
+      ref.sessionId !== undefined && current.info.sessionId !== undefined &&
+      ref.sessionId !== current.info.sessionId
+    ) {
+      throw new LockNotOwnedError(
+        refText,
+        `Cannot break "${refText}": the lock there now belongs to another session: ${
+          describeHolders([current.info])
+        }`,
+        current.info,
+      );
+    }
+    if (!current.info.expired && !force) {
+      throw new LockBusyError(
+        ref.host,
+        `Cannot break "${refText}": it has not expired (${
+          describeHolders([current.info])
+        }); pass --force to break it anyway`,
+        [current.info],
+      );
+    }
+    if (!(await this.#breakEntry(ref.host, current, reason))) {
+      throw new InputError(
+        `Cannot break "${refText}": it was released meanwhile`,
+      );
+    }
+    return current.info;
+  }
+}
+
+function withLeftBehind(error: unknown, left: readonly string[]): unknown {
+  if (left.length === 0) return error;
+  const suffix = `; could not release ${
+    left.join(", ")
+  }: release them with "resource-locker unlock --force"`;
+  if (error instanceof StoreError) {
+    return new StoreError(error.location, error.message + suffix, {
+      cause: error.cause,
+    });
+  }
+  if (error instanceof ResourceLockerError) {
+    error.message += suffix;
+    return error;
+  }
+  return error;
+}

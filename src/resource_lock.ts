@@ -1,0 +1,181 @@
+/**
+ * The lock object a caller holds: `AsyncDisposable`, renews its lease while
+ * held, and tells its holder at once when the lock is lost.
+ *
+ * @module
+ */
+
+import { LockLostError } from "./errors.ts";
+import type { LockType } from "./lock_file.ts";
+import type { HeldLock, Locker, ReleaseResult } from "./locker.ts";
+
+/**
+ * Locks taken by one lock call: a host and its dependencies, one session.
+ *
+ * @example Release with `await using`
+ * ```ts ignore
+ * import { lockHostResource } from "../mod.ts";
+ * {
+ *   await using lock = await lockHostResource("dc01", { hard: true, ttl: "5m" });
+ *   // work on dc01; lock.signal aborts if the lock is lost
+ * } // released here
+ * ```
+ */
+export class ResourceLock implements AsyncDisposable {
+  /** The host asked for (lower-cased). */
+  readonly host: string;
+  /** Lock type of every lock. */
+  readonly type: LockType;
+  /** Session id of every lock. */
+  readonly sessionId: string;
+  /** The locks: dependencies first, the host last. */
+  readonly locks: readonly HeldLock[];
+  /** Lease in milliseconds, or undefined when the locks never expire. */
+  readonly ttlMs: number | undefined;
+  readonly #locker: Locker;
+  readonly #lost = new AbortController();
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #released = false;
+  #renewedAt: number;
+  #now: () => number;
+
+  /**
+   * Made by the lock functions; not constructed by users.
+   *
+   * @param locker the engine that took the locks
+   * @param init what was taken
+   */
+  constructor(
+    locker: Locker,
+    init: {
+      host: string;
+      type: LockType;
+      sessionId: string;
+      locks: HeldLock[];
+      ttlMs: number | undefined;
+      now: () => number;
+    },
+  ) {
+    this.#locker = locker;
+    this.host = init.host;
+    this.type = init.type;
+    this.sessionId = init.sessionId;
+    this.locks = init.locks;
+    this.ttlMs = init.ttlMs;
+    this.#now = init.now;
+    this.#renewedAt = init.now();
+    if (this.ttlMs !== undefined) this.#schedule();
+  }
+
+  /** Lock refs, dependencies first: what `unlock` takes. */
+  get refs(): string[] {
+    return this.locks.map((lock) => lock.ref);
+  }
+
+  /** True once released. */
+  get released(): boolean {
+    return this.#released;
+  }
+
+  /**
+   * Aborted with a {@linkcode LockLostError} when a lock is broken by someone
+   * else or cannot be renewed before it expires. Pass it on to the work.
+   */
+  get signal(): AbortSignal {
+    return this.#lost.signal;
+  }
+
+  #schedule(): void {
+    const period = Math.max(50, Math.floor(this.ttlMs! / 3));
+    const timer = setTimeout(() => this.#tick(), period);
+    Deno.unrefTimer(timer);
+    this.#timer = timer;
+  }
+
+  async #tick(): Promise<void> {
+    this.#timer = undefined;
+    if (this.#released || this.#lost.signal.aborted) return;
+    try {
+      await this.renew();
+    } catch (error) {
+      if (error instanceof LockLostError) return; // renew() aborted the signal
+      if (this.#now() >= this.#renewedAt + this.ttlMs!) {
+        this.#lose(
+          new LockLostError(
+            this.locks[this.locks.length - 1]!.ref,
+            `Locks of session "${this.sessionId}" were lost: not renewed before they expired: ${
+              (error as Error).message
+            }`,
+            { cause: error },
+          ),
+        );
+        return;
+      }
+    }
+    if (!this.#released && !this.#lost.signal.aborted) this.#schedule();
+  }
+
+  #lose(error: LockLostError): void {
+    if (!this.#lost.signal.aborted) this.#lost.abort(error);
+  }
+
+  /**
+   * Renews the lease of every lock now. Called by itself every third of the
+   * lease while held.
+   *
+   * @throws {LockLostError} when a lock was broken or taken over (the signal aborts too)
+   * @throws {StoreError} when the store cannot be reached (the lock is lost only
+   * once its lease runs out)
+   */
+  async renew(): Promise<void> {
+    if (this.ttlMs === undefined || this.#released) return;
+    if (this.#lost.signal.aborted) throw this.#lost.signal.reason;
+    try {
+      await this.#locker.renewAll(this.locks, this.ttlMs);
+      this.#renewedAt = this.#now();
+    } catch (error) {
+      if (error instanceof LockLostError) this.#lose(error);
+      throw error;
+    }
+  }
+
+  /**
+   * Releases every lock into history. Safe to call twice.
+   *
+   * @returns one result per lock
+   * @throws {LockNotOwnedError} when another session's lock stands where ours was
+   * @throws {StoreError} when the store cannot be reached
+   */
+  async release(): Promise<ReleaseResult[]> {
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    this.#timer = undefined;
+    if (this.#released) {
+      return this.refs.map((ref) => ({ ref, status: "already-released" }));
+    }
+    const results: ReleaseResult[] = [];
+    let failure: unknown;
+    // The host first, then its dependencies: the reverse of taking.
+    for (const lock of [...this.locks].reverse()) {
+      try {
+        results.unshift(
+          await this.#locker.release({
+            host: lock.host,
+            lockId: lock.lockId,
+            type: lock.type,
+            sessionId: lock.sessionId,
+          }),
+        );
+      } catch (error) {
+        failure ??= error;
+      }
+    }
+    if (failure !== undefined) throw failure;
+    this.#released = true;
+    return results;
+  }
+
+  /** Releases the locks; what `await using` calls. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.release();
+  }
+}

@@ -1,0 +1,95 @@
+/**
+ * Chooses and opens the store a folder template names. The SMB and etcd
+ * stores are loaded by dynamic import only when used, so the local store
+ * starts fast.
+ *
+ * @module
+ */
+
+import { InputError } from "../errors.ts";
+import type { ResolvedConfig } from "../config.ts";
+import type { LockStore } from "../store.ts";
+import { openFsStore } from "./fs.ts";
+
+/** Store kinds. */
+export type StoreKind = LockStore["kind"];
+
+/**
+ * Tells which store a folder template selects.
+ *
+ * @param template the folder template
+ * @param os the operating system (UNC paths go through the OS on Windows)
+ * @returns the store kind
+ * @throws {InputError} when the template has no host placeholder
+ *
+ * @example
+ * ```ts
+ * import { storeKindOf } from "./open.ts";
+ * console.assert(storeKindOf("smb://{0}/ResourceLocks") === "smb");
+ * console.assert(storeKindOf("\\\\{0}\\ResourceLocks", "linux") === "smb");
+ * console.assert(storeKindOf("/var/lib/locks/{0}") === "fs");
+ * ```
+ */
+export function storeKindOf(
+  template: string,
+  os: string = Deno.build.os,
+): StoreKind {
+  if (!template.includes("{0}") && !template.includes("{host}")) {
+    throw new InputError(
+      `Invalid folder template ${
+        JSON.stringify(template)
+      }: it needs the host placeholder "{0}" or "{host}"`,
+    );
+  }
+  if (/^smb:\/\//i.test(template)) return "smb";
+  if (/^etcd:\/\//i.test(template)) return "etcd";
+  if (/^[a-z][a-z0-9+.-]+:\/\//i.test(template)) {
+    throw new InputError(
+      `Invalid folder template ${
+        JSON.stringify(template)
+      }: unknown scheme; use a folder, \\\\{0}\\share, smb:// or etcd://`,
+    );
+  }
+  if (template.startsWith("\\\\") && os !== "windows") return "smb";
+  return "fs";
+}
+
+/**
+ * Opens the store for resolved settings.
+ *
+ * @param config resolved settings
+ * @returns the store
+ * @throws {InputError} on a bad template
+ */
+export async function openStore(config: ResolvedConfig): Promise<LockStore> {
+  const template = config.folderPathTemplate;
+  const kind = storeKindOf(template);
+  if (kind === "smb") {
+    const { openSmbStore } = await import("./smb.ts");
+    return openSmbStore(template, {
+      historyFolderName: config.historyFolderName,
+      timeoutMs: config.smb.timeoutMs,
+      ...config.smb.username !== undefined
+        ? { username: config.smb.username }
+        : {},
+      ...config.smb.password !== undefined
+        ? { password: config.smb.password }
+        : {},
+      ...config.smb.domain !== undefined ? { domain: config.smb.domain } : {},
+      ...config.smb.port !== undefined ? { port: config.smb.port } : {},
+    });
+  }
+  if (kind === "etcd") {
+    const { openEtcdStore } = await import("./etcd.ts");
+    return openEtcdStore(template, {
+      historyFolderName: config.historyFolderName,
+      endpoints: config.etcd.endpoints,
+      historyLimit: config.etcd.historyLimit,
+      timeoutMs: config.etcd.timeoutMs,
+    });
+  }
+  return openFsStore(template, {
+    historyFolderName: config.historyFolderName,
+    createRoot: config.defaultStore,
+  });
+}
