@@ -1,0 +1,936 @@
+/**
+ * The `resource-locker` command line: a thin layer over `mod.ts` that parses
+ * arguments, calls the library, prints, and maps errors to exit codes.
+ *
+ * Exit codes: 0 done; 1 `test` found no lock; 2 bad usage or input; 3 lock
+ * not acquired; 4 store unreachable or I/O error; 5 lock lost while `run`
+ * held it; otherwise `run` exits with its child's code.
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import denoJson from "./deno.json" with { type: "json" };
+import {
+  breakResourceLock,
+  closeStores,
+  formatDuration,
+  getResolvedConfig,
+  getResourceDependence,
+  getResourceLockHistory,
+  getResourceLockId,
+  getResourceLockStatus,
+  type HistoryEntry,
+  InputError,
+  lockFileResource,
+  type LockInfo,
+  type LockLostError,
+  type LockProgress,
+  lockResource,
+  type LockResourceOptions,
+  type LockType,
+  parseDuration,
+  parseLockRef,
+  type ResourceLock,
+  ResourceLockerError,
+  type StoreOptions,
+  testHostResourceLock,
+  unlockResource,
+} from "./mod.ts";
+
+/** Exit codes of the command line. */
+export const EXIT = {
+  OK: 0,
+  NOT_LOCKED: 1,
+  USAGE: 2,
+  NOT_ACQUIRED: 3,
+  STORE: 4,
+  LOST: 5,
+} as const;
+
+const GLOBAL_HELP = `Global options:
+  --store TEMPLATE   folder template choosing the store (/path/{0}, \\\\{0}\\share, smb://…, etcd://…)
+  --config FILE      config module (as config.example.ts)
+  --json             one JSON document on stdout ("version": 1)
+  --quiet            no messages on stderr
+  --verbose          more messages on stderr
+  --help, --version`;
+
+const LOCK_OPTIONS =
+  `  --hard                 exclusive Host lock (same as --type host)
+  --type host|generic|file   lock type (default generic)
+  --caller NAME          who takes the lock
+  --description TEXT     why
+  --session ID           session id (default: a new GUID)
+  --no-dependencies      lock only the host
+  --file DEPS.json       dependency map (default from config)
+  --timeout TIME         time between attempts (default 10s)
+  --retries N            attempts in all (default 3)
+  --ttl TIME             lease: the lock expires unless renewed
+  --no-drain             do not wait for shared locks (Host locks)
+  --drain-timeout TIME   how long a Host lock waits for shared locks (default 1h)
+TIME is seconds (fractions allowed) or a number with ms, s, m or h.`;
+
+const HELP: Record<string, string> = {
+  main:
+    `resource-locker ${denoJson.version}: locks on network hosts, compatible with the PowerShell module ResourceLocker
+
+Usage: resource-locker <command> [options]
+
+Commands:
+  lock <host>              lock a host and its dependencies; prints one ref per line
+  lock-file <path>         File lock on the server a file is on
+  unlock <ref>... | -      release locks (refs from stdin with -)
+  test <host>              exit 0 when locked, 1 when not
+  deps <host>              hosts locked together with <host>
+  id <ref>                 lock id of a ref or lock file name
+  status <host>...         current locks
+  history <host>           released and broken locks
+  break <ref>              break a stale lock (any lock with --force)
+  run <host> -- <command>  lock, run the command, renew, unlock
+
+Exit codes: 0 done, 1 not locked (test), 2 bad usage or input, 3 lock not acquired,
+4 store unreachable or I/O error, 5 lock lost while run held it.
+
+${GLOBAL_HELP}
+
+Run "resource-locker <command> --help" for a command's options.`,
+  lock: `Usage: resource-locker lock <host> [options]
+
+Locks <host> and the hosts it depends on, all or nothing, and prints one
+ref per line, the dependencies' first, so "unlock -" can read them.
+
+${LOCK_OPTIONS}
+
+${GLOBAL_HELP}`,
+  "lock-file":
+    `Usage: resource-locker lock-file <path> [--caller NAME] [lock options]
+
+Puts a File lock on the server a file is on (\\\\server\\share\\file locks server;
+a local path locks this machine); the path becomes the description.
+
+${GLOBAL_HELP}`,
+  unlock: `Usage: resource-locker unlock <ref>... | - [--force]
+
+Releases locks into History. "-" reads refs from stdin, one per line.
+A lock is released only if it still belongs to the session in its ref;
+a ref without a session (a plain dc01/Host, a lock written by PowerShell)
+needs --force. Already released: a warning, exit 0.
+
+${GLOBAL_HELP}`,
+  test: `Usage: resource-locker test <host> [--type host,generic,file|any]
+
+Exit 0 when the host has a live lock of those types, 1 when not.
+
+${GLOBAL_HELP}`,
+  deps:
+    `Usage: resource-locker deps <host> [--file DEPS.json] [--format list|json|dot|mermaid]
+
+Lists the hosts locked together with <host>, in the original's order.
+
+${GLOBAL_HELP}`,
+  id: `Usage: resource-locker id <ref>
+
+Prints the lock id (Host, Generic-<session>, File-<session>) of a ref or lock file name.
+
+${GLOBAL_HELP}`,
+  status: `Usage: resource-locker status <host>...
+
+Shows current locks: type, caller, description, age, expiry, session.
+
+${GLOBAL_HELP}`,
+  history: `Usage: resource-locker history <host> [--limit N]
+
+Shows released and broken locks, newest first.
+
+${GLOBAL_HELP}`,
+  break: `Usage: resource-locker break <ref> [--reason TEXT] [--force]
+
+Breaks a lock whose lease expired, moving it into History with who broke
+it and why. --force breaks any lock.
+
+${GLOBAL_HELP}`,
+  run: `Usage: resource-locker run <host> [lock options] -- <command> [args]
+
+Locks <host> (with dependencies), runs the command with
+RESOURCE_LOCKER_SESSION and RESOURCE_LOCKER_REFS in its environment,
+renews the lease while it runs, forwards SIGINT and SIGTERM, releases on
+every way out and exits with the command's code (5 if the lock is lost:
+the command is stopped with SIGTERM, then SIGKILL).
+
+${LOCK_OPTIONS}
+  --grace TIME           time between SIGTERM and SIGKILL when the lock is lost (default 10s)
+  run's lease defaults to the config's runLease (60s).
+
+${GLOBAL_HELP}`,
+};
+
+const GLOBAL_FLAGS = {
+  store: { type: "string" },
+  config: { type: "string" },
+  json: { type: "boolean" },
+  quiet: { type: "boolean", short: "q" },
+  verbose: { type: "boolean", short: "v" },
+  help: { type: "boolean", short: "h" },
+  version: { type: "boolean" },
+} as const;
+
+const LOCK_FLAGS = {
+  hard: { type: "boolean" },
+  type: { type: "string" },
+  caller: { type: "string" },
+  description: { type: "string" },
+  session: { type: "string" },
+  "no-dependencies": { type: "boolean" },
+  file: { type: "string" },
+  timeout: { type: "string" },
+  retries: { type: "string" },
+  ttl: { type: "string" },
+  "no-drain": { type: "boolean" },
+  "drain-timeout": { type: "string" },
+} as const;
+
+const COMMAND_FLAGS = {
+  lock: LOCK_FLAGS,
+  "lock-file": LOCK_FLAGS,
+  run: { ...LOCK_FLAGS, grace: { type: "string" } },
+  unlock: { force: { type: "boolean" } },
+  test: { type: { type: "string" } },
+  deps: { file: { type: "string" }, format: { type: "string" } },
+  id: {},
+  status: {},
+  history: { limit: { type: "string" } },
+  break: { reason: { type: "string" }, force: { type: "boolean" } },
+} as const;
+
+type Command = keyof typeof COMMAND_FLAGS;
+type Values = Record<string, string | boolean | undefined>;
+
+/** What a command needs to talk to the world; tests run commands in-process through it. */
+interface Io {
+  out(text: string): void;
+  err(text: string): void;
+  stdin(): Promise<string>;
+}
+
+class UsageError extends InputError {
+  override name = "UsageError";
+}
+
+function storeOptions(values: Values): StoreOptions {
+  const options: StoreOptions = {};
+  if (typeof values.store === "string") options.store = values.store;
+  if (typeof values.config === "string") options.configFile = values.config;
+  return options;
+}
+
+function lockType(
+  value: string | boolean | undefined,
+  hard: boolean,
+): LockType {
+  if (hard) {
+    if (value !== undefined && String(value).toLowerCase() !== "host") {
+      throw new UsageError(
+        `--hard and --type ${value} disagree: --hard means a Host lock`,
+      );
+    }
+    return "Host";
+  }
+  if (value === undefined) return "Generic";
+  const type = ({ host: "Host", generic: "Generic", file: "File" } as Record<
+    string,
+    LockType
+  >)[
+    String(value).toLowerCase()
+  ];
+  if (!type) {
+    throw new UsageError(
+      `Invalid lock type ${
+        JSON.stringify(value)
+      }: expected host, generic or file`,
+    );
+  }
+  return type;
+}
+
+function lockOptions(
+  values: Values,
+  io: Io,
+  quiet: boolean,
+): LockResourceOptions {
+  const options: LockResourceOptions = { ...storeOptions(values) };
+  options.type = lockType(values.type, values.hard === true);
+  if (typeof values.caller === "string") options.caller = values.caller;
+  if (typeof values.description === "string") {
+    options.description = values.description;
+  }
+  if (typeof values.session === "string") options.sessionId = values.session;
+  if (values["no-dependencies"]) options.noDependencies = true;
+  if (typeof values.file === "string") options.dependenciesFile = values.file;
+  if (typeof values.timeout === "string") options.timeout = values.timeout;
+  if (typeof values.retries === "string") {
+    if (!/^\d+$/.test(values.retries)) {
+      throw new UsageError(
+        `Invalid --retries ${
+          JSON.stringify(values.retries)
+        }: expected a whole number`,
+      );
+    }
+    options.retries = Number(values.retries);
+  }
+  if (typeof values.ttl === "string") options.ttl = values.ttl;
+  if (values["no-drain"]) {
+    if (values["drain-timeout"] !== undefined) {
+      throw new UsageError("--no-drain and --drain-timeout exclude each other");
+    }
+    options.drain = false;
+  }
+  if (typeof values["drain-timeout"] === "string") {
+    options.drainTimeout = values["drain-timeout"];
+  }
+  if (!quiet) {
+    options.onProgress = (progress) => io.err(describeProgress(progress));
+  }
+  return options;
+}
+
+function describeHolder(
+  info: { lockId: string; caller?: string; lockedAt?: Date },
+): string {
+  const who = info.caller !== undefined
+    ? `"${info.caller}"`
+    : "an unknown caller";
+  const since = info.lockedAt ? ` since ${info.lockedAt.toISOString()}` : "";
+  return `${
+    info.lockId === "Host" ? "Host" : info.lockId.split("-")[0]
+  } lock by ${who}${since}`;
+}
+
+function describeProgress(progress: LockProgress): string {
+  const holders = progress.holders.slice(0, 2).map(describeHolder).join("; ") ||
+    "a lock";
+  if (progress.phase === "retry") {
+    return `Waiting for "${progress.host}": ${holders} (attempt ${progress.attempt} of ${progress.attempts}, next in ${
+      formatDuration(progress.waitMs)
+    })`;
+  }
+  return `Draining "${progress.host}": waiting for ${progress.holders.length} shared lock${
+    progress.holders.length === 1 ? "" : "s"
+  } (${holders}; giving up in ${formatDuration(progress.waitMs)})`;
+}
+
+function json(io: Io, document: Record<string, unknown>): void {
+  io.out(JSON.stringify({ version: 1, ...document }, null, 2));
+}
+
+function lockJson(info: LockInfo, now: number): Record<string, unknown> {
+  return {
+    host: info.host,
+    ref: info.ref,
+    lockId: info.lockId,
+    type: info.type,
+    sessionId: info.sessionId ?? null,
+    caller: info.caller ?? null,
+    description: info.description ?? null,
+    lockedAt: info.lockedAt?.toISOString() ?? null,
+    ageSeconds: info.lockedAt
+      ? Math.round((now - info.lockedAt.getTime()) / 1000)
+      : null,
+    expiresAt: info.expiresAt?.toISOString() ?? null,
+    expired: info.expired,
+    content: info.state,
+    holder: info.holder ?? null,
+  };
+}
+
+function table(rows: string[][]): string {
+  const widths = rows[0]!.map((_, i) =>
+    Math.max(...rows.map((row) => row[i]!.length))
+  );
+  return rows.map((row) =>
+    row.map((cell, i) => cell.padEnd(widths[i]!)).join("  ").trimEnd()
+  ).join("\n");
+}
+
+function one(positionals: string[], what: string, command: string): string {
+  if (positionals.length !== 1) {
+    throw new UsageError(
+      positionals.length === 0
+        ? `Missing ${what}: resource-locker ${command} <${what}>`
+        : `Too many arguments: ${command} takes one ${what}, got ${positionals.length}`,
+    );
+  }
+  return positionals[0]!;
+}
+
+async function lockCommand(
+  command: "lock" | "lock-file",
+  positionals: string[],
+  values: Values,
+  io: Io,
+) {
+  const target = one(
+    positionals,
+    command === "lock" ? "host" : "path",
+    command,
+  );
+  const options = lockOptions(values, io, values.quiet === true);
+  let lock: ResourceLock;
+  if (command === "lock-file") {
+    if (
+      values.type !== undefined || values.hard ||
+      values.description !== undefined
+    ) {
+      throw new UsageError(
+        "lock-file takes a File lock with the path as description: no --type, --hard or --description",
+      );
+    }
+    const { type: _t, description: _d, ...rest } = options;
+    lock = await lockFileResource(target, rest);
+  } else lock = await lockResource(target, options);
+  if (values.json) {
+    json(io, {
+      command,
+      host: lock.host,
+      type: lock.type,
+      sessionId: lock.sessionId,
+      refs: lock.refs,
+    });
+  } else io.out(lock.refs.join("\n"));
+  return EXIT.OK;
+}
+
+async function unlockCommand(positionals: string[], values: Values, io: Io) {
+  let refs = positionals;
+  if (refs.length === 1 && refs[0] === "-") {
+    refs = (await io.stdin()).split(/\r?\n/).map((line) => line.trim()).filter(
+      Boolean,
+    );
+    if (refs.length === 0) {
+      throw new UsageError("No refs on stdin: expected one ref per line");
+    }
+  } else if (refs.includes("-")) {
+    throw new UsageError('"-" reads refs from stdin and stands alone');
+  }
+  if (refs.length === 0) {
+    throw new UsageError("Missing ref: resource-locker unlock <ref>... | -");
+  }
+  refs.forEach(parseLockRef); // all refs valid before anything is released
+  const results = await unlockResource(refs, {
+    ...storeOptions(values),
+    force: values.force === true,
+  });
+  if (values.json) json(io, { command: "unlock", results });
+  else if (!values.quiet) {
+    for (const result of results) {
+      io.err(
+        result.status === "released"
+          ? `Released ${result.ref}`
+          : `Warning: ${result.ref} was already released`,
+      );
+    }
+  }
+  return EXIT.OK;
+}
+
+async function testCommand(positionals: string[], values: Values, io: Io) {
+  const host = one(positionals, "host", "test");
+  const types = typeof values.type === "string"
+    ? values.type.split(",").map((t) => t.trim())
+    : ["Any"];
+  const known = ["host", "generic", "file", "any"];
+  for (const type of types) {
+    if (!known.includes(type.toLowerCase())) {
+      throw new UsageError(
+        `Invalid lock type ${
+          JSON.stringify(type)
+        }: expected host, generic, file or any`,
+      );
+    }
+  }
+  const locked = await testHostResourceLock(host, {
+    ...storeOptions(values),
+    type: types.map((t) =>
+      (t[0]!.toUpperCase() + t.slice(1).toLowerCase()) as LockType | "Any"
+    ),
+  });
+  if (values.json) {
+    json(io, { command: "test", host: host.toLowerCase(), locked });
+  } else if (!values.quiet) io.out(locked ? "locked" : "not locked");
+  return locked ? EXIT.OK : EXIT.NOT_LOCKED;
+}
+
+async function depsCommand(positionals: string[], values: Values, io: Io) {
+  const host = one(positionals, "host", "deps").toLowerCase();
+  const format = typeof values.format === "string"
+    ? values.format
+    : values.json
+    ? "json"
+    : "list";
+  if (!["list", "json", "dot", "mermaid"].includes(format)) {
+    throw new UsageError(
+      `Invalid --format ${
+        JSON.stringify(format)
+      }: expected list, json, dot or mermaid`,
+    );
+  }
+  const hosts = await getResourceDependence(host, {
+    ...storeOptions(values),
+    ...typeof values.file === "string" ? { file: values.file } : {},
+  });
+  if (format === "json") {
+    json(io, { command: "deps", host, dependencies: hosts });
+  } else if (format === "dot") {
+    io.out(
+      [
+        "digraph dependencies {",
+        ...hosts.map((h) => `  "${host}" -> "${h}";`),
+        "}",
+      ].join("\n"),
+    );
+  } else if (format === "mermaid") {
+    const id = (h: string) => h.replace(/[^A-Za-z0-9_]/g, "_");
+    io.out(
+      [
+        "graph LR",
+        ...hosts.map((h) => `  ${id(host)}["${host}"] --> ${id(h)}["${h}"]`),
+      ].join("\n"),
+    );
+  } else if (hosts.length) io.out(hosts.join("\n"));
+  return EXIT.OK;
+}
+
+function idCommand(positionals: string[], values: Values, io: Io) {
+  const id = getResourceLockId(one(positionals, "ref", "id"));
+  if (values.json) json(io, { command: "id", lockId: id });
+  else io.out(id);
+  return EXIT.OK;
+}
+
+function age(date: Date | undefined, now: number): string {
+  return date ? formatDuration(now - date.getTime()) : "?";
+}
+
+async function statusCommand(positionals: string[], values: Values, io: Io) {
+  if (positionals.length === 0) {
+    throw new UsageError("Missing host: resource-locker status <host>...");
+  }
+  const locks = await getResourceLockStatus(positionals, storeOptions(values));
+  const now = Date.now();
+  if (values.json) {
+    json(io, {
+      command: "status",
+      hosts: positionals.map((h) => h.toLowerCase()),
+      locks: locks.map((l) => lockJson(l, now)),
+    });
+    return EXIT.OK;
+  }
+  if (locks.length === 0) {
+    if (!values.quiet) {
+      io.err(
+        `No locks on ${
+          positionals.map((h) => `"${h.toLowerCase()}"`).join(", ")
+        }`,
+      );
+    }
+    return EXIT.OK;
+  }
+  const rows = [[
+    "HOST",
+    "TYPE",
+    "CALLER",
+    "DESCRIPTION",
+    "AGE",
+    "EXPIRES",
+    "SESSION",
+  ]];
+  for (const l of locks) {
+    rows.push([
+      l.host,
+      l.type,
+      l.caller ?? (l.state === "ok" ? "-" : `(unknown: ${l.state} file)`),
+      l.description ?? "-",
+      age(l.lockedAt, now),
+      l.expiresAt
+        ? (l.expired
+          ? "expired"
+          : `in ${formatDuration(l.expiresAt.getTime() - now)}`)
+        : "never",
+      l.sessionId ?? "?",
+    ]);
+  }
+  io.out(table(rows));
+  return EXIT.OK;
+}
+
+async function historyCommand(positionals: string[], values: Values, io: Io) {
+  const host = one(positionals, "host", "history");
+  let limit: number | undefined;
+  if (typeof values.limit === "string") {
+    if (!/^[1-9]\d*$/.test(values.limit)) {
+      throw new UsageError(
+        `Invalid --limit ${
+          JSON.stringify(values.limit)
+        }: expected a whole number >= 1`,
+      );
+    }
+    limit = Number(values.limit);
+  }
+  const entries: HistoryEntry[] = await getResourceLockHistory(host, {
+    ...storeOptions(values),
+    ...limit ? { limit } : {},
+  });
+  const now = Date.now();
+  if (values.json) {
+    json(io, {
+      command: "history",
+      host: host.toLowerCase(),
+      entries: entries.map((e) => ({
+        ...lockJson(e, now),
+        name: e.name,
+        unlockedAt: e.unlockedAt?.toISOString() ?? null,
+        brokenBy: e.brokenBy ?? null,
+        breakReason: e.breakReason ?? null,
+      })),
+    });
+    return EXIT.OK;
+  }
+  if (entries.length === 0) {
+    if (!values.quiet) io.err(`No history for "${host.toLowerCase()}"`);
+    return EXIT.OK;
+  }
+  const rows = [[
+    "TYPE",
+    "CALLER",
+    "DESCRIPTION",
+    "LOCKED",
+    "RELEASED",
+    "HELD",
+    "BROKEN BY",
+    "SESSION",
+  ]];
+  for (const e of entries) {
+    rows.push([
+      e.type,
+      e.caller ?? "-",
+      e.description ?? "-",
+      e.lockedAt?.toISOString() ?? "?",
+      e.unlockedAt?.toISOString() ?? "?",
+      e.lockedAt && e.unlockedAt
+        ? formatDuration(e.unlockedAt.getTime() - e.lockedAt.getTime())
+        : "?",
+      e.brokenBy ? `${e.brokenBy} (${e.breakReason ?? "no reason"})` : "-",
+      e.sessionId ?? "?",
+    ]);
+  }
+  io.out(table(rows));
+  return EXIT.OK;
+}
+
+async function breakCommand(positionals: string[], values: Values, io: Io) {
+  const ref = one(positionals, "ref", "break");
+  const info = await breakResourceLock(ref, {
+    ...storeOptions(values),
+    force: values.force === true,
+    ...typeof values.reason === "string" ? { reason: values.reason } : {},
+  });
+  if (values.json) {
+    json(io, { command: "break", broken: lockJson(info, Date.now()) });
+  } else if (!values.quiet) {
+    io.err(`Broke ${info.ref} (${describeHolder(info)})`);
+  }
+  return EXIT.OK;
+}
+
+async function runCommand(
+  positionals: string[],
+  rest: string[],
+  values: Values,
+  io: Io,
+) {
+  const host = one(positionals, "host", "run");
+  if (rest.length === 0) {
+    throw new UsageError(
+      "Missing command: resource-locker run <host> [options] -- <command> [args]",
+    );
+  }
+  if (values.json) {
+    throw new UsageError(
+      "run passes its stdout to the command: --json is not supported",
+    );
+  }
+  const graceMs = typeof values.grace === "string"
+    ? parseDuration(values.grace, "--grace")
+    : 10_000;
+  const options = lockOptions(values, io, values.quiet === true);
+  if (options.ttl === undefined) {
+    options.ttl = (await getResolvedConfig(storeOptions(values))).runLeaseMs /
+      1000;
+  }
+
+  const interrupted = new AbortController();
+  let child: Deno.ChildProcess | undefined;
+  let received: Deno.Signal | undefined;
+  const signals: Deno.Signal[] = Deno.build.os === "windows"
+    ? ["SIGINT"]
+    : ["SIGINT", "SIGTERM"];
+  const handlers = signals.map((signal) => {
+    const handler = () => {
+      received ??= signal;
+      if (child) {
+        try {
+          child.kill(signal);
+        } catch { /* already gone */ }
+      } else {interrupted.abort(
+          new InputError(`Interrupted by ${signal} while waiting for the lock`),
+        );}
+    };
+    Deno.addSignalListener(signal, handler);
+    return () => Deno.removeSignalListener(signal, handler);
+  });
+  let lock: ResourceLock | undefined;
+  try {
+    try {
+      lock = await lockResource(host, {
+        ...options,
+        signal: interrupted.signal,
+      });
+    } catch (error) {
+      if (received) {
+        if (!values.quiet) {
+          io.err(
+            `Interrupted by ${received} while waiting for the lock: nothing is locked`,
+          );
+        }
+        return 128 + (received === "SIGINT" ? 2 : 15);
+      }
+      throw error;
+    }
+    const held = lock;
+    try {
+      child = new Deno.Command(rest[0]!, {
+        args: rest.slice(1),
+        env: {
+          RESOURCE_LOCKER_SESSION: held.sessionId,
+          RESOURCE_LOCKER_REFS: held.refs.join("\n"),
+        },
+        stdin: "inherit",
+        stdout: "inherit",
+        stderr: "inherit",
+      }).spawn();
+    } catch (error) {
+      const reason = error instanceof Deno.errors.NotFound
+        ? "command not found"
+        : (error as Error).message;
+      io.err(`Cannot run ${JSON.stringify(rest[0])}: ${reason}`);
+      return 127;
+    }
+    const running = child;
+    let lost: LockLostError | undefined;
+    let killTimer: ReturnType<typeof setTimeout> | undefined;
+    const onLost = () => {
+      lost = held.signal.reason as LockLostError;
+      io.err(`${lost.message}: stopping the command`);
+      try {
+        running.kill("SIGTERM");
+      } catch { /* gone */ }
+      killTimer = setTimeout(() => {
+        try {
+          running.kill("SIGKILL");
+        } catch { /* gone */ }
+      }, graceMs);
+    };
+    held.signal.addEventListener("abort", onLost, { once: true });
+    const status = await running.status;
+    held.signal.removeEventListener("abort", onLost);
+    if (killTimer !== undefined) clearTimeout(killTimer);
+    if (lost) {
+      await held.release().catch(() => {});
+      return EXIT.LOST;
+    }
+    await held.release();
+    lock = undefined;
+    return status.signal ? 128 + signalNumber(status.signal) : status.code;
+  } finally {
+    handlers.forEach((remove) => remove());
+    if (lock && !lock.released) {
+      await lock.release().catch((error) =>
+        io.err(`Could not release ${lock!.refs.join(", ")}: ${message(error)}`)
+      );
+    }
+  }
+}
+
+function signalNumber(signal: Deno.Signal): number {
+  return ({
+    SIGHUP: 1,
+    SIGINT: 2,
+    SIGQUIT: 3,
+    SIGKILL: 9,
+    SIGTERM: 15,
+  } as Record<string, number>)[signal] ?? 1;
+}
+
+function message(error: unknown): string {
+  return error instanceof Error ? error.message.split("\n")[0]! : String(error);
+}
+
+/**
+ * Maps an error to its exit code.
+ *
+ * @param error what was thrown
+ * @returns the exit code
+ */
+export function exitCodeOf(error: unknown): number {
+  if (error instanceof ResourceLockerError) {
+    switch (error.code) {
+      case "BAD_INPUT":
+        return EXIT.USAGE;
+      case "LOCK_BUSY":
+      case "DRAIN_TIMEOUT":
+      case "LOCK_NOT_OWNED":
+        return EXIT.NOT_ACQUIRED;
+      case "LOCK_LOST":
+        return EXIT.LOST;
+      default:
+        return EXIT.STORE;
+    }
+  }
+  if (
+    error instanceof TypeError &&
+    String((error as { code?: string }).code ?? "").startsWith("ERR_PARSE_ARGS")
+  ) {
+    return EXIT.USAGE;
+  }
+  if (
+    error instanceof Deno.errors.NotCapable ||
+    error instanceof Deno.errors.PermissionDenied
+  ) return EXIT.STORE;
+  return EXIT.STORE;
+}
+
+/**
+ * Runs the command line.
+ *
+ * @param args arguments after the program name
+ * @param io where output goes
+ * @returns the exit code
+ */
+export async function main(args: string[], io: Io): Promise<number> {
+  const split = args.indexOf("--");
+  const head = split >= 0 ? args.slice(0, split) : args;
+  const rest = split >= 0 ? args.slice(split + 1) : [];
+  const command = head.find((arg) => !arg.startsWith("-"));
+  let values: Values = {};
+  try {
+    if (!command) {
+      const { values: globals } = parseArgs({
+        args: head,
+        options: GLOBAL_FLAGS,
+        strict: true,
+      });
+      if (globals.version) io.out(denoJson.version);
+      else if (globals.help) io.out(HELP.main!);
+      else {
+        io.err(HELP.main!);
+        return EXIT.USAGE;
+      }
+      return EXIT.OK;
+    }
+    if (!(command in COMMAND_FLAGS)) {
+      throw new UsageError(
+        `Unknown command ${
+          JSON.stringify(command)
+        }: see resource-locker --help`,
+      );
+    }
+    const name = command as Command;
+    const at = head.indexOf(command);
+    const parsed = parseArgs({
+      args: [...head.slice(0, at), ...head.slice(at + 1)],
+      options: { ...GLOBAL_FLAGS, ...COMMAND_FLAGS[name] },
+      strict: true,
+      allowPositionals: true,
+      allowNegative: false,
+    });
+    values = parsed.values as Values;
+    if (values.help) {
+      io.out(HELP[name]!);
+      return EXIT.OK;
+    }
+    if (values.version) {
+      io.out(denoJson.version);
+      return EXIT.OK;
+    }
+    if (split >= 0 && name !== "run") {
+      throw new UsageError(`"--" is only for run`);
+    }
+    if (values.verbose && !values.quiet) {
+      const config = await getResolvedConfig(storeOptions(values));
+      io.err(
+        `Store: ${config.folderPathTemplate}${
+          config.defaultStore ? " (default)" : ""
+        }`,
+      );
+    }
+    const positionals = parsed.positionals;
+    switch (name) {
+      case "lock":
+      case "lock-file":
+        return await lockCommand(name, positionals, values, io);
+      case "unlock":
+        return await unlockCommand(positionals, values, io);
+      case "test":
+        return await testCommand(positionals, values, io);
+      case "deps":
+        return await depsCommand(positionals, values, io);
+      case "id":
+        return idCommand(positionals, values, io);
+      case "status":
+        return await statusCommand(positionals, values, io);
+      case "history":
+        return await historyCommand(positionals, values, io);
+      case "break":
+        return await breakCommand(positionals, values, io);
+      case "run":
+        return await runCommand(positionals, rest, values, io);
+    }
+  } catch (error) {
+    const code = exitCodeOf(error);
+    if (values.json) {
+      io.out(JSON.stringify(
+        {
+          version: 1,
+          error: {
+            code: (error as { code?: string }).code ?? "ERROR",
+            message: message(error),
+            exitCode: code,
+          },
+        },
+        null,
+        2,
+      ));
+    }
+    io.err(`Error: ${message(error)}`);
+    if (values.verbose && error instanceof Error && error.stack) {
+      io.err(error.stack);
+    }
+    return code;
+  } finally {
+    await closeStores();
+  }
+  return EXIT.OK;
+}
+
+if (import.meta.main) {
+  const encoder = new TextEncoder();
+  const io: Io = {
+    out: (text) => Deno.stdout.writeSync(encoder.encode(text + "\n")),
+    err: (text) => Deno.stderr.writeSync(encoder.encode(text + "\n")),
+    stdin: async () =>
+      new TextDecoder().decode(
+        await new Response(Deno.stdin.readable).arrayBuffer(),
+      ),
+  };
+  Deno.exit(await main(Deno.args, io));
+}
