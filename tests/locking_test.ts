@@ -1,0 +1,293 @@
+import { assertEquals, assertOk, assertRejects, assertStringIncludes } from "./_assert.ts";
+import {
+  breakResourceLock,
+  DrainTimeoutError,
+  getResourceLockHistory,
+  getResourceLockStatus,
+  InputError,
+  LockBusyError,
+  LockLostError,
+  LockNotOwnedError,
+  lockResource,
+  type LockResourceOptions,
+  testHostResourceLock,
+  tryLockResource,
+  unlockResource,
+} from "../mod.ts";
+import { FakeClock, tempStore } from "./_helpers.ts";
+
+const NO_DEPS = { dependencies: {} };
+const FAST = { timeout: 0, retries: 1 };
+
+function opts(store: string, extra: LockResourceOptions = {}): LockResourceOptions {
+  return { store, ...NO_DEPS, ...FAST, ...extra };
+}
+
+Deno.test("lockResource() Host lock excludes every other lock; shared locks coexist", async () => {
+  await using t = await tempStore();
+  const g1 = await lockResource("web01", opts(t.store));
+  const g2 = await lockResource("web01", opts(t.store, { type: "File" }));
+  await assertRejects(
+    () => lockResource("web01", opts(t.store, { type: "Host", drainTimeout: 0 })),
+    DrainTimeoutError,
+  );
+  assertEquals((await t.files("web01")).filter((f) => f === "Host.lock"), []);
+  await g1.release();
+  await g2.release();
+  const host = await lockResource("web01", opts(t.store, { type: "Host" }));
+  await assertRejects(() => lockResource("web01", opts(t.store)), LockBusyError);
+  await assertRejects(() => lockResource("web01", opts(t.store, { type: "Host" })), LockBusyError);
+  assertEquals(await t.files("web01"), ["Host.lock"]);
+  await host.release();
+  assertEquals(await t.files("web01"), []);
+});
+
+Deno.test("lockResource() treats host names case-insensitively: one folder, one lock", async () => {
+  await using t = await tempStore();
+  const lock = await lockResource("DC01", opts(t.store, { type: "Host" }));
+  await assertRejects(() => lockResource("dc01", opts(t.store)), LockBusyError);
+  assertEquals(await t.files("dc01"), ["Host.lock"]);
+  await assertRejects(() => Deno.stat(`${t.root}/DC01`), Deno.errors.NotFound);
+  await lock.release();
+});
+
+Deno.test("LockBusyError names who holds the host, with description and since when", async () => {
+  await using t = await tempStore();
+  const lock = await lockResource(
+    "dc01",
+    opts(t.store, {
+      type: "Host",
+      caller: "Invoke-Maintenance",
+      description: "patching",
+    }),
+  );
+  const error = await assertRejects(() => lockResource("dc01", opts(t.store)), LockBusyError);
+  assertStringIncludes(
+    error.message,
+    'Cannot lock "dc01": Host lock held by "Invoke-Maintenance" ("patching") since 20',
+  );
+  assertEquals(error.code, "LOCK_BUSY");
+  assertEquals(error.host, "dc01");
+  assertEquals(error.holders[0]?.caller, "Invoke-Maintenance");
+  await lock.release();
+});
+
+Deno.test("lockResource() makes `retries` attempts `timeout` apart, with jitter, and reports progress", async () => {
+  await using t = await tempStore();
+  const clock = new FakeClock();
+  const holder = await lockResource("dc01", opts(t.store, { type: "Host", clock }));
+  const progress: string[] = [];
+  const error = await assertRejects(
+    () =>
+      lockResource("dc01", {
+        store: t.store,
+        ...NO_DEPS,
+        clock,
+        timeout: 10,
+        retries: 4,
+        onProgress: (p) => progress.push(`${p.phase} ${p.attempt}/${p.attempts} ${p.host}`),
+      }),
+    LockBusyError,
+  );
+  assertStringIncludes(error.message, "(4 attempts)");
+  assertEquals(progress, ["retry 1/4 dc01", "retry 2/4 dc01", "retry 3/4 dc01"]);
+  assertEquals(clock.sleeps.length, 3);
+  for (const ms of clock.sleeps) assertOk(ms >= 7_500 && ms <= 12_520, `jittered sleep ${ms}`);
+  assertOk(new Set(clock.sleeps).size > 1, "sleeps are jittered");
+  await holder.release();
+});
+
+Deno.test("lockResource() with dependencies takes every lock or none", async () => {
+  await using t = await tempStore();
+  const dependencies = { hv01: ["dc01", "vmm01"], dc01: ["dc02"], dc02: ["dc01"] };
+  const other = await lockResource("hv01", opts(t.store, { type: "Host", caller: "other" }));
+  const error = await assertRejects(
+    () => lockResource("dc01", { store: t.store, dependencies, type: "Host", ...FAST }),
+    LockBusyError,
+  );
+  assertEquals(error.host, "hv01");
+  assertEquals(await t.files("dc01"), []);
+  assertEquals(await t.files("dc02"), []);
+  assertEquals(await t.files("hv01"), ["Host.lock"]);
+  await other.release();
+  const lock = await lockResource("dc01", { store: t.store, dependencies, type: "Host", ...FAST });
+  assertEquals(lock.locks.map((l) => l.host), ["dc02", "hv01", "dc01"]);
+  assertEquals(new Set(lock.locks.map((l) => l.sessionId)).size, 1);
+  await lock.release();
+  for (const host of ["dc01", "dc02", "hv01"]) assertEquals(await t.files(host), []);
+});
+
+Deno.test("lockResource() overlapping host sets taken in opposite orders both finish", async () => {
+  await using t = await tempStore();
+  const a = { x: ["a"], y: ["a"] };
+  const b = { y: ["b"], x: ["b"] };
+  const work = async (host: string, dependencies: Record<string, string[]>) => {
+    for (let i = 0; i < 10; i++) {
+      const lock = await lockResource(host, {
+        store: t.store,
+        dependencies,
+        type: "Host",
+        timeout: "5ms",
+        retries: 500,
+      });
+      await lock.release();
+    }
+  };
+  await Promise.all([work("a", a), work("b", b)]);
+  for (const host of ["a", "b", "x", "y"]) assertEquals(await t.files(host), []);
+});
+
+Deno.test("Host lock drains shared locks first and blocks new ones meanwhile (writer preference)", async () => {
+  await using t = await tempStore();
+  const clock = new FakeClock();
+  const reader = await lockResource("hv01", opts(t.store, { clock }));
+  let blockedReader: boolean | undefined;
+  let drainEvents = 0;
+  const writer = await lockResource(
+    "hv01",
+    opts(t.store, {
+      type: "Host",
+      clock,
+      drainTimeout: 3600,
+      onProgress: async (p) => {
+        if (p.phase !== "drain") return;
+        drainEvents++;
+        if (drainEvents === 1) {
+          blockedReader = (await tryLockResource("hv01", opts(t.store))) === undefined;
+          await reader.release();
+        }
+      },
+    }),
+  );
+  assertEquals(blockedReader, true);
+  assertOk(drainEvents >= 1);
+  assertEquals(await t.files("hv01"), ["Host.lock"]);
+  await writer.release();
+});
+
+Deno.test("Host lock gives up after the drain timeout and leaves nothing behind", async () => {
+  await using t = await tempStore();
+  const clock = new FakeClock();
+  const reader = await lockResource("hv01", opts(t.store, { clock, caller: "Deploy-Image" }));
+  const error = await assertRejects(
+    () => lockResource("hv01", opts(t.store, { type: "Host", clock, drainTimeout: "5m" })),
+    DrainTimeoutError,
+  );
+  assertEquals(error.code, "DRAIN_TIMEOUT");
+  assertStringIncludes(error.message, "did not drain in 300s");
+  assertStringIncludes(error.message, '"Deploy-Image"');
+  assertEquals(await t.files("hv01"), [`Generic-${reader.sessionId}.lock`]);
+  await reader.release();
+});
+
+Deno.test("drain: false takes the Host lock beside shared locks, as the original", async () => {
+  await using t = await tempStore();
+  const reader = await lockResource("hv01", opts(t.store));
+  const writer = await lockResource("hv01", opts(t.store, { type: "Host", drain: false }));
+  assertEquals((await t.files("hv01")).length, 2);
+  await writer.release();
+  await reader.release();
+});
+
+Deno.test("unlockResource() releases only the session's own lock, and twice is fine", async () => {
+  await using t = await tempStore();
+  const mine = await lockResource("dc01", opts(t.store, { type: "Host" }));
+  await breakResourceLock(mine.refs[0]!, { store: t.store, force: true, reason: "test" });
+  const theirs = await lockResource(
+    "dc01",
+    opts(t.store, { type: "Host", caller: "someone-else" }),
+  );
+  const error = await assertRejects(
+    () => unlockResource(mine.refs, { store: t.store }),
+    LockNotOwnedError,
+  );
+  assertStringIncludes(error.message, '"someone-else"');
+  assertEquals(await t.files("dc01"), ["Host.lock"]);
+  await unlockResource(theirs.refs, { store: t.store });
+  const again = await unlockResource(theirs.refs, { store: t.store });
+  assertEquals(again.map((r) => r.status), ["already-released"]);
+});
+
+Deno.test("unlockResource() needs force for a ref without its session", async () => {
+  await using t = await tempStore();
+  await lockResource("dc01", opts(t.store, { type: "Host" }));
+  await assertRejects(() => unlockResource("dc01/Host", { store: t.store }), InputError);
+  assertEquals(await t.files("dc01"), ["Host.lock"]);
+  const [result] = await unlockResource("dc01/Host", { store: t.store, force: true });
+  assertEquals(result?.status, "released");
+  assertEquals(await t.files("dc01"), []);
+  const history = await t.history("dc01");
+  assertEquals(history.length, 1);
+  assertOk(history[0]!.startsWith("Host.lock-"));
+});
+
+Deno.test("an expired lease blocks nobody: the next lock breaks it into History", async () => {
+  await using t = await tempStore();
+  const clock = new FakeClock();
+  const config = { clockSkew: 5 };
+  const stale = await lockResource("hv01", opts(t.store, { type: "Host", clock, ttl: 60, config }));
+  await assertRejects(() => lockResource("hv01", opts(t.store, { clock, config })), LockBusyError);
+  clock.advance(62_000); // past the lease, within the skew
+  await assertRejects(() => lockResource("hv01", opts(t.store, { clock, config })), LockBusyError);
+  clock.advance(5_000); // past lease and skew
+  const [info] = await getResourceLockStatus("hv01", { store: t.store, clock, config });
+  assertEquals(info?.expired, true);
+  assertEquals(await testHostResourceLock("hv01", { store: t.store, clock, config }), false);
+  const next = await lockResource("hv01", opts(t.store, { clock, config }));
+  const [broken] = await getResourceLockHistory("hv01", { store: t.store, clock, config });
+  assertEquals(broken?.breakReason, "lease expired");
+  assertOk(broken?.brokenBy?.includes(String(Deno.pid)));
+  assertEquals(await t.files("hv01"), [`Generic-${next.sessionId}.lock`]);
+  await assertRejects(() => stale.renew(), LockLostError);
+  assertOk(stale.signal.aborted);
+  await next.release();
+});
+
+Deno.test("breakResourceLock() refuses a live lock without force", async () => {
+  await using t = await tempStore();
+  const lock = await lockResource("hv01", opts(t.store, { type: "Host", ttl: 60 }));
+  await assertRejects(() => breakResourceLock(lock.refs[0]!, { store: t.store }), LockBusyError);
+  await breakResourceLock(lock.refs[0]!, { store: t.store, force: true, reason: "stuck" });
+  const [entry] = await getResourceLockHistory("hv01", { store: t.store });
+  assertEquals(entry?.breakReason, "stuck");
+  await lock.release().catch(() => {});
+});
+
+Deno.test("a held lock renews its lease by itself and aborts its signal once broken", async () => {
+  await using t = await tempStore();
+  const lock = await lockResource("hv01", opts(t.store, { type: "Host", ttl: "300ms" }));
+  const read = async () =>
+    JSON.parse(await Deno.readTextFile(`${t.root}/hv01/Host.lock`)).ExpiresAtUtc;
+  const first = await read();
+  await new Promise((resolve) => setTimeout(resolve, 250));
+  const renewed = await read();
+  assertOk(renewed > first, `renewed ${first} -> ${renewed}`);
+  const lost = new Promise<unknown>((resolve) =>
+    lock.signal.addEventListener("abort", () => resolve(lock.signal.reason))
+  );
+  await breakResourceLock(lock.refs[0]!, { store: t.store, force: true });
+  const reason = await Promise.race([
+    lost,
+    new Promise((r) => setTimeout(() => r("timeout"), 2000)),
+  ]);
+  assertOk(reason instanceof LockLostError, String(reason));
+  await lock.release().catch(() => {});
+});
+
+Deno.test("await using releases the lock at the end of the block", async () => {
+  await using t = await tempStore();
+  {
+    await using _lock = await lockResource("web01", opts(t.store, { type: "Host" }));
+    assertEquals(await t.files("web01"), ["Host.lock"]);
+  }
+  assertEquals(await t.files("web01"), []);
+  assertEquals((await t.history("web01")).length, 1);
+});
+
+Deno.test("lockResource() rejects bad host names before touching the store", async () => {
+  await using t = await tempStore();
+  for (const host of ["../x", "a/b", "a\\b", ".", "..", "", "x".repeat(300), "a b", "a..b"]) {
+    await assertRejects(() => lockResource(host, opts(t.store)), InputError);
+  }
+  assertEquals([...Deno.readDirSync(t.root)], []);
+});
