@@ -26,9 +26,9 @@ export function assertStringIncludes(actual: string, expected: string, message?:
 }
 
 /** Throws an instance of `type`; returns the error. */
-// deno-lint-ignore no-explicit-any
 export function assertThrows<E extends Error>(
   fn: () => unknown,
+  // deno-lint-ignore no-explicit-any
   type: new (...args: any[]) => E,
 ): E {
   try {
