@@ -9,7 +9,6 @@
  * @module
  */
 
-import { parseArgs } from "node:util";
 import denoJson from "./deno.json" with { type: "json" };
 import {
   breakResourceLock,
@@ -56,8 +55,7 @@ const GLOBAL_HELP = `Global options:
   --verbose          more messages on stderr
   --help, --version`;
 
-const LOCK_OPTIONS =
-  `  --hard                 exclusive Host lock (same as --type host)
+const LOCK_OPTIONS = `  --hard                 exclusive Host lock (same as --type host)
   --type host|generic|file   lock type (default generic)
   --caller NAME          who takes the lock
   --description TEXT     why
@@ -103,8 +101,7 @@ ref per line, the dependencies' first, so "unlock -" can read them.
 ${LOCK_OPTIONS}
 
 ${GLOBAL_HELP}`,
-  "lock-file":
-    `Usage: resource-locker lock-file <path> [--caller NAME] [lock options]
+  "lock-file": `Usage: resource-locker lock-file <path> [--caller NAME] [lock options]
 
 Puts a File lock on the server a file is on (\\\\server\\share\\file locks server;
 a local path locks this machine); the path becomes the description.
@@ -123,8 +120,7 @@ ${GLOBAL_HELP}`,
 Exit 0 when the host has a live lock of those types, 1 when not.
 
 ${GLOBAL_HELP}`,
-  deps:
-    `Usage: resource-locker deps <host> [--file DEPS.json] [--format list|json|dot|mermaid]
+  deps: `Usage: resource-locker deps <host> [--file DEPS.json] [--format list|json|dot|mermaid]
 
 Lists the hosts locked together with <host>, in the original's order.
 
@@ -217,6 +213,42 @@ class UsageError extends InputError {
   override name = "UsageError";
 }
 
+type FlagSpec = Record<string, { type: "string" | "boolean"; short?: string }>;
+
+/**
+ * Parses flags strictly: `--name value`, `--name=value`, booleans, short
+ * aliases, positionals. (`node:util` parseArgs would load Node's
+ * compatibility layer, about 3 ms of every start.)
+ */
+function parseFlags(args: string[], spec: FlagSpec): { values: Values; positionals: string[] } {
+  const values: Values = {};
+  const positionals: string[] = [];
+  const shorts = Object.fromEntries(
+    Object.entries(spec).filter(([, f]) => f.short).map(([name, f]) => [f.short!, name]),
+  );
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i]!;
+    if (!arg.startsWith("-") || arg === "-") {
+      positionals.push(arg);
+      continue;
+    }
+    const eq = arg.indexOf("=");
+    const raw = arg.startsWith("--") ? arg.slice(2, eq > 0 ? eq : undefined) : shorts[arg.slice(1)];
+    const flag = raw === undefined ? undefined : spec[raw];
+    if (!raw || !flag) throw new UsageError(`Unknown option "${arg.split("=")[0]}": see --help`);
+    if (flag.type === "boolean") {
+      if (eq > 0) throw new UsageError(`Option "--${raw}" takes no value`);
+      values[raw] = true;
+    } else if (eq > 0) values[raw] = arg.slice(eq + 1);
+    else {
+      const next = args[++i];
+      if (next === undefined) throw new UsageError(`Option "--${raw}" needs a value`);
+      values[raw] = next;
+    }
+  }
+  return { values, positionals };
+}
+
 function storeOptions(values: Values): StoreOptions {
   const options: StoreOptions = {};
   if (typeof values.store === "string") options.store = values.store;
@@ -245,9 +277,7 @@ function lockType(
   ];
   if (!type) {
     throw new UsageError(
-      `Invalid lock type ${
-        JSON.stringify(value)
-      }: expected host, generic or file`,
+      `Invalid lock type ${JSON.stringify(value)}: expected host, generic or file`,
     );
   }
   return type;
@@ -271,9 +301,7 @@ function lockOptions(
   if (typeof values.retries === "string") {
     if (!/^\d+$/.test(values.retries)) {
       throw new UsageError(
-        `Invalid --retries ${
-          JSON.stringify(values.retries)
-        }: expected a whole number`,
+        `Invalid --retries ${JSON.stringify(values.retries)}: expected a whole number`,
       );
     }
     options.retries = Number(values.retries);
@@ -297,13 +325,9 @@ function lockOptions(
 function describeHolder(
   info: { lockId: string; caller?: string; lockedAt?: Date },
 ): string {
-  const who = info.caller !== undefined
-    ? `"${info.caller}"`
-    : "an unknown caller";
+  const who = info.caller !== undefined ? `"${info.caller}"` : "an unknown caller";
   const since = info.lockedAt ? ` since ${info.lockedAt.toISOString()}` : "";
-  return `${
-    info.lockId === "Host" ? "Host" : info.lockId.split("-")[0]
-  } lock by ${who}${since}`;
+  return `${info.lockId === "Host" ? "Host" : info.lockId.split("-")[0]} lock by ${who}${since}`;
 }
 
 function describeProgress(progress: LockProgress): string {
@@ -333,9 +357,7 @@ function lockJson(info: LockInfo, now: number): Record<string, unknown> {
     caller: info.caller ?? null,
     description: info.description ?? null,
     lockedAt: info.lockedAt?.toISOString() ?? null,
-    ageSeconds: info.lockedAt
-      ? Math.round((now - info.lockedAt.getTime()) / 1000)
-      : null,
+    ageSeconds: info.lockedAt ? Math.round((now - info.lockedAt.getTime()) / 1000) : null,
     expiresAt: info.expiresAt?.toISOString() ?? null,
     expired: info.expired,
     content: info.state,
@@ -344,12 +366,10 @@ function lockJson(info: LockInfo, now: number): Record<string, unknown> {
 }
 
 function table(rows: string[][]): string {
-  const widths = rows[0]!.map((_, i) =>
-    Math.max(...rows.map((row) => row[i]!.length))
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((row) => row[i]!.length)));
+  return rows.map((row) => row.map((cell, i) => cell.padEnd(widths[i]!)).join("  ").trimEnd()).join(
+    "\n",
   );
-  return rows.map((row) =>
-    row.map((cell, i) => cell.padEnd(widths[i]!)).join("  ").trimEnd()
-  ).join("\n");
 }
 
 function one(positionals: string[], what: string, command: string): string {
@@ -442,17 +462,13 @@ async function testCommand(positionals: string[], values: Values, io: Io) {
   for (const type of types) {
     if (!known.includes(type.toLowerCase())) {
       throw new UsageError(
-        `Invalid lock type ${
-          JSON.stringify(type)
-        }: expected host, generic, file or any`,
+        `Invalid lock type ${JSON.stringify(type)}: expected host, generic, file or any`,
       );
     }
   }
   const locked = await testHostResourceLock(host, {
     ...storeOptions(values),
-    type: types.map((t) =>
-      (t[0]!.toUpperCase() + t.slice(1).toLowerCase()) as LockType | "Any"
-    ),
+    type: types.map((t) => (t[0]!.toUpperCase() + t.slice(1).toLowerCase()) as LockType | "Any"),
   });
   if (values.json) {
     json(io, { command: "test", host: host.toLowerCase(), locked });
@@ -462,16 +478,10 @@ async function testCommand(positionals: string[], values: Values, io: Io) {
 
 async function depsCommand(positionals: string[], values: Values, io: Io) {
   const host = one(positionals, "host", "deps").toLowerCase();
-  const format = typeof values.format === "string"
-    ? values.format
-    : values.json
-    ? "json"
-    : "list";
+  const format = typeof values.format === "string" ? values.format : values.json ? "json" : "list";
   if (!["list", "json", "dot", "mermaid"].includes(format)) {
     throw new UsageError(
-      `Invalid --format ${
-        JSON.stringify(format)
-      }: expected list, json, dot or mermaid`,
+      `Invalid --format ${JSON.stringify(format)}: expected list, json, dot or mermaid`,
     );
   }
   const hosts = await getResourceDependence(host, {
@@ -528,9 +538,7 @@ async function statusCommand(positionals: string[], values: Values, io: Io) {
   if (locks.length === 0) {
     if (!values.quiet) {
       io.err(
-        `No locks on ${
-          positionals.map((h) => `"${h.toLowerCase()}"`).join(", ")
-        }`,
+        `No locks on ${positionals.map((h) => `"${h.toLowerCase()}"`).join(", ")}`,
       );
     }
     return EXIT.OK;
@@ -552,9 +560,7 @@ async function statusCommand(positionals: string[], values: Values, io: Io) {
       l.description ?? "-",
       age(l.lockedAt, now),
       l.expiresAt
-        ? (l.expired
-          ? "expired"
-          : `in ${formatDuration(l.expiresAt.getTime() - now)}`)
+        ? (l.expired ? "expired" : `in ${formatDuration(l.expiresAt.getTime() - now)}`)
         : "never",
       l.sessionId ?? "?",
     ]);
@@ -569,9 +575,7 @@ async function historyCommand(positionals: string[], values: Values, io: Io) {
   if (typeof values.limit === "string") {
     if (!/^[1-9]\d*$/.test(values.limit)) {
       throw new UsageError(
-        `Invalid --limit ${
-          JSON.stringify(values.limit)
-        }: expected a whole number >= 1`,
+        `Invalid --limit ${JSON.stringify(values.limit)}: expected a whole number >= 1`,
       );
     }
     limit = Number(values.limit);
@@ -671,9 +675,7 @@ async function runCommand(
   const interrupted = new AbortController();
   let child: Deno.ChildProcess | undefined;
   let received: Deno.Signal | undefined;
-  const signals: Deno.Signal[] = Deno.build.os === "windows"
-    ? ["SIGINT"]
-    : ["SIGINT", "SIGTERM"];
+  const signals: Deno.Signal[] = Deno.build.os === "windows" ? ["SIGINT"] : ["SIGINT", "SIGTERM"];
   const handlers = signals.map((signal) => {
     const handler = () => {
       received ??= signal;
@@ -796,16 +798,6 @@ export function exitCodeOf(error: unknown): number {
         return EXIT.STORE;
     }
   }
-  if (
-    error instanceof TypeError &&
-    String((error as { code?: string }).code ?? "").startsWith("ERR_PARSE_ARGS")
-  ) {
-    return EXIT.USAGE;
-  }
-  if (
-    error instanceof Deno.errors.NotCapable ||
-    error instanceof Deno.errors.PermissionDenied
-  ) return EXIT.STORE;
   return EXIT.STORE;
 }
 
@@ -820,15 +812,16 @@ export async function main(args: string[], io: Io): Promise<number> {
   const split = args.indexOf("--");
   const head = split >= 0 ? args.slice(0, split) : args;
   const rest = split >= 0 ? args.slice(split + 1) : [];
-  const command = head.find((arg) => !arg.startsWith("-"));
+  let at = 0;
+  while (at < head.length && head[at]!.startsWith("-") && head[at] !== "-") {
+    const flag = GLOBAL_FLAGS[head[at]!.slice(2) as keyof typeof GLOBAL_FLAGS];
+    at += flag?.type === "string" ? 2 : 1; // a global flag's value is not the command
+  }
+  const command = head[at];
   let values: Values = {};
   try {
     if (!command) {
-      const { values: globals } = parseArgs({
-        args: head,
-        options: GLOBAL_FLAGS,
-        strict: true,
-      });
+      const { values: globals } = parseFlags(head, GLOBAL_FLAGS);
       if (globals.version) io.out(denoJson.version);
       else if (globals.help) io.out(HELP.main!);
       else {
@@ -839,21 +832,15 @@ export async function main(args: string[], io: Io): Promise<number> {
     }
     if (!(command in COMMAND_FLAGS)) {
       throw new UsageError(
-        `Unknown command ${
-          JSON.stringify(command)
-        }: see resource-locker --help`,
+        `Unknown command ${JSON.stringify(command)}: see resource-locker --help`,
       );
     }
     const name = command as Command;
-    const at = head.indexOf(command);
-    const parsed = parseArgs({
-      args: [...head.slice(0, at), ...head.slice(at + 1)],
-      options: { ...GLOBAL_FLAGS, ...COMMAND_FLAGS[name] },
-      strict: true,
-      allowPositionals: true,
-      allowNegative: false,
+    const parsed = parseFlags([...head.slice(0, at), ...head.slice(at + 1)], {
+      ...GLOBAL_FLAGS,
+      ...COMMAND_FLAGS[name],
     });
-    values = parsed.values as Values;
+    values = parsed.values;
     if (values.help) {
       io.out(HELP[name]!);
       return EXIT.OK;
@@ -868,9 +855,7 @@ export async function main(args: string[], io: Io): Promise<number> {
     if (values.verbose && !values.quiet) {
       const config = await getResolvedConfig(storeOptions(values));
       io.err(
-        `Store: ${config.folderPathTemplate}${
-          config.defaultStore ? " (default)" : ""
-        }`,
+        `Store: ${config.folderPathTemplate}${config.defaultStore ? " (default)" : ""}`,
       );
     }
     const positionals = parsed.positionals;

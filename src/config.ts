@@ -8,7 +8,7 @@
  * @module
  */
 
-import { join } from "node:path";
+import { joinPath as join } from "./path.ts";
 import { parseDuration } from "./duration.ts";
 import { InputError } from "./errors.ts";
 
@@ -186,9 +186,7 @@ export function validateConfig(
     const kind = KEYS[key];
     const bad = (expected: string) =>
       new InputError(
-        `Invalid config "${source}": setting "${key}" ${expected}, got ${
-          JSON.stringify(value)
-        }`,
+        `Invalid config "${source}": setting "${key}" ${expected}, got ${JSON.stringify(value)}`,
       );
     if (!kind) {
       throw new InputError(
@@ -401,9 +399,7 @@ export async function resolveConfig(
     defaultStore: c.folderPathTemplate === undefined,
     drain: c.drain ?? true,
     drainTimeoutMs: parseDuration(c.drainTimeout ?? "1h", "drainTimeout"),
-    leaseMs: c.lease === undefined
-      ? undefined
-      : parseDuration(c.lease, "lease"),
+    leaseMs: c.lease === undefined ? undefined : parseDuration(c.lease, "lease"),
     runLeaseMs: parseDuration(c.runLease ?? "60s", "runLease"),
     clockSkewMs: parseDuration(c.clockSkew ?? "30s", "clockSkew"),
     smb: {

@@ -26,12 +26,7 @@ import {
   type LockType,
   toLocalTicks,
 } from "./lock_file.ts";
-import {
-  type FileNames,
-  formatLockRef,
-  type LockRef,
-  parseLockId,
-} from "./lock_ref.ts";
+import { type FileNames, formatLockRef, type LockRef, parseLockId } from "./lock_ref.ts";
 import type { LockStore } from "./store.ts";
 
 /** A lock as read from a store. */
@@ -195,18 +190,10 @@ export async function mapLimit<T, R>(
 }
 
 function describeHolder(holder: HolderInfo): string {
-  const kind = holder.lockId === "Host"
-    ? "Host lock"
-    : `${holder.lockId.split("-")[0]} lock`;
-  const who = holder.caller !== undefined
-    ? `"${holder.caller}"`
-    : "an unknown caller";
-  const what = holder.description !== undefined
-    ? ` (${JSON.stringify(holder.description)})`
-    : "";
-  const since = holder.lockedAt
-    ? ` since ${holder.lockedAt.toISOString()}`
-    : "";
+  const kind = holder.lockId === "Host" ? "Host lock" : `${holder.lockId.split("-")[0]} lock`;
+  const who = holder.caller !== undefined ? `"${holder.caller}"` : "an unknown caller";
+  const what = holder.description !== undefined ? ` (${JSON.stringify(holder.description)})` : "";
+  const since = holder.lockedAt ? ` since ${holder.lockedAt.toISOString()}` : "";
   return `${kind} held by ${who}${what}${since}`;
 }
 
@@ -324,9 +311,7 @@ export class Locker {
   async test(host: string, types: readonly LockType[]): Promise<boolean> {
     const ids = (await this.#store.list(host))
       .map((name) => this.#names.lockId(name))
-      .filter((id): id is string =>
-        id !== undefined && types.includes(parseLockId(id)!.type)
-      );
+      .filter((id): id is string => id !== undefined && types.includes(parseLockId(id)!.type));
     for (const id of ids) {
       const current = await this.#read(host, id);
       if (current && !current.info.expired) return true;
@@ -379,8 +364,7 @@ export class Locker {
       if (result.status === "rejected") throw result.reason;
       if (result.value) list.push(result.value);
     }
-    const time = (e: HistoryEntry) =>
-      (e.unlockedAt ?? e.lockedAt)?.getTime() ?? 0;
+    const time = (e: HistoryEntry) => (e.unlockedAt ?? e.lockedAt)?.getTime() ?? 0;
     return list.sort((a, b) => time(b) - time(a)).slice(0, limit);
   }
 
@@ -407,9 +391,7 @@ export class Locker {
     reason: string,
   ): Promise<boolean> {
     const name = this.#names.fileName(current.info.lockId);
-    const historyName = current.info.lockId === "Host"
-      ? `${name}-${crypto.randomUUID()}`
-      : name;
+    const historyName = current.info.lockId === "Host" ? `${name}-${crypto.randomUUID()}` : name;
     const fields = {
       ...current.content.fields,
       UnlockedAt: this.#ticks(),
@@ -433,9 +415,7 @@ export class Locker {
     request: AcquireRequest,
     data: Uint8Array,
   ): Promise<TakeResult> {
-    const lockId = request.type === "Host"
-      ? "Host"
-      : `${request.type}-${request.sessionId}`;
+    const lockId = request.type === "Host" ? "Host" : `${request.type}-${request.sessionId}`;
     const name = this.#names.fileName(lockId);
     const lock: HeldLock = {
       host,
@@ -444,9 +424,7 @@ export class Locker {
       sessionId: request.sessionId,
       ref: formatLockRef(host, lockId, request.sessionId),
     };
-    const createOptions = request.ttlMs !== undefined
-      ? { ttlMs: request.ttlMs }
-      : {};
+    const createOptions = request.ttlMs !== undefined ? { ttlMs: request.ttlMs } : {};
     for (let round = 0; round < 3; round++) {
       const created = await this.#store.create(host, name, data, createOptions);
       if (request.type === "Host") {
@@ -481,12 +459,9 @@ export class Locker {
     const results = await mapLimit(
       taken,
       this.#concurrency,
-      (lock) =>
-        this.#store.remove(lock.host, this.#names.fileName(lock.lockId)),
+      (lock) => this.#store.remove(lock.host, this.#names.fileName(lock.lockId)),
     );
-    return taken.filter((_, i) => results[i]!.status === "rejected").map((l) =>
-      l.ref
-    );
+    return taken.filter((_, i) => results[i]!.status === "rejected").map((l) => l.ref);
   }
 
   async #attempt(
@@ -535,15 +510,16 @@ export class Locker {
     const deadline = start + request.drainTimeoutMs;
     let renewedAt = start;
     while (true) {
-      const pending: HolderInfo[] = [];
+      const pending: LockInfo[] = [];
       let pendingHost = "";
-      for (const lock of taken) {
+      const checks = await mapLimit(taken, this.#concurrency, async (lock) => {
         const shared = (await this.#store.list(lock.host))
           .map((name) => this.#names.lockId(name))
           .filter((id): id is string => {
             if (id === undefined || id === "Host") return false;
             return parseLockId(id)!.sessionId !== request.sessionId;
           });
+        const found: LockInfo[] = [];
         for (const id of shared) {
           const current = await this.#read(lock.host, id);
           if (!current) continue;
@@ -551,10 +527,18 @@ export class Locker {
             await this.#breakEntry(lock.host, current, "lease expired");
             continue;
           }
-          pending.push(current.info);
-          pendingHost ||= lock.host;
+          found.push(current.info);
         }
+        return found;
+      });
+      for (const check of checks) {
+        if (check.status === "rejected") {
+          const left = await this.#rollback(taken);
+          throw withLeftBehind(check.reason, left);
+        }
+        pending.push(...check.value);
       }
+      pendingHost = pending[0]?.host ?? "";
       if (pending.length === 0) return;
       const now = this.#clock.now();
       if (now >= deadline) {
@@ -613,9 +597,9 @@ export class Locker {
       if (attempt >= attempts) {
         throw new LockBusyError(
           result.host,
-          `Cannot lock "${result.host}": ${
-            describeHolders(result.holders)
-          } (${attempt} attempt${attempt === 1 ? "" : "s"})`,
+          `Cannot lock "${result.host}": ${describeHolders(result.holders)} (${attempt} attempt${
+            attempt === 1 ? "" : "s"
+          })`,
           result.holders,
         );
       }
@@ -630,7 +614,10 @@ export class Locker {
         waitMs,
         holders: result.holders,
       });
-      await this.#clock.sleep(waitMs, request.signal);
+      // Stores that can watch wake the waiter as soon as the host changes.
+      if (this.#store.waitForChange) {
+        await this.#store.waitForChange(result.host, waitMs, request.signal);
+      } else await this.#clock.sleep(waitMs, request.signal);
     }
   }
 
@@ -652,9 +639,7 @@ export class Locker {
         throw new LockLostError(
           lock.ref,
           `Lock "${lock.ref}" was lost: ${
-            current
-              ? describeHolders([current.info])
-              : "it was broken or released by someone else"
+            current ? describeHolders([current.info]) : "it was broken or released by someone else"
           }`,
         );
       }
@@ -718,9 +703,7 @@ export class Locker {
       }
     }
     const name = this.#names.fileName(ref.lockId);
-    const historyName = ref.lockId === "Host"
-      ? `${name}-${crypto.randomUUID()}`
-      : name;
+    const historyName = ref.lockId === "Host" ? `${name}-${crypto.randomUUID()}` : name;
     const fields: Record<string, unknown> = { ...current.content.fields };
     if (
       current.content.state === "partial" &&
@@ -737,6 +720,16 @@ export class Locker {
       encodeLockContent(fields),
     );
     return { ref: refText, status: archived ? "released" : "already-released" };
+  }
+
+  /**
+   * Releases a session's locks in parallel (bounded), each with the session check.
+   *
+   * @param locks locks this process took
+   * @returns one settled result per lock, in order
+   */
+  releaseAll(locks: readonly HeldLock[]): Promise<PromiseSettledResult<ReleaseResult>[]> {
+    return mapLimit(locks, this.#concurrency, (lock) => this.release(lock));
   }
 
   /**

@@ -152,24 +152,12 @@ export class ResourceLock implements AsyncDisposable {
     if (this.#released) {
       return this.refs.map((ref) => ({ ref, status: "already-released" }));
     }
-    const results: ReleaseResult[] = [];
-    let failure: unknown;
-    // The host first, then its dependencies: the reverse of taking.
-    for (const lock of [...this.locks].reverse()) {
-      try {
-        results.unshift(
-          await this.#locker.release({
-            host: lock.host,
-            lockId: lock.lockId,
-            type: lock.type,
-            sessionId: lock.sessionId,
-          }),
-        );
-      } catch (error) {
-        failure ??= error;
-      }
-    }
-    if (failure !== undefined) throw failure;
+    // Every lock at once, within the engine's bound; order does not matter
+    // for safety, and a failure leaves the others released.
+    const settled = await this.#locker.releaseAll(this.locks);
+    const failure = settled.find((r) => r.status === "rejected");
+    const results = settled.flatMap((r) => (r.status === "fulfilled" ? [r.value] : []));
+    if (failure) throw failure.reason;
     this.#released = true;
     return results;
   }

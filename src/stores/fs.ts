@@ -6,7 +6,7 @@
  * @module
  */
 
-import { dirname, join } from "node:path";
+import { joinPath as join, parentPath as dirname } from "../path.ts";
 import { StoreError } from "../errors.ts";
 import type { LockStore } from "../store.ts";
 
@@ -53,10 +53,8 @@ export function openFsStore(
   template: string,
   options: FsStoreOptions,
 ): LockStore {
-  const folder = (host: string) =>
-    template.replaceAll("{0}", host).replaceAll("{host}", host);
-  const history = (host: string) =>
-    join(folder(host), options.historyFolderName);
+  const folder = (host: string) => template.replaceAll("{0}", host).replaceAll("{host}", host);
+  const history = (host: string) => join(folder(host), options.historyFolderName);
   const ensured = new Set<string>();
 
   async function ensureFolder(host: string): Promise<void> {
@@ -66,9 +64,7 @@ export function openFsStore(
       await Deno.mkdir(path, { recursive: options.createRoot === true });
     } catch (error) {
       if (error instanceof Deno.errors.AlreadyExists) {
-        const info = await Deno.stat(path).catch((e) =>
-          fail("open lock folder", path, e)
-        );
+        const info = await Deno.stat(path).catch((e) => fail("open lock folder", path, e));
         if (!info.isDirectory) {
           throw new StoreError(
             path,
@@ -167,8 +163,7 @@ export function openFsStore(
     },
     list: (host) => listFiles(folder(host)),
     read: (host, name) => readFile(join(folder(host), name)),
-    replace: (host, name, data) =>
-      writeExisting(join(folder(host), name), data),
+    replace: (host, name, data) => writeExisting(join(folder(host), name), data),
     async archive(host, name, historyName, data) {
       const path = join(folder(host), name);
       if (!(await writeExisting(path, data))) return false;
