@@ -1,0 +1,306 @@
+/**
+ * Test helper: starts a private `etcd` on free loopback ports with a temp data
+ * folder, and stops it afterwards. Supports stop and restart mid-test (same
+ * data folder, same ports) for fault tests.
+ *
+ * ```ts ignore
+ * await using etcd = await startEtcd();
+ * const template = `etcd://127.0.0.1:${etcd.clientPort}/resource-locks/{0}`;
+ * ```
+ *
+ * @module
+ */
+
+/** A running (or stopped) private etcd. */
+export interface EtcdServer extends AsyncDisposable {
+  /** Client URL, e.g. `http://127.0.0.1:41234`. */
+  readonly endpoint: string;
+  /** Client port on 127.0.0.1. */
+  readonly clientPort: number;
+  /** Peer port on 127.0.0.1. */
+  readonly peerPort: number;
+  /** The data folder (kept across restart, removed by close). */
+  readonly dataDir: string;
+  /** Whether the process is running. */
+  readonly running: boolean;
+  /** Stops the process (SIGTERM, then SIGKILL); keeps the data folder. */
+  stop(): Promise<void>;
+  /** Kills the process with SIGKILL at once (a crash); keeps the data folder. */
+  kill(): Promise<void>;
+  /** Starts it again on the same ports and data folder; waits until healthy. */
+  restart(): Promise<void>;
+  /** Stops it and removes the data folder. */
+  close(): Promise<void>;
+  /** The last lines etcd wrote to stderr, for failure messages. */
+  log(): string;
+}
+
+/** Options for {@linkcode startEtcd}. */
+export interface StartEtcdOptions {
+  /**
+   * How long to wait for etcd to answer `/health`, in milliseconds.
+   * @default {15000}
+   */
+  readyTimeoutMs?: number;
+  /**
+   * Grace period between SIGTERM and SIGKILL, in milliseconds.
+   * @default {3000}
+   */
+  stopGraceMs?: number;
+}
+
+const ETCD_BINARY = Deno.env.get("ETCD_BINARY") ?? "etcd";
+const LOG_KEEP = 8192;
+
+/**
+ * Whether an `etcd` binary can be run here.
+ * @returns true when `etcd --version` succeeds
+ */
+export async function etcdInstalled(): Promise<boolean> {
+  try {
+    const { success } = await new Deno.Command(ETCD_BINARY, {
+      args: ["--version"],
+      stdout: "null",
+      stderr: "null",
+    }).output();
+    return success;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * What a suite needing etcd should do here: run, or skip with a visible
+ * message. Under `CI=true` a missing etcd is a failure (SPEC §12): a failing
+ * test saying so is registered, and the etcd tests are skipped.
+ * @returns `{ ignore }` for the options of `Deno.test`
+ */
+export async function etcdTestGate(): Promise<{ ignore: boolean }> {
+  if (await etcdInstalled()) return { ignore: false };
+  const message = `"${ETCD_BINARY}" is not installed (apt-get install etcd-server)`;
+  if (Deno.env.get("CI") === "true") {
+    Deno.test("etcd is installed (required when CI=true)", () => {
+      throw new Error(`etcd tests cannot run under CI=true: ${message}`);
+    });
+  } else {
+    console.error(`%cSKIP etcd tests: ${message}`, "color: yellow");
+  }
+  return { ignore: true };
+}
+
+/**
+ * A free TCP port on 127.0.0.1 (bound, read, released).
+ * @returns the port number
+ */
+export function freePort(): number {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const { port } = listener.addr as Deno.NetAddr;
+  listener.close();
+  return port;
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** Reads a stream to its end, keeping the last LOG_KEEP characters. */
+async function drain(
+  stream: ReadableStream<Uint8Array>,
+  sink: { text: string },
+): Promise<void> {
+  const decoder = new TextDecoder();
+  try {
+    for await (const chunk of stream) {
+      sink.text = (sink.text + decoder.decode(chunk, { stream: true }))
+        .slice(-LOG_KEEP);
+    }
+  } catch {
+    // the process went away; what we have is enough
+  }
+}
+
+/** One GET /health with its own timeout; true when etcd says healthy. */
+async function healthy(endpoint: string): Promise<boolean> {
+  const controller = new AbortController();
+  const timer = setTimeout(() => controller.abort(), 1000);
+  try {
+    const response = await fetch(`${endpoint}/health`, {
+      signal: controller.signal,
+    });
+    const body = await response.text();
+    return response.ok && body.includes('"true"');
+  } catch {
+    return false;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/**
+ * Starts a private single-member etcd on free loopback ports with a temp data
+ * folder and waits (bounded) until it answers `/health`.
+ *
+ * @param options timeouts
+ * @returns the running server; `await using` stops it and removes its folder
+ * @throws {Error} when etcd does not become healthy in time (with its log)
+ */
+export async function startEtcd(
+  options: StartEtcdOptions = {},
+): Promise<EtcdServer> {
+  const readyTimeoutMs = options.readyTimeoutMs ?? 15_000;
+  const stopGraceMs = options.stopGraceMs ?? 3_000;
+  const dataDir = await Deno.makeTempDir({ prefix: "resource-locker-etcd-" });
+  let clientPort = 0;
+  let peerPort = 0;
+  let child: Deno.ChildProcess | undefined;
+  let drained: Promise<void> = Promise.resolve();
+  let exited: Promise<Deno.CommandStatus> | undefined;
+  let exitedNow = true;
+  const sink = { text: "" };
+
+  function endpointOf(): string {
+    return `http://127.0.0.1:${clientPort}`;
+  }
+
+  function spawn(): void {
+    const client = endpointOf();
+    const peer = `http://127.0.0.1:${peerPort}`;
+    child = new Deno.Command(ETCD_BINARY, {
+      args: [
+        "--name=test",
+        `--data-dir=${dataDir}/data`,
+        `--listen-client-urls=${client}`,
+        `--advertise-client-urls=${client}`,
+        `--listen-peer-urls=${peer}`,
+        `--initial-advertise-peer-urls=${peer}`,
+        `--initial-cluster=test=${peer}`,
+        "--initial-cluster-state=new",
+        "--logger=zap",
+        "--log-outputs=stderr",
+        "--log-level=warn",
+        // a single member on loopback: short raft timers make leases and
+        // leader election quick (minimum lease TTL is 1.5 election timeouts)
+        "--heartbeat-interval=50",
+        "--election-timeout=500",
+      ],
+      stdin: "null",
+      stdout: "null",
+      stderr: "piped",
+    }).spawn();
+    exitedNow = false;
+    const current = child;
+    exited = current.status.then((status) => {
+      exitedNow = true;
+      return status;
+    });
+    drained = drain(current.stderr, sink);
+  }
+
+  async function waitReady(): Promise<void> {
+    const deadline = Date.now() + readyTimeoutMs;
+    while (Date.now() < deadline) {
+      if (exitedNow) {
+        const status = await exited;
+        await drained;
+        throw new Error(
+          `etcd exited with code ${status?.code} before it was ready:\n${sink.text}`,
+        );
+      }
+      if (await healthy(endpointOf())) return;
+      await sleep(50);
+    }
+    await halt("SIGKILL");
+    throw new Error(
+      `etcd did not become healthy within ${readyTimeoutMs} ms at ${endpointOf()}:\n${sink.text}`,
+    );
+  }
+
+  async function halt(signal: "SIGTERM" | "SIGKILL"): Promise<void> {
+    if (!child) return;
+    const current = child;
+    if (!exitedNow) {
+      try {
+        current.kill(signal);
+      } catch {
+        // already gone
+      }
+      if (signal === "SIGTERM") {
+        let timer: ReturnType<typeof setTimeout> | undefined;
+        const timedOut = await Promise.race([
+          exited!.then(() => false),
+          new Promise<boolean>((resolve) => {
+            timer = setTimeout(() => resolve(true), stopGraceMs);
+          }),
+        ]);
+        clearTimeout(timer);
+        if (timedOut) {
+          try {
+            current.kill("SIGKILL");
+          } catch {
+            // gone meanwhile
+          }
+        }
+      }
+    }
+    await exited;
+    await drained;
+    child = undefined;
+  }
+
+  // A free port can be taken between our probe and etcd's bind: retry a few times.
+  for (let attempt = 1;; attempt++) {
+    clientPort = freePort();
+    peerPort = freePort();
+    if (peerPort === clientPort) continue;
+    spawn();
+    try {
+      await waitReady();
+      break;
+    } catch (error) {
+      await halt("SIGKILL");
+      const portClash = /address already in use/i.test(sink.text);
+      if (!portClash || attempt >= 3) {
+        await Deno.remove(dataDir, { recursive: true }).catch(() => {});
+        throw error;
+      }
+      await Deno.remove(`${dataDir}/data`, { recursive: true }).catch(() => {});
+      sink.text = "";
+    }
+  }
+
+  let closed = false;
+  const server: EtcdServer = {
+    get endpoint() {
+      return endpointOf();
+    },
+    get clientPort() {
+      return clientPort;
+    },
+    get peerPort() {
+      return peerPort;
+    },
+    dataDir,
+    get running() {
+      return child !== undefined && !exitedNow;
+    },
+    stop: () => halt("SIGTERM"),
+    kill: () => halt("SIGKILL"),
+    async restart() {
+      if (closed) throw new Error("etcd helper is closed");
+      await halt("SIGTERM");
+      spawn();
+      await waitReady();
+    },
+    async close() {
+      if (closed) return;
+      closed = true;
+      await halt("SIGTERM");
+      await Deno.remove(dataDir, { recursive: true }).catch(() => {});
+    },
+    log: () => sink.text,
+    [Symbol.asyncDispose]() {
+      return server.close();
+    },
+  };
+  return server;
+}
