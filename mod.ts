@@ -58,11 +58,7 @@ export type {
   ReleaseResult,
 } from "./src/locker.ts";
 export type { ContentState, LockType } from "./src/lock_file.ts";
-export {
-  defineConfig,
-  type ResolvedConfig,
-  type ResourceLockerConfig,
-} from "./src/config.ts";
+export { defineConfig, type ResolvedConfig, type ResourceLockerConfig } from "./src/config.ts";
 export type { DependencyMap } from "./src/dependencies.ts";
 export { formatDuration, parseDuration } from "./src/duration.ts";
 export { formatLockRef, type LockRef, parseLockRef } from "./src/lock_ref.ts";

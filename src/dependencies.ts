@@ -30,9 +30,7 @@ export function validateDependencyMap(
   }
   const map: Record<string, string[]> = {};
   for (const [key, list] of Object.entries(value)) {
-    const where = `Invalid dependency map "${source}" at ${
-      JSON.stringify(key)
-    }`;
+    const where = `Invalid dependency map "${source}" at ${JSON.stringify(key)}`;
     let host: string;
     try {
       host = normalizeHost(key);
@@ -118,8 +116,7 @@ export function resolveDependencies(
 ): string[] {
   const self = normalizeHost(host);
   const names = Object.keys(map).sort();
-  const dependents = (target: string) =>
-    names.filter((name) => map[name]!.includes(target));
+  const dependents = (target: string) => names.filter((name) => map[name]!.includes(target));
   const seen = new Set<string>([self]);
   const result: string[] = [];
   let level = [self];

@@ -42,9 +42,7 @@ export function parseDuration(value: string | number, what: string): number {
   );
   if (!match) {
     throw new InputError(
-      `Invalid ${what} ${
-        JSON.stringify(value)
-      }: expected seconds or a number with ms, s, m or h`,
+      `Invalid ${what} ${JSON.stringify(value)}: expected seconds or a number with ms, s, m or h`,
     );
   }
   return Math.round(Number(match[1]) * UNITS[match[2] ?? "s"]!);

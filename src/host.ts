@@ -30,9 +30,7 @@ export function normalizeHost(host: string): string {
   }
   if (host.length > 253) {
     throw new InputError(
-      `Invalid host name "${
-        host.slice(0, 20)
-      }…": ${host.length} characters, at most 253`,
+      `Invalid host name "${host.slice(0, 20)}…": ${host.length} characters, at most 253`,
     );
   }
   if (host === "." || host === "..") {

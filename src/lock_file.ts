@@ -208,8 +208,7 @@ const rawJson = (JSON as unknown as { rawJSON(text: string): unknown }).rawJSON;
 export function encodeLockContent(fields: Record<string, unknown>): Uint8Array {
   const json = JSON.stringify(
     fields,
-    (_key, value) =>
-      typeof value === "bigint" ? rawJson(value.toString()) : value,
+    (_key, value) => typeof value === "bigint" ? rawJson(value.toString()) : value,
     2,
   ).replace(
     /[\u007f-\uffff]/g,

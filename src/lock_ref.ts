@@ -36,9 +36,7 @@ const SESSION = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
 export function validateSessionId(sessionId: string): string {
   if (!SESSION.test(sessionId)) {
     throw new InputError(
-      `Invalid session id ${
-        JSON.stringify(sessionId)
-      }: use letters, digits, ".", "_" and "-"`,
+      `Invalid session id ${JSON.stringify(sessionId)}: use letters, digits, ".", "_" and "-"`,
     );
   }
   return sessionId;
@@ -82,16 +80,12 @@ export class FileNames {
     const at = template.indexOf("{0}");
     if (at < 0 || template.indexOf("{0}", at + 1) >= 0) {
       throw new InputError(
-        `Invalid file-name template ${
-          JSON.stringify(template)
-        }: it needs "{0}" exactly once`,
+        `Invalid file-name template ${JSON.stringify(template)}: it needs "{0}" exactly once`,
       );
     }
     if (/[\\/]/.test(template)) {
       throw new InputError(
-        `Invalid file-name template ${
-          JSON.stringify(template)
-        }: no path separators`,
+        `Invalid file-name template ${JSON.stringify(template)}: no path separators`,
       );
     }
     this.#prefix = template.slice(0, at);
@@ -141,9 +135,7 @@ export function formatLockRef(
   lockId: string,
   sessionId?: string,
 ): string {
-  return lockId === "Host" && sessionId
-    ? `${host}/Host@${sessionId}`
-    : `${host}/${lockId}`;
+  return lockId === "Host" && sessionId ? `${host}/Host@${sessionId}` : `${host}/${lockId}`;
 }
 
 /**
