@@ -818,7 +818,8 @@ export async function main(args: string[], io: Io): Promise<number> {
     at += flag?.type === "string" ? 2 : 1; // a global flag's value is not the command
   }
   const command = head[at];
-  let values: Values = {};
+  // Known before parsing, so even a usage error answers in JSON.
+  let values: Values = head.includes("--json") ? { json: true } : {};
   try {
     if (!command) {
       const { values: globals } = parseFlags(head, GLOBAL_FLAGS);

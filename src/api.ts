@@ -6,11 +6,7 @@
  */
 
 import { type Clock, SYSTEM_CLOCK } from "./clock.ts";
-import {
-  resolveConfig,
-  type ResolvedConfig,
-  type ResourceLockerConfig,
-} from "./config.ts";
+import { resolveConfig, type ResolvedConfig, type ResourceLockerConfig } from "./config.ts";
 import {
   type DependencyMap,
   readDependencyMap,
@@ -80,8 +76,7 @@ export interface LockResourceOptions extends StoreOptions {
 }
 
 /** Options of {@linkcode lockHostResource}. */
-export interface LockHostResourceOptions
-  extends Omit<LockResourceOptions, "type"> {
+export interface LockHostResourceOptions extends Omit<LockResourceOptions, "type"> {
   /** Take an exclusive `Host` lock instead of a `Generic` one (`-Hard`). @default false */
   hard?: boolean;
 }
@@ -248,9 +243,7 @@ export async function lockResource(
   const type = options.type ?? "Generic";
   if (!LOCK_TYPES.includes(type)) {
     throw new InputError(
-      `Invalid lock type ${
-        JSON.stringify(type)
-      }: expected Host, Generic or File`,
+      `Invalid lock type ${JSON.stringify(type)}: expected Host, Generic or File`,
     );
   }
   const sessionId = validateSessionId(options.sessionId ?? crypto.randomUUID());
@@ -259,9 +252,7 @@ export async function lockResource(
     (!Number.isInteger(options.retries) || options.retries < 0)
   ) {
     throw new InputError(
-      `Invalid retries ${
-        JSON.stringify(options.retries)
-      }: expected a whole number >= 0`,
+      `Invalid retries ${JSON.stringify(options.retries)}: expected a whole number >= 0`,
     );
   }
   const { config, locker, clock } = await context(options);
@@ -273,9 +264,7 @@ export async function lockResource(
       options.dependenciesFile,
     ),
   );
-  const ttlMs = options.ttl !== undefined
-    ? parseDuration(options.ttl, "ttl")
-    : config.leaseMs;
+  const ttlMs = options.ttl !== undefined ? parseDuration(options.ttl, "ttl") : config.leaseMs;
   if (ttlMs !== undefined && ttlMs < 100) {
     throw new InputError(`Invalid ttl: at least 100ms, got ${ttlMs}ms`);
   }
@@ -284,9 +273,7 @@ export async function lockResource(
     type,
     sessionId,
     ...options.caller !== undefined ? { caller: options.caller } : {},
-    ...options.description !== undefined
-      ? { description: options.description }
-      : {},
+    ...options.description !== undefined ? { description: options.description } : {},
     retryDelayMs: options.timeout !== undefined
       ? parseDuration(options.timeout, "timeout")
       : config.lockTimeoutMs,
@@ -386,10 +373,13 @@ export async function lockHostResource(
  * ```
  */
 export function fileResourceHost(path: string): string {
-  const unc = /^(?:\\\\|\/\/|smb:\/\/)([A-Za-z0-9._-]+)(?:[\\/:]|$)/i.exec(
-    path,
-  );
-  return unc ? unc[1]! : whoAmI().host;
+  const unc = /^(?:\\\\|\/\/|smb:\/\/)([^\\/:]*)/i.exec(path);
+  if (!unc) return whoAmI().host;
+  try {
+    return normalizeHost(unc[1]!);
+  } catch (error) {
+    throw new InputError(`Invalid file path ${JSON.stringify(path)}: ${(error as Error).message}`);
+  }
 }
 
 /**
@@ -482,11 +472,7 @@ export async function unlockResource(
 }
 
 function typesOf(type: TestHostResourceLockOptions["type"]): LockType[] {
-  const list = type === undefined
-    ? ["Any"]
-    : typeof type === "string"
-    ? [type]
-    : [...type];
+  const list = type === undefined ? ["Any"] : typeof type === "string" ? [type] : [...type];
   const result = new Set<LockType>();
   for (const item of list) {
     const match = [...LOCK_TYPES, "Any"].find((t) =>
@@ -494,9 +480,7 @@ function typesOf(type: TestHostResourceLockOptions["type"]): LockType[] {
     );
     if (!match) {
       throw new InputError(
-        `Invalid lock type ${
-          JSON.stringify(item)
-        }: expected Host, Generic, File or Any`,
+        `Invalid lock type ${JSON.stringify(item)}: expected Host, Generic, File or Any`,
       );
     }
     if (match === "Any") LOCK_TYPES.forEach((t) => result.add(t));
@@ -554,9 +538,7 @@ export async function getResourceDependence(
   options: GetResourceDependenceOptions = {},
 ): Promise<string[]> {
   const name = normalizeHost(host);
-  const config = options.dependencies
-    ? undefined
-    : await getResolvedConfig(options);
+  const config = options.dependencies ? undefined : await getResolvedConfig(options);
   const map = options.dependencies
     ? validateDependencyMap(options.dependencies, "dependencies option")
     : await dependencyMap(config!, undefined, options.file);
@@ -657,9 +639,7 @@ export async function getResourceLockHistory(
     (!Number.isInteger(options.limit) || options.limit < 1)
   ) {
     throw new InputError(
-      `Invalid limit ${
-        JSON.stringify(options.limit)
-      }: expected a whole number >= 1`,
+      `Invalid limit ${JSON.stringify(options.limit)}: expected a whole number >= 1`,
     );
   }
   const { locker } = await context(options);

@@ -426,7 +426,15 @@ export class Locker {
     };
     const createOptions = request.ttlMs !== undefined ? { ttlMs: request.ttlMs } : {};
     for (let round = 0; round < 3; round++) {
-      const created = await this.#store.create(host, name, data, createOptions);
+      let created: boolean;
+      try {
+        created = await this.#store.create(host, name, data, createOptions);
+      } catch (error) {
+        // The create may have left our file (the store failed mid-way):
+        // remove it when it is ours, else name it.
+        const clean = await this.#removeIfOurs(host, lockId, request.sessionId);
+        throw withLeftBehind(error, clean ? [] : [lock.ref]);
+      }
       if (request.type === "Host") {
         if (created) return { ok: true, lock, owned: true };
         const current = await this.#read(host, "Host");
@@ -441,18 +449,42 @@ export class Locker {
         return { ok: false, host, holders: [current.info] };
       }
       // Shared lock: ours is in place, now look for a Host lock (create, then check).
-      const current = await this.#read(host, "Host");
-      if (!current || current.info.sessionId === request.sessionId) {
-        return { ok: true, lock, owned: created };
+      try {
+        const current = await this.#read(host, "Host");
+        if (!current || current.info.sessionId === request.sessionId) {
+          return { ok: true, lock, owned: created };
+        }
+        if (current.info.expired) {
+          await this.#breakEntry(host, current, "lease expired");
+          return { ok: true, lock, owned: created };
+        }
+        if (created) await this.#store.remove(host, name);
+        return { ok: false, host, holders: [current.info] };
+      } catch (error) {
+        // The check failed after our file was made: take it back, or say it is left.
+        if (!created) throw error;
+        const removed = await this.#store.remove(host, name).then(() => true, () => false);
+        throw withLeftBehind(error, removed ? [] : [lock.ref]);
       }
-      if (current.info.expired) {
-        await this.#breakEntry(host, current, "lease expired");
-        return { ok: true, lock, owned: created };
-      }
-      if (created) await this.#store.remove(host, name);
-      return { ok: false, host, holders: [current.info] };
     }
     return { ok: false, host, holders: [] };
+  }
+
+  /** Removes a lock entry if it carries our session; true when none of ours is left. */
+  async #removeIfOurs(host: string, lockId: string, sessionId: string): Promise<boolean> {
+    try {
+      const current = await this.#read(host, lockId);
+      if (!current) return true;
+      const owner = current.info.sessionId ?? parseLockId(lockId)?.sessionId;
+      if (owner !== sessionId && current.content.state === "ok") return true;
+      // Ours, or an empty/half-written file we may have made: a shared lock's
+      // name is ours alone; a Host lock we only remove when it names us.
+      if (owner !== sessionId && lockId === "Host") return false;
+      await this.#store.remove(host, this.#names.fileName(lockId));
+      return true;
+    } catch {
+      return false;
+    }
   }
 
   async #rollback(taken: readonly HeldLock[]): Promise<string[]> {

@@ -38,7 +38,11 @@ export interface LockStore {
     data: Uint8Array,
     options?: CreateOptions,
   ): Promise<boolean>;
-  /** Names of the entries in a host's folder (files only); [] when the folder is missing. */
+  /**
+   * Names of the entries in a host's folder, History excluded. A folder named
+   * like a lock file is listed too: a lock counts by its name. [] when the
+   * host's folder is missing but the folder above it exists.
+   */
   list(host: string): Promise<string[]>;
   /** Content of an entry, or undefined when it does not exist. */
   read(host: string, name: string): Promise<Uint8Array | undefined>;

@@ -92,7 +92,7 @@ export function openFsStore(
     }
   }
 
-  async function listFiles(path: string): Promise<string[]> {
+  async function listFiles(path: string, hostFolder = false): Promise<string[]> {
     const names: string[] = [];
     try {
       for await (const entry of Deno.readDir(path)) {
@@ -105,8 +105,20 @@ export function openFsStore(
         }
       }
     } catch (error) {
-      if (error instanceof Deno.errors.NotFound) return [];
-      fail("list", path, error);
+      if (!(error instanceof Deno.errors.NotFound)) fail("list", path, error);
+      // No folder for this host yet means no locks, but only where the folder
+      // above it exists: a mistyped root must not read as "not locked".
+      if (hostFolder && options.createRoot !== true) {
+        const parent = dirname(path);
+        const info = await Deno.stat(parent).catch(() => undefined);
+        if (!info?.isDirectory) {
+          throw new StoreError(
+            path,
+            `Cannot list "${path}": the folder above it, "${parent}", does not exist`,
+          );
+        }
+      }
+      return [];
     }
     return names;
   }
@@ -161,7 +173,7 @@ export function openFsStore(
       file.close();
       return true;
     },
-    list: (host) => listFiles(folder(host)),
+    list: (host) => listFiles(folder(host), true),
     read: (host, name) => readFile(join(folder(host), name)),
     replace: (host, name, data) => writeExisting(join(folder(host), name), data),
     async archive(host, name, historyName, data) {

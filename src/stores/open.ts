@@ -11,6 +11,13 @@ import type { ResolvedConfig } from "../config.ts";
 import type { LockStore } from "../store.ts";
 import { openFsStore } from "./fs.ts";
 
+// Specifiers held in variables: Deno then loads these stores (and their npm
+// packages) only when one is used, also for a script that imports mod.ts by
+// URL. A string literal would make Deno fetch them up front. `deno compile`
+// needs them named with --include (see the compile task).
+const SMB_MODULE = new URL("./smb.ts", import.meta.url).href;
+const ETCD_MODULE = new URL("./etcd.ts", import.meta.url).href;
+
 /** Store kinds. */
 export type StoreKind = LockStore["kind"];
 
@@ -65,22 +72,18 @@ export async function openStore(config: ResolvedConfig): Promise<LockStore> {
   const template = config.folderPathTemplate;
   const kind = storeKindOf(template);
   if (kind === "smb") {
-    const { openSmbStore } = await import("./smb.ts");
+    const { openSmbStore }: typeof import("./smb.ts") = await import(SMB_MODULE);
     return openSmbStore(template, {
       historyFolderName: config.historyFolderName,
       timeoutMs: config.smb.timeoutMs,
-      ...config.smb.username !== undefined
-        ? { username: config.smb.username }
-        : {},
-      ...config.smb.password !== undefined
-        ? { password: config.smb.password }
-        : {},
+      ...config.smb.username !== undefined ? { username: config.smb.username } : {},
+      ...config.smb.password !== undefined ? { password: config.smb.password } : {},
       ...config.smb.domain !== undefined ? { domain: config.smb.domain } : {},
       ...config.smb.port !== undefined ? { port: config.smb.port } : {},
     });
   }
   if (kind === "etcd") {
-    const { openEtcdStore } = await import("./etcd.ts");
+    const { openEtcdStore }: typeof import("./etcd.ts") = await import(ETCD_MODULE);
     return openEtcdStore(template, {
       historyFolderName: config.historyFolderName,
       endpoints: config.etcd.endpoints,

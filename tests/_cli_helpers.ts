@@ -1,0 +1,161 @@
+/**
+ * Helpers for tests that spawn `deno run cli.ts`: a runner with a bounded
+ * lifetime and a hermetic environment, a snapshot of a folder tree, an exact
+ * (bigint-keeping) JSON reader and .NET tick arithmetic written
+ * independently of the library.
+ *
+ * @module
+ */
+
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+/** The repository root (where `cli.ts` is). */
+export const REPO_ROOT: string = fileURLToPath(new URL("..", import.meta.url));
+
+/** What a run of the command line gave. */
+export interface CliResult {
+  /** Exit code. */
+  code: number;
+  /** Standard output, decoded. */
+  stdout: string;
+  /** Standard error, decoded. */
+  stderr: string;
+}
+
+/** How to run the command line. */
+export interface CliOptions {
+  /** Folder template, passed as `RESOURCE_LOCKER_STORE`. */
+  store?: string;
+  /** Dependency map file, passed as `RESOURCE_LOCKER_DEPENDENCIES`. */
+  dependencies?: string;
+  /** More environment variables (`TZ`, `XDG_STATE_HOME`, …). */
+  env?: Record<string, string>;
+  /** Text fed to stdin. */
+  stdin?: string;
+  /** Kill the process after this long. @default 20000 */
+  timeoutMs?: number;
+}
+
+/**
+ * Runs `deno run -A cli.ts …` from the repository root with `NO_COLOR=1`,
+ * no inherited `RESOURCE_LOCKER_*` variables, and a kill timer.
+ */
+export async function runCli(
+  args: string[],
+  options: CliOptions = {},
+): Promise<CliResult> {
+  const env: Record<string, string> = {};
+  for (const [key, value] of Object.entries(Deno.env.toObject())) {
+    if (!key.startsWith("RESOURCE_LOCKER_")) env[key] = value;
+  }
+  env.NO_COLOR = "1";
+  if (options.store !== undefined) env.RESOURCE_LOCKER_STORE = options.store;
+  if (options.dependencies !== undefined) {
+    env.RESOURCE_LOCKER_DEPENDENCIES = options.dependencies;
+  }
+  Object.assign(env, options.env ?? {});
+  const abort = new AbortController();
+  const timer = setTimeout(() => abort.abort(), options.timeoutMs ?? 20_000);
+  try {
+    const child = new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", "cli.ts", ...args],
+      cwd: REPO_ROOT,
+      env,
+      clearEnv: true,
+      stdin: options.stdin !== undefined ? "piped" : "null",
+      stdout: "piped",
+      stderr: "piped",
+      signal: abort.signal,
+    }).spawn();
+    if (options.stdin !== undefined) {
+      const writer = child.stdin.getWriter();
+      await writer.write(new TextEncoder().encode(options.stdin));
+      await writer.close();
+    }
+    const output = await child.output();
+    if (abort.signal.aborted) {
+      throw new Error(`cli.ts ${args.join(" ")} did not finish in time`);
+    }
+    const decoder = new TextDecoder();
+    return {
+      code: output.code,
+      stdout: decoder.decode(output.stdout),
+      stderr: decoder.decode(output.stderr),
+    };
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Non-empty lines of a text. */
+export function lines(text: string): string[] {
+  return text.split(/\r?\n/).filter((line) => line !== "");
+}
+
+/**
+ * Every entry under `root`, as `relative path → kind, size and mtime`, so two
+ * snapshots differ when anything was created, removed or written.
+ */
+export async function snapshotTree(
+  root: string,
+): Promise<Record<string, string>> {
+  const out: Record<string, string> = {};
+  async function walk(dir: string, prefix: string): Promise<void> {
+    for await (const entry of Deno.readDir(dir)) {
+      const path = join(dir, entry.name);
+      const rel = prefix ? `${prefix}/${entry.name}` : entry.name;
+      const info = await Deno.lstat(path);
+      out[rel] = info.isDirectory
+        ? "dir"
+        : `${info.isFile ? "file" : "other"}:${info.size}:${info.mtime?.getTime()}`;
+      if (info.isDirectory) await walk(path, rel);
+    }
+  }
+  await walk(root, "");
+  return out;
+}
+
+/** Names of the entries of a folder, sorted; [] when it does not exist. */
+export async function listNames(dir: string): Promise<string[]> {
+  const names: string[] = [];
+  try {
+    for await (const entry of Deno.readDir(dir)) names.push(entry.name);
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return [];
+    throw error;
+  }
+  return names.sort();
+}
+
+/**
+ * Parses JSON keeping integers beyond 2^53 exact, as `bigint`. Written here,
+ * not taken from the library, so the library's reader is checked against it.
+ */
+export function parseJsonExact(text: string): unknown {
+  return JSON.parse(
+    text,
+    (_key, value, context?: { source?: string }) =>
+      typeof value === "number" && !Number.isSafeInteger(value) &&
+        context?.source !== undefined && /^-?\d+$/.test(context.source)
+        ? BigInt(context.source)
+        : value,
+  );
+}
+
+/** Ticks (100 ns) from 0001-01-01 to 1970-01-01: 719162 days. */
+export const UNIX_EPOCH_TICKS: bigint = 719_162n * 86_400n * 10_000_000n;
+
+/** .NET ticks of the local clock at `epochMs`, for a local offset in minutes. */
+export function expectedLocalTicks(
+  epochMs: number,
+  offsetMinutes: number,
+): bigint {
+  return UNIX_EPOCH_TICKS +
+    (BigInt(epochMs) + BigInt(offsetMinutes) * 60_000n) * 10_000n;
+}
+
+/** A time zone without daylight saving and with a half-hour offset: local ticks differ from UTC ones. */
+export const TEST_TZ = "Asia/Kolkata";
+/** Its offset from UTC in minutes. */
+export const TEST_TZ_OFFSET_MINUTES = 330;
