@@ -1,0 +1,1296 @@
+/**
+ * The SMB store: each host's lock folder on an SMB share, reached with the
+ * userland client `@marsaud/smb2` (SMB 2.0.2 and 2.1, no signing), logging on
+ * with NTLMv2 (see `_smb_ntlm.ts`).
+ *
+ * Templates: `smb://{0}/ResourceLocks`, `smb://fileserver:4445/{0}`,
+ * `smb://fileserver/Locks/{0}` and, off Windows, `\\{0}\ResourceLocks`. The
+ * first path segment is the share; the rest is the folder in it. `{0}` or
+ * `{host}` stands for the host, in the server, the share or the folder.
+ *
+ * smb2 is used at its message level: its high-level calls have no timeouts,
+ * open files with rights a "Modify" permission does not grant (WRITE_DAC),
+ * deny other clients while a file is open, take interim STATUS_PENDING answers
+ * for errors and cannot tell a folder from an empty file. Here every request
+ * has a timeout, every open asks only for the rights it needs and lets other
+ * clients read, write and delete, and whatever smb2 throws from its socket
+ * handlers ends the connection and rejects the waiting calls.
+ *
+ * Load this module with a dynamic `import()`: nothing of smb2 loads for the
+ * local store.
+ *
+ * @module
+ */
+
+import { Buffer } from "node:buffer";
+import type { Socket } from "node:net";
+import SMB2 from "npm:@marsaud/smb2@0.18.0";
+import SMB2Message from "npm:@marsaud/smb2@0.18.0/lib/tools/smb2-message.js";
+import msErref from "npm:@marsaud/smb2@0.18.0/lib/tools/ms_erref.js";
+import negotiateMessage from "npm:@marsaud/smb2@0.18.0/lib/messages/negotiate.js";
+import sessionSetup1Message from "npm:@marsaud/smb2@0.18.0/lib/messages/session_setup_step1.js";
+import sessionSetup2Message from "npm:@marsaud/smb2@0.18.0/lib/messages/session_setup_step2.js";
+import treeConnectMessage from "npm:@marsaud/smb2@0.18.0/lib/messages/tree_connect.js";
+import closeMessage from "npm:@marsaud/smb2@0.18.0/lib/messages/close.js";
+import queryDirectoryMessage from "npm:@marsaud/smb2@0.18.0/lib/messages/query_directory.js";
+import readMessage from "npm:@marsaud/smb2@0.18.0/lib/messages/read.js";
+import writeMessage from "npm:@marsaud/smb2@0.18.0/lib/messages/write.js";
+import setInfoMessage from "npm:@marsaud/smb2@0.18.0/lib/messages/set_info.js";
+import { InputError, StoreError } from "../errors.ts";
+import type { CreateOptions, LockStore } from "../store.ts";
+import { installNtlmV2, isNtlmV2Type1 } from "./_smb_ntlm.ts";
+
+/** Options for {@linkcode openSmbStore}. */
+export interface SmbStoreOptions {
+  /** User name to log on with (config or `RESOURCE_LOCKER_SMB_USERNAME`). */
+  username?: string;
+  /**
+   * Password (config or `RESOURCE_LOCKER_SMB_PASSWORD`); never shown in
+   * messages. @default ""
+   */
+  password?: string;
+  /**
+   * Logon domain (config or `RESOURCE_LOCKER_SMB_DOMAIN`).
+   * @default the domain the server names
+   */
+  domain?: string;
+  /** TCP port when the template names none. @default 445 */
+  port?: number;
+  /** Name of the history folder beside the lock files, e.g. "History". */
+  historyFolderName: string;
+  /** Time limit for connecting and for every request, in ms. @default 10000 */
+  timeoutMs?: number;
+}
+
+const DEFAULT_PORT = 445;
+const DEFAULT_TIMEOUT_MS = 10_000;
+/** Largest read or write in one request (SMB 2.0.2 allows 64 KiB). */
+const CHUNK = 0x10000 - 0x80;
+
+// NTSTATUS values the store acts on.
+const STATUS_SUCCESS = 0x00000000;
+const STATUS_PENDING = 0x00000103;
+const STATUS_NO_MORE_FILES = 0x80000006;
+const STATUS_END_OF_FILE = 0xc0000011;
+const STATUS_NO_SUCH_FILE = 0xc000000f;
+const STATUS_MORE_PROCESSING_REQUIRED = 0xc0000016;
+const STATUS_ACCESS_DENIED = 0xc0000022;
+const STATUS_OBJECT_NAME_NOT_FOUND = 0xc0000034;
+const STATUS_OBJECT_NAME_COLLISION = 0xc0000035;
+const STATUS_OBJECT_PATH_NOT_FOUND = 0xc000003a;
+const STATUS_SHARING_VIOLATION = 0xc0000043;
+const STATUS_DELETE_PENDING = 0xc0000056;
+const STATUS_LOGON_FAILURE = 0xc000006d;
+const STATUS_ACCOUNT_RESTRICTION = 0xc000006e;
+const STATUS_PASSWORD_EXPIRED = 0xc0000071;
+const STATUS_ACCOUNT_DISABLED = 0xc0000072;
+const STATUS_MEDIA_WRITE_PROTECTED = 0xc00000a2;
+const STATUS_FILE_IS_A_DIRECTORY = 0xc00000ba;
+const STATUS_NOT_SUPPORTED = 0xc00000bb;
+const STATUS_NETWORK_NAME_DELETED = 0xc00000c9;
+const STATUS_BAD_NETWORK_NAME = 0xc00000cc;
+const STATUS_NOT_A_DIRECTORY = 0xc0000103;
+const STATUS_USER_SESSION_DELETED = 0xc0000203;
+const STATUS_ACCOUNT_LOCKED_OUT = 0xc0000234;
+const STATUS_NETWORK_SESSION_EXPIRED = 0xc000035c;
+
+// Access rights, share modes, dispositions and options of SMB2 CREATE.
+const FILE_READ_DATA = 0x0001; // also FILE_LIST_DIRECTORY
+const FILE_WRITE_DATA = 0x0002;
+const FILE_READ_ATTRIBUTES = 0x0080;
+const DELETE = 0x00010000;
+const SYNCHRONIZE = 0x00100000;
+const FILE_SHARE_ALL = 0x7; // read, write, delete
+const FILE_OPEN = 1;
+const FILE_CREATE = 2;
+const FILE_DIRECTORY_FILE = 0x01;
+const FILE_NON_DIRECTORY_FILE = 0x40;
+const FILE_ATTRIBUTE_DIRECTORY = 0x10;
+const FILE_ATTRIBUTE_NORMAL = 0x80;
+const SIGNING_REQUIRED = 0x2;
+
+// ---------------------------------------------------------------------------
+// Templates
+
+/** A template split into its parts, placeholders still in. */
+interface SmbTemplate {
+  server: string;
+  port: number;
+  share: string;
+  folder: string[];
+}
+
+/** Where one host's folder is. */
+interface SmbTarget {
+  server: string;
+  port: number;
+  share: string;
+  /** Folder segments inside the share; [] for the share root. */
+  folder: string[];
+}
+
+const PLACEHOLDER = /\{0\}|\{host\}/g;
+const HAS_PLACEHOLDER = /\{0\}|\{host\}/;
+
+/** The template for messages, without any user info someone put in it. */
+function shown(template: string): string {
+  return template.replace(/^(smb:\/\/)[^/\\]*@/i, "$1***@");
+}
+
+function parseTemplate(template: string, defaultPort: number): SmbTemplate {
+  let rest: string;
+  let separator: RegExp;
+  if (/^smb:\/\//i.test(template)) {
+    rest = template.slice("smb://".length);
+    separator = /[\\/]/;
+  } else if (template.startsWith("\\\\") || template.startsWith("//")) {
+    rest = template.slice(2);
+    separator = /[\\/]/;
+  } else {
+    throw new InputError(
+      `Bad SMB template "${
+        shown(template)
+      }": expected smb://server/share/... or \\\\server\\share\\...`,
+    );
+  }
+  if (!HAS_PLACEHOLDER.test(template)) {
+    throw new InputError(
+      `Bad SMB template "${shown(template)}": no {0} or {host} placeholder`,
+    );
+  }
+  const [authority = "", share = "", ...folder] = rest.split(separator);
+  if (authority.includes("@")) {
+    throw new InputError(
+      `Bad SMB template "${
+        shown(template)
+      }": put credentials in the config or RESOURCE_LOCKER_SMB_USERNAME/_PASSWORD, not in the template`,
+    );
+  }
+  let server = authority;
+  let port: number | undefined;
+  const withPort = /^(\[[^\]]+\]|[^:]+):(\d+)$/.exec(authority);
+  if (withPort) {
+    server = withPort[1]!;
+    port = Number(withPort[2]);
+    if (!Number.isInteger(port) || port < 1 || port > 65535) {
+      throw new InputError(`Bad SMB template "${shown(template)}": bad port`);
+    }
+  }
+  server = server.replace(/^\[(.*)\]$/, "$1");
+  if (server === "") {
+    throw new InputError(`Bad SMB template "${shown(template)}": no server`);
+  }
+  if (share === "") {
+    throw new InputError(`Bad SMB template "${shown(template)}": no share`);
+  }
+  const segments = folder.filter((segment) => segment !== "");
+  if (segments.some((segment) => segment === "." || segment === "..")) {
+    throw new InputError(`Bad SMB template "${shown(template)}": "." or ".." in path`);
+  }
+  return { server, port: port ?? defaultPort, share, folder: segments };
+}
+
+function fill(part: string, host: string): string {
+  return part.replace(PLACEHOLDER, host);
+}
+
+// ---------------------------------------------------------------------------
+// smb2's message layer, typed as far as it is used here
+
+interface Smb2Message {
+  getHeaders(): Record<string, unknown>;
+  getResponse(): Record<string, Buffer>;
+  getBuffer(client: Smb2Client): Buffer;
+  request: Record<string, unknown>;
+}
+
+interface Smb2MessageModule {
+  generate(client: Smb2Client, params?: unknown): Smb2Message;
+  onSuccess?(client: Smb2Client, response: Smb2Message): void;
+  parseResponse?(response: Smb2Message): unknown;
+}
+
+/** The fields of an smb2 connection object that its messages read and write. */
+interface Smb2Client {
+  socket: Socket;
+  messageId: number;
+  SessionId: unknown;
+  TreeId: unknown;
+  ProcessId: Buffer;
+  responses: Record<string, Smb2Message>;
+  responsesCB: Record<string, (message: Smb2Message) => void>;
+}
+
+interface DirectoryEntry {
+  Filename: string;
+  FileAttributes: number;
+}
+
+const Smb2Connection = SMB2 as unknown as new (options: {
+  share: string;
+  port: number;
+  username: string;
+  password: string;
+  domain: string | undefined;
+  autoCloseTimeout: number;
+}) => Smb2Client;
+const Message = SMB2Message as unknown as new (
+  options: { headers: Record<string, unknown>; request: Record<string, unknown> },
+) => Smb2Message;
+const messages = {
+  negotiate: negotiateMessage as Smb2MessageModule,
+  sessionSetup1: sessionSetup1Message as Smb2MessageModule,
+  sessionSetup2: sessionSetup2Message as Smb2MessageModule,
+  treeConnect: treeConnectMessage as Smb2MessageModule,
+  close: closeMessage as Smb2MessageModule,
+  queryDirectory: queryDirectoryMessage as Smb2MessageModule,
+  read: readMessage as Smb2MessageModule,
+  write: writeMessage as Smb2MessageModule,
+  setInfo: setInfoMessage as Smb2MessageModule,
+};
+const statusNames = msErref as unknown as {
+  getStatus(code: number): { code: string };
+};
+
+function statusName(status: number): string {
+  if (status === STATUS_NETWORK_SESSION_EXPIRED) {
+    return "STATUS_NETWORK_SESSION_EXPIRED";
+  }
+  const name = statusNames.getStatus(status).code;
+  return name === "ERROR_UNRECOGNIZED" ? `0x${status.toString(16).padStart(8, "0")}` : name;
+}
+
+function uint64(value: number): Buffer {
+  const buffer = Buffer.alloc(8);
+  buffer.writeBigUInt64LE(BigInt(value));
+  return buffer;
+}
+
+// ---------------------------------------------------------------------------
+// Failures, turned into StoreError by the store with the operation's words
+
+/** A failure of one SMB step; `detail` is the text after "Cannot … : ". */
+class SmbFailure extends Error {
+  constructor(
+    readonly detail: string,
+    readonly status?: number,
+    options?: ErrorOptions,
+  ) {
+    super(detail, options);
+    this.name = "SmbFailure";
+  }
+}
+
+/** The server dropped our session or tree: a fresh connection may succeed. */
+function sessionLost(error: unknown): boolean {
+  return error instanceof SmbFailure && (
+    error.status === STATUS_USER_SESSION_DELETED ||
+    error.status === STATUS_NETWORK_SESSION_EXPIRED ||
+    error.status === STATUS_NETWORK_NAME_DELETED
+  );
+}
+
+interface Reply {
+  status: number;
+  message: Smb2Message;
+}
+
+interface Pending {
+  reject(error: Error): void;
+}
+
+interface Credentials {
+  username: string;
+  password: string;
+  domain: string | undefined;
+}
+
+/** Parameters of one SMB2 CREATE (open). */
+interface OpenRequest {
+  access: number;
+  disposition: number;
+  options: number;
+  attributes?: number;
+}
+
+interface Handle {
+  fileId: Buffer;
+  size: number;
+  attributes: number;
+}
+
+// ---------------------------------------------------------------------------
+// One connection: server + port + share + user
+
+class SmbConnection {
+  readonly #client: Smb2Client;
+  readonly #target: SmbTarget;
+  readonly #server: string;
+  readonly #share: string;
+  readonly #user: string;
+  readonly #timeoutMs: number;
+  readonly #pending = new Map<string, Pending>();
+  #failure: SmbFailure | undefined;
+  #closed: Promise<void>;
+
+  constructor(
+    target: SmbTarget,
+    credentials: Credentials,
+    timeoutMs: number,
+  ) {
+    this.#server = target.server.includes(":")
+      ? `[${target.server}]:${target.port}`
+      : `${target.server}:${target.port}`;
+    this.#share = target.share;
+    this.#user = credentials.domain
+      ? `${credentials.domain}\\${credentials.username}`
+      : credentials.username;
+    this.#timeoutMs = timeoutMs;
+    this.#target = target;
+    const client = new Smb2Connection({
+      share: `\\\\${target.server}\\${target.share}`,
+      port: target.port,
+      username: credentials.username,
+      password: credentials.password,
+      domain: credentials.domain,
+      autoCloseTimeout: 0,
+    });
+    this.#client = client;
+    client.messageId = 0;
+    client.SessionId = 0;
+    const socket = client.socket;
+    socket.setNoDelay(true);
+    // smb2's response parser throws on anything it does not understand, from
+    // inside the socket's data event: contain it and end this connection.
+    const parsers = socket.listeners("data") as ((chunk: Buffer) => void)[];
+    socket.removeAllListeners("data");
+    socket.on("data", (chunk: Buffer) => {
+      try {
+        for (const parse of parsers) parse(chunk);
+      } catch (error) {
+        this.#fail(
+          new SmbFailure(
+            `SMB server "${this.#server}" sent an answer this client cannot read`,
+            undefined,
+            { cause: error },
+          ),
+        );
+      }
+    });
+    socket.on("error", (error: Error & { code?: string }) => {
+      this.#fail(this.#socketFailure(error));
+    });
+    socket.on("end", () => {
+      this.#fail(
+        new SmbFailure(`SMB server "${this.#server}" closed the connection`),
+      );
+    });
+    this.#closed = new Promise((resolve) => socket.once("close", resolve));
+    socket.on("close", () => {
+      this.#fail(
+        new SmbFailure(`SMB server "${this.#server}" closed the connection`),
+      );
+    });
+    socket.unref();
+  }
+
+  /** Whether the connection can take requests. */
+  get usable(): boolean {
+    return this.#failure === undefined;
+  }
+
+  #socketFailure(error: Error & { code?: string }): SmbFailure {
+    const code = error.code ?? "";
+    const text: Record<string, string> = {
+      ECONNREFUSED: `SMB server "${this.#server}" refused the connection`,
+      ECONNRESET: `SMB server "${this.#server}" reset the connection`,
+      EPIPE: `SMB server "${this.#server}" closed the connection`,
+      ENOTFOUND: `SMB server "${this.#server}" not found`,
+      EAI_AGAIN: `SMB server "${this.#server}" not found (name lookup failed)`,
+      EHOSTUNREACH: `SMB server "${this.#server}" is unreachable`,
+      ENETUNREACH: `SMB server "${this.#server}" is unreachable`,
+      ETIMEDOUT: `SMB server "${this.#server}" did not answer`,
+    };
+    return new SmbFailure(
+      text[code] ??
+        `connection to SMB server "${this.#server}" failed (${code || error.message})`,
+      undefined,
+      { cause: error },
+    );
+  }
+
+  #fail(failure: SmbFailure): void {
+    if (this.#failure !== undefined) return;
+    this.#failure = failure;
+    const pending = [...this.#pending.values()];
+    this.#pending.clear();
+    for (const { reject } of pending) reject(failure);
+    this.#client.responsesCB = {};
+    this.#client.responses = {};
+    this.#client.socket.destroy();
+  }
+
+  /** Sends one message and waits, bounded, for its final answer. */
+  request(
+    build: (client: Smb2Client) => Smb2Message,
+    timeoutMs = this.#timeoutMs,
+  ): Promise<Reply> {
+    if (this.#failure !== undefined) return Promise.reject(this.#failure);
+    const client = this.#client;
+    let message: Smb2Message;
+    let bytes: Buffer;
+    try {
+      message = build(client);
+      bytes = message.getBuffer(client);
+    } catch (error) {
+      return Promise.reject(
+        new SmbFailure(
+          `cannot build SMB request: ${(error as Error).message}`,
+          undefined,
+          { cause: error },
+        ),
+      );
+    }
+    const id = Buffer.alloc(4);
+    id.writeUInt32LE(Number(message.getHeaders().MessageId) >>> 0);
+    const key = id.toString("hex");
+    const frame = Buffer.alloc(4 + bytes.length);
+    frame.writeUInt32BE(bytes.length & 0xffffff);
+    bytes.copy(frame, 4);
+
+    return new Promise<Reply>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.#fail(
+          new SmbFailure(
+            `SMB server "${this.#server}" did not answer within ${timeoutMs} ms`,
+          ),
+        );
+      }, timeoutMs);
+      const settle = () => {
+        clearTimeout(timer);
+        this.#pending.delete(key);
+        if (this.#pending.size === 0) client.socket.unref();
+      };
+      this.#pending.set(key, {
+        reject: (error) => {
+          settle();
+          reject(error);
+        },
+      });
+      const onAnswer = (answer: Smb2Message) => {
+        const status = (answer.getHeaders().Status as Buffer).readUInt32LE(0);
+        if (status === STATUS_PENDING) {
+          // An interim answer: the real one follows with the same id. smb2
+          // deletes this callback after it returns, so register again later.
+          queueMicrotask(() => {
+            const early = client.responses[key];
+            if (early !== undefined) {
+              delete client.responses[key];
+              onAnswer(early);
+            } else if (this.#pending.has(key)) {
+              client.responsesCB[key] = onAnswer;
+            }
+          });
+          return;
+        }
+        settle();
+        resolve({ status, message: answer });
+        if (
+          status === STATUS_USER_SESSION_DELETED || status === STATUS_NETWORK_SESSION_EXPIRED ||
+          status === STATUS_NETWORK_NAME_DELETED
+        ) {
+          // The server ended our session or tree: no more requests here; the
+          // store retries once on a new connection.
+          this.#fail(statusFailure(status));
+        }
+      };
+      client.responsesCB[key] = onAnswer;
+      client.socket.ref();
+      client.socket.write(frame);
+    });
+  }
+
+  /** Negotiates, logs on (NTLMv2) and connects the share, all bounded. */
+  async connect(): Promise<void> {
+    const deadline = Date.now() + this.#timeoutMs;
+    const left = () => Math.max(1, deadline - Date.now());
+    const client = this.#client;
+    client.socket.connect(this.#target.port, this.#target.server);
+
+    const negotiate = await this.request(
+      (c) => {
+        // smb2 sends an all-zero client GUID; Samba takes connections with
+        // one GUID for one client and hands them to one process, which
+        // stalls when several connect at once. Each connection is its own client.
+        const message = messages.negotiate.generate(c);
+        message.request.ClientGuid = Buffer.from(crypto.getRandomValues(new Uint8Array(16)));
+        return message;
+      },
+      left(),
+    );
+    if (negotiate.status !== STATUS_SUCCESS) {
+      throw new SmbFailure(
+        negotiate.status === STATUS_NOT_SUPPORTED
+          ? `SMB server "${this.#server}" speaks neither SMB 2.0.2 nor 2.1 (STATUS_NOT_SUPPORTED)`
+          : `SMB server "${this.#server}" refused to negotiate (${statusName(negotiate.status)})`,
+        negotiate.status,
+      );
+    }
+    const securityMode = negotiate.message.getResponse().SecurityMode;
+    if (securityMode && (securityMode.readUInt16LE(0) & SIGNING_REQUIRED)) {
+      throw new SmbFailure(
+        `SMB server "${this.#server}" requires signing, which this client cannot do`,
+      );
+    }
+
+    const step1 = await this.request((c) => {
+      const message = messages.sessionSetup1.generate(c);
+      if (!isNtlmV2Type1(message.request.Buffer)) {
+        throw new Error(
+          "NTLMv2 did not reach @marsaud/smb2: two copies of npm:ntlm are loaded",
+        );
+      }
+      return message;
+    }, left());
+    if (step1.status !== STATUS_MORE_PROCESSING_REQUIRED) {
+      throw new SmbFailure(
+        `SMB server "${this.#server}" refused NTLM logon (${statusName(step1.status)})`,
+        step1.status,
+      );
+    }
+    try {
+      messages.sessionSetup1.onSuccess!(client, step1.message);
+    } catch (error) {
+      throw new SmbFailure(
+        `cannot log on to SMB server "${this.#server}": ${(error as Error).message}`,
+        undefined,
+        { cause: error },
+      );
+    }
+
+    const step2 = await this.request(
+      (c) => messages.sessionSetup2.generate(c),
+      left(),
+    );
+    if (step2.status !== STATUS_SUCCESS) {
+      const refused = [
+        STATUS_LOGON_FAILURE,
+        STATUS_ACCOUNT_RESTRICTION,
+        STATUS_PASSWORD_EXPIRED,
+        STATUS_ACCOUNT_DISABLED,
+        STATUS_ACCOUNT_LOCKED_OUT,
+      ].includes(step2.status);
+      throw new SmbFailure(
+        step2.status === STATUS_LOGON_FAILURE
+          ? `logon as "${this.#user}" refused by SMB server "${this.#server}": wrong user name or password (STATUS_LOGON_FAILURE)`
+          : refused
+          ? `logon as "${this.#user}" refused by SMB server "${this.#server}" (${
+            statusName(step2.status)
+          })`
+          : `logon as "${this.#user}" to SMB server "${this.#server}" failed (${
+            statusName(step2.status)
+          })`,
+        step2.status,
+      );
+    }
+
+    const tree = await this.request(
+      (c) => messages.treeConnect.generate(c),
+      left(),
+    );
+    if (tree.status !== STATUS_SUCCESS) {
+      throw new SmbFailure(
+        tree.status === STATUS_BAD_NETWORK_NAME
+          ? `share "${this.#share}" does not exist on SMB server "${this.#server}" (STATUS_BAD_NETWORK_NAME)`
+          : tree.status === STATUS_ACCESS_DENIED
+          ? `access to share "${this.#share}" on SMB server "${this.#server}" denied for "${this.#user}" (STATUS_ACCESS_DENIED)`
+          : `cannot connect share "${this.#share}" on SMB server "${this.#server}" (${
+            statusName(tree.status)
+          })`,
+        tree.status,
+      );
+    }
+    messages.treeConnect.onSuccess!(client, tree.message);
+  }
+
+  /** Ends the connection after waiting at most 1 s for the socket to close. */
+  async close(): Promise<void> {
+    const socket = this.#client.socket;
+    this.#fail(new SmbFailure("the SMB store is closed"));
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([
+      this.#closed,
+      new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, 1_000);
+      }),
+    ]);
+    clearTimeout(timer);
+    socket.destroy();
+  }
+
+  // --- file operations -----------------------------------------------------
+
+  /** SMB2 CREATE; throws SmbFailure for transport problems only. */
+  async open(path: string, request: OpenRequest): Promise<Reply> {
+    const name = Buffer.from(path, "utf16le");
+    return await this.request((c) =>
+      new Message({
+        headers: {
+          Command: "CREATE",
+          SessionId: c.SessionId,
+          TreeId: c.TreeId,
+          ProcessId: c.ProcessId,
+        },
+        request: {
+          Buffer: name,
+          DesiredAccess: request.access,
+          FileAttributes: request.attributes ?? 0,
+          ShareAccess: FILE_SHARE_ALL,
+          CreateDisposition: request.disposition,
+          CreateOptions: request.options,
+          NameOffset: 0x78,
+          CreateContextsOffset: 0x7a + name.length,
+        },
+      })
+    );
+  }
+
+  handle(reply: Reply): Handle {
+    const response = reply.message.getResponse();
+    return {
+      fileId: response.FileId!,
+      size: Number(response.EndofFile!.readBigUInt64LE(0)),
+      attributes: response.FileAttributes!.readUInt32LE(0),
+    };
+  }
+
+  async closeHandle(handle: Handle): Promise<void> {
+    if (!this.usable) return;
+    await this.request((c) => messages.close.generate(c, { FileId: handle.fileId }));
+  }
+
+  async readAll(handle: Handle): Promise<Uint8Array> {
+    const chunks: Buffer[] = [];
+    let offset = 0;
+    while (offset < handle.size) {
+      const length = Math.min(CHUNK, handle.size - offset);
+      const reply = await this.request((c) =>
+        messages.read.generate(c, {
+          FileId: handle.fileId,
+          Length: length,
+          Offset: uint64(offset),
+        })
+      );
+      if (reply.status === STATUS_END_OF_FILE) break;
+      expectSuccess(reply);
+      const data = reply.message.getResponse().Buffer!;
+      if (data.length === 0) break;
+      chunks.push(Buffer.from(data));
+      offset += data.length;
+    }
+    return new Uint8Array(Buffer.concat(chunks));
+  }
+
+  async writeAll(handle: Handle, data: Uint8Array): Promise<void> {
+    const bytes = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+    for (let offset = 0; offset < bytes.length; offset += CHUNK) {
+      const chunk = bytes.subarray(offset, offset + CHUNK);
+      expectSuccess(
+        await this.request((c) =>
+          messages.write.generate(c, {
+            FileId: handle.fileId,
+            Offset: uint64(offset),
+            Buffer: chunk,
+          })
+        ),
+      );
+    }
+    if (handle.size !== bytes.length) {
+      await this.setInfo(handle, "FileEndOfFileInformation", uint64(bytes.length));
+    }
+  }
+
+  async setInfo(
+    handle: Handle,
+    infoClass: string,
+    buffer: Buffer,
+  ): Promise<Reply> {
+    const reply = await this.request((c) =>
+      messages.setInfo.generate(c, {
+        FileId: handle.fileId,
+        FileInfoClass: infoClass,
+        Buffer: buffer,
+      })
+    );
+    if (infoClass !== "FileRenameInformation") expectSuccess(reply);
+    return reply;
+  }
+
+  async listFolder(path: string): Promise<DirectoryEntry[] | undefined> {
+    const reply = await this.open(path, {
+      access: FILE_READ_DATA | FILE_READ_ATTRIBUTES | SYNCHRONIZE,
+      disposition: FILE_OPEN,
+      options: FILE_DIRECTORY_FILE,
+    });
+    if (missing(reply.status)) return undefined;
+    expectSuccess(reply);
+    const handle = this.handle(reply);
+    try {
+      const entries: DirectoryEntry[] = [];
+      for (;;) {
+        const answer = await this.request((c) =>
+          messages.queryDirectory.generate(c, { FileId: handle.fileId })
+        );
+        if (answer.status === STATUS_NO_MORE_FILES) break;
+        expectSuccess(answer);
+        entries.push(
+          ...messages.queryDirectory.parseResponse!(
+            answer.message,
+          ) as DirectoryEntry[],
+        );
+      }
+      return entries.filter((entry) => entry.Filename !== "." && entry.Filename !== "..");
+    } finally {
+      await this.closeHandle(handle).catch(() => {});
+    }
+  }
+}
+
+function missing(status: number): boolean {
+  return status === STATUS_OBJECT_NAME_NOT_FOUND ||
+    status === STATUS_OBJECT_PATH_NOT_FOUND ||
+    status === STATUS_NO_SUCH_FILE ||
+    status === STATUS_DELETE_PENDING;
+}
+
+function expectSuccess(reply: Reply): void {
+  if (reply.status !== STATUS_SUCCESS) throw statusFailure(reply.status);
+}
+
+function statusFailure(status: number): SmbFailure {
+  const name = statusName(status);
+  switch (status) {
+    case STATUS_ACCESS_DENIED:
+      return new SmbFailure(
+        `access denied: the share is read-only or the user lacks the permission (${name})`,
+        status,
+      );
+    case STATUS_MEDIA_WRITE_PROTECTED:
+      return new SmbFailure(`the share is read-only (${name})`, status);
+    case STATUS_FILE_IS_A_DIRECTORY:
+      return new SmbFailure(
+        `it is a folder where a lock file should be (${name})`,
+        status,
+      );
+    case STATUS_NOT_A_DIRECTORY:
+      return new SmbFailure(
+        `a file is in the way where a folder should be (${name})`,
+        status,
+      );
+    case STATUS_SHARING_VIOLATION:
+      return new SmbFailure(`the file is in use by another client (${name})`, status);
+    case STATUS_USER_SESSION_DELETED:
+    case STATUS_NETWORK_SESSION_EXPIRED:
+    case STATUS_NETWORK_NAME_DELETED:
+      return new SmbFailure(`the SMB session ended (${name})`, status);
+    default:
+      return new SmbFailure(`SMB error ${name}`, status);
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** Retries an open that another client's share mode blocks for a moment. */
+async function openShared(
+  connection: SmbConnection,
+  path: string,
+  request: OpenRequest,
+): Promise<Reply> {
+  for (let attempt = 0;; attempt++) {
+    const reply = await connection.open(path, request);
+    if (reply.status !== STATUS_SHARING_VIOLATION || attempt >= 4) return reply;
+    await sleep(25 * 2 ** attempt);
+  }
+}
+
+// ---------------------------------------------------------------------------
+// The store
+
+const NOT_IN_NAMES = /[\\/:*?"<>|]/;
+
+function checkName(name: string): void {
+  const control = [...name].some((char) => char.charCodeAt(0) < 0x20);
+  if (
+    name === "" || name === "." || name === ".." || control ||
+    NOT_IN_NAMES.test(name)
+  ) {
+    throw new InputError(`Bad lock entry name "${name}"`);
+  }
+}
+
+class SmbStore implements LockStore {
+  readonly kind = "smb" as const;
+  readonly #template: SmbTemplate;
+  readonly #credentials: Credentials;
+  readonly #history: string;
+  readonly #timeoutMs: number;
+  readonly #connections = new Map<string, Promise<SmbConnection>>();
+  #closed = false;
+
+  constructor(template: SmbTemplate, options: SmbStoreOptions) {
+    this.#template = template;
+    this.#credentials = {
+      username: options.username ?? "",
+      password: options.password ?? "",
+      domain: options.domain === "" ? undefined : options.domain,
+    };
+    this.#history = options.historyFolderName;
+    this.#timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+  }
+
+  #target(host: string): SmbTarget {
+    const t = this.#template;
+    return {
+      server: fill(t.server, host),
+      port: t.port,
+      share: fill(t.share, host),
+      folder: t.folder.map((segment) => fill(segment, host)),
+    };
+  }
+
+  #url(target: SmbTarget, ...names: string[]): string {
+    const server = target.server.includes(":") ? `[${target.server}]` : target.server;
+    const port = target.port === DEFAULT_PORT ? "" : `:${target.port}`;
+    return `smb://${server}${port}/${[target.share, ...target.folder, ...names].join("/")}`;
+  }
+
+  describe(host: string): string {
+    return this.#url(this.#target(host));
+  }
+
+  async #connection(target: SmbTarget): Promise<SmbConnection> {
+    if (this.#closed) throw new SmbFailure("the SMB store is closed");
+    const key = [
+      target.server.toLowerCase(),
+      target.port,
+      target.share.toLowerCase(),
+      this.#credentials.domain ?? "",
+      this.#credentials.username,
+    ].join("\u0000");
+    const existing = this.#connections.get(key);
+    if (existing !== undefined) {
+      const connection = await existing.catch(() => undefined);
+      if (connection?.usable) return connection;
+      if (this.#connections.get(key) === existing) {
+        this.#connections.delete(key);
+      }
+      const again = this.#connections.get(key);
+      if (again !== undefined) return await again;
+    }
+    const connecting = (async () => {
+      const connection = new SmbConnection(
+        target,
+        this.#credentials,
+        this.#timeoutMs,
+      );
+      try {
+        await connection.connect();
+        return connection;
+      } catch (error) {
+        await connection.close();
+        throw error;
+      }
+    })();
+    this.#connections.set(key, connecting);
+    connecting.catch(() => {
+      if (this.#connections.get(key) === connecting) {
+        this.#connections.delete(key);
+      }
+    });
+    return await connecting;
+  }
+
+  /** Runs `work` on the host's connection; one retry when the session ended. */
+  async #run<T>(
+    verb: string,
+    host: string,
+    names: string[],
+    work: (connection: SmbConnection, target: SmbTarget) => Promise<T>,
+  ): Promise<T> {
+    const target = this.#target(host);
+    try {
+      try {
+        return await work(await this.#connection(target), target);
+      } catch (error) {
+        if (!sessionLost(error)) throw error;
+        return await work(await this.#connection(target), target);
+      }
+    } catch (error) {
+      if (error instanceof StoreError || error instanceof InputError) {
+        throw error;
+      }
+      const location = this.#url(target, ...names);
+      const detail = error instanceof SmbFailure
+        ? error.detail
+        : `unexpected SMB client error: ${String((error as Error)?.message)}`;
+      throw new StoreError(location, `Cannot ${verb} "${location}": ${detail}`, {
+        cause: error,
+      });
+    }
+  }
+
+  #path(target: SmbTarget, ...names: string[]): string {
+    return [...target.folder, ...names].join("\\");
+  }
+
+  /** Creates the last folder segment when the folder above it exists. */
+  async #makeFolder(
+    connection: SmbConnection,
+    target: SmbTarget,
+    segments: string[],
+  ): Promise<void> {
+    const path = segments.join("\\");
+    const reply = await connection.open(path, {
+      access: FILE_READ_ATTRIBUTES | SYNCHRONIZE,
+      disposition: FILE_CREATE,
+      options: FILE_DIRECTORY_FILE,
+      attributes: FILE_ATTRIBUTE_DIRECTORY,
+    });
+    if (reply.status === STATUS_OBJECT_NAME_COLLISION) {
+      // There already; a file of that name is in the way, though.
+      const existing = await connection.open(path, {
+        access: FILE_READ_ATTRIBUTES | SYNCHRONIZE,
+        disposition: FILE_OPEN,
+        options: FILE_DIRECTORY_FILE,
+      });
+      if (existing.status === STATUS_NOT_A_DIRECTORY) {
+        throw new SmbFailure(
+          `a file is in the way where folder "${
+            this.#url({ ...target, folder: segments })
+          }" should be (STATUS_NOT_A_DIRECTORY)`,
+          existing.status,
+        );
+      }
+      if (existing.status === STATUS_SUCCESS) {
+        await connection.closeHandle(connection.handle(existing));
+      }
+      return;
+    }
+    if (reply.status === STATUS_OBJECT_PATH_NOT_FOUND) {
+      const parent = this.#url({ ...target, folder: segments.slice(0, -1) });
+      throw new SmbFailure(
+        `folder "${parent}" does not exist (STATUS_OBJECT_PATH_NOT_FOUND)`,
+        reply.status,
+      );
+    }
+    expectSuccess(reply);
+    await connection.closeHandle(connection.handle(reply));
+  }
+
+  async create(
+    host: string,
+    name: string,
+    data: Uint8Array,
+    _options?: CreateOptions,
+  ): Promise<boolean> {
+    checkName(name);
+    return await this.#run("create", host, [name], async (connection, target) => {
+      const path = this.#path(target, name);
+      const request: OpenRequest = {
+        access: FILE_WRITE_DATA | FILE_READ_ATTRIBUTES | DELETE | SYNCHRONIZE,
+        disposition: FILE_CREATE,
+        options: FILE_NON_DIRECTORY_FILE,
+        attributes: FILE_ATTRIBUTE_NORMAL,
+      };
+      let reply = await connection.open(path, request);
+      if (
+        reply.status === STATUS_OBJECT_PATH_NOT_FOUND &&
+        target.folder.length > 0
+      ) {
+        await this.#makeFolder(connection, target, target.folder);
+        reply = await connection.open(path, request);
+      }
+      if (reply.status === STATUS_OBJECT_NAME_COLLISION) {
+        await this.#refuseFolder(connection, path);
+        return false;
+      }
+      expectSuccess(reply);
+      const handle = connection.handle(reply);
+      try {
+        await connection.writeAll(handle, data);
+      } catch (error) {
+        // Take back the file just made rather than leave a half-written
+        // lock: on this connection, or on a new one when it died.
+        const removed = connection.usable
+          ? await connection.setInfo(handle, "FileDispositionInformation", Buffer.from([1]))
+            .then(() => true, () => false)
+          : await this.#removeOnNewConnection(target, path);
+        if (removed || !(error instanceof SmbFailure)) throw error;
+        throw new SmbFailure(
+          `${error.detail}; the new lock file may be left behind, empty or half written`,
+          error.status,
+          { cause: error },
+        );
+      } finally {
+        await connection.closeHandle(handle).catch(() => {});
+      }
+      return true;
+    });
+  }
+
+  /** Deletes a file this store just created, after its connection died. */
+  async #removeOnNewConnection(target: SmbTarget, path: string): Promise<boolean> {
+    try {
+      const connection = await this.#connection(target);
+      const reply = await connection.open(path, {
+        access: DELETE | FILE_READ_ATTRIBUTES | SYNCHRONIZE,
+        disposition: FILE_OPEN,
+        options: FILE_NON_DIRECTORY_FILE,
+      });
+      if (missing(reply.status)) return true;
+      expectSuccess(reply);
+      const handle = connection.handle(reply);
+      try {
+        await connection.setInfo(handle, "FileDispositionInformation", Buffer.from([1]));
+      } finally {
+        await connection.closeHandle(handle).catch(() => {});
+      }
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  /** A create collided: fine for a file, an error for a folder of that name. */
+  async #refuseFolder(connection: SmbConnection, path: string): Promise<void> {
+    const reply = await openShared(connection, path, {
+      access: FILE_READ_ATTRIBUTES | SYNCHRONIZE,
+      disposition: FILE_OPEN,
+      options: 0,
+    });
+    if (reply.status !== STATUS_SUCCESS) return;
+    const handle = connection.handle(reply);
+    await connection.closeHandle(handle).catch(() => {});
+    if (handle.attributes & FILE_ATTRIBUTE_DIRECTORY) {
+      throw statusFailure(STATUS_FILE_IS_A_DIRECTORY);
+    }
+  }
+
+  async #list(
+    verb: string,
+    host: string,
+    sub: string[],
+  ): Promise<string[]> {
+    return await this.#run(verb, host, sub, async (connection, target) => {
+      const entries = await connection.listFolder(this.#path(target, ...sub));
+      // A folder named like a lock still counts by its name (as in the
+      // local-folder store); reading it is the error. History is no entry.
+      return (entries ?? [])
+        .filter((entry) =>
+          !(entry.FileAttributes & FILE_ATTRIBUTE_DIRECTORY) ||
+          entry.Filename.toLowerCase() !== this.#history.toLowerCase()
+        )
+        .map((entry) => entry.Filename)
+        .sort();
+    });
+  }
+
+  list(host: string): Promise<string[]> {
+    return this.#list("list", host, []);
+  }
+
+  listHistory(host: string): Promise<string[]> {
+    return this.#list("list the history of", host, [this.#history]);
+  }
+
+  async #read(
+    host: string,
+    names: string[],
+  ): Promise<Uint8Array | undefined> {
+    names.forEach(checkName);
+    return await this.#run("read", host, names, async (connection, target) => {
+      const reply = await openShared(connection, this.#path(target, ...names), {
+        access: FILE_READ_DATA | FILE_READ_ATTRIBUTES | SYNCHRONIZE,
+        disposition: FILE_OPEN,
+        options: FILE_NON_DIRECTORY_FILE,
+      });
+      if (missing(reply.status)) return undefined;
+      // Held open without sharing by another client: the lock is there, its
+      // content unknown for now.
+      if (reply.status === STATUS_SHARING_VIOLATION) return new Uint8Array();
+      expectSuccess(reply);
+      const handle = connection.handle(reply);
+      try {
+        return await connection.readAll(handle);
+      } finally {
+        await connection.closeHandle(handle).catch(() => {});
+      }
+    });
+  }
+
+  read(host: string, name: string): Promise<Uint8Array | undefined> {
+    return this.#read(host, [name]);
+  }
+
+  readHistory(host: string, name: string): Promise<Uint8Array | undefined> {
+    return this.#read(host, [this.#history, name]);
+  }
+
+  async replace(host: string, name: string, data: Uint8Array): Promise<boolean> {
+    checkName(name);
+    return await this.#run("rewrite", host, [name], async (connection, target) => {
+      const reply = await openShared(connection, this.#path(target, name), {
+        access: FILE_WRITE_DATA | FILE_READ_ATTRIBUTES | SYNCHRONIZE,
+        disposition: FILE_OPEN,
+        options: FILE_NON_DIRECTORY_FILE,
+      });
+      if (missing(reply.status)) return false;
+      expectSuccess(reply);
+      const handle = connection.handle(reply);
+      try {
+        await connection.writeAll(handle, data);
+      } finally {
+        await connection.closeHandle(handle).catch(() => {});
+      }
+      return true;
+    });
+  }
+
+  async archive(
+    host: string,
+    name: string,
+    historyName: string,
+    data: Uint8Array,
+  ): Promise<boolean> {
+    checkName(name);
+    checkName(historyName);
+    return await this.#run("archive", host, [name], async (connection, target) => {
+      const reply = await openShared(connection, this.#path(target, name), {
+        access: FILE_WRITE_DATA | FILE_READ_ATTRIBUTES | DELETE | SYNCHRONIZE,
+        disposition: FILE_OPEN,
+        options: FILE_NON_DIRECTORY_FILE,
+      });
+      if (missing(reply.status)) return false;
+      expectSuccess(reply);
+      const handle = connection.handle(reply);
+      try {
+        await connection.writeAll(handle, data);
+        const destination = this.#path(target, this.#history, historyName);
+        const rename = renameInformation(destination);
+        let renamed = await connection.setInfo(
+          handle,
+          "FileRenameInformation",
+          rename,
+        );
+        if (renamed.status === STATUS_OBJECT_PATH_NOT_FOUND) {
+          await this.#makeFolder(connection, target, [
+            ...target.folder,
+            this.#history,
+          ]);
+          renamed = await connection.setInfo(
+            handle,
+            "FileRenameInformation",
+            rename,
+          );
+        }
+        expectSuccess(renamed);
+      } finally {
+        await connection.closeHandle(handle).catch(() => {});
+      }
+      return true;
+    });
+  }
+
+  async remove(host: string, name: string): Promise<boolean> {
+    checkName(name);
+    return await this.#run("remove", host, [name], async (connection, target) => {
+      const reply = await openShared(connection, this.#path(target, name), {
+        access: DELETE | FILE_READ_ATTRIBUTES | SYNCHRONIZE,
+        disposition: FILE_OPEN,
+        options: FILE_NON_DIRECTORY_FILE,
+      });
+      if (missing(reply.status)) return false;
+      expectSuccess(reply);
+      const handle = connection.handle(reply);
+      try {
+        await connection.setInfo(
+          handle,
+          "FileDispositionInformation",
+          Buffer.from([1]),
+        );
+      } finally {
+        await connection.closeHandle(handle).catch(() => {});
+      }
+      return true;
+    });
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    const connections = [...this.#connections.values()];
+    this.#connections.clear();
+    await Promise.all(connections.map(async (connecting) => {
+      const connection = await connecting.catch(() => undefined);
+      await connection?.close();
+    }));
+  }
+}
+
+/** FILE_RENAME_INFORMATION: replace if exists, the new share-relative path. */
+function renameInformation(path: string): Buffer {
+  const name = Buffer.from(path, "utf16le");
+  const buffer = Buffer.alloc(20 + name.length);
+  buffer.writeUInt8(1, 0); // ReplaceIfExists, as a rename on POSIX
+  buffer.writeUInt32LE(name.length, 16);
+  name.copy(buffer, 20);
+  return buffer;
+}
+
+/**
+ * Opens the SMB store for a folder template. Nothing connects until the
+ * first call; connections (one per server, share and user) are kept for
+ * later calls until {@linkcode LockStore.close}.
+ *
+ * Needs `--allow-net` to the servers.
+ *
+ * @param template `smb://{0}/ResourceLocks`, `smb://server:port/{0}`,
+ *   `\\{0}\ResourceLocks`, ...
+ * @param options credentials, port, history folder name, timeout
+ * @returns the store
+ * @throws {InputError} for a template this store cannot use or a missing user name
+ *
+ * @example Opening the store on a host's ResourceLocks share
+ * ```ts ignore
+ * const { openSmbStore } = await import("./smb.ts");
+ * const store = openSmbStore("smb://{0}/ResourceLocks", {
+ *   username: "svc-locks",
+ *   password: Deno.env.get("RESOURCE_LOCKER_SMB_PASSWORD") ?? "",
+ *   historyFolderName: "History",
+ * });
+ * try {
+ *   console.log(await store.list("hv01"));
+ * } finally {
+ *   await store.close();
+ * }
+ * ```
+ */
+export function openSmbStore(
+  template: string,
+  options: SmbStoreOptions,
+): LockStore {
+  const parsed = parseTemplate(template, options.port ?? DEFAULT_PORT);
+  if (!options.username) {
+    throw new InputError(
+      "SMB store needs a user name: set it in the config or RESOURCE_LOCKER_SMB_USERNAME",
+    );
+  }
+  checkName(options.historyFolderName);
+  const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+  if (!(timeoutMs > 0)) {
+    throw new InputError(`Bad SMB timeout ${timeoutMs} ms: must be positive`);
+  }
+  installNtlmV2();
+  return new SmbStore(parsed, options);
+}

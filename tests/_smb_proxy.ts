@@ -1,0 +1,235 @@
+/**
+ * Test helper: a loopback TCP forwarder in front of smbd that reads the SMB2
+ * requests going through it. Tests count the connections a client opens and
+ * make a server stop answering (freeze) or vanish (cut), for everything or
+ * for one share at one chosen request: "the server died right after the lock
+ * file was created".
+ *
+ * @module
+ */
+
+/** What the forwarder does with a request. */
+export type FrameAction = "pass" | "cut" | "freeze";
+
+/** One SMB2 request from the client, as far as the rules need it. */
+export interface SmbRequestInfo {
+  /** Share of the connection, once its TREE_CONNECT went through. */
+  share: string | undefined;
+  /** SMB2 command: 3 TREE_CONNECT, 5 CREATE, 6 CLOSE, 8 READ, 9 WRITE, 0x11 SET_INFO. */
+  command: number;
+  /** CREATE: the path opened, share-relative. */
+  name?: string;
+  /** CREATE: the create disposition (1 open, 2 create). */
+  disposition?: number;
+  /** SET_INFO: the information class (10 rename, 13 delete, 20 end of file). */
+  infoClass?: number;
+}
+
+/** Options of {@linkcode startSmbProxy}. */
+export interface SmbProxyOptions {
+  /** Decides per request; requests of a cut connection never arrive. @default pass all */
+  rule?: (request: SmbRequestInfo) => FrameAction;
+}
+
+/** A running forwarder. */
+export interface SmbProxy extends AsyncDisposable {
+  /** Port to connect to instead of smbd's. */
+  readonly port: number;
+  /** Connections accepted so far. */
+  readonly accepted: number;
+  /** Connections open now. */
+  readonly open: number;
+  /** Stop forwarding in both directions; connections stay open, silent. */
+  freeze(): void;
+  /** Forward again after {@linkcode SmbProxy.freeze}. */
+  thaw(): void;
+  /** Close every connection now. */
+  cut(): void;
+  /** Stop listening and close everything. */
+  close(): Promise<void>;
+}
+
+const SMB2_HEADER = 64;
+const TREE_CONNECT = 0x03;
+const CREATE = 0x05;
+const SET_INFO = 0x11;
+
+function utf16(bytes: Uint8Array, offset: number, length: number): string {
+  return new TextDecoder("utf-16le").decode(bytes.subarray(offset, offset + length));
+}
+
+/** Reads what the rules need from one SMB2 message (without its 4-byte frame header). */
+function describe(message: Uint8Array, share: string | undefined): SmbRequestInfo {
+  const view = new DataView(message.buffer, message.byteOffset, message.byteLength);
+  const info: SmbRequestInfo = { share, command: -1 };
+  if (message.length < SMB2_HEADER + 8 || view.getUint32(0) !== 0xfe534d42) return info;
+  info.command = view.getUint16(12, true);
+  const body = SMB2_HEADER;
+  try {
+    if (info.command === TREE_CONNECT) {
+      const path = utf16(message, view.getUint16(body + 4, true), view.getUint16(body + 6, true));
+      info.share = path.slice(path.lastIndexOf("\\") + 1).toLowerCase();
+    } else if (info.command === CREATE) {
+      info.disposition = view.getUint32(body + 36, true);
+      info.name = utf16(message, view.getUint16(body + 44, true), view.getUint16(body + 46, true));
+    } else if (info.command === SET_INFO) {
+      info.infoClass = view.getUint8(body + 3);
+    }
+  } catch {
+    // a short message: the command is enough
+  }
+  return info;
+}
+
+/**
+ * Starts a forwarder on a free loopback port to `127.0.0.1:targetPort`.
+ *
+ * @param targetPort smbd's port
+ * @param options a rule that may cut or freeze a connection at a request
+ * @returns the forwarder
+ */
+export function startSmbProxy(targetPort: number, options: SmbProxyOptions = {}): SmbProxy {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (listener.addr as Deno.NetAddr).port;
+  interface Pair {
+    client: Deno.Conn;
+    server: Deno.Conn;
+    share: string | undefined;
+    frozen: boolean;
+  }
+  const pairs = new Set<Pair>();
+  const pumps = new Set<Promise<void>>();
+  let accepted = 0;
+  let frozen = false;
+  let thawed: PromiseWithResolvers<void> = Promise.withResolvers();
+
+  function closePair(pair: Pair): void {
+    if (!pairs.delete(pair)) return;
+    for (const conn of [pair.client, pair.server]) {
+      try {
+        conn.close();
+      } catch {
+        // closed already
+      }
+    }
+  }
+
+  async function writeAll(to: Deno.Conn, bytes: Uint8Array): Promise<void> {
+    let written = 0;
+    while (written < bytes.length) written += await to.write(bytes.subarray(written));
+  }
+
+  async function hold(pair: Pair): Promise<void> {
+    while ((frozen || pair.frozen) && pairs.has(pair)) await thawed.promise;
+  }
+
+  /** Server to client: bytes as they come. */
+  async function pumpBack(pair: Pair): Promise<void> {
+    const buffer = new Uint8Array(64 * 1024);
+    try {
+      for (;;) {
+        const n = await pair.server.read(buffer);
+        if (n === null) break;
+        await hold(pair);
+        await writeAll(pair.client, buffer.subarray(0, n));
+      }
+    } catch {
+      // a closed side ends the pair
+    } finally {
+      closePair(pair);
+    }
+  }
+
+  /** Client to server: whole SMB2 messages, each judged by the rule. */
+  async function pumpForth(pair: Pair): Promise<void> {
+    const buffer = new Uint8Array(64 * 1024);
+    let pending = new Uint8Array(0);
+    try {
+      for (;;) {
+        const n = await pair.client.read(buffer);
+        if (n === null) break;
+        const joined = new Uint8Array(pending.length + n);
+        joined.set(pending);
+        joined.set(buffer.subarray(0, n), pending.length);
+        pending = joined;
+        while (pending.length >= 4) {
+          const length = (pending[1]! << 16) | (pending[2]! << 8) | pending[3]!;
+          if (pending.length < 4 + length) break;
+          const frame = pending.slice(0, 4 + length);
+          pending = pending.slice(4 + length);
+          const info = describe(frame.subarray(4), pair.share);
+          if (info.command === TREE_CONNECT) pair.share = info.share;
+          const action = options.rule?.(info) ?? "pass";
+          if (action === "cut") {
+            closePair(pair);
+            return;
+          }
+          if (action === "freeze") pair.frozen = true;
+          await hold(pair);
+          if (!pairs.has(pair)) return;
+          await writeAll(pair.server, frame);
+        }
+      }
+    } catch {
+      // a closed side ends the pair
+    } finally {
+      closePair(pair);
+    }
+  }
+
+  function track(promise: Promise<void>): void {
+    pumps.add(promise);
+    promise.finally(() => pumps.delete(promise));
+  }
+
+  const accepting = (async () => {
+    for await (const client of listener) {
+      accepted++;
+      let server: Deno.Conn;
+      try {
+        server = await Deno.connect({ hostname: "127.0.0.1", port: targetPort });
+      } catch {
+        client.close();
+        continue;
+      }
+      const pair: Pair = { client, server, share: undefined, frozen: false };
+      pairs.add(pair);
+      track(pumpForth(pair));
+      track(pumpBack(pair));
+    }
+  })().catch(() => {});
+
+  const proxy: SmbProxy = {
+    port,
+    get accepted() {
+      return accepted;
+    },
+    get open() {
+      return pairs.size;
+    },
+    freeze() {
+      frozen = true;
+    },
+    thaw() {
+      frozen = false;
+      for (const pair of pairs) pair.frozen = false;
+      thawed.resolve();
+      thawed = Promise.withResolvers();
+    },
+    cut() {
+      for (const pair of [...pairs]) closePair(pair);
+      thawed.resolve();
+      thawed = Promise.withResolvers();
+    },
+    async close() {
+      listener.close();
+      proxy.cut();
+      await accepting;
+      await Promise.all([...pumps]);
+    },
+    [Symbol.asyncDispose]() {
+      return proxy.close();
+    },
+  };
+  return proxy;
+}
