@@ -1,0 +1,260 @@
+/**
+ * `deno task bench [--quick] [--out FILE]`: speed and scale against
+ * baselines measured in the same run. Prints a table and writes the figures
+ * as JSON (default `bench/results/latest.json`). `--quick` makes few runs: CI
+ * uses it to show the benchmark still works; it judges no figure.
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import { closeStores, getResourceLockStatus, lockResource } from "../mod.ts";
+import { compare, type Figure, figure, printTable, sample, timeCommand } from "./_measure.ts";
+import { smbSections } from "./_smb.ts";
+import { etcdSections } from "./_etcd.ts";
+
+const { values } = parseArgs({
+  args: Deno.args,
+  options: { quick: { type: "boolean" }, out: { type: "string" }, only: { type: "string" } },
+});
+const quick = values.quick === true;
+const RUNS = quick ? 5 : 60;
+const figures: Figure[] = [];
+const root = await Deno.makeTempDir({ prefix: "rl-bench-" });
+const CLI = new URL("../cli.ts", import.meta.url).pathname;
+const wants = (id: string) => !values.only || id.startsWith(values.only);
+
+/** The same file operations a Host lock and its release make, done directly. */
+async function directCycle(folder: string): Promise<void> {
+  const path = `${folder}/Host.lock`;
+  const content = new TextEncoder().encode(JSON.stringify({ Caller: "bench", LockedAt: 1 }));
+  await Deno.writeFile(path, content, { createNew: true });
+  for await (const _ of Deno.readDir(folder)) { /* drain check */ }
+  const bytes = await Deno.readFile(path);
+  await Deno.writeFile(path, bytes, { create: false });
+  await Deno.rename(path, `${folder}/History/Host.lock-${crypto.randomUUID()}`);
+}
+
+try {
+  const store = `${root}/{0}`;
+  if (wants("local-overhead")) {
+    await Deno.mkdir(`${root}/direct/History`, { recursive: true });
+    const result = await compare(
+      async () => {
+        const lock = await lockResource("bench01", {
+          store,
+          type: "Host",
+          dependencies: {},
+          retries: 1,
+        });
+        await lock.release();
+      },
+      () => directCycle(`${root}/direct`),
+      RUNS * 5,
+    );
+    figures.push(figure({
+      id: "local-overhead",
+      subject: "lockResource(Host) + release, local store",
+      baseline:
+        "the same file operations done directly (create, write, list, read, rewrite, rename)",
+      target: 1.5,
+      unit: "ms",
+      method: `in-process, ${RUNS * 5} interleaved runs each after 3 warm-ups, median`,
+      extra: {},
+    }, result));
+    figures.at(-1)!.extra = { cyclesPerSecond: 1000 / result.subject.median };
+  }
+
+  if (wants("local-fanout")) {
+    figures.push(...await fanOut("local", store, RUNS));
+  }
+
+  if (wants("local-status")) {
+    figures.push(await statusAtScale("local", store, quick ? 100 : 500, quick ? 3 : 10));
+  }
+
+  if (wants("cli-run-local")) {
+    await Deno.writeTextFile(`${root}/empty.ts`, "");
+    const env = { RESOURCE_LOCKER_STORE: store, NO_COLOR: "1" };
+    const deno = Deno.execPath();
+    const perms = [
+      "--allow-read",
+      "--allow-write",
+      "--allow-env",
+      "--allow-sys",
+      "--allow-net",
+      "--allow-run",
+    ];
+    const runs = quick ? 3 : 30;
+    const subject: { ms: number; rssKiB?: number }[] = [];
+    const baseline: { ms: number; rssKiB?: number }[] = [];
+    await timeCommand([deno, "run", ...perms, CLI, "run", "warm", "--", "true"], env);
+    await timeCommand([deno, "run", `${root}/empty.ts`], env);
+    for (let i = 0; i < runs; i++) {
+      subject.push(
+        await timeCommand([deno, "run", ...perms, CLI, "run", "bench02", "--", "true"], env),
+      );
+      baseline.push(await timeCommand([deno, "run", `${root}/empty.ts`], env));
+    }
+    const method = `${runs} interleaved process runs each, median wall time`;
+    figures.push(figure({
+      id: "cli-run-local",
+      subject: "resource-locker run <host> -- true (local store)",
+      baseline: "deno run empty.ts",
+      target: 1.5,
+      unit: "ms",
+      method,
+    }, { subject: sample(subject.map((r) => r.ms)), baseline: sample(baseline.map((r) => r.ms)) }));
+    if (subject[0]?.rssKiB !== undefined) {
+      figures.push(figure({
+        id: "cli-run-local-rss",
+        subject: "peak RSS of resource-locker run <host> -- true",
+        baseline: "peak RSS of deno run empty.ts",
+        unit: "KiB",
+        method: `${runs} runs each, GNU time %M, median`,
+      }, {
+        subject: sample(subject.map((r) => r.rssKiB!)),
+        baseline: sample(baseline.map((r) => r.rssKiB!)),
+      }));
+    }
+  }
+
+  for (const section of [smbSections, etcdSections]) {
+    figures.push(...await section({ quick, runs: RUNS, root, wants, fanOut, statusAtScale }));
+  }
+} finally {
+  await closeStores();
+  await Deno.remove(root, { recursive: true }).catch(() => {});
+}
+
+printTable(figures);
+const out = values.out ?? new URL("./results/latest.json", import.meta.url).pathname;
+await Deno.mkdir(new URL(".", `file://${out}`).pathname, { recursive: true });
+await Deno.writeTextFile(
+  out,
+  JSON.stringify(
+    { version: 1, date: new Date().toISOString(), quick, deno: Deno.version.deno, figures },
+    null,
+    2,
+  ) +
+    "\n",
+);
+console.log(`Figures written to ${out}`);
+
+/** Locking a host with 1, 8 and 64 dependency hosts; ratio against 1. */
+export async function fanOut(
+  name: string,
+  store: string,
+  runs: number,
+  env: { config?: Record<string, unknown> } = {},
+): Promise<Figure[]> {
+  const time = async (count: number) => {
+    const dependencies = Object.fromEntries(
+      Array.from(
+        { length: count },
+        (_, i) => [`${name}-dep${count}-${i}`, [`${name}-fan${count}`]],
+      ),
+    );
+    const values: number[] = [];
+    const cycle = async () => {
+      const lock = await lockResource(`${name}-fan${count}`, {
+        store,
+        type: "Host",
+        dependencies,
+        retries: 1,
+        ...env.config ? { config: env.config } : {},
+      });
+      await lock.release();
+    };
+    await cycle();
+    for (let i = 0; i < Math.max(3, Math.round(runs / 2)); i++) {
+      const start = performance.now();
+      await cycle();
+      values.push(performance.now() - start);
+    }
+    return sample(values);
+  };
+  const one = await time(1);
+  const result: Figure[] = [];
+  for (const count of [8, 64]) {
+    const many = await time(count);
+    result.push(figure({
+      id: `${name}-fanout-${count}`,
+      subject: `lock + release a host with ${count} dependency hosts (${name})`,
+      baseline: `the same with 1 dependency host`,
+      target: count === 64 ? 3 : undefined,
+      unit: "ms",
+      method:
+        `sequential cycles after a warm-up, median of ${many.runs}; hosts taken in parallel, at most 16 at once`,
+    } as Omit<Figure, "subjectSample" | "baselineSample" | "ratio">, {
+      subject: many,
+      baseline: one,
+    }));
+  }
+  return result;
+}
+
+/** `status` over many hosts each holding a lock, with bounded concurrency; time per host. */
+export async function statusAtScale(
+  name: string,
+  store: string,
+  hosts: number,
+  runs: number,
+  options: { config?: Record<string, unknown>; baseline?: (names: string[]) => Promise<unknown> } =
+    {},
+): Promise<Figure> {
+  const names = Array.from({ length: hosts }, (_, i) => `${name}-st${i}`);
+  const locks = [];
+  for (let i = 0; i < names.length; i += 50) {
+    locks.push(
+      ...await Promise.all(
+        names.slice(i, i + 50).map((host) =>
+          lockResource(host, {
+            store,
+            dependencies: {},
+            retries: 1,
+            caller: "bench",
+            ...options.config ? { config: options.config } : {},
+          })
+        ),
+      ),
+    );
+  }
+  const baseline = options.baseline ?? (async (list: string[]) => {
+    const folder = (h: string) => store.replace("{0}", h);
+    await Promise.all(list.map(async (h) => {
+      for await (const entry of Deno.readDir(folder(h))) {
+        if (entry.isFile) await Deno.readFile(`${folder(h)}/${entry.name}`);
+      }
+    }));
+  });
+  const result = await compare(
+    async () => {
+      const infos = await getResourceLockStatus(names, {
+        store,
+        ...options.config ? { config: options.config } : {},
+      });
+      if (infos.length !== hosts) {
+        throw new Error(`status saw ${infos.length} locks, expected ${hosts}`);
+      }
+    },
+    () => baseline(names),
+    runs,
+    1,
+  );
+  for (let i = 0; i < locks.length; i += 50) {
+    await Promise.all(locks.slice(i, i + 50).map((l) => l.release()));
+  }
+  const f = figure({
+    id: `${name}-status-${hosts}`,
+    subject: `status of ${hosts} hosts (${name}), 16 at once`,
+    baseline: "listing and reading the same lock files directly, all at once",
+    unit: "ms",
+    method: `${runs} interleaved runs each after a warm-up, median`,
+  }, result);
+  f.extra = {
+    msPerHost: result.subject.median / hosts,
+    baselineMsPerHost: result.baseline.median / hosts,
+  };
+  return f;
+}
