@@ -33,6 +33,8 @@ export class ResourceLockerError extends Error {
   /** Stable machine-readable code. */
   readonly code: ErrorCode;
   /**
+   * Creates the error.
+   *
    * @param code stable code
    * @param message one-line message
    * @param options standard error options (cause)
@@ -61,6 +63,8 @@ export class LockBusyError extends ResourceLockerError {
   /** Who holds it. */
   readonly holders: readonly HolderInfo[];
   /**
+   * Creates the error.
+   *
    * @param host the host that failed
    * @param message one-line message
    * @param holders the locks in the way
@@ -86,6 +90,8 @@ export class DrainTimeoutError extends ResourceLockerError {
   /** The shared locks still there. */
   readonly holders: readonly HolderInfo[];
   /**
+   * Creates the error.
+   *
    * @param host the host
    * @param message one-line message
    * @param holders shared locks still present
@@ -103,6 +109,8 @@ export class LockLostError extends ResourceLockerError {
   /** Ref of the lost lock. */
   readonly ref: string;
   /**
+   * Creates the error.
+   *
    * @param ref the lock ref
    * @param message one-line message
    * @param options standard error options
@@ -121,6 +129,8 @@ export class LockNotOwnedError extends ResourceLockerError {
   /** Who holds the lock now. */
   readonly holder: HolderInfo;
   /**
+   * Creates the error.
+   *
    * @param ref the ref asked for
    * @param message one-line message
    * @param holder the current holder
@@ -138,6 +148,8 @@ export class StoreError extends ResourceLockerError {
   /** Where: a folder, share or endpoint (never a secret). */
   readonly location: string;
   /**
+   * Creates the error.
+   *
    * @param location where it failed
    * @param message one-line message
    * @param options standard error options (cause)
@@ -152,6 +164,8 @@ export class StoreError extends ResourceLockerError {
 /** Bad input: a host name, template, time, dependency map or setting. */
 export class InputError extends ResourceLockerError {
   /**
+   * Creates the error.
+   *
    * @param message one-line message naming the thing at fault
    * @param options standard error options
    */
