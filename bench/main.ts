@@ -28,10 +28,14 @@ const wants = (id: string) => !values.only || id.startsWith(values.only);
 async function directCycle(folder: string): Promise<void> {
   const path = `${folder}/Host.lock`;
   const content = new TextEncoder().encode(JSON.stringify({ Caller: "bench", LockedAt: 1 }));
-  await Deno.writeFile(path, content, { createNew: true });
+  const file = await Deno.open(path, { write: true, createNew: true });
+  file.writeSync(content);
+  file.close();
   for await (const _ of Deno.readDir(folder)) { /* drain check */ }
   const bytes = await Deno.readFile(path);
-  await Deno.writeFile(path, bytes, { create: false });
+  const again = await Deno.open(path, { write: true, truncate: true });
+  again.writeSync(bytes);
+  again.close();
   await Deno.rename(path, `${folder}/History/Host.lock-${crypto.randomUUID()}`);
 }
 

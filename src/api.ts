@@ -292,7 +292,7 @@ export async function lockResource(
     sessionId,
     locks,
     ttlMs,
-    now: () => clock.now(),
+    clock,
   });
 }
 

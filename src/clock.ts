@@ -13,6 +13,11 @@ export interface Clock {
   sleep(ms: number, signal?: AbortSignal): Promise<void>;
   /** Minutes to add to UTC for local time at `epochMs` (negated `Date#getTimezoneOffset`). */
   utcOffsetMinutes(epochMs: number): number;
+  /**
+   * Calls `fn` after `ms` milliseconds without keeping the process alive for
+   * it (lease renewal). @returns a function that cancels the call
+   */
+  schedule(fn: () => void, ms: number): () => void;
 }
 
 /** The real clock. */
@@ -32,4 +37,9 @@ export const SYSTEM_CLOCK: Clock = {
       signal?.addEventListener("abort", onAbort, { once: true });
     }),
   utcOffsetMinutes: (epochMs) => -new Date(epochMs).getTimezoneOffset(),
+  schedule: (fn, ms) => {
+    const timer = setTimeout(fn, Math.max(0, ms));
+    Deno.unrefTimer(timer);
+    return () => clearTimeout(timer);
+  },
 };

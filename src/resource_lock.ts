@@ -5,6 +5,7 @@
  * @module
  */
 
+import type { Clock } from "./clock.ts";
 import { LockLostError } from "./errors.ts";
 import type { LockType } from "./lock_file.ts";
 import type { HeldLock, Locker, ReleaseResult } from "./locker.ts";
@@ -34,10 +35,10 @@ export class ResourceLock implements AsyncDisposable {
   readonly ttlMs: number | undefined;
   readonly #locker: Locker;
   readonly #lost = new AbortController();
-  #timer: ReturnType<typeof setTimeout> | undefined;
+  #cancelTimer: (() => void) | undefined;
   #released = false;
   #renewedAt: number;
-  #now: () => number;
+  readonly #clock: Clock;
 
   /**
    * Made by the lock functions; not constructed by users.
@@ -53,7 +54,7 @@ export class ResourceLock implements AsyncDisposable {
       sessionId: string;
       locks: HeldLock[];
       ttlMs: number | undefined;
-      now: () => number;
+      clock: Clock;
     },
   ) {
     this.#locker = locker;
@@ -62,8 +63,8 @@ export class ResourceLock implements AsyncDisposable {
     this.sessionId = init.sessionId;
     this.locks = init.locks;
     this.ttlMs = init.ttlMs;
-    this.#now = init.now;
-    this.#renewedAt = init.now();
+    this.#clock = init.clock;
+    this.#renewedAt = init.clock.now();
     if (this.ttlMs !== undefined) this.#schedule();
   }
 
@@ -87,19 +88,17 @@ export class ResourceLock implements AsyncDisposable {
 
   #schedule(): void {
     const period = Math.max(50, Math.floor(this.ttlMs! / 3));
-    const timer = setTimeout(() => this.#tick(), period);
-    Deno.unrefTimer(timer);
-    this.#timer = timer;
+    this.#cancelTimer = this.#clock.schedule(() => this.#tick(), period);
   }
 
   async #tick(): Promise<void> {
-    this.#timer = undefined;
+    this.#cancelTimer = undefined;
     if (this.#released || this.#lost.signal.aborted) return;
     try {
       await this.renew();
     } catch (error) {
       if (error instanceof LockLostError) return; // renew() aborted the signal
-      if (this.#now() >= this.#renewedAt + this.ttlMs!) {
+      if (this.#clock.now() >= this.#renewedAt + this.ttlMs!) {
         this.#lose(
           new LockLostError(
             this.locks[this.locks.length - 1]!.ref,
@@ -132,7 +131,7 @@ export class ResourceLock implements AsyncDisposable {
     if (this.#lost.signal.aborted) throw this.#lost.signal.reason;
     try {
       await this.#locker.renewAll(this.locks, this.ttlMs);
-      this.#renewedAt = this.#now();
+      this.#renewedAt = this.#clock.now();
     } catch (error) {
       if (error instanceof LockLostError) this.#lose(error);
       throw error;
@@ -147,8 +146,8 @@ export class ResourceLock implements AsyncDisposable {
    * @throws {StoreError} when the store cannot be reached
    */
   async release(): Promise<ReleaseResult[]> {
-    if (this.#timer !== undefined) clearTimeout(this.#timer);
-    this.#timer = undefined;
+    this.#cancelTimer?.();
+    this.#cancelTimer = undefined;
     if (this.#released) {
       return this.refs.map((ref) => ({ ref, status: "already-released" }));
     }

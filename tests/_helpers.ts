@@ -34,6 +34,21 @@ export class FakeClock implements Clock {
   utcOffsetMinutes(): number {
     return 0;
   }
+  /** Calls nothing by itself: scheduled calls wait for {@linkcode FakeClock.runDue}. */
+  schedule(fn: () => void, ms: number): () => void {
+    const entry = { at: this.#now + ms, fn };
+    this.#scheduled.push(entry);
+    return () => {
+      this.#scheduled = this.#scheduled.filter((e) => e !== entry);
+    };
+  }
+  /** Runs the scheduled calls whose time has come. */
+  runDue(): void {
+    const due = this.#scheduled.filter((e) => e.at <= this.#now);
+    this.#scheduled = this.#scheduled.filter((e) => e.at > this.#now);
+    due.forEach((e) => e.fn());
+  }
+  #scheduled: { at: number; fn: () => void }[] = [];
 }
 
 /** A temporary local store: its root, template, and cleanup. */

@@ -253,25 +253,52 @@ Deno.test("breakResourceLock() refuses a live lock without force", async () => {
   await lock.release().catch(() => {});
 });
 
-Deno.test("a held lock renews its lease by itself and aborts its signal once broken", async () => {
+Deno.test("a held lock renews its lease every third of it and aborts its signal once broken", async () => {
   await using t = await tempStore();
-  const lock = await lockResource("hv01", opts(t.store, { type: "Host", ttl: "300ms" }));
-  const read = async () =>
+  const clock = new FakeClock();
+  const lock = await lockResource("hv01", opts(t.store, { type: "Host", ttl: 60, clock }));
+  const expiry = async () =>
     JSON.parse(await Deno.readTextFile(`${t.root}/hv01/Host.lock`)).ExpiresAtUtc;
-  const first = await read();
-  await new Promise((resolve) => setTimeout(resolve, 250));
-  const renewed = await read();
-  assertOk(renewed > first, `renewed ${first} -> ${renewed}`);
-  const lost = new Promise<unknown>((resolve) =>
-    lock.signal.addEventListener("abort", () => resolve(lock.signal.reason))
-  );
+  assertEquals(await expiry(), new Date(clock.now() + 60_000).toISOString());
+  clock.advance(19_000);
+  clock.runDue(); // not due yet
+  clock.advance(1_000);
+  clock.runDue(); // a third of the lease: renewal
+  const renewedTo = new Date(clock.now() + 60_000).toISOString();
+  for (let i = 0; i < 100 && (await expiry()) !== renewedTo; i++) {
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+  assertEquals(await expiry(), renewedTo);
+  assertEquals(lock.signal.aborted, false);
   await breakResourceLock(lock.refs[0]!, { store: t.store, force: true });
-  const reason = await Promise.race([
-    lost,
-    new Promise((r) => setTimeout(() => r("timeout"), 2000)),
-  ]);
-  assertOk(reason instanceof LockLostError, String(reason));
+  clock.advance(20_000);
+  clock.runDue(); // the next renewal finds the lock gone
+  for (let i = 0; i < 100 && !lock.signal.aborted; i++) {
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+  assertOk(lock.signal.reason instanceof LockLostError, String(lock.signal.reason));
   await lock.release().catch(() => {});
+});
+
+Deno.test("a lock whose store cannot be reached is lost once its lease has run out", async () => {
+  await using t = await tempStore();
+  const clock = new FakeClock();
+  const lock = await lockResource("hv01", opts(t.store, { type: "Host", ttl: 60, clock }));
+  await Deno.remove(t.root, { recursive: true }); // the store's root goes away
+  await Deno.writeTextFile(t.root, "not a folder any more");
+  clock.advance(20_000);
+  clock.runDue(); // renewal fails, the lease still runs
+  await new Promise((resolve) => setTimeout(resolve, 20));
+  assertEquals(lock.signal.aborted, false, "not lost while the lease lasts");
+  clock.advance(40_000);
+  clock.runDue();
+  for (let i = 0; i < 100 && !lock.signal.aborted; i++) {
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+  assertOk(lock.signal.reason instanceof LockLostError, String(lock.signal.reason));
+  assertStringIncludes((lock.signal.reason as Error).message, "not renewed before they expired");
+  await Deno.remove(t.root);
+  await Deno.mkdir(t.root);
 });
 
 Deno.test("await using releases the lock at the end of the block", async () => {

@@ -123,11 +123,23 @@ export function openFsStore(
     return names;
   }
 
-  // One call each (open, write and close in a single op): half the round
-  // trips to Deno's I/O threads of open + write + close.
+  // One asynchronous call each: the open, which is where a slow share
+  // waits; the write of a few hundred bytes and the close are synchronous.
+  // (Deno.writeFile would load Deno's streams code on first use: 2 ms of a
+  // command's start.)
+  async function writeTo(path: string, data: Uint8Array, options: Deno.OpenOptions): Promise<void> {
+    const file = await Deno.open(path, options);
+    try {
+      let written = 0;
+      while (written < data.length) written += file.writeSync(data.subarray(written));
+    } finally {
+      file.close();
+    }
+  }
+
   async function writeExisting(path: string, data: Uint8Array): Promise<boolean> {
     try {
-      await Deno.writeFile(path, data, { create: false });
+      await writeTo(path, data, { write: true, truncate: true });
       return true;
     } catch (error) {
       if (error instanceof Deno.errors.NotFound) return false;
@@ -142,7 +154,7 @@ export function openFsStore(
       await ensureFolder(host);
       const path = join(folder(host), name);
       try {
-        await Deno.writeFile(path, data, { createNew: true });
+        await writeTo(path, data, { write: true, createNew: true });
         return true;
       } catch (error) {
         if (error instanceof Deno.errors.AlreadyExists) return false;
