@@ -55,6 +55,9 @@ export default defineConfig({
   // Clock skew allowed between machines before an expired lease counts as expired.
   clockSkew: "30s",
 
+  // Hosts locked, checked or released at once (a host with many dependencies, status).
+  concurrency: 64,
+
   smb: {
     // Or RESOURCE_LOCKER_SMB_USERNAME / _PASSWORD / _DOMAIN. Never printed or logged.
     username: "svc-maintenance",

@@ -189,7 +189,7 @@ export async function fanOut(
       target: count === 64 ? 3 : undefined,
       unit: "ms",
       method:
-        `sequential cycles after a warm-up, median of ${many.runs}; hosts taken in parallel, at most 16 at once`,
+        `sequential cycles after a warm-up, median of ${many.runs}; hosts taken in parallel, at most 64 at once (config concurrency)`,
     } as Omit<Figure, "subjectSample" | "baselineSample" | "ratio">, {
       subject: many,
       baseline: one,
@@ -251,7 +251,7 @@ export async function statusAtScale(
   }
   const f = figure({
     id: `${name}-status-${hosts}`,
-    subject: `status of ${hosts} hosts (${name}), 16 at once`,
+    subject: `status of ${hosts} hosts (${name}), 64 at once`,
     baseline: "listing and reading the same lock files directly, all at once",
     unit: "ms",
     method: `${runs} interleaved runs each after a warm-up, median`,

@@ -164,6 +164,7 @@ async function context(options: StoreOptions): Promise<Context> {
     names: new FileNames(config.fileNameTemplate),
     clock,
     skewMs: config.clockSkewMs,
+    concurrency: config.concurrency,
     holder: whoAmI(),
   });
   return { config, locker, clock };
@@ -596,15 +597,15 @@ export function getResourceLockId(lock: LockLike): string {
  */
 export async function getResourceLockStatus(
   hosts: string | readonly string[],
-  options: StoreOptions & { concurrency?: number } = {},
+  options: StoreOptions = {},
 ): Promise<LockInfo[]> {
   const names = (typeof hosts === "string" ? [hosts] : [...hosts]).map(
     normalizeHost,
   );
-  const { locker } = await context(options);
+  const { config, locker } = await context(options);
   const results = await mapLimit(
     names,
-    options.concurrency ?? 16,
+    config.concurrency,
     (host) => locker.status(host),
   );
   return results.flatMap((result) => {

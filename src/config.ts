@@ -42,6 +42,8 @@ export interface ResourceLockerConfig {
   runLease?: number | string;
   /** Clock skew allowed between machines when judging expiry. @default "30s" */
   clockSkew?: number | string;
+  /** Hosts locked, checked or released at once (a host with many dependencies). @default 64 */
+  concurrency?: number;
   /** SMB store settings. */
   smb?: {
     /** User name. */
@@ -92,6 +94,8 @@ export interface ResolvedConfig {
   runLeaseMs: number;
   /** Clock skew in milliseconds. */
   clockSkewMs: number;
+  /** Hosts handled at once. */
+  concurrency: number;
   /** SMB settings. */
   smb: {
     username?: string;
@@ -161,6 +165,7 @@ const KEYS: Record<string, string> = {
   lease: "duration",
   runLease: "duration",
   clockSkew: "duration",
+  concurrency: "positive",
   smb: "object",
   etcd: "object",
 };
@@ -211,6 +216,9 @@ export function validateConfig(
     }
     if (kind === "boolean" && typeof value !== "boolean") {
       throw bad("must be true or false");
+    }
+    if (kind === "positive" && (!Number.isInteger(value) || (value as number) < 1)) {
+      throw bad("must be a whole number >= 1");
     }
     if (kind === "duration") {
       try {
@@ -402,6 +410,7 @@ export async function resolveConfig(
     leaseMs: c.lease === undefined ? undefined : parseDuration(c.lease, "lease"),
     runLeaseMs: parseDuration(c.runLease ?? "60s", "runLease"),
     clockSkewMs: parseDuration(c.clockSkew ?? "30s", "clockSkew"),
+    concurrency: c.concurrency ?? 64,
     smb: {
       ...c.smb?.username !== undefined ? { username: c.smb.username } : {},
       ...c.smb?.password !== undefined ? { password: c.smb.password } : {},

@@ -145,7 +145,7 @@ export interface LockerOptions {
   clock: Clock;
   /** Clock skew allowed between machines when judging expiry, in milliseconds. */
   skewMs: number;
-  /** Host locks taken in parallel at most. */
+  /** Hosts handled in parallel at most. @default 64 */
   concurrency?: number;
   /** Who we are, written into locks (`Holder`) and breaks (`BrokenBy`). */
   holder: { host: string; pid: number; user?: string };
@@ -224,7 +224,7 @@ export class Locker {
     this.#names = options.names;
     this.#clock = options.clock;
     this.#skewMs = options.skewMs;
-    this.#concurrency = options.concurrency ?? 16;
+    this.#concurrency = options.concurrency ?? 64;
     this.#holder = options.holder;
   }
 
