@@ -1,10 +1,31 @@
 /**
- * SMB sections of the benchmark (filled in with the SMB store).
+ * SMB sections of the benchmark, against a private Samba smbd on loopback
+ * (`tests/_smbd.ts`): the SMB store's overhead over the same SMB operations
+ * done directly, fan-out to 1, 8 and 64 hosts, and `status` at scale.
+ *
+ * Layout: one share with a folder per host, `smb://127.0.0.1:<port>/locks/{0}`.
+ * smbd serves it all from one process over one connection per store, where a
+ * share per host would fork a process per host (500 for `status`), which made
+ * the figures slower and noisier on a small machine without telling more.
+ *
+ * Loopback has no network latency: a round trip there is smbd's and the
+ * client's CPU, so fan-out on loopback measures throughput, not parallelism.
+ * The fan-out figures are also taken through a forwarding proxy that holds
+ * every chunk {@linkcode DELAY_MS} ms each way (`tests/_smb_proxy.ts`), as a
+ * network would: those show whether hosts are taken in parallel.
+ *
+ * Without smbd the section prints one line and gives no figures: the
+ * benchmark is not a test.
  *
  * @module
  */
 
-import type { Figure } from "./_measure.ts";
+import { closeStores, lockResource } from "../mod.ts";
+import { mapLimit } from "../src/locker.ts";
+import type { LockStore } from "../src/store.ts";
+import { smbdMissing, startSmbd } from "../tests/_smbd.ts";
+import { startSmbProxy } from "../tests/_smb_proxy.ts";
+import { compare, type Figure, figure } from "./_measure.ts";
 
 /** What a section gets from the benchmark runner. */
 export interface SectionContext {
@@ -36,7 +57,223 @@ export interface SectionContext {
   ): Promise<Figure>;
 }
 
-/** SMB figures; none until the SMB store is benchmarked. */
-export function smbSections(_context: SectionContext): Promise<Figure[]> {
-  return Promise.resolve([]);
+const USER = { name: "bench", password: "Bench-pa55word" };
+const SHARE = "locks";
+const SUBJECT_HOST = "smb-bench01";
+const DIRECT_HOST = "smb-direct01";
+/** Delay each way of the simulated network, in ms. */
+const DELAY_MS = 2;
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+function templateFor(port: number): string {
+  return `smb://127.0.0.1:${port}/${SHARE}/{0}`;
+}
+
+/** The SMB store itself, for the baselines (loaded as the library loads it). */
+async function openDirect(template: string): Promise<LockStore> {
+  const { openSmbStore } = await import("../src/stores/smb.ts");
+  return openSmbStore(template, {
+    username: USER.name,
+    password: USER.password,
+    historyFolderName: "History",
+    timeoutMs: 10_000,
+  });
+}
+
+/** Lock file content of the size the engine writes. */
+function lockContent(): Uint8Array {
+  return encoder.encode(JSON.stringify({
+    Caller: "bench",
+    LockedAt: 639_000_000_000_000_000,
+    LockedAtUtc: new Date().toISOString(),
+    Type: "Host",
+    SessionId: crypto.randomUUID(),
+    Holder: { Host: "bench-host", Pid: Deno.pid },
+  }));
+}
+
+/**
+ * What a Host lock and its release do on the store, done directly with the
+ * store's own calls: exclusive create with content, list (the drain check),
+ * read, then rewrite and rename into History.
+ */
+async function directCycle(store: LockStore, host: string): Promise<void> {
+  if (!await store.create(host, "Host.lock", lockContent())) {
+    throw new Error(`${host}/Host.lock exists`);
+  }
+  await store.list(host);
+  const fields = JSON.parse(decoder.decode(await store.read(host, "Host.lock")));
+  fields.UnlockedAt = 639_000_000_000_000_001;
+  fields.UnlockedAtUtc = new Date().toISOString();
+  const archived = await store.archive(
+    host,
+    "Host.lock",
+    `Host.lock-${crypto.randomUUID()}`,
+    encoder.encode(JSON.stringify(fields)),
+  );
+  if (!archived) throw new Error(`${host}/Host.lock vanished`);
+}
+
+/**
+ * SMB figures: store overhead, fan-out on loopback and over a simulated
+ * network, status at scale. Starts and stops its own smbd.
+ *
+ * @param context the benchmark runner's settings and shared figures
+ * @returns the figures; none without smbd
+ */
+export async function smbSections(context: SectionContext): Promise<Figure[]> {
+  const statusHosts = context.quick ? 100 : 500;
+  const wanted = {
+    overhead: context.wants("smb-overhead"),
+    fanOut: context.wants("smb-fanout"),
+    fanOutDelayed: context.wants(`smb-${DELAY_MS}ms-fanout`),
+    status: context.wants(`smb-status-${statusHosts}`),
+  };
+  if (!Object.values(wanted).some(Boolean)) return [];
+  const missing = smbdMissing();
+  if (missing !== undefined) {
+    console.log(`SMB figures skipped: ${missing}`);
+    return [];
+  }
+
+  const smbd = await startSmbd({ shares: [SHARE], users: [USER] });
+  const template = templateFor(smbd.port);
+  const config = { smb: { username: USER.name, password: USER.password, timeout: "10s" } };
+  const direct = await openDirect(template);
+  const figures: Figure[] = [];
+  try {
+    if (wanted.overhead) figures.push(await overhead(context, smbd.port, config, direct));
+    if (wanted.fanOut) {
+      const loopback = await context.fanOut("smb", template, context.runs, { config });
+      for (const f of loopback) {
+        f.method += "; smbd on loopback, one connection: no network latency, a round trip is " +
+          "smbd's and the client's CPU";
+      }
+      figures.push(...loopback);
+    }
+    if (wanted.fanOutDelayed) {
+      await using proxy = startSmbProxy(smbd.port, { delayMs: DELAY_MS });
+      const delayed = await context.fanOut(
+        `smb-${DELAY_MS}ms`,
+        templateFor(proxy.port),
+        context.runs,
+        {
+          config,
+        },
+      );
+      for (const f of delayed) {
+        f.method += `; through a proxy holding every chunk ${DELAY_MS} ms each way (a network)`;
+      }
+      figures.push(...delayed);
+      await closeStores(); // its connection goes before the proxy does
+    }
+    if (wanted.status) {
+      // Both sides on fresh connections (smbd serves each from its own process).
+      await closeStores();
+      const reader = await openDirect(template);
+      try {
+        const f = await context.statusAtScale(
+          "smb",
+          template,
+          statusHosts,
+          context.quick ? 3 : 20,
+          {
+            config,
+            baseline: async (names) => {
+              const results = await mapLimit(names, 16, async (host) => {
+                for (const name of await reader.list(host)) await reader.read(host, name);
+              });
+              const failed = results.find((r) => r.status === "rejected");
+              if (failed) throw (failed as PromiseRejectedResult).reason;
+            },
+          },
+        );
+        f.subject = `status of ${statusHosts} hosts (smb, a folder per host), 64 at once`;
+        f.baseline = "listing and reading the same lock files with the SMB store's own calls, " +
+          "16 hosts at once";
+        f.method += "; each side on a fresh connection";
+        figures.push(f);
+      } finally {
+        await reader.close();
+      }
+    }
+  } finally {
+    await direct.close();
+    await closeStores();
+    await smbd.close();
+  }
+  return figures;
+}
+
+/** lockResource(Host) + release against the same SMB operations done directly. */
+async function overhead(
+  context: SectionContext,
+  port: number,
+  config: Record<string, unknown>,
+  direct: LockStore,
+): Promise<Figure> {
+  const runs = context.runs * 5;
+  const subjectCycle = async (store: string) => {
+    const lock = await lockResource(SUBJECT_HOST, {
+      store,
+      config,
+      type: "Host",
+      caller: "bench",
+      dependencies: {},
+      retries: 1,
+    });
+    await lock.release();
+  };
+  const result = await compare(
+    () => subjectCycle(templateFor(port)),
+    () => directCycle(direct, DIRECT_HOST),
+    runs,
+  );
+  const trips = await countRoundTrips(port, subjectCycle);
+  const f = figure({
+    id: "smb-overhead",
+    subject: "lockResource(Host) + release, SMB store",
+    baseline: "the same SMB operations with the store's own calls " +
+      "(exclusive create + write, list, read, rewrite + rename into History)",
+    target: 1.3,
+    unit: "ms",
+    method: `in-process against smbd on loopback, one connection each, ${runs} interleaved ` +
+      "runs each after 3 warm-ups, median; round trips per cycle counted at a forwarding proxy",
+  }, result);
+  f.extra = {
+    cyclesPerSecond: 1000 / result.subject.median,
+    subjectRoundTrips: trips.subject,
+    baselineRoundTrips: trips.baseline,
+  };
+  return f;
+}
+
+/** SMB requests (frames) one warm cycle of each side sends, counted at a forwarding proxy. */
+async function countRoundTrips(
+  port: number,
+  subjectCycle: (template: string) => Promise<void>,
+): Promise<{ subject: number; baseline: number }> {
+  let frames = 0;
+  await using proxy = startSmbProxy(port, {
+    rule: () => {
+      frames++;
+      return "pass";
+    },
+  });
+  const proxied = templateFor(proxy.port);
+  const store = await openDirect(proxied);
+  try {
+    await subjectCycle(proxied); // connects
+    await directCycle(store, DIRECT_HOST);
+    frames = 0;
+    await subjectCycle(proxied);
+    const subject = frames;
+    frames = 0;
+    await directCycle(store, DIRECT_HOST);
+    return { subject, baseline: frames };
+  } finally {
+    await store.close();
+    await closeStores();
+  }
 }

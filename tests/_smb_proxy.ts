@@ -3,7 +3,11 @@
  * requests going through it. Tests count the connections a client opens and
  * make a server stop answering (freeze) or vanish (cut), for everything or
  * for one share at one chosen request: "the server died right after the lock
- * file was created".
+ * file was created". It can also hold every chunk for a while, as a network
+ * would (the benchmark's fan-out over a simulated network).
+ *
+ * The rule sees the first request of each frame: a compound request (several
+ * chained in one frame) passes, freezes or is cut as a whole.
  *
  * @module
  */
@@ -29,6 +33,13 @@ export interface SmbRequestInfo {
 export interface SmbProxyOptions {
   /** Decides per request; requests of a cut connection never arrive. @default pass all */
   rule?: (request: SmbRequestInfo) => FrameAction;
+  /**
+   * Milliseconds each chunk waits before it goes on, in each direction, so
+   * a round trip takes 2 × `delayMs` longer, as over a network. Chunks keep
+   * their order, and their waits overlap: a pipelined request is not held
+   * up by the one before. @default 0
+   */
+  delayMs?: number;
 }
 
 /** A running forwarder. */
@@ -119,6 +130,38 @@ export function startSmbProxy(targetPort: number, options: SmbProxyOptions = {})
     while (written < bytes.length) written += await to.write(bytes.subarray(written));
   }
 
+  const delayMs = options.delayMs ?? 0;
+  /** Per destination: chunks waiting for their time; present while a writer drains it. */
+  const queues = new Map<Deno.Conn, { due: number; bytes: Uint8Array }[]>();
+
+  /** Writes now, or queues a copy to be written after the delay, the order kept. */
+  function forward(to: Deno.Conn, bytes: Uint8Array): Promise<void> {
+    if (delayMs <= 0) return writeAll(to, bytes);
+    const item = { due: performance.now() + delayMs, bytes: bytes.slice() };
+    const queue = queues.get(to);
+    if (queue !== undefined) {
+      queue.push(item);
+      return Promise.resolve();
+    }
+    const fresh = [item];
+    queues.set(to, fresh);
+    track((async () => {
+      try {
+        while (fresh.length > 0) {
+          const next = fresh.shift()!;
+          const wait = next.due - performance.now();
+          if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+          await writeAll(to, next.bytes);
+        }
+      } catch {
+        // the other side closed: the pumps end the pair
+      } finally {
+        queues.delete(to);
+      }
+    })());
+    return Promise.resolve();
+  }
+
   async function hold(pair: Pair): Promise<void> {
     while ((frozen || pair.frozen) && pairs.has(pair)) await thawed.promise;
   }
@@ -131,7 +174,7 @@ export function startSmbProxy(targetPort: number, options: SmbProxyOptions = {})
         const n = await pair.server.read(buffer);
         if (n === null) break;
         await hold(pair);
-        await writeAll(pair.client, buffer.subarray(0, n));
+        await forward(pair.client, buffer.subarray(0, n));
       }
     } catch {
       // a closed side ends the pair
@@ -167,7 +210,7 @@ export function startSmbProxy(targetPort: number, options: SmbProxyOptions = {})
           if (action === "freeze") pair.frozen = true;
           await hold(pair);
           if (!pairs.has(pair)) return;
-          await writeAll(pair.server, frame);
+          await forward(pair.server, frame);
         }
       }
     } catch {
@@ -185,13 +228,16 @@ export function startSmbProxy(targetPort: number, options: SmbProxyOptions = {})
   const accepting = (async () => {
     for await (const client of listener) {
       accepted++;
-      let server: Deno.Conn;
+      let server: Deno.TcpConn;
       try {
         server = await Deno.connect({ hostname: "127.0.0.1", port: targetPort });
       } catch {
         client.close();
         continue;
       }
+      // No Nagle: small frames go at once, as the client and smbd send them.
+      client.setNoDelay(true);
+      server.setNoDelay(true);
       const pair: Pair = { client, server, share: undefined, frozen: false };
       pairs.add(pair);
       track(pumpForth(pair));

@@ -317,6 +317,81 @@ smbdTest("SMB store: one connection per server and share, reused, closed by clos
   await assertRejects(() => store.list("dc01"), StoreError);
 });
 
+/** Paths under `dir` that some process (smbd) holds open now. */
+async function heldOpen(dir: string): Promise<string[]> {
+  const held: string[] = [];
+  for await (const process of Deno.readDir("/proc")) {
+    if (!/^\d+$/.test(process.name)) continue;
+    try {
+      for await (const fd of Deno.readDir(`/proc/${process.name}/fd`)) {
+        const target = await Deno.readLink(`/proc/${process.name}/fd/${fd.name}`).catch(() => "");
+        if (target.startsWith(dir + "/")) held.push(target);
+      }
+    } catch {
+      // gone, or not ours to read
+    }
+  }
+  return held;
+}
+
+smbdTest("SMB store: each call is one or two round trips and leaves no file open", async () => {
+  await using smbd = await startSmbd({ shares: ["dc01"], users: [USER] });
+  let frames = 0;
+  await using proxy = startSmbProxy(smbd.port, {
+    rule: () => {
+      frames++;
+      return "pass";
+    },
+  });
+  const store = await openSmb(`smb://127.0.0.1:${proxy.port}/{0}`);
+  const trips = async (call: () => Promise<unknown>): Promise<number> => {
+    frames = 0;
+    await call();
+    return frames;
+  };
+  try {
+    assertEquals(await store.list("dc01"), [], "connected");
+    assertEquals(await trips(() => store.create("dc01", "Host.lock", encoder.encode("x"))), 2);
+    assertEquals(await trips(() => store.create("dc01", "Host.lock", encoder.encode("x"))), 2);
+    assertEquals(await trips(() => store.list("dc01")), 1);
+    assertEquals(await trips(() => store.read("dc01", "Host.lock")), 1);
+    assertEquals(await trips(() => store.read("dc01", "Nope.lock")), 1);
+    assertEquals(await trips(() => store.replace("dc01", "Host.lock", encoder.encode("xy"))), 1);
+    assertEquals(
+      await store.archive("dc01", "Host.lock", "Host.lock-1", encoder.encode("z")),
+      true,
+    );
+    assertEquals(await store.create("dc01", "Host.lock", encoder.encode("x")), true);
+    assertEquals(
+      await trips(() => store.archive("dc01", "Host.lock", "Host.lock-2", encoder.encode("z"))),
+      2,
+      "History exists now",
+    );
+    assertEquals(await store.create("dc01", "Generic-1.lock", encoder.encode("x")), true);
+    assertEquals(await trips(() => store.remove("dc01", "Generic-1.lock")), 1);
+    assertEquals(await trips(() => store.listHistory("dc01")), 1);
+    assertEquals(await heldOpen(smbd.dir("dc01")), [], "every handle was closed");
+  } finally {
+    await store.close();
+  }
+});
+
+smbdTest("SMB store: list() names every entry of a folder larger than one answer", async () => {
+  await using smbd = await startSmbd({ shares: ["dc01"], users: [USER] });
+  const names = Array.from(
+    { length: 1500 },
+    (_, i) => `Generic-${String(i).padStart(40, "0")}.lock`,
+  );
+  for (const name of names) await Deno.writeFile(join(smbd.dir("dc01"), name), new Uint8Array());
+  const store = await openSmb(shareTemplate(smbd));
+  try {
+    assertEquals(await store.list("dc01"), [...names].sort());
+    assertEquals(await heldOpen(smbd.dir("dc01")), []);
+  } finally {
+    await store.close();
+  }
+});
+
 smbdTest("SMB store: a share the server closes is reconnected on the next call", async () => {
   await using smbd = await startSmbd({ shares: ["dc01"], users: [USER] });
   await using proxy = startSmbProxy(smbd.port);

@@ -16,6 +16,13 @@
  * clients read, write and delete, and whatever smb2 throws from its socket
  * handlers ends the connection and rejects the waiting calls.
  *
+ * Requests are encoded and answers read here, with smb2's message
+ * definitions: its encoder allocates 64 KiB buffers per message, and its
+ * reader knows no compound answers. Every call is one compound request
+ * (open, work, close) where the protocol allows, so a Host lock and its
+ * release take six round trips: create (the exclusive CREATE alone, then
+ * write + close), list, read, and archive (open + write, then rename + close).
+ *
  * Load this module with a dynamic `import()`: nothing of smb2 loads for the
  * local store.
  *
@@ -197,11 +204,16 @@ function fill(part: string, host: string): string {
 // ---------------------------------------------------------------------------
 // smb2's message layer, typed as far as it is used here
 
+/** One field of an smb2 message structure: name, byte length or name of the length field, default. */
+type Smb2Field = [key: string, length: number | string, defaultValue?: unknown];
+
 interface Smb2Message {
   getHeaders(): Record<string, unknown>;
   getResponse(): Record<string, Buffer>;
-  getBuffer(client: Smb2Client): Buffer;
+  parseBuffer(bytes: Buffer): void;
+  headers: Record<string, unknown>;
   request: Record<string, unknown>;
+  structure: { request: Smb2Field[] };
 }
 
 interface Smb2MessageModule {
@@ -217,8 +229,6 @@ interface Smb2Client {
   SessionId: unknown;
   TreeId: unknown;
   ProcessId: Buffer;
-  responses: Record<string, Smb2Message>;
-  responsesCB: Record<string, (message: Smb2Message) => void>;
 }
 
 interface DirectoryEntry {
@@ -235,7 +245,7 @@ const Smb2Connection = SMB2 as unknown as new (options: {
   autoCloseTimeout: number;
 }) => Smb2Client;
 const Message = SMB2Message as unknown as new (
-  options: { headers: Record<string, unknown>; request: Record<string, unknown> },
+  options?: { headers: Record<string, unknown>; request: Record<string, unknown> },
 ) => Smb2Message;
 const messages = {
   negotiate: negotiateMessage as Smb2MessageModule,
@@ -248,6 +258,123 @@ const messages = {
   write: writeMessage as Smb2MessageModule,
   setInfo: setInfoMessage as Smb2MessageModule,
 };
+
+// ---------------------------------------------------------------------------
+// Encoding: smb2's own encoder allocates two or three 64 KiB buffers per
+// message, which made it the client's largest cost. This one writes the same
+// bytes as smb2's encoder (byte for byte) into a buffer of the right
+// size, and chains messages into compound requests (MS-SMB2 3.2.4.1.4).
+
+const SMB2_HEADER_SIZE = 64;
+const FLAG_RELATED_OPERATIONS = 0x4;
+const COMMAND_CODES: Record<string, number> = {
+  NEGOTIATE: 0x00,
+  SESSION_SETUP: 0x01,
+  TREE_CONNECT: 0x03,
+  CREATE: 0x05,
+  CLOSE: 0x06,
+  READ: 0x08,
+  WRITE: 0x09,
+  QUERY_DIRECTORY: 0x0e,
+  SET_INFO: 0x11,
+};
+/** The FileId of a related request that follows a CREATE: "the file just opened". */
+const RELATED_FILE_ID = Buffer.alloc(16, 0xff);
+
+/** Writes a field as smb2 does: buffers as they are, strings as UTF-8, numbers little-endian. */
+function writeField(buffer: Buffer, offset: number, value: unknown, length: number): void {
+  if (Buffer.isBuffer(value)) {
+    value.copy(buffer, offset, 0, Math.min(value.length, length));
+  } else if (typeof value === "string") {
+    Buffer.from(value).copy(buffer, offset, 0, length);
+  } else {
+    // smb2's own arithmetic, quirks included: numbers wider than 32 bits repeat.
+    for (let i = 0; i < length; i++) buffer[offset + i] = 0xff & (Number(value) >> (i * 8));
+  }
+}
+
+/** The body of a request as smb2 lays it out, variable-length fields sized from their data. */
+function encodeBody(
+  message: Smb2Message,
+): { size: number; write(buffer: Buffer, at: number): void } {
+  const request = message.request;
+  const fields = message.structure.request;
+  let size = 0;
+  const lengths: number[] = [];
+  for (const [key, length, defaultValue] of fields) {
+    if (typeof length === "string") {
+      request[key] = request[key] || "";
+      request[length] = (request[key] as { length: number }).length;
+    } else {
+      request[key] = request[key] || defaultValue || 0;
+    }
+  }
+  for (const [, length] of fields) {
+    const bytes = typeof length === "string" ? (request[length] as number) : length;
+    lengths.push(bytes);
+    size += bytes;
+  }
+  return {
+    size,
+    write(buffer: Buffer, at: number): void {
+      let offset = at;
+      fields.forEach(([key], i) => {
+        writeField(buffer, offset, request[key], lengths[i]!);
+        offset += lengths[i]!;
+      });
+    },
+  };
+}
+
+/** The 64-byte sync header of an SMB2 request. */
+function writeHeader(
+  buffer: Buffer,
+  at: number,
+  message: Smb2Message,
+  messageId: number,
+  flags: number,
+  nextCommand: number,
+): void {
+  const headers = message.headers;
+  const command = COMMAND_CODES[headers.Command as string];
+  if (command === undefined) throw new Error(`unknown SMB2 command ${String(headers.Command)}`);
+  buffer.writeUInt32BE(0xfe534d42, at); // ProtocolId: 0xFE 'S' 'M' 'B'
+  buffer.writeUInt16LE(SMB2_HEADER_SIZE, at + 4);
+  buffer.writeUInt16LE(command, at + 12);
+  buffer.writeUInt16LE(126, at + 14); // credits asked for, as smb2
+  buffer.writeUInt32LE(flags, at + 16);
+  buffer.writeUInt32LE(nextCommand, at + 20);
+  buffer.writeUInt32LE(messageId >>> 0, at + 24);
+  writeField(buffer, at + 32, headers.ProcessId || 0, 4);
+  writeField(buffer, at + 36, headers.TreeId || 0, 4);
+  writeField(buffer, at + 40, headers.SessionId || 0, 8);
+}
+
+/**
+ * One NetBIOS frame holding `chain`: a single request, or a compound whose
+ * later requests are related to the one before (they share its file).
+ */
+function encodeFrame(chain: readonly Smb2Message[], firstMessageId: number): Buffer {
+  const bodies = chain.map(encodeBody);
+  const sizes = bodies.map((body, i) => {
+    const size = SMB2_HEADER_SIZE + body.size;
+    return i < chain.length - 1 ? (size + 7) & ~7 : size; // 8-byte aligned within a compound
+  });
+  const length = sizes.reduce((a, b) => a + b, 0);
+  if (length > 0xffffff) throw new Error(`SMB2 request of ${length} bytes is too large`);
+  const frame = Buffer.alloc(4 + length);
+  frame.writeUInt32BE(length);
+  let at = 4;
+  chain.forEach((message, i) => {
+    const next = i < chain.length - 1 ? sizes[i]! : 0;
+    const flags = i > 0 ? FLAG_RELATED_OPERATIONS : 0;
+    writeHeader(frame, at, message, firstMessageId + i, flags, next);
+    bodies[i]!.write(frame, at + SMB2_HEADER_SIZE);
+    at += sizes[i]!;
+  });
+  return frame;
+}
+
 const statusNames = msErref as unknown as {
   getStatus(code: number): { code: string };
 };
@@ -295,9 +422,13 @@ interface Reply {
   message: Smb2Message;
 }
 
+/** A request (or compound) on the wire, waiting for its answers. */
 interface Pending {
   reject(error: Error): void;
 }
+
+/** A request to build when it is sent: it needs the connection's session and tree. */
+type Build = (client: Smb2Client) => Smb2Message;
 
 interface Credentials {
   username: string;
@@ -329,7 +460,12 @@ class SmbConnection {
   readonly #share: string;
   readonly #user: string;
   readonly #timeoutMs: number;
-  readonly #pending = new Map<string, Pending>();
+  /** Requests on the wire, to reject when the connection fails. */
+  readonly #pending = new Set<Pending>();
+  /** Who waits for the answer to a message id (its low 32 bits). */
+  readonly #waiting = new Map<number, (answer: Smb2Message, status: number) => void>();
+  /** Bytes of a frame not complete yet. */
+  #inbox: Buffer = Buffer.alloc(0);
   #failure: SmbFailure | undefined;
   #closed: Promise<void>;
 
@@ -360,13 +496,12 @@ class SmbConnection {
     client.SessionId = 0;
     const socket = client.socket;
     socket.setNoDelay(true);
-    // smb2's response parser throws on anything it does not understand, from
-    // inside the socket's data event: contain it and end this connection.
-    const parsers = socket.listeners("data") as ((chunk: Buffer) => void)[];
+    // Answers are read here, not by smb2's parser (which handles no compound
+    // answers and throws from inside the socket's data event).
     socket.removeAllListeners("data");
     socket.on("data", (chunk: Buffer) => {
       try {
-        for (const parse of parsers) parse(chunk);
+        this.#receive(chunk);
       } catch (error) {
         this.#fail(
           new SmbFailure(
@@ -425,23 +560,66 @@ class SmbConnection {
     const pending = [...this.#pending.values()];
     this.#pending.clear();
     for (const { reject } of pending) reject(failure);
-    this.#client.responsesCB = {};
-    this.#client.responses = {};
+    this.#waiting.clear();
+    this.#inbox = Buffer.alloc(0);
     this.#client.socket.destroy();
   }
 
+  /** Splits what arrives into frames, frames into answers, and hands each to its waiter. */
+  #receive(chunk: Buffer): void {
+    this.#inbox = this.#inbox.length === 0 ? chunk : Buffer.concat([this.#inbox, chunk]);
+    while (this.#inbox.length >= 4) {
+      const length = this.#inbox.readUInt32BE(0) & 0xffffff;
+      if (this.#inbox.length < 4 + length) break;
+      // A copy: the answers keep views into it after the socket's buffer is reused.
+      const frame = Buffer.from(this.#inbox.subarray(4, 4 + length));
+      this.#inbox = this.#inbox.subarray(4 + length);
+      // A compound answer chains its messages with NextCommand.
+      for (let offset = 0;;) {
+        if (frame.length - offset < SMB2_HEADER_SIZE || frame.readUInt32BE(offset) !== 0xfe534d42) {
+          throw new Error("not an SMB2 message");
+        }
+        const next = frame.readUInt32LE(offset + 20);
+        const end = next > 0 ? offset + next : frame.length;
+        if (end > frame.length || end <= offset) throw new Error("bad SMB2 compound answer");
+        this.#dispatch(frame.subarray(offset, end));
+        if (next === 0) break;
+        offset = end;
+      }
+    }
+  }
+
+  #dispatch(bytes: Buffer): void {
+    const answer = new Message();
+    answer.parseBuffer(bytes);
+    const status = bytes.readUInt32LE(8);
+    const id = bytes.readUInt32LE(24);
+    const waiter = this.#waiting.get(id);
+    // An interim answer: the real one follows with the same id.
+    if (status === STATUS_PENDING) return;
+    if (waiter === undefined) return; // an answer nobody waits for (an oplock break)
+    this.#waiting.delete(id);
+    waiter(answer, status);
+  }
+
   /** Sends one message and waits, bounded, for its final answer. */
-  request(
-    build: (client: Smb2Client) => Smb2Message,
-    timeoutMs = this.#timeoutMs,
-  ): Promise<Reply> {
+  async request(build: Build, timeoutMs = this.#timeoutMs): Promise<Reply> {
+    return (await this.send([build], timeoutMs))[0]!;
+  }
+
+  /**
+   * Sends messages in one compound request, each after the first related to
+   * the one before (MS-SMB2 3.2.4.1.4): the server runs them in order, and a
+   * request that follows a CREATE works on the file it opened when its FileId
+   * is {@linkcode RELATED_FILE_ID}. Waits, bounded, for every final answer.
+   */
+  send(chain: readonly Build[], timeoutMs = this.#timeoutMs): Promise<Reply[]> {
     if (this.#failure !== undefined) return Promise.reject(this.#failure);
     const client = this.#client;
-    let message: Smb2Message;
-    let bytes: Buffer;
+    let frame: Buffer;
+    const first = client.messageId;
     try {
-      message = build(client);
-      bytes = message.getBuffer(client);
+      frame = encodeFrame(chain.map((build) => build(client)), first);
     } catch (error) {
       return Promise.reject(
         new SmbFailure(
@@ -451,14 +629,11 @@ class SmbConnection {
         ),
       );
     }
-    const id = Buffer.alloc(4);
-    id.writeUInt32LE(Number(message.getHeaders().MessageId) >>> 0);
-    const key = id.toString("hex");
-    const frame = Buffer.alloc(4 + bytes.length);
-    frame.writeUInt32BE(bytes.length & 0xffffff);
-    bytes.copy(frame, 4);
+    client.messageId += chain.length;
 
-    return new Promise<Reply>((resolve, reject) => {
+    return new Promise<Reply[]>((resolve, reject) => {
+      const replies: Reply[] = new Array(chain.length);
+      let left = chain.length;
       const timer = setTimeout(() => {
         this.#fail(
           new SmbFailure(
@@ -466,45 +641,36 @@ class SmbConnection {
           ),
         );
       }, timeoutMs);
-      const settle = () => {
-        clearTimeout(timer);
-        this.#pending.delete(key);
-        if (this.#pending.size === 0) client.socket.unref();
-      };
-      this.#pending.set(key, {
+      const pending: Pending = {
         reject: (error) => {
           settle();
           reject(error);
         },
-      });
-      const onAnswer = (answer: Smb2Message) => {
-        const status = (answer.getHeaders().Status as Buffer).readUInt32LE(0);
-        if (status === STATUS_PENDING) {
-          // An interim answer: the real one follows with the same id. smb2
-          // deletes this callback after it returns, so register again later.
-          queueMicrotask(() => {
-            const early = client.responses[key];
-            if (early !== undefined) {
-              delete client.responses[key];
-              onAnswer(early);
-            } else if (this.#pending.has(key)) {
-              client.responsesCB[key] = onAnswer;
-            }
-          });
-          return;
-        }
-        settle();
-        resolve({ status, message: answer });
-        if (
-          status === STATUS_USER_SESSION_DELETED || status === STATUS_NETWORK_SESSION_EXPIRED ||
-          status === STATUS_NETWORK_NAME_DELETED
-        ) {
-          // The server ended our session or tree: no more requests here; the
-          // store retries once on a new connection.
-          this.#fail(statusFailure(status));
-        }
       };
-      client.responsesCB[key] = onAnswer;
+      const settle = () => {
+        clearTimeout(timer);
+        this.#pending.delete(pending);
+        if (this.#pending.size === 0) client.socket.unref();
+      };
+      this.#pending.add(pending);
+      chain.forEach((_, i) => {
+        this.#waiting.set((first + i) >>> 0, (message, status) => {
+          replies[i] = { status, message };
+          if (
+            status === STATUS_USER_SESSION_DELETED || status === STATUS_NETWORK_SESSION_EXPIRED ||
+            status === STATUS_NETWORK_NAME_DELETED
+          ) {
+            // The server ended our session or tree: no more requests here; the
+            // store retries once on a new connection.
+            this.#fail(statusFailure(status));
+            return;
+          }
+          if (--left === 0) {
+            settle();
+            resolve(replies);
+          }
+        });
+      });
       client.socket.ref();
       client.socket.write(frame);
     });
@@ -630,29 +796,9 @@ class SmbConnection {
 
   // --- file operations -----------------------------------------------------
 
-  /** SMB2 CREATE; throws SmbFailure for transport problems only. */
+  /** SMB2 CREATE alone; throws SmbFailure for transport problems only. */
   async open(path: string, request: OpenRequest): Promise<Reply> {
-    const name = Buffer.from(path, "utf16le");
-    return await this.request((c) =>
-      new Message({
-        headers: {
-          Command: "CREATE",
-          SessionId: c.SessionId,
-          TreeId: c.TreeId,
-          ProcessId: c.ProcessId,
-        },
-        request: {
-          Buffer: name,
-          DesiredAccess: request.access,
-          FileAttributes: request.attributes ?? 0,
-          ShareAccess: FILE_SHARE_ALL,
-          CreateDisposition: request.disposition,
-          CreateOptions: request.options,
-          NameOffset: 0x78,
-          CreateContextsOffset: 0x7a + name.length,
-        },
-      })
-    );
+    return await this.request(createBuild(path, request));
   }
 
   handle(reply: Reply): Handle {
@@ -666,20 +812,44 @@ class SmbConnection {
 
   async closeHandle(handle: Handle): Promise<void> {
     if (!this.usable) return;
-    await this.request((c) => messages.close.generate(c, { FileId: handle.fileId }));
+    await this.request(closeBuild(handle.fileId));
+  }
+
+  /**
+   * Closes the file `opened` opened when the CLOSE sent for it in a compound
+   * did not succeed (a server may fail the rest of a compound after an error)
+   * or was not sent. Never throws.
+   */
+  async closeLeft(opened: Reply, closed: Reply | undefined): Promise<void> {
+    if (opened.status !== STATUS_SUCCESS || closed?.status === STATUS_SUCCESS) return;
+    await this.closeHandle(this.handle(opened)).catch(() => {});
+  }
+
+  /**
+   * Opens `path` and runs `then` on the file in the same compound request:
+   * one round trip. `then` gets the FileId to use ({@linkcode RELATED_FILE_ID}).
+   * Opens that another client's share mode blocks for a moment are retried.
+   * @returns the CREATE's answer first, then one answer per request of `then`
+   */
+  async openThen(
+    path: string,
+    request: OpenRequest,
+    then: (fileId: Buffer) => Build[],
+  ): Promise<Reply[]> {
+    const chain = [createBuild(path, request), ...then(RELATED_FILE_ID)];
+    for (let attempt = 0;; attempt++) {
+      const replies = await this.send(chain);
+      if (replies[0]!.status !== STATUS_SHARING_VIOLATION || attempt >= 4) return replies;
+      await sleep(25 * 2 ** attempt);
+    }
   }
 
   async readAll(handle: Handle): Promise<Uint8Array> {
     const chunks: Buffer[] = [];
     let offset = 0;
     while (offset < handle.size) {
-      const length = Math.min(CHUNK, handle.size - offset);
-      const reply = await this.request((c) =>
-        messages.read.generate(c, {
-          FileId: handle.fileId,
-          Length: length,
-          Offset: uint64(offset),
-        })
+      const reply = await this.request(
+        readBuild(handle.fileId, Math.min(CHUNK, handle.size - offset), offset),
       );
       if (reply.status === STATUS_END_OF_FILE) break;
       expectSuccess(reply);
@@ -691,69 +861,152 @@ class SmbConnection {
     return new Uint8Array(Buffer.concat(chunks));
   }
 
-  async writeAll(handle: Handle, data: Uint8Array): Promise<void> {
-    const bytes = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
-    for (let offset = 0; offset < bytes.length; offset += CHUNK) {
-      const chunk = bytes.subarray(offset, offset + CHUNK);
-      expectSuccess(
-        await this.request((c) =>
-          messages.write.generate(c, {
-            FileId: handle.fileId,
-            Offset: uint64(offset),
-            Buffer: chunk,
-          })
-        ),
-      );
-    }
-    if (handle.size !== bytes.length) {
-      await this.setInfo(handle, "FileEndOfFileInformation", uint64(bytes.length));
-    }
-  }
-
   async setInfo(
     handle: Handle,
     infoClass: string,
     buffer: Buffer,
   ): Promise<Reply> {
-    const reply = await this.request((c) =>
-      messages.setInfo.generate(c, {
-        FileId: handle.fileId,
-        FileInfoClass: infoClass,
-        Buffer: buffer,
-      })
-    );
+    const reply = await this.request(setInfoBuild(handle.fileId, infoClass, buffer));
     if (infoClass !== "FileRenameInformation") expectSuccess(reply);
     return reply;
   }
 
+  /**
+   * Entries of a folder, undefined when it is missing. One round trip
+   * (open, two queries, close in one compound) unless the folder holds more
+   * than one answer's worth of entries.
+   */
   async listFolder(path: string): Promise<DirectoryEntry[] | undefined> {
-    const reply = await this.open(path, {
+    const request = {
       access: FILE_READ_DATA | FILE_READ_ATTRIBUTES | SYNCHRONIZE,
       disposition: FILE_OPEN,
       options: FILE_DIRECTORY_FILE,
-    });
+    };
+    const [opened, first, second, closed] = await this.send([
+      createBuild(path, request),
+      queryBuild(RELATED_FILE_ID),
+      queryBuild(RELATED_FILE_ID),
+      closeBuild(RELATED_FILE_ID),
+    ]);
+    if (missing(opened!.status)) return undefined;
+    expectSuccess(opened!);
+    await this.closeLeft(opened!, closed);
+    const entries: DirectoryEntry[] = [];
+    for (const answer of [first!, second!]) {
+      if (answer.status === STATUS_NO_MORE_FILES) return withoutDots(entries);
+      expectSuccess(answer);
+      entries.push(...messages.queryDirectory.parseResponse!(answer.message) as DirectoryEntry[]);
+    }
+    // More than two answers' worth: list again, one query at a time.
+    return await this.#listFolderStepwise(path, request);
+  }
+
+  async #listFolderStepwise(
+    path: string,
+    request: OpenRequest,
+  ): Promise<DirectoryEntry[] | undefined> {
+    const reply = await this.open(path, request);
     if (missing(reply.status)) return undefined;
     expectSuccess(reply);
     const handle = this.handle(reply);
     try {
       const entries: DirectoryEntry[] = [];
       for (;;) {
-        const answer = await this.request((c) =>
-          messages.queryDirectory.generate(c, { FileId: handle.fileId })
-        );
+        const answer = await this.request(queryBuild(handle.fileId));
         if (answer.status === STATUS_NO_MORE_FILES) break;
         expectSuccess(answer);
-        entries.push(
-          ...messages.queryDirectory.parseResponse!(
-            answer.message,
-          ) as DirectoryEntry[],
-        );
+        entries.push(...messages.queryDirectory.parseResponse!(answer.message) as DirectoryEntry[]);
       }
-      return entries.filter((entry) => entry.Filename !== "." && entry.Filename !== "..");
+      return withoutDots(entries);
     } finally {
       await this.closeHandle(handle).catch(() => {});
     }
   }
+}
+
+function withoutDots(entries: DirectoryEntry[]): DirectoryEntry[] {
+  return entries.filter((entry) => entry.Filename !== "." && entry.Filename !== "..");
+}
+
+// --- requests, built when sent ----------------------------------------------
+
+function createBuild(path: string, request: OpenRequest): Build {
+  const name = Buffer.from(path, "utf16le");
+  return (c) =>
+    new Message({
+      headers: {
+        Command: "CREATE",
+        SessionId: c.SessionId,
+        TreeId: c.TreeId,
+        ProcessId: c.ProcessId,
+      },
+      request: {
+        Buffer: name,
+        DesiredAccess: request.access,
+        FileAttributes: request.attributes ?? 0,
+        ShareAccess: FILE_SHARE_ALL,
+        CreateDisposition: request.disposition,
+        CreateOptions: request.options,
+        NameOffset: 0x78,
+        CreateContextsOffset: 0x7a + name.length,
+      },
+    });
+}
+
+function closeBuild(fileId: Buffer): Build {
+  return (c) => messages.close.generate(c, { FileId: fileId });
+}
+
+function readBuild(fileId: Buffer, length: number, offset: number): Build {
+  return (c) =>
+    messages.read.generate(c, { FileId: fileId, Length: length, Offset: uint64(offset) });
+}
+
+/** WRITE requests for `data` from offset 0, then its length as end of file (a shorter rewrite truncates). */
+function writeBuilds(fileId: Buffer, data: Uint8Array, setLength: boolean): Build[] {
+  const bytes = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+  const builds: Build[] = [];
+  for (let offset = 0; offset < bytes.length; offset += CHUNK) {
+    const chunk = bytes.subarray(offset, offset + CHUNK);
+    builds.push((c) =>
+      messages.write.generate(c, { FileId: fileId, Offset: uint64(offset), Buffer: chunk })
+    );
+  }
+  if (setLength) {
+    builds.push(setInfoBuild(fileId, "FileEndOfFileInformation", uint64(bytes.length)));
+  }
+  return builds;
+}
+
+function setInfoBuild(fileId: Buffer, infoClass: string, buffer: Buffer): Build {
+  return (c) =>
+    messages.setInfo.generate(c, { FileId: fileId, FileInfoClass: infoClass, Buffer: buffer });
+}
+
+function queryBuild(fileId: Buffer): Build {
+  return (c) => messages.queryDirectory.generate(c, { FileId: fileId });
+}
+
+/**
+ * Deletes a file: open, mark for deletion, close in one compound.
+ * @returns false when it did not exist
+ */
+async function removeFile(connection: SmbConnection, path: string): Promise<boolean> {
+  const [opened, deleted, closed] = await connection.openThen(path, {
+    access: DELETE | FILE_READ_ATTRIBUTES | SYNCHRONIZE,
+    disposition: FILE_OPEN,
+    options: FILE_NON_DIRECTORY_FILE,
+  }, (id) => [setInfoBuild(id, "FileDispositionInformation", Buffer.from([1])), closeBuild(id)]);
+  if (missing(opened!.status)) return false;
+  expectSuccess(opened!);
+  await connection.closeLeft(opened!, closed);
+  expectSuccess(deleted!);
+  return true;
+}
+
+/** Throws the first failed answer among `replies` as SmbFailure. */
+function expectAll(replies: readonly Reply[]): void {
+  for (const reply of replies) expectSuccess(reply);
 }
 
 function missing(status: number): boolean {
@@ -952,43 +1205,45 @@ class SmbStore implements LockStore {
     segments: string[],
   ): Promise<void> {
     const path = segments.join("\\");
-    const reply = await connection.open(path, {
+    const [made, closed] = await connection.openThen(path, {
       access: FILE_READ_ATTRIBUTES | SYNCHRONIZE,
       disposition: FILE_CREATE,
       options: FILE_DIRECTORY_FILE,
       attributes: FILE_ATTRIBUTE_DIRECTORY,
-    });
-    if (reply.status === STATUS_OBJECT_NAME_COLLISION) {
+    }, (id) => [closeBuild(id)]);
+    await connection.closeLeft(made!, closed);
+    if (made!.status === STATUS_OBJECT_NAME_COLLISION) {
       // There already; a file of that name is in the way, though.
-      const existing = await connection.open(path, {
+      const [existing, closedToo] = await connection.openThen(path, {
         access: FILE_READ_ATTRIBUTES | SYNCHRONIZE,
         disposition: FILE_OPEN,
         options: FILE_DIRECTORY_FILE,
-      });
-      if (existing.status === STATUS_NOT_A_DIRECTORY) {
+      }, (id) => [closeBuild(id)]);
+      await connection.closeLeft(existing!, closedToo);
+      if (existing!.status === STATUS_NOT_A_DIRECTORY) {
         throw new SmbFailure(
           `a file is in the way where folder "${
             this.#url({ ...target, folder: segments })
           }" should be (STATUS_NOT_A_DIRECTORY)`,
-          existing.status,
+          existing!.status,
         );
-      }
-      if (existing.status === STATUS_SUCCESS) {
-        await connection.closeHandle(connection.handle(existing));
       }
       return;
     }
-    if (reply.status === STATUS_OBJECT_PATH_NOT_FOUND) {
+    if (made!.status === STATUS_OBJECT_PATH_NOT_FOUND) {
       const parent = this.#url({ ...target, folder: segments.slice(0, -1) });
       throw new SmbFailure(
         `folder "${parent}" does not exist (STATUS_OBJECT_PATH_NOT_FOUND)`,
-        reply.status,
+        made!.status,
       );
     }
-    expectSuccess(reply);
-    await connection.closeHandle(connection.handle(reply));
+    expectSuccess(made!);
   }
 
+  /**
+   * Two round trips: the exclusive CREATE alone, so that once it succeeds the
+   * file is known to be ours, then the content and the CLOSE in one compound.
+   */
   async create(
     host: string,
     name: string,
@@ -1019,13 +1274,17 @@ class SmbStore implements LockStore {
       expectSuccess(reply);
       const handle = connection.handle(reply);
       try {
-        await connection.writeAll(handle, data);
+        const replies = await connection.send([
+          ...writeBuilds(handle.fileId, data, false),
+          closeBuild(handle.fileId),
+        ]);
+        await connection.closeLeft(reply, replies.at(-1));
+        expectAll(replies.slice(0, -1));
       } catch (error) {
         // Take back the file just made rather than leave a half-written
         // lock: on this connection, or on a new one when it died.
         const removed = connection.usable
-          ? await connection.setInfo(handle, "FileDispositionInformation", Buffer.from([1]))
-            .then(() => true, () => false)
+          ? await removeFile(connection, path).then(() => true, () => false)
           : await this.#removeOnNewConnection(target, path);
         if (removed || !(error instanceof SmbFailure)) throw error;
         throw new SmbFailure(
@@ -1033,8 +1292,6 @@ class SmbStore implements LockStore {
           error.status,
           { cause: error },
         );
-      } finally {
-        await connection.closeHandle(handle).catch(() => {});
       }
       return true;
     });
@@ -1043,20 +1300,7 @@ class SmbStore implements LockStore {
   /** Deletes a file this store just created, after its connection died. */
   async #removeOnNewConnection(target: SmbTarget, path: string): Promise<boolean> {
     try {
-      const connection = await this.#connection(target);
-      const reply = await connection.open(path, {
-        access: DELETE | FILE_READ_ATTRIBUTES | SYNCHRONIZE,
-        disposition: FILE_OPEN,
-        options: FILE_NON_DIRECTORY_FILE,
-      });
-      if (missing(reply.status)) return true;
-      expectSuccess(reply);
-      const handle = connection.handle(reply);
-      try {
-        await connection.setInfo(handle, "FileDispositionInformation", Buffer.from([1]));
-      } finally {
-        await connection.closeHandle(handle).catch(() => {});
-      }
+      await removeFile(await this.#connection(target), path);
       return true;
     } catch {
       return false;
@@ -1065,15 +1309,14 @@ class SmbStore implements LockStore {
 
   /** A create collided: fine for a file, an error for a folder of that name. */
   async #refuseFolder(connection: SmbConnection, path: string): Promise<void> {
-    const reply = await openShared(connection, path, {
+    const [opened, closed] = await connection.openThen(path, {
       access: FILE_READ_ATTRIBUTES | SYNCHRONIZE,
       disposition: FILE_OPEN,
       options: 0,
-    });
-    if (reply.status !== STATUS_SUCCESS) return;
-    const handle = connection.handle(reply);
-    await connection.closeHandle(handle).catch(() => {});
-    if (handle.attributes & FILE_ATTRIBUTE_DIRECTORY) {
+    }, (id) => [closeBuild(id)]);
+    if (opened!.status !== STATUS_SUCCESS) return;
+    await connection.closeLeft(opened!, closed);
+    if (connection.handle(opened!).attributes & FILE_ATTRIBUTE_DIRECTORY) {
       throw statusFailure(STATUS_FILE_IS_A_DIRECTORY);
     }
   }
@@ -1105,23 +1348,40 @@ class SmbStore implements LockStore {
     return this.#list("list the history of", host, [this.#history]);
   }
 
+  /** One round trip (open, read, close in one compound) for a file up to 64 KiB. */
   async #read(
     host: string,
     names: string[],
   ): Promise<Uint8Array | undefined> {
     names.forEach(checkName);
     return await this.#run("read", host, names, async (connection, target) => {
-      const reply = await openShared(connection, this.#path(target, ...names), {
+      const path = this.#path(target, ...names);
+      const request = {
         access: FILE_READ_DATA | FILE_READ_ATTRIBUTES | SYNCHRONIZE,
         disposition: FILE_OPEN,
         options: FILE_NON_DIRECTORY_FILE,
-      });
-      if (missing(reply.status)) return undefined;
+      };
+      const [opened, read, closed] = await connection.openThen(
+        path,
+        request,
+        (id) => [readBuild(id, CHUNK, 0), closeBuild(id)],
+      );
+      if (missing(opened!.status)) return undefined;
       // Held open without sharing by another client: the lock is there, its
       // content unknown for now.
-      if (reply.status === STATUS_SHARING_VIOLATION) return new Uint8Array();
-      expectSuccess(reply);
-      const handle = connection.handle(reply);
+      if (opened!.status === STATUS_SHARING_VIOLATION) return new Uint8Array();
+      expectSuccess(opened!);
+      await connection.closeLeft(opened!, closed);
+      const size = connection.handle(opened!).size;
+      if (read!.status === STATUS_END_OF_FILE) return new Uint8Array();
+      expectSuccess(read!);
+      const data = read!.message.getResponse().Buffer!;
+      if (data.length >= size) return new Uint8Array(data);
+      // Larger than one read: open it again and read it chunk by chunk.
+      const again = await openShared(connection, path, request);
+      if (missing(again.status)) return undefined;
+      expectSuccess(again);
+      const handle = connection.handle(again);
       try {
         return await connection.readAll(handle);
       } finally {
@@ -1138,26 +1398,29 @@ class SmbStore implements LockStore {
     return this.#read(host, [this.#history, name]);
   }
 
+  /** One round trip: open, write, set the length and close in one compound. */
   async replace(host: string, name: string, data: Uint8Array): Promise<boolean> {
     checkName(name);
     return await this.#run("rewrite", host, [name], async (connection, target) => {
-      const reply = await openShared(connection, this.#path(target, name), {
+      const replies = await connection.openThen(this.#path(target, name), {
         access: FILE_WRITE_DATA | FILE_READ_ATTRIBUTES | SYNCHRONIZE,
         disposition: FILE_OPEN,
         options: FILE_NON_DIRECTORY_FILE,
-      });
-      if (missing(reply.status)) return false;
-      expectSuccess(reply);
-      const handle = connection.handle(reply);
-      try {
-        await connection.writeAll(handle, data);
-      } finally {
-        await connection.closeHandle(handle).catch(() => {});
-      }
+      }, (id) => [...writeBuilds(id, data, true), closeBuild(id)]);
+      const opened = replies[0]!;
+      if (missing(opened.status)) return false;
+      expectSuccess(opened);
+      await connection.closeLeft(opened, replies.at(-1));
+      expectAll(replies.slice(1, -1));
       return true;
     });
   }
 
+  /**
+   * Two round trips: open and write the final content in one compound, then
+   * rename into History and close in another, so that nothing is moved
+   * whose content could not be written.
+   */
   async archive(
     host: string,
     name: string,
@@ -1167,64 +1430,56 @@ class SmbStore implements LockStore {
     checkName(name);
     checkName(historyName);
     return await this.#run("archive", host, [name], async (connection, target) => {
-      const reply = await openShared(connection, this.#path(target, name), {
+      const path = this.#path(target, name);
+      const request = {
         access: FILE_WRITE_DATA | FILE_READ_ATTRIBUTES | DELETE | SYNCHRONIZE,
         disposition: FILE_OPEN,
         options: FILE_NON_DIRECTORY_FILE,
-      });
-      if (missing(reply.status)) return false;
-      expectSuccess(reply);
-      const handle = connection.handle(reply);
+      };
+      const replies = await connection.openThen(path, request, (id) => writeBuilds(id, data, true));
+      const opened = replies[0]!;
+      if (missing(opened.status)) return false;
+      expectSuccess(opened);
+      const handle = connection.handle(opened);
+      const rename = renameInformation(this.#path(target, this.#history, historyName));
+      let renamed: Reply[] = [];
       try {
-        await connection.writeAll(handle, data);
-        const destination = this.#path(target, this.#history, historyName);
-        const rename = renameInformation(destination);
-        let renamed = await connection.setInfo(
-          handle,
-          "FileRenameInformation",
-          rename,
-        );
-        if (renamed.status === STATUS_OBJECT_PATH_NOT_FOUND) {
-          await this.#makeFolder(connection, target, [
-            ...target.folder,
-            this.#history,
-          ]);
-          renamed = await connection.setInfo(
-            handle,
-            "FileRenameInformation",
-            rename,
-          );
-        }
-        expectSuccess(renamed);
+        expectAll(replies.slice(1));
+        renamed = await connection.send([
+          setInfoBuild(handle.fileId, "FileRenameInformation", rename),
+          closeBuild(handle.fileId),
+        ]);
       } finally {
-        await connection.closeHandle(handle).catch(() => {});
+        await connection.closeLeft(opened, renamed[1]);
       }
+      if (renamed[0]!.status === STATUS_OBJECT_PATH_NOT_FOUND) {
+        // The first release on this host: make History, then move the file
+        // (its final content is written already).
+        await this.#makeFolder(connection, target, [...target.folder, this.#history]);
+        const [again, moved, closed] = await connection.openThen(path, {
+          access: DELETE | FILE_READ_ATTRIBUTES | SYNCHRONIZE,
+          disposition: FILE_OPEN,
+          options: FILE_NON_DIRECTORY_FILE,
+        }, (id) => [setInfoBuild(id, "FileRenameInformation", rename), closeBuild(id)]);
+        if (missing(again!.status)) return false;
+        expectSuccess(again!);
+        await connection.closeLeft(again!, closed);
+        expectSuccess(moved!);
+        return true;
+      }
+      expectSuccess(renamed[0]!);
       return true;
     });
   }
 
   async remove(host: string, name: string): Promise<boolean> {
     checkName(name);
-    return await this.#run("remove", host, [name], async (connection, target) => {
-      const reply = await openShared(connection, this.#path(target, name), {
-        access: DELETE | FILE_READ_ATTRIBUTES | SYNCHRONIZE,
-        disposition: FILE_OPEN,
-        options: FILE_NON_DIRECTORY_FILE,
-      });
-      if (missing(reply.status)) return false;
-      expectSuccess(reply);
-      const handle = connection.handle(reply);
-      try {
-        await connection.setInfo(
-          handle,
-          "FileDispositionInformation",
-          Buffer.from([1]),
-        );
-      } finally {
-        await connection.closeHandle(handle).catch(() => {});
-      }
-      return true;
-    });
+    return await this.#run(
+      "remove",
+      host,
+      [name],
+      async (connection, target) => await removeFile(connection, this.#path(target, name)),
+    );
   }
 
   async close(): Promise<void> {
