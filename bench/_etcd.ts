@@ -1,13 +1,172 @@
 /**
- * etcd sections of the benchmark (filled in with the etcd store).
+ * etcd sections of the benchmark, against a private etcd on loopback
+ * (`tests/_etcd.ts`):
+ *
+ * - `cli-run-etcd`: the whole command `resource-locker run <host> -- true`
+ *   on the etcd store against `etcdctl lock <name> true` (issue 6 item 4,
+ *   target at most 2 times), and `cli-run-etcd-rss`: peak memory of both;
+ * - `etcd-fanout-8`, `etcd-fanout-64`: locking a host with 8 and 64
+ *   dependency hosts against 1;
+ * - `etcd-status-<n>`: `status` over many hosts against the same range reads
+ *   done directly over etcd's HTTP gateway.
+ *
+ * Without etcd (or etcdctl, for the first figure) the section prints one line
+ * and gives no figures: the benchmark is not a test.
  *
  * @module
  */
 
-import type { Figure } from "./_measure.ts";
+import { closeStores } from "../mod.ts";
+import { mapLimit } from "../src/locker.ts";
+import { etcdInstalled, startEtcd } from "../tests/_etcd.ts";
+import { type Figure, figure, sample, timeCommand } from "./_measure.ts";
 import type { SectionContext } from "./_smb.ts";
 
-/** etcd figures; none until the etcd store is benchmarked. */
-export function etcdSections(_context: SectionContext): Promise<Figure[]> {
-  return Promise.resolve([]);
+const CLI = new URL("../cli.ts", import.meta.url).pathname;
+const PREFIX = "/resource-locks";
+const ETCDCTL = Deno.env.get("ETCDCTL_BINARY") ?? "etcdctl";
+/** Permissions `deno task cli` grants. */
+const PERMS = [
+  "--allow-read",
+  "--allow-write",
+  "--allow-env",
+  "--allow-sys",
+  "--allow-net",
+  "--allow-run",
+];
+
+async function etcdctlInstalled(): Promise<boolean> {
+  try {
+    const { success } = await new Deno.Command(ETCDCTL, {
+      args: ["version"],
+      env: { ETCDCTL_API: "3" },
+      stdout: "null",
+      stderr: "null",
+    }).output();
+    return success;
+  } catch {
+    return false;
+  }
+}
+
+/** The smallest key above every key starting with `prefix` (ASCII prefixes). */
+function prefixEnd(prefix: string): string {
+  return prefix.slice(0, -1) + String.fromCharCode(prefix.charCodeAt(prefix.length - 1) + 1);
+}
+
+/**
+ * etcd figures: the whole `run` command against `etcdctl lock`, its peak
+ * memory, fan-out and status at scale.
+ *
+ * @param context the benchmark runner's settings and shared figures
+ * @returns the figures asked for; [] without etcd
+ */
+export async function etcdSections(context: SectionContext): Promise<Figure[]> {
+  const { quick, wants } = context;
+  const status = `etcd-status-${quick ? 100 : 500}`;
+  const wanted = ["cli-run-etcd", "etcd-fanout", status].filter((id) => wants(id));
+  if (wanted.length === 0) return [];
+  if (!await etcdInstalled()) {
+    console.error("etcd figures skipped: etcd is not installed (apt-get install etcd-server)");
+    return [];
+  }
+  const figures: Figure[] = [];
+  const etcd = await startEtcd();
+  try {
+    const store = `etcd://127.0.0.1:${etcd.clientPort}${PREFIX}/{0}`;
+    if (wants("cli-run-etcd")) {
+      if (await etcdctlInstalled()) {
+        figures.push(...await cliRun(store, etcd.endpoint, quick ? 3 : 30));
+      } else {
+        console.error(
+          "cli-run-etcd skipped: etcdctl is not installed (Debian package etcd-client)",
+        );
+      }
+    }
+    if (wants("etcd-fanout")) {
+      // issue 6 sets the 3x fan-out target for the local and SMB stores only
+      for (const f of await context.fanOut("etcd", store, context.runs)) {
+        delete f.target;
+        figures.push(f);
+      }
+    }
+    if (wants(status)) {
+      const endpoint = etcd.endpoint;
+      figures.push(
+        await context.statusAtScale("etcd", store, quick ? 100 : 500, quick ? 3 : 10, {
+          baseline: (hosts) => directRanges(endpoint, hosts),
+        }),
+      );
+    }
+  } finally {
+    await closeStores();
+    await etcd.close();
+  }
+  return figures;
+}
+
+/**
+ * `deno run cli.ts run <host> -- true` against `etcdctl lock <name> true`,
+ * interleaved, as separate processes; wall time and peak RSS.
+ */
+async function cliRun(store: string, endpoint: string, runs: number): Promise<Figure[]> {
+  const deno = Deno.execPath();
+  const env = { RESOURCE_LOCKER_STORE: store, NO_COLOR: "1", ETCDCTL_API: "3" };
+  const subjectCmd = [deno, "run", ...PERMS, CLI, "run", "etcd-bench01", "--", "true"];
+  const baselineCmd = [ETCDCTL, `--endpoints=${endpoint}`, "lock", "etcd-bench01", "true"];
+  // warm-ups: Deno's module cache, etcd's first lease and connections
+  for (let i = 0; i < 2; i++) {
+    await timeCommand(subjectCmd, env);
+    await timeCommand(baselineCmd, env);
+  }
+  const subject: { ms: number; rssKiB?: number }[] = [];
+  const baseline: { ms: number; rssKiB?: number }[] = [];
+  for (let i = 0; i < runs; i++) {
+    // alternate which goes first, so drift hits both alike
+    if (i % 2 === 0) {
+      subject.push(await timeCommand(subjectCmd, env));
+      baseline.push(await timeCommand(baselineCmd, env));
+    } else {
+      baseline.push(await timeCommand(baselineCmd, env));
+      subject.push(await timeCommand(subjectCmd, env));
+    }
+  }
+  const figures = [figure({
+    id: "cli-run-etcd",
+    subject: "resource-locker run <host> -- true (etcd store)",
+    baseline: "etcdctl lock <name> true",
+    target: 2,
+    unit: "ms",
+    method: `${runs} interleaved process runs each after 2 warm-ups, median wall time`,
+  }, { subject: sample(subject.map((r) => r.ms)), baseline: sample(baseline.map((r) => r.ms)) })];
+  if (subject[0]?.rssKiB !== undefined && baseline[0]?.rssKiB !== undefined) {
+    figures.push(figure({
+      id: "cli-run-etcd-rss",
+      subject: "peak RSS of resource-locker run <host> -- true (etcd store)",
+      baseline: "peak RSS of etcdctl lock <name> true",
+      unit: "KiB",
+      method: `${runs} runs each, GNU time %M, median`,
+    }, {
+      subject: sample(subject.map((r) => r.rssKiB!)),
+      baseline: sample(baseline.map((r) => r.rssKiB!)),
+    }));
+  }
+  return figures;
+}
+
+/** What `status` reads, done directly: one range (keys and values) per host, 64 at once, as status. */
+async function directRanges(endpoint: string, hosts: string[]): Promise<void> {
+  const results = await mapLimit(hosts, 64, async (host) => {
+    const prefix = `${PREFIX}/${host}/`;
+    const response = await fetch(`${endpoint}/v3/kv/range`, {
+      method: "POST",
+      body: JSON.stringify({ key: btoa(prefix), range_end: btoa(prefixEnd(prefix)) }),
+    });
+    const body = await response.json() as { kvs?: { key: string; value?: string }[] };
+    for (const kv of body.kvs ?? []) {
+      if (!atob(kv.key).includes("/History/")) JSON.parse(atob(kv.value ?? ""));
+    }
+  });
+  const failed = results.find((r) => r.status === "rejected");
+  if (failed) throw (failed as PromiseRejectedResult).reason;
 }

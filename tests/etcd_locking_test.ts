@@ -2,7 +2,9 @@
  * Engine-level tests of the etcd store through the public API and the
  * command line, against a real etcd on loopback: lock, unlock, test, status,
  * history, dependencies, drain, leases, contention across processes with an
- * independent oracle, a SIGKILLed holder, etcd stopped mid-run.
+ * independent oracle, a SIGKILLed holder's key vanishing with its lease, etcd
+ * stopped mid-run. The `run` suite of issue 4 (SIGKILLed holder, break under
+ * run, SIGINT, contending run loops) runs on etcd in etcd_run_test.ts.
  *
  * Without `etcd` installed they skip with a message, except under CI=true,
  * where they fail.
@@ -539,7 +541,8 @@ Deno.test({
 });
 
 Deno.test({
-  name: "etcd locking: a holder with a TTL killed with SIGKILL frees its host after the lease",
+  name:
+    "etcd locking: the key of a holder killed with SIGKILL rides an etcd lease and vanishes by itself",
   ignore,
   async fn() {
     await using etcd = await startEtcd();
@@ -568,18 +571,9 @@ Deno.test({
       );
       const took = Date.now() - killedAt;
       assert.ok(took < 4000, `key gone ${took} ms after the kill`);
-      const taken = await cli([
-        "lock",
-        "hv05",
-        "--hard",
-        "--no-dependencies",
-        "--retries",
-        "1",
-        "--store",
-        store,
-      ]);
-      assert.equal(taken.code, 0, taken.stderr);
-      assert.match(taken.stdout, /^hv05\/Host@/);
+      // gone by etcd's lease, not broken by anyone: nothing in History
+      assert.deepEqual(await etcdKeys(etcd, "/resource-locks/hv05/History/"), []);
+      // (that the next lock then gets the host: the run suite, etcd_run_test.ts)
     } finally {
       await run.cleanup();
       await closeStores();

@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { InputError, StoreError } from "../src/errors.ts";
 import type { LockStore } from "../src/store.ts";
-import { type EtcdStoreOptions, openEtcdStore } from "../src/stores/etcd.ts";
+import { _leaseIds, type EtcdStoreOptions, openEtcdStore } from "../src/stores/etcd.ts";
 import { type EtcdServer, etcdTestGate, startEtcd } from "./_etcd.ts";
 
 const { ignore } = await etcdTestGate();
@@ -514,6 +514,70 @@ Deno.test({
       await dead.waitForChange("dc01", 50);
     } finally {
       await dead.close();
+    }
+  },
+});
+
+/** One request to etcd's gateway, straight, not through the store. */
+async function gateway(
+  etcd: EtcdServer,
+  path: string,
+  body: unknown,
+): Promise<Record<string, unknown>> {
+  const response = await fetch(`${etcd.endpoint}${path}`, {
+    method: "POST",
+    body: JSON.stringify(body),
+  });
+  return await response.json();
+}
+
+Deno.test({
+  name: "etcd store: a TTL entry never rides a lease it did not grant (a taken lease id)",
+  ignore,
+  async fn() {
+    await using etcd = await startEtcd();
+    const store = openStore(etcd);
+    const next = _leaseIds.next;
+    try {
+      // someone else's lease, with the id the store picks first
+      const taken = "4242424242";
+      const granted = await gateway(etcd, "/v3/lease/grant", { TTL: "60", ID: taken });
+      assert.equal(granted.ID, taken);
+      const ids = [taken];
+      _leaseIds.next = () => ids.shift() ?? next();
+      assert.ok(await store.create("dc01", "Host.lock", bytes("h"), { ttlMs: 5000 }));
+      const range = await gateway(etcd, "/v3/kv/range", {
+        key: btoa("/resource-locks/dc01/Host.lock"),
+      }) as { kvs: { lease?: string; value: string }[] };
+      const lease = range.kvs[0]!.lease ?? "0";
+      assert.notEqual(lease, "0");
+      assert.notEqual(lease, taken);
+      const foreign = await gateway(etcd, "/v3/lease/timetolive", { ID: taken, keys: true });
+      assert.deepEqual(foreign.keys ?? [], [], "a key was left on the foreign lease");
+      // it renews on its own lease
+      assert.equal(await store.replace("dc01", "Host.lock", bytes("h2")), true);
+      assert.equal(text(await store.read("dc01", "Host.lock")), "h2");
+    } finally {
+      _leaseIds.next = next;
+      await store.close();
+    }
+  },
+});
+
+Deno.test({
+  name: "etcd store: after an etcd restart the next create goes in on a new connection",
+  ignore,
+  async fn() {
+    await using etcd = await startEtcd();
+    const store = openStore(etcd);
+    try {
+      assert.ok(await store.create("dc01", "Generic-1.lock", bytes("g")));
+      // the kept-alive connection dies with the server
+      await etcd.restart();
+      assert.ok(await store.create("dc01", "Generic-2.lock", bytes("g"), { ttlMs: 5000 }));
+      assert.deepEqual((await store.list("dc01")).sort(), ["Generic-1.lock", "Generic-2.lock"]);
+    } finally {
+      await store.close();
     }
   },
 });
