@@ -202,6 +202,13 @@ async function dependencyMap(
  *
  * @param options store and config options
  * @returns resolved settings
+ *
+ * @example
+ * ```ts
+ * import { getResolvedConfig } from "./api.ts";
+ * const config = await getResolvedConfig({ store: "/var/lib/locks/{0}", config: { lockRetries: 5 } });
+ * console.assert(config.folderPathTemplate === "/var/lib/locks/{0}" && config.lockRetries === 5);
+ * ```
  */
 export async function getResolvedConfig(
   options: StoreOptions = {},

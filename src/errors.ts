@@ -28,7 +28,14 @@ export interface HolderInfo {
   sessionId?: string;
 }
 
-/** Base class of every error this library throws on purpose. */
+/** Base class of every error this library throws on purpose. *
+ * @example Switching on the stable code
+ * ```ts
+ * import { ResourceLockerError, StoreError } from "./errors.ts";
+ * const error: unknown = new StoreError("/locks/dc01", 'Cannot list "/locks/dc01": access denied');
+ * if (error instanceof ResourceLockerError) console.assert(error.code === "STORE_UNREACHABLE");
+ * ```
+ */
 export class ResourceLockerError extends Error {
   /** Stable machine-readable code. */
   readonly code: ErrorCode;
@@ -83,7 +90,14 @@ export class LockBusyError extends ResourceLockerError {
   }
 }
 
-/** A Host lock was taken but shared locks did not drain in time; it was released. */
+/** A Host lock was taken but shared locks did not drain in time; it was released. *
+ * @example
+ * ```ts
+ * import { DrainTimeoutError } from "./errors.ts";
+ * const error = new DrainTimeoutError("hv01", 'Cannot lock "hv01": shared locks did not drain in 60s', []);
+ * console.assert(error.code === "DRAIN_TIMEOUT" && error.host === "hv01");
+ * ```
+ */
 export class DrainTimeoutError extends ResourceLockerError {
   /** The host whose shared locks did not drain. */
   readonly host: string;
@@ -104,7 +118,14 @@ export class DrainTimeoutError extends ResourceLockerError {
   }
 }
 
-/** A held lock was broken by someone else or could not be renewed before it expired. */
+/** A held lock was broken by someone else or could not be renewed before it expired. *
+ * @example
+ * ```ts
+ * import { LockLostError } from "./errors.ts";
+ * const error = new LockLostError("dc01/Host@s1", 'Lock "dc01/Host@s1" was lost');
+ * console.assert(error.code === "LOCK_LOST" && error.ref === "dc01/Host@s1");
+ * ```
+ */
 export class LockLostError extends ResourceLockerError {
   /** Ref of the lost lock. */
   readonly ref: string;
@@ -122,7 +143,14 @@ export class LockLostError extends ResourceLockerError {
   }
 }
 
-/** Unlock found another session's lock where ours was. */
+/** Unlock found another session's lock where ours was. *
+ * @example
+ * ```ts
+ * import { LockNotOwnedError } from "./errors.ts";
+ * const error = new LockNotOwnedError("dc01/Host@s1", "taken over", { lockId: "Host", sessionId: "s2" });
+ * console.assert(error.code === "LOCK_NOT_OWNED" && error.holder.sessionId === "s2");
+ * ```
+ */
 export class LockNotOwnedError extends ResourceLockerError {
   /** The ref that was asked for. */
   readonly ref: string;
@@ -143,7 +171,14 @@ export class LockNotOwnedError extends ResourceLockerError {
   }
 }
 
-/** The store could not be reached or an I/O operation failed. */
+/** The store could not be reached or an I/O operation failed. *
+ * @example
+ * ```ts
+ * import { StoreError } from "./errors.ts";
+ * const error = new StoreError("smb://fs01/locks", 'Cannot connect to "fs01": connection refused');
+ * console.assert(error.code === "STORE_UNREACHABLE" && error.location === "smb://fs01/locks");
+ * ```
+ */
 export class StoreError extends ResourceLockerError {
   /** Where: a folder, share or endpoint (never a secret). */
   readonly location: string;
@@ -161,7 +196,13 @@ export class StoreError extends ResourceLockerError {
   }
 }
 
-/** Bad input: a host name, template, time, dependency map or setting. */
+/** Bad input: a host name, template, time, dependency map or setting. *
+ * @example
+ * ```ts
+ * import { InputError } from "./errors.ts";
+ * console.assert(new InputError('Invalid host name "../x"').code === "BAD_INPUT");
+ * ```
+ */
 export class InputError extends ResourceLockerError {
   /**
    * Creates the error.

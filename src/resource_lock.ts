@@ -14,12 +14,15 @@ import type { HeldLock, Locker, ReleaseResult } from "./locker.ts";
  * Locks taken by one lock call: a host and its dependencies, one session.
  *
  * @example Release with `await using`
- * ```ts ignore
+ * ```ts
  * import { lockHostResource } from "../mod.ts";
+ * const root = await Deno.makeTempDir();
  * {
- *   await using lock = await lockHostResource("dc01", { hard: true, ttl: "5m" });
- *   // work on dc01; lock.signal aborts if the lock is lost
+ *   await using lock = await lockHostResource("dc01", { hard: true, ttl: "5m", store: `${root}/{0}`, dependencies: {} });
+ *   // work on dc01; pass lock.signal on: it aborts if the lock is lost
+ *   console.assert(!lock.signal.aborted && lock.refs[0] === `dc01/Host@${lock.sessionId}`);
  * } // released here
+ * await Deno.remove(root, { recursive: true });
  * ```
  */
 export class ResourceLock implements AsyncDisposable {
