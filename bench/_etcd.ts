@@ -19,7 +19,7 @@
 import { closeStores } from "../mod.ts";
 import { mapLimit } from "../src/locker.ts";
 import { etcdInstalled, startEtcd } from "../tests/_etcd.ts";
-import { type Figure, figure, sample, timeCommand } from "./_measure.ts";
+import { compareCommands, type Figure } from "./_measure.ts";
 import type { SectionContext } from "./_smb.ts";
 
 const CLI = new URL("../cli.ts", import.meta.url).pathname;
@@ -109,49 +109,17 @@ export async function etcdSections(context: SectionContext): Promise<Figure[]> {
  * `deno run cli.ts run <host> -- true` against `etcdctl lock <name> true`,
  * interleaved, as separate processes; wall time and peak RSS.
  */
-async function cliRun(store: string, endpoint: string, runs: number): Promise<Figure[]> {
-  const deno = Deno.execPath();
-  const env = { RESOURCE_LOCKER_STORE: store, NO_COLOR: "1", ETCDCTL_API: "3" };
-  const subjectCmd = [deno, "run", ...PERMS, CLI, "run", "etcd-bench01", "--", "true"];
-  const baselineCmd = [ETCDCTL, `--endpoints=${endpoint}`, "lock", "etcd-bench01", "true"];
-  // warm-ups: Deno's module cache, etcd's first lease and connections
-  for (let i = 0; i < 2; i++) {
-    await timeCommand(subjectCmd, env);
-    await timeCommand(baselineCmd, env);
-  }
-  const subject: { ms: number; rssKiB?: number }[] = [];
-  const baseline: { ms: number; rssKiB?: number }[] = [];
-  for (let i = 0; i < runs; i++) {
-    // alternate which goes first, so drift hits both alike
-    if (i % 2 === 0) {
-      subject.push(await timeCommand(subjectCmd, env));
-      baseline.push(await timeCommand(baselineCmd, env));
-    } else {
-      baseline.push(await timeCommand(baselineCmd, env));
-      subject.push(await timeCommand(subjectCmd, env));
-    }
-  }
-  const figures = [figure({
+function cliRun(store: string, endpoint: string, runs: number): Promise<Figure[]> {
+  return compareCommands({
     id: "cli-run-etcd",
     subject: "resource-locker run <host> -- true (etcd store)",
     baseline: "etcdctl lock <name> true",
     target: 2,
-    unit: "ms",
-    method: `${runs} interleaved process runs each after 2 warm-ups, median wall time`,
-  }, { subject: sample(subject.map((r) => r.ms)), baseline: sample(baseline.map((r) => r.ms)) })];
-  if (subject[0]?.rssKiB !== undefined && baseline[0]?.rssKiB !== undefined) {
-    figures.push(figure({
-      id: "cli-run-etcd-rss",
-      subject: "peak RSS of resource-locker run <host> -- true (etcd store)",
-      baseline: "peak RSS of etcdctl lock <name> true",
-      unit: "KiB",
-      method: `${runs} runs each, GNU time %M, median`,
-    }, {
-      subject: sample(subject.map((r) => r.rssKiB!)),
-      baseline: sample(baseline.map((r) => r.rssKiB!)),
-    }));
-  }
-  return figures;
+    subjectCmd: [Deno.execPath(), "run", ...PERMS, CLI, "run", "etcd-bench01", "--", "true"],
+    baselineCmd: [ETCDCTL, `--endpoints=${endpoint}`, "lock", "etcd-bench01", "true"],
+    env: { RESOURCE_LOCKER_STORE: store, NO_COLOR: "1", ETCDCTL_API: "3" },
+    runs,
+  });
 }
 
 /** What `status` reads, done directly: one range (keys and values) per host, 64 at once, as status. */

@@ -154,3 +154,58 @@ export async function timeCommand(
   const lines = new TextDecoder().decode(output.stderr).trim().split("\n");
   return { ms, rssKiB: Number(lines[lines.length - 1]) };
 }
+
+/**
+ * Runs two commands alternately (which goes first alternates too, so drift
+ * hits both alike) after warm-ups; returns the wall-time figure and, where
+ * GNU time is present, the peak-RSS figure.
+ */
+export async function compareCommands(init: {
+  id: string;
+  subject: string;
+  baseline: string;
+  target?: number;
+  subjectCmd: string[];
+  baselineCmd: string[];
+  env: Record<string, string>;
+  runs: number;
+  warmup?: number;
+}): Promise<Figure[]> {
+  const subject: { ms: number; rssKiB?: number }[] = [];
+  const baseline: { ms: number; rssKiB?: number }[] = [];
+  const warmup = init.warmup ?? 2;
+  for (let i = 0; i < warmup; i++) {
+    await timeCommand(init.subjectCmd, init.env);
+    await timeCommand(init.baselineCmd, init.env);
+  }
+  for (let i = 0; i < init.runs; i++) {
+    if (i % 2 === 0) {
+      subject.push(await timeCommand(init.subjectCmd, init.env));
+      baseline.push(await timeCommand(init.baselineCmd, init.env));
+    } else {
+      baseline.push(await timeCommand(init.baselineCmd, init.env));
+      subject.push(await timeCommand(init.subjectCmd, init.env));
+    }
+  }
+  const figures = [figure({
+    id: init.id,
+    subject: init.subject,
+    baseline: init.baseline,
+    ...init.target !== undefined ? { target: init.target } : {},
+    unit: "ms",
+    method: `${init.runs} interleaved process runs each after ${warmup} warm-ups, median wall time`,
+  }, { subject: sample(subject.map((r) => r.ms)), baseline: sample(baseline.map((r) => r.ms)) })];
+  if (subject[0]?.rssKiB !== undefined && baseline[0]?.rssKiB !== undefined) {
+    figures.push(figure({
+      id: `${init.id}-rss`,
+      subject: `peak RSS of ${init.subject}`,
+      baseline: `peak RSS of ${init.baseline}`,
+      unit: "KiB",
+      method: `${init.runs} runs each, GNU time %M, median`,
+    }, {
+      subject: sample(subject.map((r) => r.rssKiB!)),
+      baseline: sample(baseline.map((r) => r.rssKiB!)),
+    }));
+  }
+  return figures;
+}

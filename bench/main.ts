@@ -9,7 +9,7 @@
 
 import { parseArgs } from "node:util";
 import { closeStores, getResourceLockStatus, lockResource } from "../mod.ts";
-import { compare, type Figure, figure, printTable, sample, timeCommand } from "./_measure.ts";
+import { compare, compareCommands, type Figure, figure, printTable, sample } from "./_measure.ts";
 import { smbSections } from "./_smb.ts";
 import { etcdSections } from "./_etcd.ts";
 
@@ -79,7 +79,6 @@ try {
 
   if (wants("cli-run-local")) {
     await Deno.writeTextFile(`${root}/empty.ts`, "");
-    const env = { RESOURCE_LOCKER_STORE: store, NO_COLOR: "1" };
     const deno = Deno.execPath();
     const perms = [
       "--allow-read",
@@ -89,38 +88,18 @@ try {
       "--allow-net",
       "--allow-run",
     ];
-    const runs = quick ? 3 : 30;
-    const subject: { ms: number; rssKiB?: number }[] = [];
-    const baseline: { ms: number; rssKiB?: number }[] = [];
-    await timeCommand([deno, "run", ...perms, CLI, "run", "warm", "--", "true"], env);
-    await timeCommand([deno, "run", `${root}/empty.ts`], env);
-    for (let i = 0; i < runs; i++) {
-      subject.push(
-        await timeCommand([deno, "run", ...perms, CLI, "run", "bench02", "--", "true"], env),
-      );
-      baseline.push(await timeCommand([deno, "run", `${root}/empty.ts`], env));
-    }
-    const method = `${runs} interleaved process runs each, median wall time`;
-    figures.push(figure({
-      id: "cli-run-local",
-      subject: "resource-locker run <host> -- true (local store)",
-      baseline: "deno run empty.ts",
-      target: 1.5,
-      unit: "ms",
-      method,
-    }, { subject: sample(subject.map((r) => r.ms)), baseline: sample(baseline.map((r) => r.ms)) }));
-    if (subject[0]?.rssKiB !== undefined) {
-      figures.push(figure({
-        id: "cli-run-local-rss",
-        subject: "peak RSS of resource-locker run <host> -- true",
-        baseline: "peak RSS of deno run empty.ts",
-        unit: "KiB",
-        method: `${runs} runs each, GNU time %M, median`,
-      }, {
-        subject: sample(subject.map((r) => r.rssKiB!)),
-        baseline: sample(baseline.map((r) => r.rssKiB!)),
-      }));
-    }
+    figures.push(
+      ...await compareCommands({
+        id: "cli-run-local",
+        subject: "resource-locker run <host> -- true (local store)",
+        baseline: "deno run empty.ts",
+        target: 1.5,
+        subjectCmd: [deno, "run", ...perms, CLI, "run", "bench02", "--", "true"],
+        baselineCmd: [deno, "run", `${root}/empty.ts`],
+        env: { RESOURCE_LOCKER_STORE: store, NO_COLOR: "1" },
+        runs: quick ? 3 : 30,
+      }),
+    );
   }
 
   for (const section of [smbSections, etcdSections]) {
