@@ -238,7 +238,18 @@ export class Locker {
     return toLocalTicks(now, this.#clock.utcOffsetMinutes(now));
   }
 
-  #info(host: string, lockId: string, content: LockContent): LockInfo {
+  /**
+   * Now on the store's clock where it has one (an SMB server's), so that
+   * leases written and judged there agree across machines whose clocks differ.
+   */
+  async #now(host: string): Promise<number> {
+    const offset = this.#store.clockOffsetMs
+      ? await this.#store.clockOffsetMs(host).catch(() => 0)
+      : 0;
+    return this.#clock.now() + offset;
+  }
+
+  #info(host: string, lockId: string, content: LockContent, now: number): LockInfo {
     const parsed = parseLockId(lockId)!;
     const sessionId = content.sessionId ?? parsed.sessionId;
     const info: LockInfo = {
@@ -247,7 +258,7 @@ export class Locker {
       type: parsed.type,
       ref: formatLockRef(host, lockId, sessionId),
       expired: content.expiresAt !== undefined &&
-        content.expiresAt.getTime() + this.#skewMs < this.#clock.now(),
+        content.expiresAt.getTime() + this.#skewMs < now,
       state: content.state,
     };
     if (sessionId !== undefined) info.sessionId = sessionId;
@@ -271,9 +282,8 @@ export class Locker {
   async #read(host: string, lockId: string): Promise<CurrentLock | undefined> {
     const bytes = await this.#store.read(host, this.#names.fileName(lockId));
     if (bytes === undefined) return undefined;
-    const now = this.#clock.now();
-    const content = decodeLockContent(bytes, this.#clock.utcOffsetMinutes(now));
-    return { info: this.#info(host, lockId, content), content };
+    const content = decodeLockContent(bytes, this.#clock.utcOffsetMinutes(this.#clock.now()));
+    return { info: this.#info(host, lockId, content, await this.#now(host)), content };
   }
 
   /**
@@ -336,7 +346,7 @@ export class Locker {
       const offset = this.#clock.utcOffsetMinutes(this.#clock.now());
       const content = decodeLockContent(bytes, offset);
       const entry: HistoryEntry = {
-        ...this.#info(host, lockId, content),
+        ...this.#info(host, lockId, content, 0),
         name,
         expired: false,
       };
@@ -368,8 +378,7 @@ export class Locker {
     return list.sort((a, b) => time(b) - time(a)).slice(0, limit);
   }
 
-  #newContent(request: AcquireRequest): Uint8Array {
-    const now = this.#clock.now();
+  #newContent(request: AcquireRequest, now: number): Uint8Array {
     const fields: Record<string, unknown> = {};
     if (request.caller) fields.Caller = request.caller;
     if (request.description) fields.Description = request.description;
@@ -395,8 +404,8 @@ export class Locker {
     const fields = {
       ...current.content.fields,
       UnlockedAt: this.#ticks(),
-      UnlockedAtUtc: new Date(this.#clock.now()).toISOString(),
-      BrokenAtUtc: new Date(this.#clock.now()).toISOString(),
+      UnlockedAtUtc: new Date(await this.#now(host)).toISOString(),
+      BrokenAtUtc: new Date(await this.#now(host)).toISOString(),
       BrokenBy: `${
         this.#holder.user ? this.#holder.user + "@" : ""
       }${this.#holder.host}:${this.#holder.pid}`,
@@ -413,8 +422,8 @@ export class Locker {
   async #take(
     host: string,
     request: AcquireRequest,
-    data: Uint8Array,
   ): Promise<TakeResult> {
+    const data = this.#newContent(request, await this.#now(host));
     const lockId = request.type === "Host" ? "Host" : `${request.type}-${request.sessionId}`;
     const name = this.#names.fileName(lockId);
     const lock: HeldLock = {
@@ -505,11 +514,10 @@ export class Locker {
       holders: HolderInfo[];
     }
   > {
-    const data = this.#newContent(request);
     const results = await mapLimit(
       request.hosts,
       this.#concurrency,
-      (host) => this.#take(host, request, data),
+      (host) => this.#take(host, request),
     );
     const taken: HeldLock[] = [];
     const owned: HeldLock[] = [];
@@ -675,7 +683,7 @@ export class Locker {
           }`,
         );
       }
-      const now = this.#clock.now();
+      const now = await this.#now(lock.host);
       const fields = {
         ...current.content.fields,
         ExpiresAtUtc: new Date(now + ttlMs).toISOString(),
@@ -744,7 +752,7 @@ export class Locker {
       fields.Caller = current.content.caller;
     }
     fields.UnlockedAt = this.#ticks();
-    fields.UnlockedAtUtc = new Date(this.#clock.now()).toISOString();
+    fields.UnlockedAtUtc = new Date(await this.#now(ref.host)).toISOString();
     const archived = await this.#store.archive(
       ref.host,
       name,

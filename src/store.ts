@@ -69,6 +69,13 @@ export interface LockStore {
   /** Content of a history entry, or undefined when missing. */
   readHistory(host: string, name: string): Promise<Uint8Array | undefined>;
   /**
+   * Optional: milliseconds to add to this machine's clock to get the store's
+   * clock, for stores that have one (an SMB server tells its time when a
+   * connection is made). Lease expiries are written and judged on it, so
+   * holders whose clocks differ agree; the configured skew is allowed on top.
+   */
+  clockOffsetMs?(host: string): Promise<number>;
+  /**
    * Optional: resolves when the host's folder may have changed or after
    * `ms` milliseconds, whichever is first (etcd watches). Stores without it
    * are polled.

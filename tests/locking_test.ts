@@ -15,6 +15,10 @@ import {
   unlockResource,
 } from "../mod.ts";
 import { FakeClock, tempStore } from "./_helpers.ts";
+import { Locker } from "../src/locker.ts";
+import { FileNames } from "../src/lock_ref.ts";
+import type { LockStore } from "../src/store.ts";
+import { openFsStore } from "../src/stores/fs.ts";
 
 const NO_DEPS = { dependencies: {} };
 const FAST = { timeout: 0, retries: 1 };
@@ -317,4 +321,46 @@ Deno.test("lockResource() rejects bad host names before touching the store", asy
     await assertRejects(() => lockResource(host, opts(t.store)), InputError);
   }
   assertEquals([...Deno.readDirSync(t.root)], []);
+});
+
+Deno.test("leases are written and judged on the store's clock where the store has one", async () => {
+  await using t = await tempStore();
+  const clock = new FakeClock();
+  const fs = openFsStore(t.store, { historyFolderName: "History" });
+  const hour = 3_600_000;
+  // A store whose clock runs an hour ahead of this machine's (an SMB server's, say).
+  const store: LockStore = { ...fs, clockOffsetMs: () => Promise.resolve(hour) };
+  const locker = new Locker({
+    store,
+    names: new FileNames("{0}.lock"),
+    clock,
+    skewMs: 5_000,
+    holder: { host: "test", pid: 1 },
+  });
+  const request = {
+    hosts: ["hv01"],
+    type: "Host" as const,
+    sessionId: "s1",
+    retryDelayMs: 0,
+    attempts: 1,
+    drain: true,
+    drainTimeoutMs: 0,
+    ttlMs: 60_000,
+  };
+  await locker.acquire(request);
+  const written = JSON.parse(await Deno.readTextFile(`${t.root}/hv01/Host.lock`));
+  assertEquals(written.ExpiresAtUtc, new Date(clock.now() + hour + 60_000).toISOString());
+  clock.advance(64_000); // within lease and skew on the store's clock
+  assertEquals((await locker.status("hv01"))[0]?.expired, false);
+  clock.advance(2_000);
+  assertEquals((await locker.status("hv01"))[0]?.expired, true);
+  // Judged on this machine's clock alone, the lock would look good for another hour.
+  const local = new Locker({
+    store: fs,
+    names: new FileNames("{0}.lock"),
+    clock,
+    skewMs: 5_000,
+    holder: { host: "test", pid: 2 },
+  });
+  assertEquals((await local.status("hv01"))[0]?.expired, false);
 });

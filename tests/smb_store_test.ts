@@ -392,6 +392,20 @@ smbdTest("SMB store: list() names every entry of a folder larger than one answer
   }
 });
 
+smbdTest(
+  "SMB store: clockOffsetMs() reads the server's clock, which on loopback is ours",
+  async () => {
+    await using smbd = await startSmbd({ shares: ["dc01"], users: [USER] });
+    const store = await openSmb(shareTemplate(smbd));
+    try {
+      const offset = await store.clockOffsetMs!("dc01");
+      assertOk(Number.isFinite(offset) && Math.abs(offset) < 2_000, `offset ${offset} ms`);
+    } finally {
+      await store.close();
+    }
+  },
+);
+
 smbdTest("SMB store: a share the server closes is reconnected on the next call", async () => {
   await using smbd = await startSmbd({ shares: ["dc01"], users: [USER] });
   await using proxy = startSmbProxy(smbd.port);

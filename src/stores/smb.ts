@@ -468,6 +468,8 @@ class SmbConnection {
   #inbox: Buffer = Buffer.alloc(0);
   #failure: SmbFailure | undefined;
   #closed: Promise<void>;
+  /** The server's clock minus ours, from NEGOTIATE's SystemTime. */
+  clockOffsetMs = 0;
 
   constructor(
     target: SmbTarget,
@@ -683,6 +685,7 @@ class SmbConnection {
     const client = this.#client;
     client.socket.connect(this.#target.port, this.#target.server);
 
+    const sentAt = Date.now();
     const negotiate = await this.request(
       (c) => {
         // smb2 sends an all-zero client GUID; Samba takes connections with
@@ -702,7 +705,14 @@ class SmbConnection {
         negotiate.status,
       );
     }
-    const securityMode = negotiate.message.getResponse().SecurityMode;
+    const response = negotiate.message.getResponse();
+    const systemTime = response.SystemTime as Buffer | undefined;
+    if (systemTime && systemTime.length === 8) {
+      // FILETIME: 100 ns since 1601-01-01 UTC; compare with the middle of the round trip.
+      const serverMs = Number(systemTime.readBigUInt64LE(0) / 10_000n) - 11_644_473_600_000;
+      if (serverMs > 0) this.clockOffsetMs = serverMs - (sentAt + Date.now()) / 2;
+    }
+    const securityMode = response.SecurityMode;
     if (securityMode && (securityMode.readUInt16LE(0) & SIGNING_REQUIRED)) {
       throw new SmbFailure(
         `SMB server "${this.#server}" requires signing, which this client cannot do`,
@@ -1192,6 +1202,17 @@ class SmbStore implements LockStore {
         cause: error,
       });
     }
+  }
+
+  /** The host's SMB server clock minus this machine's, measured when connecting. */
+  async clockOffsetMs(host: string): Promise<number> {
+    const target = this.#target(host);
+    return await this.#run(
+      "read the clock of",
+      host,
+      [],
+      async () => (await this.#connection(target)).clockOffsetMs,
+    );
   }
 
   #path(target: SmbTarget, ...names: string[]): string {
