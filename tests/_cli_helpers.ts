@@ -1,6 +1,6 @@
 /**
- * Helpers for tests that spawn `deno run cli.ts`: a runner with a bounded
- * lifetime and a hermetic environment, a snapshot of a folder tree, an exact
+ * Helpers for tests that spawn `deno run cli.ts`: the one way to start it
+ * (a hermetic environment) and a runner with a bounded lifetime, a snapshot of a folder tree, an exact
  * (bigint-keeping) JSON reader and .NET tick arithmetic written
  * independently of the library.
  *
@@ -21,30 +21,49 @@ export interface CliResult {
   stdout: string;
   /** Standard error, decoded. */
   stderr: string;
+  /** Milliseconds from the start of the process to its end. */
+  ms: number;
 }
 
-/** How to run the command line. */
-export interface CliOptions {
+/** The environment of the command line, for {@linkcode spawnCli} and {@linkcode runCli}. */
+export interface CliEnvOptions {
   /** Folder template, passed as `RESOURCE_LOCKER_STORE`. */
   store?: string;
   /** Dependency map file, passed as `RESOURCE_LOCKER_DEPENDENCIES`. */
   dependencies?: string;
-  /** More environment variables (`TZ`, `XDG_STATE_HOME`, …). */
+  /** More environment variables (`TZ`, `XDG_STATE_HOME`, credentials, …). */
   env?: Record<string, string>;
+}
+
+/** How to run the command line. */
+export interface CliOptions extends CliEnvOptions {
   /** Text fed to stdin. */
   stdin?: string;
   /** Kill the process after this long. @default 20000 */
   timeoutMs?: number;
 }
 
+/** How to start the command line without waiting for it. */
+export interface SpawnCliOptions extends CliEnvOptions {
+  /** @default "null" */
+  stdin?: "piped" | "null";
+  /** @default "piped" */
+  stdout?: "piped" | "null";
+  /** @default "piped" */
+  stderr?: "piped" | "null";
+  /** Ends the process (SIGTERM) when aborted. */
+  signal?: AbortSignal;
+}
+
 /**
- * Runs `deno run -A cli.ts …` from the repository root with `NO_COLOR=1`,
- * no inherited `RESOURCE_LOCKER_*` variables, and a kill timer.
+ * Starts `deno run -A cli.ts …` from the repository root with `NO_COLOR=1`,
+ * no inherited `RESOURCE_LOCKER_*` variables, and what `options` add; the
+ * caller waits for it, signals it or kills it.
  */
-export async function runCli(
+export function spawnCli(
   args: string[],
-  options: CliOptions = {},
-): Promise<CliResult> {
+  options: SpawnCliOptions = {},
+): Deno.ChildProcess {
   const env: Record<string, string> = {};
   for (const [key, value] of Object.entries(Deno.env.toObject())) {
     if (!key.startsWith("RESOURCE_LOCKER_")) env[key] = value;
@@ -55,22 +74,41 @@ export async function runCli(
     env.RESOURCE_LOCKER_DEPENDENCIES = options.dependencies;
   }
   Object.assign(env, options.env ?? {});
+  return new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", "cli.ts", ...args],
+    cwd: REPO_ROOT,
+    env,
+    clearEnv: true,
+    stdin: options.stdin ?? "null",
+    stdout: options.stdout ?? "piped",
+    stderr: options.stderr ?? "piped",
+    ...(options.signal !== undefined ? { signal: options.signal } : {}),
+  }).spawn();
+}
+
+/**
+ * Runs `deno run -A cli.ts …` to its end (see {@linkcode spawnCli}) with a
+ * kill timer.
+ *
+ * @throws {Error} when it did not finish within `timeoutMs`
+ */
+export async function runCli(
+  args: string[],
+  options: CliOptions = {},
+): Promise<CliResult> {
+  const { stdin, timeoutMs, ...environment } = options;
   const abort = new AbortController();
-  const timer = setTimeout(() => abort.abort(), options.timeoutMs ?? 20_000);
+  const timer = setTimeout(() => abort.abort(), timeoutMs ?? 20_000);
+  const started = Date.now();
   try {
-    const child = new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", "cli.ts", ...args],
-      cwd: REPO_ROOT,
-      env,
-      clearEnv: true,
-      stdin: options.stdin !== undefined ? "piped" : "null",
-      stdout: "piped",
-      stderr: "piped",
+    const child = spawnCli(args, {
+      ...environment,
+      stdin: stdin !== undefined ? "piped" : "null",
       signal: abort.signal,
-    }).spawn();
-    if (options.stdin !== undefined) {
+    });
+    if (stdin !== undefined) {
       const writer = child.stdin.getWriter();
-      await writer.write(new TextEncoder().encode(options.stdin));
+      await writer.write(new TextEncoder().encode(stdin));
       await writer.close();
     }
     const output = await child.output();
@@ -82,6 +120,7 @@ export async function runCli(
       code: output.code,
       stdout: decoder.decode(output.stdout),
       stderr: decoder.decode(output.stderr),
+      ms: Date.now() - started,
     };
   } finally {
     clearTimeout(timer);

@@ -11,6 +11,7 @@
  */
 
 import { closeStores, lockResource } from "../mod.ts";
+import { sleep } from "./_helpers.ts";
 
 interface Options {
   store: string;
@@ -63,7 +64,7 @@ for (let round = 0; round < options.rounds; round++) {
       }`,
     );
   }
-  await new Promise((resolve) => setTimeout(resolve, options.holdMs));
+  await sleep(options.holdMs);
   await Deno.remove(marker);
   await lock.release();
 }

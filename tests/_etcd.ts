@@ -5,11 +5,14 @@
  *
  * ```ts ignore
  * await using etcd = await startEtcd();
- * const template = `etcd://127.0.0.1:${etcd.clientPort}/resource-locks/{0}`;
+ * const template = etcdTemplate(etcd); // etcd://127.0.0.1:<port>/resource-locks/{0}
+ * const keys = await liveKeys(etcd, "dc01"); // read straight over HTTP
  * ```
  *
  * @module
  */
+
+import { eventually } from "./_helpers.ts";
 
 /** A running (or stopped) private etcd. */
 export interface EtcdServer extends AsyncDisposable {
@@ -69,23 +72,48 @@ export async function etcdInstalled(): Promise<boolean> {
   }
 }
 
+/** What {@linkcode etcdTestGate} decided. */
+export interface EtcdTestGate {
+  /** For the options of `Deno.test`: true when etcd tests cannot run here. */
+  ignore: boolean;
+  /**
+   * Registers a test against a private etcd of its own, started for it and
+   * stopped after it; skipped as `ignore` says.
+   */
+  test(name: string, fn: (etcd: EtcdServer, t: Deno.TestContext) => Promise<void>): void;
+}
+
 /**
  * What a suite needing etcd should do here: run, or skip with a visible
  * message. Under `CI=true` a missing etcd is a failure (SPEC §12): a failing
  * test saying so is registered, and the etcd tests are skipped.
- * @returns `{ ignore }` for the options of `Deno.test`
+ * @returns `ignore` for the options of `Deno.test`, and `test` to register one
  */
-export async function etcdTestGate(): Promise<{ ignore: boolean }> {
-  if (await etcdInstalled()) return { ignore: false };
-  const message = `"${ETCD_BINARY}" is not installed (apt-get install etcd-server)`;
-  if (Deno.env.get("CI") === "true") {
-    Deno.test("etcd is installed (required when CI=true)", () => {
-      throw new Error(`etcd tests cannot run under CI=true: ${message}`);
-    });
-  } else {
-    console.error(`%cSKIP etcd tests: ${message}`, "color: yellow");
+export async function etcdTestGate(): Promise<EtcdTestGate> {
+  const ignore = !await etcdInstalled();
+  if (ignore) {
+    const message = `"${ETCD_BINARY}" is not installed (apt-get install etcd-server)`;
+    if (Deno.env.get("CI") === "true") {
+      Deno.test("etcd is installed (required when CI=true)", () => {
+        throw new Error(`etcd tests cannot run under CI=true: ${message}`);
+      });
+    } else {
+      console.error(`%cSKIP etcd tests: ${message}`, "color: yellow");
+    }
   }
-  return { ignore: true };
+  return {
+    ignore,
+    test(name, fn) {
+      Deno.test({
+        name,
+        ignore,
+        async fn(t) {
+          await using etcd = await startEtcd();
+          await fn(etcd, t);
+        },
+      });
+    },
+  };
 }
 
 /**
@@ -97,10 +125,6 @@ export function freePort(): number {
   const { port } = listener.addr as Deno.NetAddr;
   listener.close();
   return port;
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 /** Reads a stream to its end, keeping the last LOG_KEEP characters. */
@@ -197,18 +221,21 @@ export async function startEtcd(
   }
 
   async function waitReady(): Promise<void> {
-    const deadline = Date.now() + readyTimeoutMs;
-    while (Date.now() < deadline) {
-      if (exitedNow) {
-        const status = await exited;
-        await drained;
-        throw new Error(
-          `etcd exited with code ${status?.code} before it was ready:\n${sink.text}`,
-        );
-      }
-      if (await healthy(endpointOf())) return;
-      await sleep(50);
-    }
+    const ready = await eventually(
+      async () => {
+        if (exitedNow) {
+          const status = await exited;
+          await drained;
+          throw new Error(
+            `etcd exited with code ${status?.code} before it was ready:\n${sink.text}`,
+          );
+        }
+        return await healthy(endpointOf());
+      },
+      readyTimeoutMs,
+      50,
+    );
+    if (ready) return;
     await halt("SIGKILL");
     throw new Error(
       `etcd did not become healthy within ${readyTimeoutMs} ms at ${endpointOf()}:\n${sink.text}`,
@@ -303,4 +330,89 @@ export async function startEtcd(
     },
   };
   return server;
+}
+
+/** The key prefix the tests' templates put their hosts under. */
+export const ETCD_PREFIX = "/resource-locks";
+
+/**
+ * The folder template of a private etcd, one key prefix per host.
+ * @returns `etcd://127.0.0.1:<client port>/resource-locks/{0}`
+ */
+export function etcdTemplate(etcd: EtcdServer): string {
+  return `etcd://127.0.0.1:${etcd.clientPort}${ETCD_PREFIX}/{0}`;
+}
+
+/**
+ * One POST to etcd's HTTP gateway, straight, not through the tool.
+ *
+ * @param path e.g. `/v3/kv/range`
+ * @param body the request, sent as JSON
+ * @param timeoutMs bound on the whole request
+ * @returns the JSON answer
+ * @throws {Error} on an HTTP error status
+ */
+export async function etcdGateway(
+  etcd: Pick<EtcdServer, "endpoint">,
+  path: string,
+  body: unknown,
+  timeoutMs = 2000,
+): Promise<Record<string, unknown>> {
+  const response = await fetch(`${etcd.endpoint}${path}`, {
+    method: "POST",
+    body: JSON.stringify(body),
+    signal: AbortSignal.timeout(timeoutMs),
+  });
+  if (!response.ok) {
+    throw new Error(`etcd ${path}: HTTP ${response.status}: ${await response.text()}`);
+  }
+  return await response.json();
+}
+
+/** A key of etcd as read straight from it, decoded. */
+export interface EtcdKv {
+  /** The key. */
+  key: string;
+  /** Its value ("" with `keysOnly`). */
+  value: string;
+  /** Its lease id, "0" for none. */
+  lease: string;
+}
+
+/** The smallest key above every key starting with `prefix` (ASCII prefixes). */
+function prefixEnd(prefix: string): string {
+  return prefix.slice(0, -1) + String.fromCharCode(prefix.charCodeAt(prefix.length - 1) + 1);
+}
+
+/**
+ * Keys read straight from etcd over its HTTP gateway, not through the tool:
+ * every key starting with `key`, or with `exact` that key alone.
+ *
+ * @returns the keys in etcd's (byte) order
+ */
+export async function etcdKeys(
+  etcd: Pick<EtcdServer, "endpoint">,
+  key: string,
+  options: { exact?: boolean; keysOnly?: boolean; timeoutMs?: number } = {},
+): Promise<EtcdKv[]> {
+  const body = await etcdGateway(etcd, "/v3/kv/range", {
+    key: btoa(key),
+    ...(options.exact ? {} : { range_end: btoa(prefixEnd(key)) }),
+    ...(options.keysOnly ? { keys_only: true } : {}),
+  }, options.timeoutMs) as { kvs?: { key: string; value?: string; lease?: string }[] };
+  return (body.kvs ?? []).map((kv) => ({
+    key: atob(kv.key),
+    value: atob(kv.value ?? ""),
+    lease: kv.lease ?? "0",
+  }));
+}
+
+/** Live (non-History) keys of a host under {@linkcode ETCD_PREFIX}, read straight from etcd. */
+export async function liveKeys(
+  etcd: Pick<EtcdServer, "endpoint">,
+  host: string,
+): Promise<EtcdKv[]> {
+  return (await etcdKeys(etcd, `${ETCD_PREFIX}/${host}/`)).filter((kv) =>
+    !kv.key.includes("/History/")
+  );
 }

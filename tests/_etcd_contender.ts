@@ -10,6 +10,7 @@
  */
 
 import { closeStores, lockResource, type LockType } from "../mod.ts";
+import { sleep } from "./_helpers.ts";
 
 const [store, host, roundsText, oracle, id] = Deno.args;
 if (!store || !host || !roundsText || !oracle || !id) {
@@ -42,7 +43,7 @@ try {
       ...(round % 2 === 0 ? { ttl: "3s" } : {}),
     });
     await tell("enter", type, lock.sessionId);
-    await new Promise((resolve) => setTimeout(resolve, 2 + Math.random() * 10));
+    await sleep(2 + Math.random() * 10);
     await tell("exit", type, lock.sessionId);
     const [result] = await lock.release();
     if (result?.status !== "released") {

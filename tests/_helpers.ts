@@ -1,10 +1,76 @@
 /**
- * Shared test helpers: temporary local stores and a clock the tests move.
+ * Shared test helpers: sleeping, polling and bounding waits, temporary local
+ * stores, file listings, and a clock the tests move.
  *
  * @module
  */
 
 import type { Clock } from "../src/clock.ts";
+
+/** Resolves after `ms` milliseconds of real time. */
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/**
+ * Polls `check` every `intervalMs` until it holds or `ms` have passed, then
+ * checks once more.
+ *
+ * @returns whether it held; see {@linkcode waitFor} for the throwing shape
+ */
+export async function eventually(
+  check: () => boolean | Promise<boolean>,
+  ms: number,
+  intervalMs = 100,
+): Promise<boolean> {
+  const deadline = Date.now() + ms;
+  while (Date.now() < deadline) {
+    if (await check()) return true;
+    await sleep(intervalMs);
+  }
+  return await check();
+}
+
+/**
+ * Polls `check` every `intervalMs` until it holds, at most `ms`.
+ *
+ * @throws {Error} naming `what` when it never held
+ */
+export async function waitFor(
+  what: string,
+  check: () => boolean | Promise<boolean>,
+  ms = 15_000,
+  intervalMs = 50,
+): Promise<void> {
+  if (!await eventually(check, ms, intervalMs)) {
+    throw new Error(`Timed out after ${ms}ms waiting for ${what}`);
+  }
+}
+
+/**
+ * Resolves or rejects as `promise` does, or rejects once `ms` have passed
+ * (calling `onTimeout` first, to stop what is waited for).
+ */
+export async function within<T>(
+  ms: number,
+  promise: Promise<T>,
+  onTimeout?: () => void,
+): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    return await Promise.race([
+      promise,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => {
+          onTimeout?.();
+          reject(new Error(`still waiting after ${ms} ms`));
+        }, ms);
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
 
 /** A clock that only moves when slept on or advanced: time logic without sleeping. */
 export class FakeClock implements Clock {
@@ -28,7 +94,7 @@ export class FakeClock implements Clock {
     signal?.throwIfAborted();
     this.sleeps.push(ms);
     this.#now += ms;
-    await new Promise((resolve) => setTimeout(resolve, 0));
+    await sleep(0);
   }
   /** UTC. */
   utcOffsetMinutes(): number {
@@ -63,7 +129,8 @@ export interface TempStore extends AsyncDisposable {
   history(host: string): Promise<string[]>;
 }
 
-async function names(path: string): Promise<string[]> {
+/** Names of the files (not folders) in a folder, sorted; [] when it does not exist. */
+export async function fileNames(path: string): Promise<string[]> {
   const out: string[] = [];
   try {
     for await (const entry of Deno.readDir(path)) if (entry.isFile) out.push(entry.name);
@@ -79,8 +146,8 @@ export async function tempStore(): Promise<TempStore> {
   return {
     root,
     store: `${root}/{0}`,
-    files: (host) => names(`${root}/${host}`),
-    history: (host) => names(`${root}/${host}/History`),
+    files: (host) => fileNames(`${root}/${host}`),
+    history: (host) => fileNames(`${root}/${host}/History`),
     [Symbol.asyncDispose]: () => Deno.remove(root, { recursive: true }),
   };
 }

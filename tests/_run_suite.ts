@@ -7,8 +7,8 @@
  */
 
 import { assertEquals, assertOk, assertStringIncludes } from "./_assert.ts";
-
-const CLI = new URL("../cli.ts", import.meta.url).pathname;
+import { type CliResult, runCli, spawnCli } from "./_cli_helpers.ts";
+import { waitFor } from "./_helpers.ts";
 
 /** A store the suite runs on. */
 export interface SuiteStore extends AsyncDisposable {
@@ -18,56 +18,6 @@ export interface SuiteStore extends AsyncDisposable {
   env?: Record<string, string>;
   /** Lock entries of a host, read independently of the tool (History excluded). */
   files(host: string): Promise<string[]>;
-}
-
-/** Starts a `cli.ts` process. */
-export function spawnCli(
-  args: string[],
-  env: Record<string, string>,
-  options: { stdout?: "piped" | "null"; stderr?: "piped" | "null" } = {},
-): Deno.ChildProcess {
-  const clean: Record<string, string> = {};
-  for (const [key, value] of Object.entries(Deno.env.toObject())) {
-    if (!key.startsWith("RESOURCE_LOCKER_")) clean[key] = value;
-  }
-  return new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", CLI, ...args],
-    env: { ...clean, NO_COLOR: "1", ...env },
-    stdin: "null",
-    stdout: options.stdout ?? "piped",
-    stderr: options.stderr ?? "piped",
-  }).spawn();
-}
-
-/** Runs `cli.ts` to the end, killed after `timeoutMs`. */
-export async function cli(
-  args: string[],
-  env: Record<string, string>,
-  timeoutMs = 30_000,
-): Promise<{ code: number; stdout: string; stderr: string }> {
-  const child = spawnCli(args, env);
-  const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
-  try {
-    const output = await child.output();
-    const decode = (b: Uint8Array) => new TextDecoder().decode(b);
-    return { code: output.code, stdout: decode(output.stdout), stderr: decode(output.stderr) };
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-/** Polls `check` every 50 ms until it holds, at most `ms`. */
-export async function waitFor(
-  what: string,
-  check: () => Promise<boolean>,
-  ms = 15_000,
-): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (Date.now() < deadline) {
-    if (await check()) return;
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-  throw new Error(`Timed out after ${ms}ms waiting for ${what}`);
 }
 
 function alive(pid: number): boolean {
@@ -99,6 +49,12 @@ export function registerRunSuite(
     RESOURCE_LOCKER_CONFIG: config,
     ...s.env,
   });
+  /** Runs `cli.ts` to the end, killed after `timeoutMs`. */
+  const cli = (
+    args: string[],
+    environment: Record<string, string>,
+    timeoutMs = 30_000,
+  ): Promise<CliResult> => runCli(args, { env: environment, timeoutMs });
   const withConfig = async (fn: (config: string, dir: string) => Promise<void>) => {
     const dir = await Deno.makeTempDir({ prefix: "rl-run-" });
     try {
@@ -121,11 +77,7 @@ export function registerRunSuite(
         await using s = await open();
         const holder = spawnCli(
           ["run", "hv01", "--hard", "--ttl", "1s", "--caller", "doomed", "--", "sleep", "4"],
-          env(s, config),
-          {
-            stdout: "null",
-            stderr: "null",
-          },
+          { env: env(s, config), stdout: "null", stderr: "null" },
         );
         await waitFor("the Host lock", async () => (await s.files("hv01")).includes("Host.lock"));
         holder.kill("SIGKILL");
@@ -176,7 +128,7 @@ export function registerRunSuite(
             "-c",
             `echo $$ > ${pidFile}; exec sleep 30`,
           ],
-          env(s, config),
+          { env: env(s, config) },
         );
         await waitFor("the child", async () =>
           (await Deno.readTextFile(pidFile).catch(() => "")).trim() !== "");
@@ -207,7 +159,7 @@ export function registerRunSuite(
         const ready = `${dir}/ready`;
         const script =
           `trap 'echo int > ${marker}; exit 130' INT; : > ${ready}; while true; do sleep 0.05; done`;
-        const run = spawnCli(["run", "hv01", "--", "sh", "-c", script], env(s, config));
+        const run = spawnCli(["run", "hv01", "--", "sh", "-c", script], { env: env(s, config) });
         await waitFor("the command", async () => (await Deno.stat(ready).then(() =>
           true
         ).catch(() => false)));

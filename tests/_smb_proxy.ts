@@ -12,6 +12,8 @@
  * @module
  */
 
+import { sleep } from "./_helpers.ts";
+
 /** What the forwarder does with a request. */
 export type FrameAction = "pass" | "cut" | "freeze";
 
@@ -150,7 +152,7 @@ export function startSmbProxy(targetPort: number, options: SmbProxyOptions = {})
         while (fresh.length > 0) {
           const next = fresh.shift()!;
           const wait = next.due - performance.now();
-          if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+          if (wait > 0) await sleep(wait);
           await writeAll(to, next.bytes);
         }
       } catch {

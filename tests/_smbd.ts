@@ -17,6 +17,7 @@
  */
 
 import { join } from "node:path";
+import { sleep, within } from "./_helpers.ts";
 
 /** A user smbd accepts. */
 export interface SmbdUser {
@@ -406,7 +407,7 @@ async function addUser(
     new TextEncoder().encode(`${user.password}\n${user.password}\n`),
   );
   await writer.close();
-  const result = await withTimeout(process.output(), 15_000, () => {
+  const result = await within(15_000, process.output(), () => {
     try {
       process.kill("SIGKILL");
     } catch {
@@ -417,27 +418,6 @@ async function addUser(
     // smbpasswd never echoes the password; its stderr is safe to show.
     const stderr = new TextDecoder().decode(result.stderr).trim();
     throw new Error(`smbpasswd could not add "${user.name}": ${stderr}`);
-  }
-}
-
-async function withTimeout<T>(
-  promise: Promise<T>,
-  ms: number,
-  onTimeout: () => void,
-): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  try {
-    return await Promise.race([
-      promise,
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(() => {
-          onTimeout();
-          reject(new Error(`timed out after ${ms} ms`));
-        }, ms);
-      }),
-    ]);
-  } finally {
-    clearTimeout(timer);
   }
 }
 
@@ -464,10 +444,6 @@ async function waitForPort(
     }
   }
   throw new Error(`port ${port} did not accept within ${timeoutMs} ms`);
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 /** Process ids of `pid` and all its descendants, parents first. */

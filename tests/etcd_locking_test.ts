@@ -26,96 +26,38 @@ import {
   tryLockResource,
   unlockResource,
 } from "../mod.ts";
-import { type EtcdServer, etcdTestGate, startEtcd } from "./_etcd.ts";
+import { runCli, spawnCli } from "./_cli_helpers.ts";
+import {
+  etcdGateway,
+  etcdKeys,
+  type EtcdServer,
+  etcdTemplate,
+  etcdTestGate,
+  liveKeys,
+} from "./_etcd.ts";
+import { eventually, sleep } from "./_helpers.ts";
 
-const { ignore } = await etcdTestGate();
-const CLI = fileURLToPath(new URL("../cli.ts", import.meta.url));
+const gate = await etcdTestGate();
 const CONTENDER = fileURLToPath(
   new URL("./_etcd_contender.ts", import.meta.url),
 );
 const decoder = new TextDecoder();
 
-function storeOf(etcd: EtcdServer): string {
-  return `etcd://127.0.0.1:${etcd.clientPort}/resource-locks/{0}`;
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-interface Kv {
-  key: string;
-  value: string;
-  lease: string;
-}
-
-/** Keys under a prefix, read straight from etcd (not through the tool). */
-async function etcdKeys(etcd: EtcdServer, prefix: string): Promise<Kv[]> {
-  const end = prefix.slice(0, -1) +
-    String.fromCharCode(prefix.charCodeAt(prefix.length - 1) + 1);
-  const response = await fetch(`${etcd.endpoint}/v3/kv/range`, {
-    method: "POST",
-    body: JSON.stringify({ key: btoa(prefix), range_end: btoa(end) }),
-    signal: AbortSignal.timeout(2000),
+/**
+ * A test against a private etcd of its own, given with its template; skipped
+ * without etcd. The library's cached stores are closed at its end.
+ */
+function etcdTest(
+  name: string,
+  fn: (etcd: EtcdServer, store: string, t: Deno.TestContext) => Promise<void>,
+): void {
+  gate.test(name, async (etcd, t) => {
+    try {
+      await fn(etcd, etcdTemplate(etcd), t);
+    } finally {
+      await closeStores();
+    }
   });
-  const body = await response.json() as {
-    kvs?: { key: string; value?: string; lease?: string }[];
-  };
-  return (body.kvs ?? []).map((kv) => ({
-    key: atob(kv.key),
-    value: atob(kv.value ?? ""),
-    lease: kv.lease ?? "0",
-  }));
-}
-
-/** Live (non-history) keys of a host. */
-async function liveKeys(etcd: EtcdServer, host: string): Promise<Kv[]> {
-  return (await etcdKeys(etcd, `/resource-locks/${host}/`)).filter((kv) =>
-    !kv.key.includes("/History/")
-  );
-}
-
-async function eventually(
-  check: () => Promise<boolean>,
-  ms: number,
-): Promise<boolean> {
-  const deadline = Date.now() + ms;
-  while (Date.now() < deadline) {
-    if (await check()) return true;
-    await sleep(100);
-  }
-  return await check();
-}
-
-interface CliResult {
-  code: number;
-  stdout: string;
-  stderr: string;
-  ms: number;
-}
-
-/** Runs `deno run cli.ts …` to its end, bounded by `timeoutMs`. */
-async function cli(args: string[], timeoutMs = 20_000): Promise<CliResult> {
-  const started = Date.now();
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "--allow-all", CLI, ...args],
-    env: { NO_COLOR: "1" },
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
-  try {
-    const output = await child.output();
-    return {
-      code: output.code,
-      stdout: decoder.decode(output.stdout),
-      stderr: decoder.decode(output.stderr),
-      ms: Date.now() - started,
-    };
-  } finally {
-    clearTimeout(timer);
-  }
 }
 
 /** Reads lines of a stream until one matches, bounded by `ms`. */
@@ -155,23 +97,7 @@ async function waitForLine(
  * stopped by id whatever happens to `run`.
  */
 async function startRun(args: string[]) {
-  const process = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "--allow-all",
-      CLI,
-      "run",
-      ...args,
-      "--",
-      "sh",
-      "-c",
-      "echo child=$$; exec sleep 30",
-    ],
-    env: { NO_COLOR: "1" },
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
+  const process = spawnCli(["run", ...args, "--", "sh", "-c", "echo child=$$; exec sleep 30"]);
   const stdout = process.stdout.pipeThrough(new TextDecoderStream())
     .getReader();
   const stderrText = new Response(process.stderr).text();
@@ -214,235 +140,214 @@ function childAlive(pid: number): boolean {
   }
 }
 
-Deno.test({
-  name: "etcd locking: lock, test, status, unlock, history, dependencies",
-  ignore,
-  async fn(t) {
-    await using etcd = await startEtcd();
-    const store = storeOf(etcd);
+etcdTest(
+  "etcd locking: lock, test, status, unlock, history, dependencies",
+  async (etcd, store, t) => {
     const common = { store, dependencies: {} };
-    try {
-      await t.step("a Host lock is a key under the prefix and blocks others", async () => {
-        const lock = await lockResource("DC01", {
-          ...common,
-          type: "Host",
-          caller: "Invoke-Maintenance",
-          description: "patching",
-        });
-        assert.equal(lock.refs.length, 1);
-        assert.match(lock.refs[0]!, /^dc01\/Host@[0-9a-f-]{36}$/);
-        const keys = await liveKeys(etcd, "dc01");
-        assert.deepEqual(keys.map((k) => k.key), [
-          "/resource-locks/dc01/Host.lock",
-        ]);
-        const content = JSON.parse(keys[0]!.value);
-        assert.equal(content.Caller, "Invoke-Maintenance");
-        assert.equal(content.SessionId, lock.sessionId);
-        assert.equal(typeof content.LockedAt, "number");
-
-        assert.equal(await testHostResourceLock("dc01", { store }), true);
-        assert.equal(
-          await testHostResourceLock("dc01", { store, type: "Generic" }),
-          false,
-        );
-        const [info] = await getResourceLockStatus("dc01", { store });
-        assert.equal(info!.type, "Host");
-        assert.equal(info!.caller, "Invoke-Maintenance");
-        assert.equal(info!.description, "patching");
-        assert.equal(info!.sessionId, lock.sessionId);
-
-        assert.equal(
-          await tryLockResource("dc01", { ...common, type: "Host" }),
-          undefined,
-        );
-        await assert.rejects(
-          lockResource("dc01", { ...common, timeout: "20ms", retries: 2 }),
-          (error: unknown) =>
-            error instanceof LockBusyError &&
-            /Invoke-Maintenance/.test(error.message) && error.host === "dc01",
-        );
-        // the refused shared lock left nothing behind
-        assert.equal((await liveKeys(etcd, "dc01")).length, 1);
-
-        const results = await unlockResource(lock.refs, { store });
-        assert.deepEqual(results.map((r) => r.status), ["released"]);
-        assert.equal((await liveKeys(etcd, "dc01")).length, 0);
-        assert.equal(await testHostResourceLock("dc01", { store }), false);
-        const again = await unlockResource(lock.refs, { store });
-        assert.deepEqual(again.map((r) => r.status), ["already-released"]);
-
-        const history = await getResourceLockHistory("dc01", { store });
-        assert.equal(history.length, 1);
-        assert.equal(history[0]!.caller, "Invoke-Maintenance");
-        assert.ok(history[0]!.unlockedAt instanceof Date);
-        assert.match(history[0]!.name, /^Host\.lock-[0-9a-f-]{36}$/);
-        const historyKeys = await etcdKeys(
-          etcd,
-          "/resource-locks/dc01/History/",
-        );
-        assert.equal(historyKeys.length, 1);
-        assert.ok(JSON.parse(historyKeys[0]!.value).UnlockedAt);
+    await t.step("a Host lock is a key under the prefix and blocks others", async () => {
+      const lock = await lockResource("DC01", {
+        ...common,
+        type: "Host",
+        caller: "Invoke-Maintenance",
+        description: "patching",
       });
+      assert.equal(lock.refs.length, 1);
+      assert.match(lock.refs[0]!, /^dc01\/Host@[0-9a-f-]{36}$/);
+      const keys = await liveKeys(etcd, "dc01");
+      assert.deepEqual(keys.map((k) => k.key), [
+        "/resource-locks/dc01/Host.lock",
+      ]);
+      const content = JSON.parse(keys[0]!.value);
+      assert.equal(content.Caller, "Invoke-Maintenance");
+      assert.equal(content.SessionId, lock.sessionId);
+      assert.equal(typeof content.LockedAt, "number");
 
-      await t.step("shared locks coexist; a ref of another session is not released", async () => {
-        const a = await lockResource("web01", { ...common, caller: "a" });
-        const b = await lockResource("web01", { ...common, caller: "b" });
-        const status = await getResourceLockStatus("web01", { store });
-        assert.deepEqual(status.map((s) => s.caller).sort(), ["a", "b"]);
-        await a.release();
-        await b.release();
-        assert.equal((await liveKeys(etcd, "web01")).length, 0);
-        assert.equal(
-          (await getResourceLockHistory("web01", { store })).length,
-          2,
-        );
+      assert.equal(await testHostResourceLock("dc01", { store }), true);
+      assert.equal(
+        await testHostResourceLock("dc01", { store, type: "Generic" }),
+        false,
+      );
+      const [info] = await getResourceLockStatus("dc01", { store });
+      assert.equal(info!.type, "Host");
+      assert.equal(info!.caller, "Invoke-Maintenance");
+      assert.equal(info!.description, "patching");
+      assert.equal(info!.sessionId, lock.sessionId);
+
+      assert.equal(
+        await tryLockResource("dc01", { ...common, type: "Host" }),
+        undefined,
+      );
+      await assert.rejects(
+        lockResource("dc01", { ...common, timeout: "20ms", retries: 2 }),
+        (error: unknown) =>
+          error instanceof LockBusyError &&
+          /Invoke-Maintenance/.test(error.message) && error.host === "dc01",
+      );
+      // the refused shared lock left nothing behind
+      assert.equal((await liveKeys(etcd, "dc01")).length, 1);
+
+      const results = await unlockResource(lock.refs, { store });
+      assert.deepEqual(results.map((r) => r.status), ["released"]);
+      assert.equal((await liveKeys(etcd, "dc01")).length, 0);
+      assert.equal(await testHostResourceLock("dc01", { store }), false);
+      const again = await unlockResource(lock.refs, { store });
+      assert.deepEqual(again.map((r) => r.status), ["already-released"]);
+
+      const history = await getResourceLockHistory("dc01", { store });
+      assert.equal(history.length, 1);
+      assert.equal(history[0]!.caller, "Invoke-Maintenance");
+      assert.ok(history[0]!.unlockedAt instanceof Date);
+      assert.match(history[0]!.name, /^Host\.lock-[0-9a-f-]{36}$/);
+      const historyKeys = await etcdKeys(
+        etcd,
+        "/resource-locks/dc01/History/",
+      );
+      assert.equal(historyKeys.length, 1);
+      assert.ok(JSON.parse(historyKeys[0]!.value).UnlockedAt);
+    });
+
+    await t.step("shared locks coexist; a ref of another session is not released", async () => {
+      const a = await lockResource("web01", { ...common, caller: "a" });
+      const b = await lockResource("web01", { ...common, caller: "b" });
+      const status = await getResourceLockStatus("web01", { store });
+      assert.deepEqual(status.map((s) => s.caller).sort(), ["a", "b"]);
+      await a.release();
+      await b.release();
+      assert.equal((await liveKeys(etcd, "web01")).length, 0);
+      assert.equal(
+        (await getResourceLockHistory("web01", { store })).length,
+        2,
+      );
+    });
+
+    await t.step("dependencies are locked all or nothing", async () => {
+      const dependencies = {
+        hv01: ["dc01", "vmm01"],
+        dc01: ["dc02"],
+        dc02: ["dc01"],
+      };
+      const lock = await lockResource("dc01", {
+        store,
+        dependencies,
+        type: "Host",
       });
+      assert.deepEqual(
+        lock.refs.map((r) => r.split("/")[0]),
+        ["dc02", "hv01", "dc01"],
+      );
+      for (const host of ["dc01", "dc02", "hv01"]) {
+        assert.equal((await liveKeys(etcd, host)).length, 1, host);
+      }
+      await lock.release();
 
-      await t.step("dependencies are locked all or nothing", async () => {
-        const dependencies = {
-          hv01: ["dc01", "vmm01"],
-          dc01: ["dc02"],
-          dc02: ["dc01"],
-        };
-        const lock = await lockResource("dc01", {
+      // hv01 held by someone else: locking dc02 takes nothing
+      const blocker = await lockResource("hv01", { ...common, type: "Host" });
+      await assert.rejects(
+        lockResource("dc02", {
           store,
           dependencies,
-          type: "Host",
-        });
-        assert.deepEqual(
-          lock.refs.map((r) => r.split("/")[0]),
-          ["dc02", "hv01", "dc01"],
-        );
-        for (const host of ["dc01", "dc02", "hv01"]) {
-          assert.equal((await liveKeys(etcd, host)).length, 1, host);
-        }
-        await lock.release();
+          type: "Generic",
+          timeout: "20ms",
+          retries: 2,
+        }),
+        (error: unknown) => error instanceof LockBusyError && error.host === "hv01",
+      );
+      assert.equal((await liveKeys(etcd, "dc01")).length, 0);
+      assert.equal((await liveKeys(etcd, "dc02")).length, 0);
+      await blocker.release();
+    });
 
-        // hv01 held by someone else: locking dc02 takes nothing
-        const blocker = await lockResource("hv01", { ...common, type: "Host" });
-        await assert.rejects(
-          lockResource("dc02", {
-            store,
-            dependencies,
-            type: "Generic",
-            timeout: "20ms",
-            retries: 2,
-          }),
-          (error: unknown) => error instanceof LockBusyError && error.host === "hv01",
-        );
-        assert.equal((await liveKeys(etcd, "dc01")).length, 0);
-        assert.equal((await liveKeys(etcd, "dc02")).length, 0);
-        await blocker.release();
-      });
-
-      await t.step("a Host lock waits for shared locks to drain, or gives up", async () => {
-        const shared = await lockResource("db01", { ...common, caller: "app" });
-        await assert.rejects(
-          lockResource("db01", {
-            ...common,
-            type: "Host",
-            drainTimeout: "300ms",
-          }),
-          DrainTimeoutError,
-        );
-        assert.deepEqual(
-          (await liveKeys(etcd, "db01")).map((k) => k.key.split("/").pop()),
-          [`Generic-${shared.sessionId}.lock`],
-        );
-        // released while the Host lock drains: it gets the host at once
-        let releasedAt = 0;
-        const releasing = sleep(300).then(async () => {
-          releasedAt = Date.now();
-          await shared.release();
-        });
-        const host = await lockResource("db01", {
+    await t.step("a Host lock waits for shared locks to drain, or gives up", async () => {
+      const shared = await lockResource("db01", { ...common, caller: "app" });
+      await assert.rejects(
+        lockResource("db01", {
           ...common,
           type: "Host",
-          drainTimeout: "10s",
-        });
-        const lag = Date.now() - releasedAt;
-        await releasing;
-        assert.ok(releasedAt > 0 && lag < 1000, `drained ${lag} ms after`);
-        await host.release();
-      });
-    } finally {
-      await closeStores();
-    }
-  },
-});
-
-Deno.test({
-  name: "etcd locking: a lease rides an etcd lease, is renewed while held, and its loss is told",
-  ignore,
-  async fn() {
-    await using etcd = await startEtcd();
-    const store = storeOf(etcd);
-    const common = { store, dependencies: {} };
-    try {
-      const lock = await lockResource("hv02", {
-        ...common,
-        type: "Host",
-        ttl: "1s",
-      });
-      const [key] = await liveKeys(etcd, "hv02");
-      assert.ok(key && key.lease !== "0", "no etcd lease on the key");
-      await sleep(2500); // more than twice the lease: renewed meanwhile
-      assert.equal(lock.signal.aborted, false);
-      assert.equal((await liveKeys(etcd, "hv02")).length, 1);
-      await lock.release();
-      assert.equal((await liveKeys(etcd, "hv02")).length, 0);
-
-      // the lease is revoked behind the holder's back: LockLostError
-      const held = await lockResource("hv03", {
-        ...common,
-        type: "Host",
-        ttl: "1s",
-      });
-      const [entry] = await liveKeys(etcd, "hv03");
-      const revoked = await fetch(`${etcd.endpoint}/v3/lease/revoke`, {
-        method: "POST",
-        body: JSON.stringify({ ID: entry!.lease }),
-      });
-      await revoked.body?.cancel();
-      assert.ok(
-        await eventually(() => Promise.resolve(held.signal.aborted), 3000),
-        "the holder was not told",
+          drainTimeout: "300ms",
+        }),
+        DrainTimeoutError,
       );
-      assert.ok(held.signal.reason instanceof LockLostError);
       assert.deepEqual(
-        (await held.release()).map((r) => r.status),
-        ["already-released"],
+        (await liveKeys(etcd, "db01")).map((k) => k.key.split("/").pop()),
+        [`Generic-${shared.sessionId}.lock`],
       );
-
-      // break --force on a held lock: told too
-      const victim = await lockResource("hv04", {
+      // released while the Host lock drains: it gets the host at once
+      let releasedAt = 0;
+      const releasing = sleep(300).then(async () => {
+        releasedAt = Date.now();
+        await shared.release();
+      });
+      const host = await lockResource("db01", {
         ...common,
         type: "Host",
-        ttl: "1s",
+        drainTimeout: "10s",
       });
-      await breakResourceLock(victim.refs[0]!, {
-        store,
-        force: true,
-        reason: "test",
-      });
-      assert.ok(
-        await eventually(() => Promise.resolve(victim.signal.aborted), 3000),
-      );
-      const [broken] = await getResourceLockHistory("hv04", { store });
-      assert.equal(broken!.breakReason, "test");
-      await victim.release();
-    } finally {
-      await closeStores();
-    }
+      const lag = Date.now() - releasedAt;
+      await releasing;
+      assert.ok(releasedAt > 0 && lag < 1000, `drained ${lag} ms after`);
+      await host.release();
+    });
   },
-});
+);
 
-Deno.test({
-  name: "etcd locking: four processes contend for one host; an independent oracle sees no overlap",
-  ignore,
-  async fn() {
-    await using etcd = await startEtcd();
-    const store = storeOf(etcd);
+etcdTest(
+  "etcd locking: a lease rides an etcd lease, is renewed while held, and its loss is told",
+  async (etcd, store) => {
+    const common = { store, dependencies: {} };
+    const lock = await lockResource("hv02", {
+      ...common,
+      type: "Host",
+      ttl: "1s",
+    });
+    const [key] = await liveKeys(etcd, "hv02");
+    assert.ok(key && key.lease !== "0", "no etcd lease on the key");
+    await sleep(2500); // more than twice the lease: renewed meanwhile
+    assert.equal(lock.signal.aborted, false);
+    assert.equal((await liveKeys(etcd, "hv02")).length, 1);
+    await lock.release();
+    assert.equal((await liveKeys(etcd, "hv02")).length, 0);
+
+    // the lease is revoked behind the holder's back: LockLostError
+    const held = await lockResource("hv03", {
+      ...common,
+      type: "Host",
+      ttl: "1s",
+    });
+    const [entry] = await liveKeys(etcd, "hv03");
+    await etcdGateway(etcd, "/v3/lease/revoke", { ID: entry!.lease });
+    assert.ok(
+      await eventually(() => Promise.resolve(held.signal.aborted), 3000),
+      "the holder was not told",
+    );
+    assert.ok(held.signal.reason instanceof LockLostError);
+    assert.deepEqual(
+      (await held.release()).map((r) => r.status),
+      ["already-released"],
+    );
+
+    // break --force on a held lock: told too
+    const victim = await lockResource("hv04", {
+      ...common,
+      type: "Host",
+      ttl: "1s",
+    });
+    await breakResourceLock(victim.refs[0]!, {
+      store,
+      force: true,
+      reason: "test",
+    });
+    assert.ok(
+      await eventually(() => Promise.resolve(victim.signal.aborted), 3000),
+    );
+    const [broken] = await getResourceLockHistory("hv04", { store });
+    assert.equal(broken!.breakReason, "test");
+    await victim.release();
+  },
+);
+
+etcdTest(
+  "etcd locking: four processes contend for one host; an independent oracle sees no overlap",
+  async (etcd, store) => {
     const workers = 4;
     const rounds = 25;
     const state = { host: 0, generic: 0, entered: 0, exited: 0, maxGeneric: 0 };
@@ -538,15 +443,11 @@ Deno.test({
       await oracle.shutdown();
     }
   },
-});
+);
 
-Deno.test({
-  name:
-    "etcd locking: the key of a holder killed with SIGKILL rides an etcd lease and vanishes by itself",
-  ignore,
-  async fn() {
-    await using etcd = await startEtcd();
-    const store = storeOf(etcd);
+etcdTest(
+  "etcd locking: the key of a holder killed with SIGKILL rides an etcd lease and vanishes by itself",
+  async (etcd, store) => {
     const run = await startRun([
       "hv05",
       "--hard",
@@ -576,43 +477,29 @@ Deno.test({
       // (that the next lock then gets the host: the run suite, etcd_run_test.ts)
     } finally {
       await run.cleanup();
-      await closeStores();
     }
   },
-});
+);
 
-Deno.test({
-  name:
-    "etcd locking: etcd stopped mid-run: exit 4 for calls, exit 5 for run, locks intact after restart",
-  ignore,
-  async fn() {
-    await using etcd = await startEtcd();
-    const store = storeOf(etcd);
+etcdTest(
+  "etcd locking: etcd stopped mid-run: exit 4 for calls, exit 5 for run, locks intact after restart",
+  async (etcd, store) => {
     const where = ["--store", store];
     const base = ["--no-dependencies", ...where];
     // a lock without lease, to survive the restart
-    const held = await cli(["lock", "app01", "--hard", "--caller", "keeper", ...base]);
+    const held = await runCli(["lock", "app01", "--hard", "--caller", "keeper", ...base]);
     assert.equal(held.code, 0, held.stderr);
     // a waiter for that host, then etcd goes away under it
-    const waiter = new Deno.Command(Deno.execPath(), {
-      args: [
-        "run",
-        "--allow-all",
-        CLI,
-        "lock",
-        "app01",
-        "--hard",
-        "--timeout",
-        "200ms",
-        "--retries",
-        "200",
-        ...base,
-      ],
-      env: { NO_COLOR: "1" },
-      stdin: "null",
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
+    const waiter = spawnCli([
+      "lock",
+      "app01",
+      "--hard",
+      "--timeout",
+      "200ms",
+      "--retries",
+      "200",
+      ...base,
+    ]);
     const waiterTimer = setTimeout(() => waiter.kill("SIGKILL"), 20_000);
     const run = await startRun(["app02", "--hard", "--ttl", "1s", "--grace", "1s", ...base]);
     try {
@@ -626,7 +513,7 @@ Deno.test({
       assert.equal(waited.code, 4, waiterErr);
       assert.match(waiterErr, new RegExp(`Error: .*127\\.0\\.0\\.1:${etcd.clientPort}`));
 
-      const status = await cli(["status", "app01", ...where]);
+      const status = await runCli(["status", "app01", ...where]);
       assert.equal(status.code, 4, status.stderr);
       assert.equal(status.stderr.trim().split("\n").length, 1, status.stderr);
       assert.match(
@@ -646,10 +533,10 @@ Deno.test({
       );
 
       await etcd.restart();
-      const after = await cli(["status", "app01", "--json", ...where]);
+      const after = await runCli(["status", "app01", "--json", ...where]);
       assert.equal(after.code, 0, after.stderr);
       assert.match(after.stdout, /keeper/);
-      const unlocked = await cli(["unlock", held.stdout.trim(), ...where]);
+      const unlocked = await runCli(["unlock", held.stdout.trim(), ...where]);
       assert.equal(unlocked.code, 0, unlocked.stderr);
     } finally {
       clearTimeout(waiterTimer);
@@ -658,29 +545,21 @@ Deno.test({
       } catch { /* gone */ }
       await waiter.status;
       await run.cleanup();
-      await closeStores();
     }
   },
-});
+);
 
-Deno.test({
-  name: "etcd locking: the library reports a stopped etcd as StoreError",
-  ignore,
-  async fn() {
-    await using etcd = await startEtcd();
-    const store = storeOf(etcd);
-    try {
-      await etcd.stop();
-      const started = Date.now();
-      await assert.rejects(
-        lockResource("dc09", { store, dependencies: {}, type: "Host" }),
-        (error: unknown) =>
-          error instanceof StoreError &&
-          error.message.includes(etcd.endpoint),
-      );
-      assert.ok(Date.now() - started < 3000);
-    } finally {
-      await closeStores();
-    }
+etcdTest(
+  "etcd locking: the library reports a stopped etcd as StoreError",
+  async (etcd, store) => {
+    await etcd.stop();
+    const started = Date.now();
+    await assert.rejects(
+      lockResource("dc09", { store, dependencies: {}, type: "Host" }),
+      (error: unknown) =>
+        error instanceof StoreError &&
+        error.message.includes(etcd.endpoint),
+    );
+    assert.ok(Date.now() - started < 3000);
   },
-});
+);

@@ -13,26 +13,22 @@
  */
 
 import { registerRunSuite, type SuiteStore } from "./_run_suite.ts";
-import { type EtcdServer, etcdTestGate, startEtcd } from "./_etcd.ts";
+import {
+  ETCD_PREFIX,
+  etcdKeys,
+  type EtcdServer,
+  etcdTemplate,
+  etcdTestGate,
+  startEtcd,
+} from "./_etcd.ts";
 
-const PREFIX = "/resource-locks";
 const { ignore } = await etcdTestGate();
 
 /** Names of the live entries of a host, read over etcd's HTTP gateway (History excluded). */
 async function liveNames(etcd: EtcdServer, host: string): Promise<string[]> {
-  const prefix = `${PREFIX}/${host}/`;
-  const end = prefix.slice(0, -1) + String.fromCharCode(prefix.charCodeAt(prefix.length - 1) + 1);
-  const response = await fetch(`${etcd.endpoint}/v3/kv/range`, {
-    method: "POST",
-    body: JSON.stringify({ key: btoa(prefix), range_end: btoa(end), keys_only: true }),
-    signal: AbortSignal.timeout(5000),
-  });
-  if (!response.ok) {
-    throw new Error(`etcd range: HTTP ${response.status}: ${await response.text()}`);
-  }
-  const body = await response.json() as { kvs?: { key: string }[] };
-  return (body.kvs ?? [])
-    .map((kv) => atob(kv.key).slice(prefix.length))
+  const prefix = `${ETCD_PREFIX}/${host}/`;
+  return (await etcdKeys(etcd, prefix, { keysOnly: true, timeoutMs: 5000 }))
+    .map((kv) => kv.key.slice(prefix.length))
     .filter((name) => !name.includes("/"))
     .sort();
 }
@@ -40,7 +36,7 @@ async function liveNames(etcd: EtcdServer, host: string): Promise<string[]> {
 async function openEtcd(): Promise<SuiteStore> {
   const etcd = await startEtcd();
   return {
-    store: `etcd://127.0.0.1:${etcd.clientPort}${PREFIX}/{0}`,
+    store: etcdTemplate(etcd),
     files: (host) => liveNames(etcd, host),
     [Symbol.asyncDispose]: () => etcd.close(),
   };

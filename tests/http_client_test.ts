@@ -8,6 +8,7 @@
 import assert from "node:assert/strict";
 import { HttpClient, HttpTransportError } from "../src/stores/_http_client.ts";
 import { freePort } from "./_etcd.ts";
+import { sleep } from "./_helpers.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -216,7 +217,7 @@ Deno.test("HttpClient sends again on a new connection when the server dropped an
   try {
     await client.request(server.origin, "/a", "{}", timeout());
     server.dropAll(); // as a server restart or an idle timeout does
-    await new Promise((resolve) => setTimeout(resolve, 20));
+    await sleep(20);
     // not idempotent, still safe: the dropped connection took no request
     const answer = await client.request(server.origin, "/b", "{}", timeout());
     assert.equal(answer.status, 200);
@@ -264,7 +265,7 @@ Deno.test("HttpClient streams a chunked answer until its end, and close() ends i
     await write(conn, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n");
     await write(conn, "6\r\nevent1\r\n");
     if (seen.body === '"end"') await write(conn, "6\r\nevent2\r\n0\r\n\r\n");
-    else await new Promise((resolve) => setTimeout(resolve, 100));
+    else await sleep(100);
     return "close";
   });
   const client = new HttpClient();

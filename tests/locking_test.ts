@@ -14,7 +14,7 @@ import {
   tryLockResource,
   unlockResource,
 } from "../mod.ts";
-import { FakeClock, tempStore } from "./_helpers.ts";
+import { eventually, FakeClock, sleep, tempStore } from "./_helpers.ts";
 import { Locker } from "../src/locker.ts";
 import { FileNames } from "../src/lock_ref.ts";
 import type { LockStore } from "../src/store.ts";
@@ -269,17 +269,13 @@ Deno.test("a held lock renews its lease every third of it and aborts its signal 
   clock.advance(1_000);
   clock.runDue(); // a third of the lease: renewal
   const renewedTo = new Date(clock.now() + 60_000).toISOString();
-  for (let i = 0; i < 100 && (await expiry()) !== renewedTo; i++) {
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
+  await eventually(async () => (await expiry()) === renewedTo, 500, 5);
   assertEquals(await expiry(), renewedTo);
   assertEquals(lock.signal.aborted, false);
   await breakResourceLock(lock.refs[0]!, { store: t.store, force: true });
   clock.advance(20_000);
   clock.runDue(); // the next renewal finds the lock gone
-  for (let i = 0; i < 100 && !lock.signal.aborted; i++) {
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
+  await eventually(() => lock.signal.aborted, 500, 5);
   assertOk(lock.signal.reason instanceof LockLostError, String(lock.signal.reason));
   await lock.release().catch(() => {});
 });
@@ -292,13 +288,11 @@ Deno.test("a lock whose store cannot be reached is lost once its lease has run o
   await Deno.writeTextFile(t.root, "not a folder any more");
   clock.advance(20_000);
   clock.runDue(); // renewal fails, the lease still runs
-  await new Promise((resolve) => setTimeout(resolve, 20));
+  await sleep(20);
   assertEquals(lock.signal.aborted, false, "not lost while the lease lasts");
   clock.advance(40_000);
   clock.runDue();
-  for (let i = 0; i < 100 && !lock.signal.aborted; i++) {
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
+  await eventually(() => lock.signal.aborted, 500, 5);
   assertOk(lock.signal.reason instanceof LockLostError, String(lock.signal.reason));
   assertStringIncludes((lock.signal.reason as Error).message, "not renewed before they expired");
   await Deno.remove(t.root);

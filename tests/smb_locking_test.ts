@@ -26,54 +26,65 @@ import {
 import { assertEquals, assertOk, assertRejects, assertStringIncludes } from "./_assert.ts";
 import { runContention } from "./_contention.ts";
 import { psFixtures, windowsPowerShell51Lock } from "./_fixtures.ts";
+import { within } from "./_helpers.ts";
+import {
+  filesOn,
+  SMB_USER,
+  smbCredentialsEnv,
+  smbTemplate,
+  startTestSmbd,
+} from "./_smb_helpers.ts";
 import { type SmbRequestInfo, startSmbProxy } from "./_smb_proxy.ts";
-import { type Smbd, smbdTest, startSmbd } from "./_smbd.ts";
-
-const USER = { name: "locker", password: "L0ck-Pa55word-smb" };
+import { type Smbd, smbdTest, type StartSmbdOptions } from "./_smbd.ts";
 
 function smbOptions(port: number, timeout = "3s"): LockResourceOptions {
   return {
-    store: `smb://127.0.0.1:${port}/{0}`,
-    config: { smb: { username: USER.name, password: USER.password, timeout } },
+    store: smbTemplate(port),
+    config: { smb: { username: SMB_USER.name, password: SMB_USER.password, timeout } },
     dependencies: {},
   };
-}
-
-/** Names of the files (not folders) in a share's folder, or in its History. */
-async function filesOn(smbd: Smbd, share: string, sub = ""): Promise<string[]> {
-  const names: string[] = [];
-  try {
-    for await (const entry of Deno.readDir(join(smbd.dir(share), sub))) {
-      if (entry.isFile) names.push(entry.name);
-    }
-  } catch (error) {
-    if (!(error instanceof Deno.errors.NotFound)) throw error;
-  }
-  return names.sort();
 }
 
 async function jsonOn(smbd: Smbd, share: string, name: string): Promise<Record<string, unknown>> {
   return JSON.parse(await Deno.readTextFile(join(smbd.dir(share), name)));
 }
 
-async function within<T>(ms: number, promise: Promise<T>): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  try {
-    return await Promise.race([
-      promise,
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`still waiting after ${ms} ms`)), ms);
-      }),
-    ]);
-  } finally {
-    clearTimeout(timer);
-  }
+/**
+ * A test against a private smbd with these shares, given with the options
+ * that lock through it; the library's cached stores are closed at its end.
+ */
+function smbLockingTest(
+  name: string,
+  shares: string[],
+  fn: (smbd: Smbd, options: LockResourceOptions, t: Deno.TestContext) => Promise<void>,
+  smbdOptions: Omit<StartSmbdOptions, "shares" | "users"> = {},
+): void {
+  smbdTest(name, async (t) => {
+    await using smbd = await startTestSmbd(shares, smbdOptions);
+    try {
+      await fn(smbd, smbOptions(smbd.port), t);
+    } finally {
+      await closeStores();
+    }
+  });
 }
 
-smbdTest("SMB: lock, test, status, unlock and history through the API", async () => {
-  await using smbd = await startSmbd({ shares: ["dc01"], users: [USER] });
-  const options = smbOptions(smbd.port);
-  try {
+/** A folder named Host.lock on dc01's share: locking dc01 is a StoreError naming its path. */
+async function lockOverHostFolder(
+  smbd: Smbd,
+  options: LockResourceOptions,
+  type: "Host" | "Generic",
+): Promise<StoreError> {
+  await Deno.mkdir(join(smbd.dir("dc01"), "Host.lock"));
+  const error = await assertRejects(() => lockResource("dc01", { ...options, type }), StoreError);
+  assertStringIncludes(error.message, "dc01/Host.lock");
+  return error;
+}
+
+smbLockingTest(
+  "SMB: lock, test, status, unlock and history through the API",
+  ["dc01"],
+  async (smbd, options) => {
     const lock = await lockResource("DC01", {
       ...options,
       type: "Host",
@@ -117,19 +128,15 @@ smbdTest("SMB: lock, test, status, unlock and history through the API", async ()
     const [again] = await unlockResource(lock.refs, options);
     assertEquals(again?.status, "already-released");
     assertEquals(await testHostResourceLock("dc01", options), false);
-  } finally {
-    await closeStores();
-  }
-});
+  },
+);
 
-smbdTest("SMB: dependencies on several shares are locked all together or not at all", async () => {
-  await using smbd = await startSmbd({
-    shares: ["dc01", "dc02", "hv01", "vmm01"],
-    users: [USER],
-  });
-  const dependencies = { hv01: ["dc01", "vmm01"], dc01: ["dc02"], dc02: ["dc01"] };
-  const options = { ...smbOptions(smbd.port), dependencies };
-  try {
+smbLockingTest(
+  "SMB: dependencies on several shares are locked all together or not at all",
+  ["dc01", "dc02", "hv01", "vmm01"],
+  async (smbd, smb) => {
+    const dependencies = { hv01: ["dc01", "vmm01"], dc01: ["dc02"], dc02: ["dc01"] };
+    const options = { ...smb, dependencies };
     const lock = await lockResource("dc01", { ...options, type: "Host", caller: "maint" });
     assertEquals(lock.refs.map((ref) => ref.split("@")[0]), [
       "dc02/Host",
@@ -177,167 +184,132 @@ smbdTest("SMB: dependencies on several shares are locked all together or not at 
     );
     assertStringIncludes(missing.message, `share "app01" does not exist`);
     assertEquals(await filesOn(smbd, "dc02"), []);
-  } finally {
-    await closeStores();
-  }
-});
+  },
+);
 
-smbdTest(
+smbLockingTest(
   "SMB: lock files PowerShell wrote on a share count, show their details, need force",
-  async (t) => {
-    await using smbd = await startSmbd({ shares: ["hv01"], users: [USER] });
-    const options = smbOptions(smbd.port);
-    try {
-      for (const fixture of psFixtures()) {
-        await t.step(fixture.name, async () => {
-          await Deno.writeFile(join(smbd.dir("hv01"), "Host.lock"), fixture.bytes);
-          assertEquals(await testHostResourceLock("hv01", { ...options, type: "Host" }), true);
-          const [info] = await getResourceLockStatus("hv01", options);
-          assertEquals(info?.state, fixture.expected.state);
-          assertEquals(info?.caller, fixture.expected.caller);
-          assertEquals(info?.description, fixture.expected.description);
-          await assertRejects(
-            () => lockResource("hv01", { ...options, type: "Generic", retries: 1 }),
-            LockBusyError,
-          );
-          await assertRejects(() => unlockResource("hv01/Host", options), InputError);
-          const [result] = await unlockResource("hv01/Host", { ...options, force: true });
-          assertEquals(result?.status, "released");
-          assertEquals(await filesOn(smbd, "hv01"), []);
-        });
-      }
-      const history = await getResourceLockHistory("hv01", options);
-      assertEquals(history.length, psFixtures().length);
-      assertOk(history.every((entry) => entry.unlockedAt !== undefined));
-
-      await t.step(
-        "a shared lock of PowerShell is drained, or ignored with drain: false",
-        async () => {
-          const generic = `Generic-${crypto.randomUUID()}.lock`;
-          await Deno.writeFile(join(smbd.dir("hv01"), generic), windowsPowerShell51Lock());
-          const drain = await assertRejects(
-            () => lockResource("hv01", { ...options, type: "Host", drainTimeout: "300ms" }),
-            DrainTimeoutError,
-          );
-          assertStringIncludes(drain.message, "Gérard Dupré");
-          assertEquals(await filesOn(smbd, "hv01"), [generic], "the Host lock was given back");
-          const lock = await lockResource("hv01", { ...options, type: "Host", drain: false });
-          assertEquals(await filesOn(smbd, "hv01"), [generic, "Host.lock"].sort());
-          await lock.release();
-        },
-      );
-    } finally {
-      await closeStores();
+  ["hv01"],
+  async (smbd, options, t) => {
+    for (const fixture of psFixtures()) {
+      await t.step(fixture.name, async () => {
+        await Deno.writeFile(join(smbd.dir("hv01"), "Host.lock"), fixture.bytes);
+        assertEquals(await testHostResourceLock("hv01", { ...options, type: "Host" }), true);
+        const [info] = await getResourceLockStatus("hv01", options);
+        assertEquals(info?.state, fixture.expected.state);
+        assertEquals(info?.caller, fixture.expected.caller);
+        assertEquals(info?.description, fixture.expected.description);
+        await assertRejects(
+          () => lockResource("hv01", { ...options, type: "Generic", retries: 1 }),
+          LockBusyError,
+        );
+        await assertRejects(() => unlockResource("hv01/Host", options), InputError);
+        const [result] = await unlockResource("hv01/Host", { ...options, force: true });
+        assertEquals(result?.status, "released");
+        assertEquals(await filesOn(smbd, "hv01"), []);
+      });
     }
+    const history = await getResourceLockHistory("hv01", options);
+    assertEquals(history.length, psFixtures().length);
+    assertOk(history.every((entry) => entry.unlockedAt !== undefined));
+
+    await t.step(
+      "a shared lock of PowerShell is drained, or ignored with drain: false",
+      async () => {
+        const generic = `Generic-${crypto.randomUUID()}.lock`;
+        await Deno.writeFile(join(smbd.dir("hv01"), generic), windowsPowerShell51Lock());
+        const drain = await assertRejects(
+          () => lockResource("hv01", { ...options, type: "Host", drainTimeout: "300ms" }),
+          DrainTimeoutError,
+        );
+        assertStringIncludes(drain.message, "Gérard Dupré");
+        assertEquals(await filesOn(smbd, "hv01"), [generic], "the Host lock was given back");
+        const lock = await lockResource("hv01", { ...options, type: "Host", drain: false });
+        assertEquals(await filesOn(smbd, "hv01"), [generic, "Host.lock"].sort());
+        await lock.release();
+      },
+    );
   },
 );
 
-smbdTest("SMB: processes contending over SMB never overlap (independent oracle)", async () => {
-  await using smbd = await startSmbd({ shares: ["hv01"], users: [USER] });
-  const workers = 3;
-  const rounds = 10;
-  const result = await runContention({
-    store: `smb://127.0.0.1:${smbd.port}/{0}`,
-    host: "hv01",
-    workers,
-    rounds,
-    env: {
-      RESOURCE_LOCKER_SMB_USERNAME: USER.name,
-      RESOURCE_LOCKER_SMB_PASSWORD: USER.password,
-    },
-    timeoutMs: 120_000,
-  });
-  assertEquals(result.violations, []);
-  assertEquals(result.codes, [0, 0, 0]);
-  assertEquals(result.acquired, workers * rounds);
-  assertOk(result.hostRounds >= 9, `Host rounds: ${result.hostRounds}`);
-  assertEquals(await filesOn(smbd, "hv01"), [], "no lock file left");
-  assertEquals((await filesOn(smbd, "hv01", "History")).length, workers * rounds);
-});
-
-smbdTest(
-  "SMB: wrong password, missing share, read-only share are StoreErrors, nothing left",
-  async () => {
-    await using smbd = await startSmbd({
-      shares: ["dc01", "ro01"],
-      users: [USER],
-      readOnlyShares: ["ro01"],
+smbLockingTest(
+  "SMB: processes contending over SMB never overlap (independent oracle)",
+  ["hv01"],
+  async (smbd) => {
+    const workers = 3;
+    const rounds = 10;
+    const result = await runContention({
+      store: smbTemplate(smbd.port),
+      host: "hv01",
+      workers,
+      rounds,
+      env: smbCredentialsEnv(),
+      timeoutMs: 120_000,
     });
+    assertEquals(result.violations, []);
+    assertEquals(result.codes, [0, 0, 0]);
+    assertEquals(result.acquired, workers * rounds);
+    assertOk(result.hostRounds >= 9, `Host rounds: ${result.hostRounds}`);
+    assertEquals(await filesOn(smbd, "hv01"), [], "no lock file left");
+    assertEquals((await filesOn(smbd, "hv01", "History")).length, workers * rounds);
+  },
+);
+
+smbLockingTest(
+  "SMB: wrong password, missing share, read-only share are StoreErrors, nothing left",
+  ["dc01", "ro01"],
+  async (smbd, options) => {
     const wrong = "not-the-Pa55word-xyz";
-    try {
-      const logon = await assertRejects(
-        () =>
-          lockResource("dc01", {
-            ...smbOptions(smbd.port),
-            config: { smb: { username: USER.name, password: wrong, timeout: "3s" } },
-          }),
-        StoreError,
-      );
-      assertEquals(logon.code, "STORE_UNREACHABLE");
-      assertStringIncludes(logon.message, "wrong user name or password");
-      assertOk(!Deno.inspect(logon, { depth: 20 }).includes(wrong));
+    const logon = await assertRejects(
+      () =>
+        lockResource("dc01", {
+          ...options,
+          config: { smb: { username: SMB_USER.name, password: wrong, timeout: "3s" } },
+        }),
+      StoreError,
+    );
+    assertEquals(logon.code, "STORE_UNREACHABLE");
+    assertStringIncludes(logon.message, "wrong user name or password");
+    assertOk(!Deno.inspect(logon, { depth: 20 }).includes(wrong));
 
-      const options = smbOptions(smbd.port);
-      const share = await assertRejects(() => lockResource("db01", options), StoreError);
-      assertStringIncludes(share.message, `share "db01" does not exist`);
+    const share = await assertRejects(() => lockResource("db01", options), StoreError);
+    assertStringIncludes(share.message, `share "db01" does not exist`);
 
-      const readOnly = await assertRejects(
-        () => lockResource("ro01", { ...options, type: "Host" }),
-        StoreError,
-      );
-      assertStringIncludes(readOnly.message, "ro01/Host.lock");
-      assertStringIncludes(readOnly.message, "access denied");
-      assertEquals(await filesOn(smbd, "ro01"), []);
-      assertEquals(await testHostResourceLock("ro01", options), false, "reading works");
-      assertEquals(await filesOn(smbd, "dc01"), []);
-    } finally {
-      await closeStores();
-    }
+    const readOnly = await assertRejects(
+      () => lockResource("ro01", { ...options, type: "Host" }),
+      StoreError,
+    );
+    assertStringIncludes(readOnly.message, "ro01/Host.lock");
+    assertStringIncludes(readOnly.message, "access denied");
+    assertEquals(await filesOn(smbd, "ro01"), []);
+    assertEquals(await testHostResourceLock("ro01", options), false, "reading works");
+    assertEquals(await filesOn(smbd, "dc01"), []);
   },
+  { readOnlyShares: ["ro01"] },
 );
 
-smbdTest(
+smbLockingTest(
   "SMB: a folder named like the lock file is a StoreError for a Host lock and status",
-  async () => {
-    await using smbd = await startSmbd({ shares: ["dc01"], users: [USER] });
-    const options = smbOptions(smbd.port);
-    try {
-      await Deno.mkdir(join(smbd.dir("dc01"), "Host.lock"));
-      const host = await assertRejects(
-        () => lockResource("dc01", { ...options, type: "Host" }),
-        StoreError,
-      );
-      assertStringIncludes(host.message, "dc01/Host.lock");
-      assertStringIncludes(host.message, "folder where a lock file should be");
-      await assertRejects(() => getResourceLockStatus("dc01", options), StoreError);
-      await assertRejects(() => testHostResourceLock("dc01", options), StoreError);
-      assertEquals(await filesOn(smbd, "dc01"), []);
-    } finally {
-      await closeStores();
-    }
+  ["dc01"],
+  async (smbd, options) => {
+    const host = await lockOverHostFolder(smbd, options, "Host");
+    assertStringIncludes(host.message, "folder where a lock file should be");
+    await assertRejects(() => getResourceLockStatus("dc01", options), StoreError);
+    await assertRejects(() => testHostResourceLock("dc01", options), StoreError);
+    assertEquals(await filesOn(smbd, "dc01"), []);
   },
 );
 
-smbdTest(
+smbLockingTest(
   "SMB: a shared lock whose Host check fails is taken back (folder named Host.lock)",
-  async () => {
-    await using smbd = await startSmbd({ shares: ["dc01"], users: [USER] });
-    const options = smbOptions(smbd.port);
-    try {
-      await Deno.mkdir(join(smbd.dir("dc01"), "Host.lock"));
-      const generic = await assertRejects(
-        () => lockResource("dc01", { ...options, type: "Generic" }),
-        StoreError,
-      );
-      assertStringIncludes(generic.message, "dc01/Host.lock");
-      assertEquals(
-        await filesOn(smbd, "dc01"),
-        [],
-        "the shared lock taken before the check is gone",
-      );
-    } finally {
-      await closeStores();
-    }
+  ["dc01"],
+  async (smbd, options) => {
+    await lockOverHostFolder(smbd, options, "Generic");
+    assertEquals(
+      await filesOn(smbd, "dc01"),
+      [],
+      "the shared lock taken before the check is gone",
+    );
   },
 );
 
@@ -366,19 +338,44 @@ function onShare(
 const createsHostLock = (r: SmbRequestInfo) =>
   r.command === 5 && r.disposition === 2 && r.name === "Host.lock";
 
+/**
+ * A proxy rule: the WRITE after hv01's Host.lock was created never arrives:
+ * the file exists, empty, and the connection is cut.
+ */
+function cutsWriteAfterHostLock(options: { thenRefuse?: boolean } = {}) {
+  let created = false;
+  return onShare(
+    "hv01",
+    (r) => {
+      if (createsHostLock(r)) created = true;
+      return created && r.command === 9;
+    },
+    "cut",
+    options,
+  );
+}
+
+/**
+ * Locks dc01, which needs hv01, as Host through a proxy on `port`: the
+ * StoreError it must give within 10 s.
+ */
+function lockThrough(port: number, timeout?: string): Promise<StoreError> {
+  const options = { ...smbOptions(port, timeout), dependencies: { hv01: ["dc01"] } };
+  return within(
+    10_000,
+    assertRejects(() => lockResource("dc01", { ...options, type: "Host" }), StoreError),
+  );
+}
+
 smbdTest(
   "SMB: a server that stops answering mid-lock times out; the other locks are rolled back",
   async () => {
-    await using smbd = await startSmbd({ shares: ["dc01", "hv01"], users: [USER] });
+    await using smbd = await startTestSmbd(["dc01", "hv01"]);
     const trap = onShare("hv01", createsHostLock, "freeze");
     await using proxy = startSmbProxy(smbd.port, trap);
-    const options = { ...smbOptions(proxy.port, "800ms"), dependencies: { hv01: ["dc01"] } };
     try {
       const started = Date.now();
-      const error = await within(
-        10_000,
-        assertRejects(() => lockResource("dc01", { ...options, type: "Host" }), StoreError),
-      );
+      const error = await lockThrough(proxy.port, "800ms");
       assertOk(trap.fired());
       assertStringIncludes(error.message, "hv01");
       assertStringIncludes(error.message, "did not answer within 800 ms");
@@ -394,21 +391,11 @@ smbdTest(
 smbdTest(
   "SMB: a server that dies right after creating the lock file leaves no lock behind",
   async () => {
-    await using smbd = await startSmbd({ shares: ["dc01", "hv01"], users: [USER] });
-    // The WRITE after hv01's Host.lock was created never arrives: the file
-    // exists, empty, and the connection is gone.
-    let created = false;
-    const trap = onShare("hv01", (r) => {
-      if (createsHostLock(r)) created = true;
-      return created && r.command === 9;
-    }, "cut");
+    await using smbd = await startTestSmbd(["dc01", "hv01"]);
+    const trap = cutsWriteAfterHostLock();
     await using proxy = startSmbProxy(smbd.port, trap);
-    const options = { ...smbOptions(proxy.port), dependencies: { hv01: ["dc01"] } };
     try {
-      const error = await within(
-        10_000,
-        assertRejects(() => lockResource("dc01", { ...options, type: "Host" }), StoreError),
-      );
+      const error = await lockThrough(proxy.port);
       assertOk(trap.fired());
       assertStringIncludes(error.message, "hv01/Host.lock");
       assertEquals(await filesOn(smbd, "hv01"), [], "the half-written file was removed");
@@ -420,24 +407,11 @@ smbdTest(
 );
 
 smbdTest("SMB: a lock half taken on a server that stays down is reported by name", async () => {
-  await using smbd = await startSmbd({ shares: ["dc01", "hv01"], users: [USER] });
-  let created = false;
-  const trap = onShare(
-    "hv01",
-    (r) => {
-      if (createsHostLock(r)) created = true;
-      return created && r.command === 9;
-    },
-    "cut",
-    { thenRefuse: true },
-  );
+  await using smbd = await startTestSmbd(["dc01", "hv01"]);
+  const trap = cutsWriteAfterHostLock({ thenRefuse: true });
   await using proxy = startSmbProxy(smbd.port, trap);
-  const options = { ...smbOptions(proxy.port), dependencies: { hv01: ["dc01"] } };
   try {
-    const error = await within(
-      10_000,
-      assertRejects(() => lockResource("dc01", { ...options, type: "Host" }), StoreError),
-    );
+    const error = await lockThrough(proxy.port);
     assertStringIncludes(error.message, "hv01/Host.lock");
     assertStringIncludes(error.message, "left behind");
     assertEquals(await filesOn(smbd, "hv01"), ["Host.lock"], "it could not be removed");
@@ -447,16 +421,17 @@ smbdTest("SMB: a lock half taken on a server that stays down is reported by name
   }
 });
 
-smbdTest("SMB: a held lock whose server dies is lost once its lease runs out", async () => {
-  await using smbd = await startSmbd({ shares: ["dc01"], users: [USER] });
-  const options = {
-    ...smbOptions(smbd.port),
-    config: {
-      smb: { username: USER.name, password: USER.password, timeout: "500ms" },
-      clockSkew: 0,
-    },
-  };
-  try {
+smbLockingTest(
+  "SMB: a held lock whose server dies is lost once its lease runs out",
+  ["dc01"],
+  async (smbd, smb) => {
+    const options = {
+      ...smb,
+      config: {
+        smb: { username: SMB_USER.name, password: SMB_USER.password, timeout: "500ms" },
+        clockSkew: 0,
+      },
+    };
     const lock = await lockResource("dc01", { ...options, type: "Host", ttl: "900ms" });
     await smbd.stop();
     const lost = await within(
@@ -473,7 +448,5 @@ smbdTest("SMB: a held lock whose server dies is lost once its lease runs out", a
     const next = await lockResource("dc01", { ...options, type: "Host" });
     assertEquals((await filesOn(smbd, "dc01", "History")).length, 1, "the stale lock was broken");
     await next.release();
-  } finally {
-    await closeStores();
-  }
-});
+  },
+);

@@ -12,9 +12,9 @@
  */
 
 import { registerRunSuite, type SuiteStore } from "./_run_suite.ts";
-import { smbdMissing, startSmbd } from "./_smbd.ts";
+import { filesOn, smbCredentialsEnv, smbTemplate, startTestSmbd } from "./_smb_helpers.ts";
+import { smbdMissing } from "./_smbd.ts";
 
-const USER = { name: "runner", password: "Run-suite-pa55word" };
 /** Every host the suite locks. */
 const HOSTS = ["hv01"];
 
@@ -28,20 +28,11 @@ async function openSmbSuiteStore(): Promise<SuiteStore> {
   if (missing !== undefined) {
     throw new Error(`smbd is required under CI=true: ${missing}`);
   }
-  const smbd = await startSmbd({ shares: HOSTS, users: [USER] });
+  const smbd = await startTestSmbd(HOSTS);
   return {
-    store: `smb://${smbd.hostname}:${smbd.port}/{0}`,
-    env: {
-      RESOURCE_LOCKER_SMB_USERNAME: USER.name,
-      RESOURCE_LOCKER_SMB_PASSWORD: USER.password,
-    },
-    async files(host: string): Promise<string[]> {
-      const names: string[] = [];
-      for await (const entry of Deno.readDir(smbd.dir(host))) {
-        if (entry.isFile) names.push(entry.name);
-      }
-      return names.sort();
-    },
+    store: smbTemplate(smbd.port),
+    env: smbCredentialsEnv(),
+    files: (host) => filesOn(smbd, host),
     [Symbol.asyncDispose]: () => smbd.close(),
   };
 }

@@ -12,10 +12,11 @@ import { InputError, StoreError } from "../src/errors.ts";
 import type { LockStore } from "../src/store.ts";
 import type { SmbStoreOptions } from "../src/stores/smb.ts";
 import { assertEquals, assertOk, assertRejects, assertStringIncludes } from "./_assert.ts";
-import { type Smbd, smbdTest, startSmbd } from "./_smbd.ts";
+import { eventually, sleep, within } from "./_helpers.ts";
+import { SMB_USER, smbTemplate, startTestSmbd } from "./_smb_helpers.ts";
+import { type Smbd, smbdTest } from "./_smbd.ts";
 import { startSmbProxy } from "./_smb_proxy.ts";
 
-const USER = { name: "alice", password: "Pa55-word-for-alice" };
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
@@ -25,8 +26,8 @@ async function openSmb(
 ): Promise<LockStore> {
   const { openSmbStore } = await import("../src/stores/smb.ts");
   return openSmbStore(template, {
-    username: USER.name,
-    password: USER.password,
+    username: SMB_USER.name,
+    password: SMB_USER.password,
     historyFolderName: "History",
     timeoutMs: 3_000,
     ...options,
@@ -34,7 +35,7 @@ async function openSmb(
 }
 
 function shareTemplate(smbd: Smbd): string {
-  return `smb://127.0.0.1:${smbd.port}/{0}`;
+  return smbTemplate(smbd.port);
 }
 
 function text(data: Uint8Array | undefined): string | undefined {
@@ -49,21 +50,6 @@ function everyRendering(error: unknown): string {
     Deno.inspect(error, { depth: 20, showHidden: true }),
     JSON.stringify(error, Object.getOwnPropertyNames(error)),
   ].join("\n");
-}
-
-/** Resolves with the value or rejects with StoreError; fails after `ms`. */
-async function within<T>(ms: number, promise: Promise<T>): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  try {
-    return await Promise.race([
-      promise,
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`still waiting after ${ms} ms`)), ms);
-      }),
-    ]);
-  } finally {
-    clearTimeout(timer);
-  }
 }
 
 Deno.test("openSmbStore() parses templates: server, port, share and folder", async () => {
@@ -120,10 +106,7 @@ Deno.test("openSmbStore() refuses templates and settings it cannot use with Inpu
 });
 
 smbdTest("SMB store: every operation against a real smbd", async (t) => {
-  await using smbd = await startSmbd({
-    shares: ["dc01", "hv01", "locks"],
-    users: [USER],
-  });
+  await using smbd = await startTestSmbd(["dc01", "hv01", "locks"]);
   const store = await openSmb(shareTemplate(smbd));
   try {
     const dir = smbd.dir("dc01");
@@ -295,9 +278,9 @@ smbdTest("SMB store: every operation against a real smbd", async (t) => {
 });
 
 smbdTest("SMB store: one connection per server and share, reused, closed by close()", async () => {
-  await using smbd = await startSmbd({ shares: ["dc01", "hv01"], users: [USER] });
+  await using smbd = await startTestSmbd(["dc01", "hv01"]);
   await using proxy = startSmbProxy(smbd.port);
-  const store = await openSmb(`smb://127.0.0.1:${proxy.port}/{0}`);
+  const store = await openSmb(smbTemplate(proxy.port));
   try {
     await Promise.all([store.list("dc01"), store.list("dc01"), store.list("hv01")]);
     for (let i = 0; i < 5; i++) {
@@ -311,8 +294,7 @@ smbdTest("SMB store: one connection per server and share, reused, closed by clos
   } finally {
     await store.close();
   }
-  const deadline = Date.now() + 2_000;
-  while (proxy.open > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  await eventually(() => proxy.open === 0, 2_000, 20);
   assertEquals(proxy.open, 0, "close() ends every connection");
   await assertRejects(() => store.list("dc01"), StoreError);
 });
@@ -335,7 +317,7 @@ async function heldOpen(dir: string): Promise<string[]> {
 }
 
 smbdTest("SMB store: each call is one or two round trips and leaves no file open", async () => {
-  await using smbd = await startSmbd({ shares: ["dc01"], users: [USER] });
+  await using smbd = await startTestSmbd(["dc01"]);
   let frames = 0;
   await using proxy = startSmbProxy(smbd.port, {
     rule: () => {
@@ -343,7 +325,7 @@ smbdTest("SMB store: each call is one or two round trips and leaves no file open
       return "pass";
     },
   });
-  const store = await openSmb(`smb://127.0.0.1:${proxy.port}/{0}`);
+  const store = await openSmb(smbTemplate(proxy.port));
   const trips = async (call: () => Promise<unknown>): Promise<number> => {
     frames = 0;
     await call();
@@ -377,7 +359,7 @@ smbdTest("SMB store: each call is one or two round trips and leaves no file open
 });
 
 smbdTest("SMB store: list() names every entry of a folder larger than one answer", async () => {
-  await using smbd = await startSmbd({ shares: ["dc01"], users: [USER] });
+  await using smbd = await startTestSmbd(["dc01"]);
   const names = Array.from(
     { length: 1500 },
     (_, i) => `Generic-${String(i).padStart(40, "0")}.lock`,
@@ -395,7 +377,7 @@ smbdTest("SMB store: list() names every entry of a folder larger than one answer
 smbdTest(
   "SMB store: clockOffsetMs() reads the server's clock, which on loopback is ours",
   async () => {
-    await using smbd = await startSmbd({ shares: ["dc01"], users: [USER] });
+    await using smbd = await startTestSmbd(["dc01"]);
     const store = await openSmb(shareTemplate(smbd));
     try {
       const offset = await store.clockOffsetMs!("dc01");
@@ -407,9 +389,9 @@ smbdTest(
 );
 
 smbdTest("SMB store: a share the server closes is reconnected on the next call", async () => {
-  await using smbd = await startSmbd({ shares: ["dc01"], users: [USER] });
+  await using smbd = await startTestSmbd(["dc01"]);
   await using proxy = startSmbProxy(smbd.port);
-  const store = await openSmb(`smb://127.0.0.1:${proxy.port}/{0}`);
+  const store = await openSmb(smbTemplate(proxy.port));
   try {
     assertEquals(await store.create("dc01", "Host.lock", encoder.encode("x")), true);
     assertEquals(proxy.accepted, 1);
@@ -423,7 +405,7 @@ smbdTest("SMB store: a share the server closes is reconnected on the next call",
 });
 
 smbdTest("SMB store: exclusive create lets exactly one of several clients win", async () => {
-  await using smbd = await startSmbd({ shares: ["dc01"], users: [USER] });
+  await using smbd = await startTestSmbd(["dc01"]);
   const stores = await Promise.all([1, 2, 3, 4].map(() => openSmb(shareTemplate(smbd))));
   try {
     for (let round = 0; round < 15; round++) {
@@ -441,7 +423,7 @@ smbdTest("SMB store: exclusive create lets exactly one of several clients win", 
 });
 
 smbdTest("SMB store: a wrong password is a StoreError that never shows the password", async () => {
-  await using smbd = await startSmbd({ shares: ["dc01"], users: [USER] });
+  await using smbd = await startTestSmbd(["dc01"]);
   const wrong = "Wr0ng-pa55word-never-shown";
   const store = await openSmb(shareTemplate(smbd), { password: wrong });
   try {
@@ -478,11 +460,7 @@ smbdTest("SMB store: a wrong password is a StoreError that never shows the passw
 smbdTest(
   "SMB store: a missing share and a read-only share are StoreErrors naming them",
   async () => {
-    await using smbd = await startSmbd({
-      shares: ["dc01", "ro01"],
-      users: [USER],
-      readOnlyShares: ["ro01"],
-    });
+    await using smbd = await startTestSmbd(["dc01", "ro01"], { readOnlyShares: ["ro01"] });
     await Deno.writeTextFile(join(smbd.dir("ro01"), "Host.lock"), "held");
     const store = await openSmb(shareTemplate(smbd));
     try {
@@ -523,7 +501,7 @@ Deno.test("SMB store: a server that is down is a StoreError at once", async () =
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const port = (listener.addr as Deno.NetAddr).port;
   listener.close();
-  const store = await openSmb(`smb://127.0.0.1:${port}/{0}`);
+  const store = await openSmb(smbTemplate(port));
   try {
     const started = Date.now();
     const error = await assertRejects(() => store.list("dc01"), StoreError);
@@ -535,7 +513,7 @@ Deno.test("SMB store: a server that is down is a StoreError at once", async () =
 });
 
 smbdTest("SMB store: a server that stops answering times out, then works again", async () => {
-  await using smbd = await startSmbd({ shares: ["dc01"], users: [USER] });
+  await using smbd = await startTestSmbd(["dc01"]);
   const store = await openSmb(shareTemplate(smbd), { timeoutMs: 700 });
   try {
     assertEquals(await store.create("dc01", "Host.lock", encoder.encode("x")), true);
@@ -559,9 +537,9 @@ smbdTest("SMB store: a server that stops answering times out, then works again",
 });
 
 smbdTest("SMB store: a server frozen mid-connection times out every waiting call", async () => {
-  await using smbd = await startSmbd({ shares: ["dc01"], users: [USER] });
+  await using smbd = await startTestSmbd(["dc01"]);
   await using proxy = startSmbProxy(smbd.port);
-  const store = await openSmb(`smb://127.0.0.1:${proxy.port}/{0}`, { timeoutMs: 500 });
+  const store = await openSmb(smbTemplate(proxy.port), { timeoutMs: 500 });
   try {
     assertEquals(await store.list("dc01"), []);
     proxy.freeze();
@@ -585,7 +563,7 @@ smbdTest("SMB store: a server frozen mid-connection times out every waiting call
 smbdTest(
   "SMB store: smbd stopped mid-run fails the calls with StoreError, then reconnects",
   async () => {
-    await using smbd = await startSmbd({ shares: ["dc01"], users: [USER] });
+    await using smbd = await startTestSmbd(["dc01"]);
     const store = await openSmb(shareTemplate(smbd), { timeoutMs: 2_000 });
     try {
       const created: string[] = [];
@@ -606,7 +584,7 @@ smbdTest(
         }
       };
       const workers = [worker(1), worker(2)];
-      while (done < 20) await new Promise((r) => setTimeout(r, 5));
+      while (done < 20) await sleep(5);
       const started = Date.now();
       await smbd.stop();
       const errors = await within(10_000, Promise.all(workers));
@@ -635,7 +613,7 @@ Deno.test("SMB store: a server that never answers times out while connecting", a
   const accepting = (async () => {
     for await (const conn of listener) held.push(conn);
   })().catch(() => {});
-  const store = await openSmb(`smb://127.0.0.1:${port}/{0}`, { timeoutMs: 400 });
+  const store = await openSmb(smbTemplate(port), { timeoutMs: 400 });
   try {
     const started = Date.now();
     const error = await within(5_000, assertRejects(() => store.list("dc01"), StoreError));
@@ -668,7 +646,7 @@ Deno.test("SMB store: an answer smb2 cannot parse is a StoreError, not an uncaug
       await conn.write(frame).catch(() => 0);
     }
   })().catch(() => {});
-  const store = await openSmb(`smb://127.0.0.1:${port}/{0}`, { timeoutMs: 2_000 });
+  const store = await openSmb(smbTemplate(port), { timeoutMs: 2_000 });
   try {
     const error = await within(5_000, assertRejects(() => store.list("dc01"), StoreError));
     assertStringIncludes(error.message, "sent an answer this client cannot read");
