@@ -19,34 +19,16 @@
 import { closeStores } from "../mod.ts";
 import { mapLimit } from "../src/locker.ts";
 import { etcdInstalled, startEtcd } from "../tests/_etcd.ts";
-import { compareCommands, type Figure } from "./_measure.ts";
+import { canRun, CLI_PERMISSIONS, compareCommands, type Figure } from "./_measure.ts";
 import type { SectionContext } from "./_smb.ts";
 
 const CLI = new URL("../cli.ts", import.meta.url).pathname;
 const PREFIX = "/resource-locks";
 const ETCDCTL = Deno.env.get("ETCDCTL_BINARY") ?? "etcdctl";
-/** Permissions `deno task cli` grants. */
-const PERMS = [
-  "--allow-read",
-  "--allow-write",
-  "--allow-env",
-  "--allow-sys",
-  "--allow-net",
-  "--allow-run",
-];
+const PERMS = CLI_PERMISSIONS;
 
-async function etcdctlInstalled(): Promise<boolean> {
-  try {
-    const { success } = await new Deno.Command(ETCDCTL, {
-      args: ["version"],
-      env: { ETCDCTL_API: "3" },
-      stdout: "null",
-      stderr: "null",
-    }).output();
-    return success;
-  } catch {
-    return false;
-  }
+function etcdctlInstalled(): Promise<boolean> {
+  return canRun(ETCDCTL, ["version"], { ETCDCTL_API: "3" });
 }
 
 /** The smallest key above every key starting with `prefix` (ASCII prefixes). */

@@ -209,3 +209,32 @@ export async function compareCommands(init: {
   }
   return figures;
 }
+
+/** The permissions `deno task cli` grants, for spawning the command line. */
+export const CLI_PERMISSIONS: readonly string[] = [
+  "--allow-read",
+  "--allow-write",
+  "--allow-env",
+  "--allow-sys",
+  "--allow-net",
+  "--allow-run",
+];
+
+/** Whether a program runs (`args` such as `--version` succeed). */
+export async function canRun(
+  program: string,
+  args: string[],
+  env: Record<string, string> = {},
+): Promise<boolean> {
+  try {
+    const { success } = await new Deno.Command(program, {
+      args,
+      env,
+      stdout: "null",
+      stderr: "null",
+    }).output();
+    return success;
+  } catch {
+    return false;
+  }
+}

@@ -9,7 +9,15 @@
 
 import { parseArgs } from "node:util";
 import { closeStores, getResourceLockStatus, lockResource } from "../mod.ts";
-import { compare, compareCommands, type Figure, figure, printTable, sample } from "./_measure.ts";
+import {
+  CLI_PERMISSIONS,
+  compare,
+  compareCommands,
+  type Figure,
+  figure,
+  printTable,
+  sample,
+} from "./_measure.ts";
 import { smbSections } from "./_smb.ts";
 import { etcdSections } from "./_etcd.ts";
 
@@ -80,14 +88,7 @@ try {
   if (wants("cli-run-local")) {
     await Deno.writeTextFile(`${root}/empty.ts`, "");
     const deno = Deno.execPath();
-    const perms = [
-      "--allow-read",
-      "--allow-write",
-      "--allow-env",
-      "--allow-sys",
-      "--allow-net",
-      "--allow-run",
-    ];
+    const perms = CLI_PERMISSIONS;
     figures.push(
       ...await compareCommands({
         id: "cli-run-local",
