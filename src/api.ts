@@ -142,9 +142,7 @@ function whoAmI(): { host: string; pid: number; user?: string } {
 }
 
 async function context(options: StoreOptions): Promise<Context> {
-  const overrides: ResourceLockerConfig = { ...options.config };
-  if (options.store !== undefined) overrides.folderPathTemplate = options.store;
-  const config = await resolveConfig(overrides, options.configFile);
+  const config = await getResolvedConfig(options);
   const key = JSON.stringify([
     config.folderPathTemplate,
     config.historyFolderName,

@@ -300,14 +300,9 @@ export class Locker {
         a,
         b,
       ) => (a === "Host" ? -1 : b === "Host" ? 1 : a.localeCompare(b)));
-    const read = await Promise.all(ids.map(async (id) => {
-      try {
-        return (await this.#read(host, id))?.info;
-      } catch (error) {
-        // A folder where a lock file should be is a fault, not "no lock".
-        throw error;
-      }
-    }));
+    // A read that fails (a folder where a lock file should be) fails status:
+    // a fault is never "no lock".
+    const read = await Promise.all(ids.map(async (id) => (await this.#read(host, id))?.info));
     return read.filter((info): info is LockInfo => info !== undefined);
   }
 
