@@ -19,7 +19,35 @@ export interface CreateOptions {
   ttlMs?: number;
 }
 
-/** Where one store keeps its locks; what every store implements. */
+/**
+ * An entry as read from a store: its bytes and the version they are.
+ *
+ * The version is opaque to the caller and names this exact incarnation and
+ * content of the entry (etcd: the key's mod revision; files: the file's
+ * identity and bytes; SMB: creation time and bytes). Every mutation names the
+ * version it checked and acts only if the entry still is that version, so no
+ * caller ever moves, rewrites or deletes an entry it did not check.
+ */
+export interface StoreEntry {
+  /** Content. */
+  data: Uint8Array;
+  /** Opaque version of this incarnation and content. */
+  version: string;
+}
+
+/**
+ * Where one store keeps its locks; what every store implements.
+ *
+ * The contract, which `tests/_store_contract.ts` checks on every store:
+ * - `create` is atomic: the entry appears with its whole content or not at
+ *   all, and never replaces an entry (an entry is never observable empty or
+ *   half-written, even when the creating process dies at any point);
+ * - `replace`, `archive` and `remove` are compare-and-act: they act on the
+ *   entry only while it still is the version named, and never touch another
+ *   incarnation (a lock broken and retaken meanwhile is left alone);
+ * - a process that dies inside any operation leaves either the old state or
+ *   the new one, never a state another caller cannot resolve.
+ */
 export interface LockStore {
   /** Short name of the store kind, shown in messages. */
   readonly kind: "fs" | "smb" | "etcd";
@@ -27,9 +55,9 @@ export interface LockStore {
   describe(host: string): string;
   /**
    * Creates entry `name` holding `data` if and only if no entry of that name
-   * exists: an exclusive create (O_EXCL, FILE_CREATE, an etcd transaction).
-   * Creates the host's folder when the folder above it exists.
-   * @returns true when created, false when an entry of that name exists
+   * exists, atomically with its content. Creates the host's folder when the
+   * folder above it exists.
+   * @returns the version created, or undefined when an entry of that name exists
    * @throws {StoreError} when the store cannot be reached or the folder is missing
    */
   create(
@@ -37,33 +65,46 @@ export interface LockStore {
     name: string,
     data: Uint8Array,
     options?: CreateOptions,
-  ): Promise<boolean>;
+  ): Promise<string | undefined>;
   /**
    * Names of the entries in a host's folder, History excluded. A folder named
    * like a lock file is listed too: a lock counts by its name. [] when the
    * host's folder is missing but the folder above it exists.
    */
   list(host: string): Promise<string[]>;
-  /** Content of an entry, or undefined when it does not exist. */
-  read(host: string, name: string): Promise<Uint8Array | undefined>;
+  /** Content and version of an entry, or undefined when it does not exist. */
+  read(host: string, name: string): Promise<StoreEntry | undefined>;
   /**
-   * Replaces the content of an existing entry (renewal), keeping any native
-   * lease. @returns false when the entry no longer exists.
+   * Replaces the content of the entry if it still is `version` (renewal),
+   * keeping any native lease, atomically: readers see the old content or the
+   * new, never a mix or an empty entry.
+   * @returns the new version, or undefined when the entry is gone or is no
+   * longer `version`
    */
-  replace(host: string, name: string, data: Uint8Array): Promise<boolean>;
+  replace(
+    host: string,
+    name: string,
+    version: string,
+    data: Uint8Array,
+  ): Promise<string | undefined>;
   /**
-   * Moves entry `name` into the host's history as `historyName`, with `data` as
-   * its final content; creates the history folder when missing.
-   * @returns false when the entry no longer exists
+   * Moves the entry into the host's history as `historyName`, with `data` as
+   * its final content, if it still is `version`; creates the history folder
+   * when missing.
+   * @returns false when the entry is gone or is no longer `version`
    */
   archive(
     host: string,
     name: string,
+    version: string,
     historyName: string,
     data: Uint8Array,
   ): Promise<boolean>;
-  /** Deletes an entry (backing off a lock just taken). @returns false when it did not exist. */
-  remove(host: string, name: string): Promise<boolean>;
+  /**
+   * Deletes the entry if it still is `version` (backing off a lock just taken).
+   * @returns false when the entry is gone or is no longer `version`
+   */
+  remove(host: string, name: string, version: string): Promise<boolean>;
   /** Names of the entries in a host's history; [] when there is none. */
   listHistory(host: string): Promise<string[]>;
   /** Content of a history entry, or undefined when missing. */
