@@ -16,22 +16,40 @@
  * | `/resource-locks/dc01/Host.lock` | a live lock entry (JSON as in lock files) |
  * | `/resource-locks/dc01/History/Host.lock-<guid>` | a released lock |
  *
+ * An entry's version is its key's mod revision: etcd gives every put a new
+ * one, so it names the incarnation and the content. `read` returns it, and
+ * `create` and `replace` the revision of their transaction (the same number).
+ *
  * - `create` is one transaction: put only if the key's create revision is 0
  *   (it does not exist). An entry with a TTL is attached to its own etcd
  *   lease, so it vanishes by itself when its holder stops renewing it. The
  *   lease grant (with an id the store picks) and the transaction go out
  *   together: one round trip.
+ * - `replace`, `archive` and `remove` are each one transaction comparing the
+ *   key's mod revision with the version named (compare target MOD): a key
+ *   rewritten, deleted or taken again by someone else since fails the
+ *   compare and is left alone.
  * - `replace` renews the entry's lease (keep-alive) and rewrites the content
- *   keeping the lease, only while the key still exists: one round trip for
- *   an entry this store object created or read.
+ *   keeping the lease: one round trip when this store object knows the lease
+ *   of that version (it created, renewed or read it), else two.
  * - `archive` deletes the live key, puts the history key and counts the
  *   history in one transaction, then revokes the entry's lease and, past
  *   `historyLimit` entries, deletes the oldest.
- * - `archive`, `remove` and `replace` act only on the incarnation of the key
- *   this store object last saw (by `create` or `read`): an entry that expired
- *   and was taken again by someone else in between is never touched.
+ * - A mutation whose answer is lost (sent, then the connection broke or timed
+ *   out) is resolved by reading back: a create is ours when the key holds
+ *   what we sent on the lease we sent (else our lease is revoked, which also
+ *   fences a put still on its way); a replace applied when the same
+ *   incarnation holds our bytes at a newer version; an archive applied when
+ *   its history entry holds our bytes. When the key still is the version
+ *   named, nothing was applied and the request's error is thrown.
  * - `waitForChange` watches the host's keys from the revision of the last
  *   `list`, so a change made after that `list` wakes the waiter at once.
+ * - Race test seams (`src/_seam.ts`): `etcd.create.txn`, `etcd.replace.txn`,
+ *   `etcd.archive.txn`, `etcd.remove.txn` before each transaction goes out
+ *   (for a create with a TTL the lease grant goes in the same round trip, so
+ *   there is no step between grant and put to pause at);
+ *   `etcd.create.readback` after a create's answer was lost;
+ *   `etcd.create.applied` once a create is in place, before it returns.
  *
  * Every request has a timeout; every failure is a {@linkcode StoreError}
  * naming the endpoint. Extra endpoints are tried in turn when one cannot be
@@ -40,8 +58,9 @@
  * @module
  */
 
+import { seam } from "../_seam.ts";
 import { InputError, StoreError } from "../errors.ts";
-import type { CreateOptions, LockStore } from "../store.ts";
+import type { CreateOptions, LockStore, StoreEntry } from "../store.ts";
 import {
   HttpClient,
   type HttpResponse,
@@ -76,6 +95,8 @@ const DEFAULT_HISTORY_LIMIT = 1000;
 const DEFAULT_TIMEOUT_MS = 5000;
 /** etcd's default --max-txn-ops is 128. */
 const TXN_CHUNK = 100;
+/** Most keys whose lease a store object keeps in mind. */
+const LEASE_HINTS = 4096;
 const PLACEHOLDER = /\{0\}|\{host\}/g;
 const HAS_PLACEHOLDER = /\{0\}|\{host\}/;
 
@@ -256,6 +277,33 @@ const _UNAVAILABLE = 14;
 /** gRPC NOT_FOUND, as for "requested lease not found". */
 const _NOT_FOUND = 5;
 
+/** Whether `text` can be a version of ours: an etcd revision, 1 or more. */
+function _isRevision(text: string): boolean {
+  return /^[1-9][0-9]{0,18}$/.test(text);
+}
+
+/** The compare that holds only while `key` is `version` (its mod revision). */
+function _isVersion(key: string, version: string): Record<string, string> {
+  return {
+    key: _key(key),
+    target: "MOD",
+    result: "EQUAL",
+    mod_revision: version,
+  };
+}
+
+/** An answer saying the lease does not exist (any more). */
+function _leaseGone(result: _Result): boolean {
+  const cause = result.ok ? undefined : result.error.cause;
+  return cause instanceof _EtcdAnswerError && cause.grpcCode === _NOT_FOUND;
+}
+
+/** Whether a keep-alive answer gives the lease time left. */
+function _ttlLeft(json: unknown): boolean {
+  const alive = json as { result?: { TTL?: string } } | undefined;
+  return Number(alive?.result?.TTL ?? 0) > 0;
+}
+
 function _oneLine(text: string): string {
   return text.replace(/\s+/g, " ").trim();
 }
@@ -284,7 +332,14 @@ interface _Part {
 
 type _Result =
   | { ok: true; json: unknown }
-  | { ok: false; unavailable: boolean; message: string; error: StoreError };
+  | {
+    ok: false;
+    unavailable: boolean;
+    /** The request went out and its answer was lost: it may have been applied. */
+    lost: boolean;
+    message: string;
+    error: StoreError;
+  };
 
 /** Reads one gateway answer: its JSON, or the error it carries. */
 function _result(endpoint: string, what: string, answer: HttpResponse): _Result {
@@ -304,6 +359,7 @@ function _result(endpoint: string, what: string, answer: HttpResponse): _Result 
   return {
     ok: false,
     unavailable: grpcCode === _UNAVAILABLE,
+    lost: false,
     message,
     error: new StoreError(
       endpoint,
@@ -352,8 +408,13 @@ class _EtcdStore implements LockStore {
   readonly #watches = new Set<AbortController>();
   /** Revision of the last `list` per host: where watches start. */
   readonly #listRevision = new Map<string, bigint>();
-  /** Create revision and lease of each key as this object last saw it. */
-  readonly #seen = new Map<string, { revision: string; lease: string }>();
+  /**
+   * The lease of each key at the version this object last created, renewed
+   * or read, so that a renewal sends its keep-alive with its transaction in
+   * one round trip. Only that: what a mutation acts on is the version its
+   * caller names, compared by etcd.
+   */
+  readonly #leases = new Map<string, { version: string; lease: string }>();
   #preferred = 0;
   #closed = false;
 
@@ -412,7 +473,9 @@ class _EtcdStore implements LockStore {
    * pipelining: etcd handles them in order, and a request may rely on the one
    * before), with timeout and endpoint failover; one result per request. A
    * batch goes to the next endpoint only while none of it can have been
-   * applied.
+   * applied. A request that went out and whose answer was lost comes back
+   * `lost` (unless idempotent: then this throws), for the caller to resolve.
+   * @throws {StoreError} when no endpoint took the batch
    */
   async #callAll(
     parts: readonly _Part[],
@@ -457,11 +520,26 @@ class _EtcdStore implements LockStore {
           failures.push(`"${endpoint}": ${reason}`);
           continue;
         }
-        throw new StoreError(
-          endpoint,
-          `Cannot ${what} in etcd at "${endpoint}": ${reason}`,
-          { cause: error },
-        );
+        if (options.idempotent) {
+          throw new StoreError(
+            endpoint,
+            `Cannot ${what} in etcd at "${endpoint}": ${reason}`,
+            { cause: error },
+          );
+        }
+        // Sent, no answer: each request may or may not have been applied.
+        // The caller resolves that by reading back (or throws `error`).
+        return parts.map((part) => ({
+          ok: false,
+          unavailable: false,
+          lost: true,
+          message: reason,
+          error: new StoreError(
+            endpoint,
+            `Cannot ${part.what} in etcd at "${endpoint}": ${reason}`,
+            { cause: error },
+          ),
+        }));
       }
       const results = answers.map((answer, n) => _result(endpoint, parts[n]!.what, answer));
       const head = results[0]!;
@@ -474,6 +552,7 @@ class _EtcdStore implements LockStore {
         results.push({
           ok: false,
           unavailable: false,
+          lost: true,
           message: failed(broken),
           error: new StoreError(
             endpoint,
@@ -524,22 +603,28 @@ class _EtcdStore implements LockStore {
     }
   }
 
-  /** The compare that pins a key to the incarnation we last saw (or any). */
-  #exists(key: string): Record<string, string> {
-    const seen = this.#seen.get(key);
-    return seen
-      ? {
-        key: _key(key),
-        target: "CREATE",
-        result: "EQUAL",
-        create_revision: seen.revision,
-      }
-      : {
-        key: _key(key),
-        target: "CREATE",
-        result: "GREATER",
-        create_revision: "0",
-      };
+  /**
+   * Notes the lease of `key` at `version`. A fact, not a guess: a key keeps
+   * its lease for as long as a version of it stands.
+   */
+  #noteLease(key: string, version: string, lease: string): void {
+    this.#leases.delete(key);
+    if (this.#leases.size >= LEASE_HINTS) {
+      this.#leases.delete(this.#leases.keys().next().value!);
+    }
+    this.#leases.set(key, { version, lease });
+  }
+
+  /** The revision a write transaction made, which is the version it wrote. */
+  #revisionOf(answer: _TxnResponse, what: string): string {
+    const revision = answer.header?.revision;
+    if (!revision || !_isRevision(revision)) {
+      throw new StoreError(
+        this.#endpoints.join(","),
+        `Cannot ${what} in etcd: the answer carries no revision`,
+      );
+    }
+    return revision;
   }
 
   async create(
@@ -547,10 +632,20 @@ class _EtcdStore implements LockStore {
     name: string,
     data: Uint8Array,
     options: CreateOptions = {},
-  ): Promise<boolean> {
+  ): Promise<string | undefined> {
     const key = this.#entryKey(host, name);
     const what = `create "${key}"`;
-    const put = (lease?: string): _Part => ({
+    const value = _toBase64(data);
+    let ttl: string | undefined;
+    if (options.ttlMs !== undefined) {
+      if (!(options.ttlMs > 0) || !Number.isFinite(options.ttlMs)) {
+        throw new RangeError(
+          `Invalid ttlMs ${options.ttlMs}: expected a positive number`,
+        );
+      }
+      ttl = String(Math.max(1, Math.ceil(options.ttlMs / 1000)));
+    }
+    const put = (lease: string): _Part => ({
       path: "/v3/kv/txn",
       what,
       body: {
@@ -563,70 +658,107 @@ class _EtcdStore implements LockStore {
         success: [{
           request_put: {
             key: _key(key),
-            value: _toBase64(data),
-            ...(lease ? { lease } : {}),
+            value,
+            ...(lease !== "0" ? { lease } : {}),
           },
         }],
       },
     });
-    if (options.ttlMs === undefined) {
-      const plain = put();
-      const answer = await this.#call<_TxnResponse>(plain.path, plain.body, what);
-      return this.#created(key, answer, "0");
-    }
-    if (!(options.ttlMs > 0) || !Number.isFinite(options.ttlMs)) {
-      throw new RangeError(
-        `Invalid ttlMs ${options.ttlMs}: expected a positive number`,
-      );
-    }
-    const ttl = String(Math.max(1, Math.ceil(options.ttlMs / 1000)));
-    // The grant and the put in one round trip: the lease id is ours, and
-    // etcd handles the grant first.
     for (let attempt = 1;; attempt++) {
-      const lease = _leaseIds.next();
-      const [granted, created] = await this.#callAll([
-        {
+      // With a TTL, the grant and the put in one round trip: the lease id is
+      // ours, and etcd handles the grant first.
+      const lease = ttl ? _leaseIds.next() : "0";
+      const parts: _Part[] = ttl
+        ? [{
           path: "/v3/lease/grant",
           body: { TTL: ttl, ID: lease },
           what: `grant a lease for "${key}"`,
-        },
-        put(lease),
-      ]);
-      if (granted!.ok) {
-        if (!created!.ok) {
-          await this.#revoke(lease);
-          throw created!.error;
+        }, put(lease)]
+        : [put(lease)];
+      const paused = seam("etcd.create.txn", host, name);
+      if (paused) await paused;
+      const results = await this.#callAll(parts);
+      const granted = ttl ? results[0]! : undefined;
+      const created = results.at(-1)!;
+      if (!created.ok && created.lost) {
+        // The put may have gone in; what is there now tells.
+        const reading = seam("etcd.create.readback", host, name);
+        if (reading) await reading;
+        const grantFailed = granted !== undefined && !granted.ok && !granted.lost;
+        if (!grantFailed) {
+          return await this.#resolveCreate(key, value, lease, created.error);
         }
-        const answer = created!.json as _TxnResponse;
-        if (!answer.succeeded) await this.#revoke(lease);
-        return this.#created(key, answer, lease);
+      }
+      if (granted === undefined || granted.ok) {
+        if (!created.ok) {
+          await this.#revoke(lease);
+          throw created.error;
+        }
+        const answer = created.json as _TxnResponse;
+        if (!answer.succeeded) {
+          await this.#revoke(lease);
+          return undefined;
+        }
+        const version = this.#revisionOf(answer, what);
+        this.#noteLease(key, version, lease);
+        const done = seam("etcd.create.applied", host, name);
+        if (done) await done;
+        return version;
       }
       // Not granted. Had the id been taken, the put went in on a lease of
-      // someone else: take it back (by its revision: only that put).
-      const answer = created!.ok ? created!.json as _TxnResponse : undefined;
-      if (answer?.succeeded && answer.header?.revision) {
+      // someone else: take it back (by its version: only that put).
+      let wrong: string | undefined;
+      if (created.ok) {
+        const answer = created.json as _TxnResponse;
+        if (answer.succeeded) wrong = answer.header?.revision;
+      } else if (created.lost) {
+        const kv = await this.#range(key, `read back "${key}"`);
+        if (kv && (kv.value ?? "") === value && (kv.lease ?? "0") === lease) {
+          wrong = kv.mod_revision;
+        }
+      }
+      if (wrong) {
         await this.#call("/v3/kv/txn", {
-          compare: [{
-            key: _key(key),
-            target: "CREATE",
-            result: "EQUAL",
-            create_revision: answer.header.revision,
-          }],
+          compare: [_isVersion(key, wrong)],
           success: [{ request_delete_range: { key: _key(key) } }],
         }, `take back "${key}" from a lease not ours`);
       }
-      const taken = /already exists/i.test(granted!.message);
-      if (!taken || attempt >= 3) throw granted!.error;
+      const taken = granted.ok ? false : /already exists/i.test(granted.message);
+      if (!taken || attempt >= 3) throw granted.error;
     }
   }
 
-  /** Notes the incarnation a successful create made. */
-  #created(key: string, answer: _TxnResponse, lease: string): boolean {
-    if (!answer.succeeded) return false;
-    if (answer.header?.revision) {
-      this.#seen.set(key, { revision: answer.header.revision, lease });
+  /**
+   * After a create whose answer was lost: the key holds what we sent, on the
+   * lease we sent (a lease id is ours alone; a lease-less entry's bytes name
+   * its session), or it does not. Without an entry of ours our lease is
+   * revoked, which also fences a put still on its way.
+   * @returns the version of our entry, or undefined when another entry is there
+   * @throws `lost` when there is no entry (nothing of ours is left), or when
+   * reading back fails (the outcome stays unknown)
+   */
+  async #resolveCreate(
+    key: string,
+    value: string,
+    lease: string,
+    lost: StoreError,
+  ): Promise<string | undefined> {
+    let kv: _KeyValue | undefined;
+    try {
+      kv = await this.#range(key, `read back "${key}"`);
+    } catch {
+      throw lost;
     }
-    return true;
+    if (
+      kv?.mod_revision && (kv.value ?? "") === value &&
+      (kv.lease ?? "0") === lease
+    ) {
+      this.#noteLease(key, kv.mod_revision, lease);
+      return kv.mod_revision;
+    }
+    await this.#revoke(lease);
+    if (kv) return undefined;
+    throw lost;
   }
 
   async list(host: string): Promise<string[]> {
@@ -673,104 +805,189 @@ class _EtcdStore implements LockStore {
     return names;
   }
 
-  async read(host: string, name: string): Promise<Uint8Array | undefined> {
+  async read(host: string, name: string): Promise<StoreEntry | undefined> {
     const key = this.#entryKey(host, name);
     const kv = await this.#range(key, `read "${key}"`);
-    if (!kv) {
-      this.#seen.delete(key);
+    if (!kv?.mod_revision) {
+      this.#leases.delete(key);
       return undefined;
     }
-    if (kv.create_revision) {
-      this.#seen.set(key, { revision: kv.create_revision, lease: kv.lease ?? "0" });
-    }
-    return _fromBase64(kv.value);
+    this.#noteLease(key, kv.mod_revision, kv.lease ?? "0");
+    return { data: _fromBase64(kv.value), version: kv.mod_revision };
   }
 
   async replace(
     host: string,
     name: string,
+    version: string,
     data: Uint8Array,
-  ): Promise<boolean> {
+  ): Promise<string | undefined> {
+    if (!_isRevision(version)) return undefined;
     const key = this.#entryKey(host, name);
     const what = `renew "${key}"`;
-    let seen = this.#seen.get(key);
-    if (!seen) {
-      const kv = await this.#range(key, what);
-      if (!kv?.create_revision) return false;
-      seen = { revision: kv.create_revision, lease: kv.lease ?? "0" };
-    }
-    // Keep-alive and rewrite in one round trip. The rewrite holds only while
-    // the key is the incarnation we saw: a lease that ran out took it along.
-    const leased = seen.lease !== "0";
+    const value = _toBase64(data);
+    const hint = this.#leases.get(key);
+    const known = hint?.version === version ? hint.lease : undefined;
+    // The rewrite holds only while the key is `version`, and keeps the key's
+    // lease. A lease known for this version is kept alive in the same round
+    // trip; else the transaction tells the lease and the keep-alive follows.
     const parts: _Part[] = [];
-    if (leased) {
-      parts.push({
-        path: "/v3/lease/keepalive",
-        body: { ID: seen.lease },
-        what: `keep the lease of "${key}" alive`,
-      });
-    }
+    if (known !== undefined && known !== "0") parts.push(this.#keepAlivePart(key, known));
     parts.push({
       path: "/v3/kv/txn",
       what,
       body: {
-        compare: [{
-          key: _key(key),
-          target: "CREATE",
-          result: "EQUAL",
-          create_revision: seen.revision,
-        }],
-        success: [{
-          request_put: {
-            key: _key(key),
-            value: _toBase64(data),
-            ignore_lease: true,
-          },
-        }],
+        compare: [_isVersion(key, version)],
+        success: [
+          { request_put: { key: _key(key), value, ignore_lease: true } },
+          ...(known === undefined ? [{ request_range: { key: _key(key), keys_only: true } }] : []),
+        ],
       },
     });
+    const paused = seam("etcd.replace.txn", host, name);
+    if (paused) await paused;
     const results = await this.#callAll(parts);
-    for (const result of results) {
-      if (result.ok) continue;
-      const cause = result.error.cause;
-      if (cause instanceof _EtcdAnswerError && cause.grpcCode === _NOT_FOUND) {
-        return false; // the lease went away
+    const txn = results.at(-1)!;
+    if (!txn.ok) {
+      if (!txn.lost) {
+        if (_leaseGone(txn)) return this.#forget(key);
+        throw txn.error;
       }
-      throw result.error;
+      return await this.#resolveReplace(key, version, value, txn.error);
     }
-    if (leased) {
-      const alive = (results[0] as { json: { result?: { TTL?: string } } }).json;
-      if (!(Number(alive.result?.TTL ?? 0) > 0)) return false;
+    if (known !== undefined && known !== "0") {
+      const alive = results[0]!;
+      if (!alive.ok) {
+        if (_leaseGone(alive)) return this.#forget(key);
+        if (!alive.lost) throw alive.error;
+        // the rewrite went through; keep the lease alive on its own below
+      } else if (!_ttlLeft(alive.json)) {
+        return this.#forget(key); // the lease ran out: the key went with it
+      }
     }
-    return (results.at(-1) as { json: _TxnResponse }).json.succeeded === true;
+    const answer = txn.json as _TxnResponse;
+    if (!answer.succeeded) return this.#forget(key);
+    const next = this.#revisionOf(answer, what);
+    const lease = known ??
+      answer.responses?.[1]?.response_range?.kvs?.[0]?.lease ?? "0";
+    const keptAlive = results.length > 1 && results[0]!.ok;
+    if (lease !== "0" && !keptAlive && !await this.#keepAlive(key, lease)) {
+      return this.#forget(key);
+    }
+    this.#noteLease(key, next, lease);
+    return next;
+  }
+
+  #keepAlivePart(key: string, lease: string): _Part {
+    return {
+      path: "/v3/lease/keepalive",
+      body: { ID: lease },
+      what: `keep the lease of "${key}" alive`,
+    };
+  }
+
+  /** Renews a lease; false when it is gone (and the key with it). */
+  async #keepAlive(key: string, lease: string): Promise<boolean> {
+    const part = this.#keepAlivePart(key, lease);
+    const [alive] = await this.#callAll([part]);
+    if (alive!.ok) return _ttlLeft(alive!.json);
+    if (_leaseGone(alive!)) return false;
+    throw alive!.error;
+  }
+
+  /** Drops what this object noted about `key`; undefined, for returns. */
+  #forget(key: string): undefined {
+    this.#leases.delete(key);
+    return undefined;
+  }
+
+  /**
+   * After a rewrite whose answer was lost: applied when the key is still the
+   * incarnation `version` was (created at or before it), was written since,
+   * and holds what we sent.
+   * @returns the new version, or undefined when the entry changed otherwise or is gone
+   * @throws `lost` when the key still is `version` (not applied), or when
+   * reading back fails
+   */
+  async #resolveReplace(
+    key: string,
+    version: string,
+    value: string,
+    lost: StoreError,
+  ): Promise<string | undefined> {
+    let kv: _KeyValue | undefined;
+    try {
+      kv = await this.#range(key, `read back "${key}"`);
+    } catch {
+      throw lost;
+    }
+    if (!kv?.mod_revision) return this.#forget(key);
+    if (kv.mod_revision === version) throw lost;
+    const sameIncarnation = BigInt(kv.create_revision ?? "0") <= BigInt(version);
+    if (
+      !sameIncarnation || BigInt(kv.mod_revision) < BigInt(version) ||
+      (kv.value ?? "") !== value
+    ) {
+      return this.#forget(key);
+    }
+    const lease = kv.lease ?? "0";
+    if (lease !== "0" && !await this.#keepAlive(key, lease).catch(() => true)) {
+      return this.#forget(key);
+    }
+    this.#noteLease(key, kv.mod_revision, lease);
+    return kv.mod_revision;
   }
 
   async archive(
     host: string,
     name: string,
+    version: string,
     historyName: string,
     data: Uint8Array,
   ): Promise<boolean> {
+    if (!_isRevision(version)) return false;
     const key = this.#entryKey(host, name);
     const historyKey = this.#historyKey(host, historyName);
     const history = `${this.#prefix(host)}/${this.#history}/`;
-    const answer = await this.#call<_TxnResponse>("/v3/kv/txn", {
-      compare: [this.#exists(key)],
-      success: [
-        { request_delete_range: { key: _key(key), prev_kv: true } },
-        { request_put: { key: _key(historyKey), value: _toBase64(data) } },
-        // the history's size after the put, in the same round trip
-        {
-          request_range: {
-            key: _key(history),
-            range_end: _prefixEnd(history),
-            count_only: true,
+    const value = _toBase64(data);
+    const paused = seam("etcd.archive.txn", host, name);
+    if (paused) await paused;
+    const [result] = await this.#callAll([{
+      path: "/v3/kv/txn",
+      what: `archive "${key}"`,
+      body: {
+        compare: [_isVersion(key, version)],
+        success: [
+          { request_delete_range: { key: _key(key), prev_kv: true } },
+          { request_put: { key: _key(historyKey), value } },
+          // the history's size after the put, in the same round trip
+          {
+            request_range: {
+              key: _key(history),
+              range_end: _prefixEnd(history),
+              count_only: true,
+            },
           },
-        },
-      ],
-    }, `archive "${key}"`);
-    if (!answer.succeeded) return false;
-    this.#seen.delete(key);
+        ],
+      },
+    }]);
+    if (!result!.ok) {
+      if (!result!.lost) throw result!.error;
+      // Applied when the history entry holds what we sent and the key is no
+      // longer `version` (history names are unique per archive).
+      const [kv, archived] = await this.#readBack(key, historyKey, result!.error);
+      if (kv?.mod_revision === version) throw result!.error;
+      const applied = archived !== undefined && (archived.value ?? "") === value;
+      if (applied) {
+        const hint = this.#leases.get(key);
+        if (hint?.version === version) await this.#revoke(hint.lease);
+      }
+      this.#forget(key);
+      return applied;
+    }
+    const answer = result!.json as _TxnResponse;
+    if (!answer.succeeded) return this.#forget(key) ?? false;
+    this.#forget(key);
     const excess = Number(answer.responses?.[2]?.response_range?.count ?? 0) -
       this.#historyLimit;
     await Promise.all([
@@ -786,20 +1003,67 @@ class _EtcdStore implements LockStore {
     return true;
   }
 
-  async remove(host: string, name: string): Promise<boolean> {
+  /** Two keys read at one revision, after a lost answer (its error if this fails too). */
+  async #readBack(
+    key: string,
+    other: string,
+    lost: StoreError,
+  ): Promise<[_KeyValue | undefined, _KeyValue | undefined]> {
+    try {
+      const answer = await this.#call<_TxnResponse>(
+        "/v3/kv/txn",
+        {
+          success: [
+            { request_range: { key: _key(key) } },
+            { request_range: { key: _key(other) } },
+          ],
+        },
+        `read back "${key}"`,
+        { idempotent: true },
+      );
+      return [
+        answer.responses?.[0]?.response_range?.kvs?.[0],
+        answer.responses?.[1]?.response_range?.kvs?.[0],
+      ];
+    } catch {
+      throw lost;
+    }
+  }
+
+  async remove(host: string, name: string, version: string): Promise<boolean> {
+    if (!_isRevision(version)) return false;
     const key = this.#entryKey(host, name);
-    const answer = await this.#call<_TxnResponse>("/v3/kv/txn", {
-      compare: [this.#exists(key)],
-      success: [{ request_delete_range: { key: _key(key), prev_kv: true } }],
-    }, `remove "${key}"`);
+    const paused = seam("etcd.remove.txn", host, name);
+    if (paused) await paused;
+    const [result] = await this.#callAll([{
+      path: "/v3/kv/txn",
+      what: `remove "${key}"`,
+      body: {
+        compare: [_isVersion(key, version)],
+        success: [{ request_delete_range: { key: _key(key), prev_kv: true } }],
+      },
+    }]);
+    if (!result!.ok) {
+      if (!result!.lost) throw result!.error;
+      // Still `version`: not applied. Gone or changed: the entry named is not
+      // there any more, whoever took it away (false, as the contract says).
+      let kv: _KeyValue | undefined;
+      try {
+        kv = await this.#range(key, `read back "${key}"`);
+      } catch {
+        throw result!.error;
+      }
+      if (kv?.mod_revision === version) throw result!.error;
+      return this.#forget(key) ?? false;
+    }
+    const answer = result!.json as _TxnResponse;
+    this.#forget(key);
     if (!answer.succeeded) return false;
-    this.#seen.delete(key);
     await this.#revoke(
       answer.responses?.[0]?.response_delete_range?.prev_kvs?.[0]?.lease,
     );
     return true;
   }
-
   /** Deletes the `excess` oldest entries of a history prefix. */
   async #prune(prefix: string, excess: number): Promise<void> {
     const what = `trim the history "${prefix}"`;
