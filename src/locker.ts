@@ -131,8 +131,18 @@ export interface AcquireRequest {
 export interface ReleaseResult {
   /** The ref released. */
   ref: string;
-  /** `released`, or `already-released` when nothing was there (safe in `finally`). */
-  status: "released" | "already-released";
+  /**
+   * `released`; `already-released` when nothing was there (safe in
+   * `finally`); `lost` when the lock was broken by someone else before this
+   * release (History says so): the session did not hold it to the end.
+   */
+  status: "released" | "already-released" | "lost";
+  /** For `lost`: who broke it, when and why, as History records it. */
+  brokenBy?: string;
+  /** For `lost`: when it was broken. */
+  brokenAt?: Date;
+  /** For `lost`: why it was broken. */
+  breakReason?: string;
 }
 
 /** How the engine reaches its store. */
@@ -154,6 +164,8 @@ export interface LockerOptions {
 interface CurrentLock {
   info: LockInfo;
   content: LockContent;
+  /** The store's version of what was read: every change names it. */
+  version: string;
 }
 
 type TakeResult =
@@ -161,6 +173,8 @@ type TakeResult =
   | { ok: false; host: string; holders: HolderInfo[] };
 
 const DRAIN_POLL_MS = 200;
+/** History entries of a Host lock read to learn whether a vanished lock was broken. */
+const FATE_SCAN_LIMIT = 256;
 
 /** Runs `fn` over `items` with at most `limit` at once; settles all before rejecting. */
 export async function mapLimit<T, R>(
@@ -233,9 +247,14 @@ export class Locker {
     return this.#store;
   }
 
-  #ticks(): bigint {
-    const now = this.#clock.now();
-    return toLocalTicks(now, this.#clock.utcOffsetMinutes(now));
+  /** .NET ticks of the local clock at `wall` (a reading of this machine's clock). */
+  #ticks(wall: number): bigint {
+    return toLocalTicks(wall, this.#clock.utcOffsetMinutes(wall));
+  }
+
+  /** Milliseconds to add to this machine's clock to get the store's. */
+  async #offset(host: string): Promise<number> {
+    return this.#store.clockOffsetMs ? await this.#store.clockOffsetMs(host).catch(() => 0) : 0;
   }
 
   /**
@@ -243,10 +262,17 @@ export class Locker {
    * leases written and judged there agree across machines whose clocks differ.
    */
   async #now(host: string): Promise<number> {
-    const offset = this.#store.clockOffsetMs
-      ? await this.#store.clockOffsetMs(host).catch(() => 0)
-      : 0;
-    return this.#clock.now() + offset;
+    return this.#clock.now() + await this.#offset(host);
+  }
+
+  /**
+   * One reading of the clock for everything a change writes: local ticks
+   * (`LockedAt`, `UnlockedAt`) and the store-clock time of the same instant.
+   */
+  async #instant(host: string): Promise<{ ticks: bigint; at: number }> {
+    const offset = await this.#offset(host);
+    const wall = this.#clock.now();
+    return { ticks: this.#ticks(wall), at: wall + offset };
   }
 
   #info(host: string, lockId: string, content: LockContent, now: number): LockInfo {
@@ -280,10 +306,14 @@ export class Locker {
   }
 
   async #read(host: string, lockId: string): Promise<CurrentLock | undefined> {
-    const bytes = await this.#store.read(host, this.#names.fileName(lockId));
-    if (bytes === undefined) return undefined;
-    const content = decodeLockContent(bytes, this.#clock.utcOffsetMinutes(this.#clock.now()));
-    return { info: this.#info(host, lockId, content, await this.#now(host)), content };
+    const entry = await this.#store.read(host, this.#names.fileName(lockId));
+    if (entry === undefined) return undefined;
+    const content = decodeLockContent(entry.data, this.#clock.utcOffsetMinutes(this.#clock.now()));
+    return {
+      info: this.#info(host, lockId, content, await this.#now(host)),
+      content,
+      version: entry.version,
+    };
   }
 
   /**
@@ -373,11 +403,12 @@ export class Locker {
     return list.sort((a, b) => time(b) - time(a)).slice(0, limit);
   }
 
-  #newContent(request: AcquireRequest, now: number): Uint8Array {
+  #newContent(request: AcquireRequest, instant: { ticks: bigint; at: number }): Uint8Array {
+    const now = instant.at;
     const fields: Record<string, unknown> = {};
     if (request.caller) fields.Caller = request.caller;
     if (request.description) fields.Description = request.description;
-    fields.LockedAt = this.#ticks();
+    fields.LockedAt = instant.ticks;
     fields.LockedAtUtc = new Date(now).toISOString();
     fields.Type = request.type;
     fields.SessionId = request.sessionId;
@@ -396,19 +427,24 @@ export class Locker {
   ): Promise<boolean> {
     const name = this.#names.fileName(current.info.lockId);
     const historyName = current.info.lockId === "Host" ? `${name}-${crypto.randomUUID()}` : name;
+    const instant = await this.#instant(host);
+    const at = new Date(instant.at).toISOString();
     const fields = {
       ...current.content.fields,
-      UnlockedAt: this.#ticks(),
-      UnlockedAtUtc: new Date(await this.#now(host)).toISOString(),
-      BrokenAtUtc: new Date(await this.#now(host)).toISOString(),
+      UnlockedAt: instant.ticks,
+      UnlockedAtUtc: at,
+      BrokenAtUtc: at,
       BrokenBy: `${
         this.#holder.user ? this.#holder.user + "@" : ""
       }${this.#holder.host}:${this.#holder.pid}`,
       BreakReason: reason,
     };
+    // Only the very lock that was judged: if it changed meanwhile (another
+    // caller broke it and took the host), this does nothing.
     return await this.#store.archive(
       host,
       name,
+      current.version,
       historyName,
       encodeLockContent(fields),
     );
@@ -418,7 +454,7 @@ export class Locker {
     host: string,
     request: AcquireRequest,
   ): Promise<TakeResult> {
-    const data = this.#newContent(request, await this.#now(host));
+    const data = this.#newContent(request, await this.#instant(host));
     const lockId = request.type === "Host" ? "Host" : `${request.type}-${request.sessionId}`;
     const name = this.#names.fileName(lockId);
     const lock: HeldLock = {
@@ -430,15 +466,16 @@ export class Locker {
     };
     const createOptions = request.ttlMs !== undefined ? { ttlMs: request.ttlMs } : {};
     for (let round = 0; round < 3; round++) {
-      let created: boolean;
+      let version: string | undefined;
       try {
-        created = await this.#store.create(host, name, data, createOptions);
+        version = await this.#store.create(host, name, data, createOptions);
       } catch (error) {
-        // The create may have left our file (the store failed mid-way):
-        // remove it when it is ours, else name it.
+        // The create may have made our entry before failing (a reply lost
+        // on the way back): remove it when it is ours, else name it.
         const clean = await this.#removeIfOurs(host, lockId, request.sessionId);
         throw withLeftBehind(error, clean ? [] : [lock.ref]);
       }
+      const created = version !== undefined;
       if (request.type === "Host") {
         if (created) return { ok: true, lock, owned: true };
         const current = await this.#read(host, "Host");
@@ -453,21 +490,23 @@ export class Locker {
         return { ok: false, host, holders: [current.info] };
       }
       // Shared lock: ours is in place, now look for a Host lock (create, then check).
+      const taken: TakeResult = { ok: true, lock, owned: created };
       try {
         const current = await this.#read(host, "Host");
-        if (!current || current.info.sessionId === request.sessionId) {
-          return { ok: true, lock, owned: created };
-        }
+        if (!current || current.info.sessionId === request.sessionId) return taken;
         if (current.info.expired) {
           await this.#breakEntry(host, current, "lease expired");
-          return { ok: true, lock, owned: created };
+          return taken;
         }
-        if (created) await this.#store.remove(host, name);
+        if (created) await this.#store.remove(host, name, version!);
         return { ok: false, host, holders: [current.info] };
       } catch (error) {
         // The check failed after our file was made: take it back, or say it is left.
         if (!created) throw error;
-        const removed = await this.#store.remove(host, name).then(() => true, () => false);
+        const removed = await this.#store.remove(host, name, version!).then(
+          () => true,
+          () => false,
+        );
         throw withLeftBehind(error, removed ? [] : [lock.ref]);
       }
     }
@@ -484,26 +523,31 @@ export class Locker {
       // Ours, or an empty/half-written file we may have made: a shared lock's
       // name is ours alone; a Host lock we only remove when it names us.
       if (owner !== sessionId && lockId === "Host") return false;
-      await this.#store.remove(host, this.#names.fileName(lockId));
+      await this.#store.remove(host, this.#names.fileName(lockId), current.version);
       return true;
     } catch {
       return false;
     }
   }
 
-  async #rollback(taken: readonly HeldLock[]): Promise<string[]> {
-    const results = await mapLimit(
-      taken,
-      this.#concurrency,
-      (lock) => this.#store.remove(lock.host, this.#names.fileName(lock.lockId)),
-    );
-    return taken.filter((_, i) => results[i]!.status === "rejected").map((l) => l.ref);
+  /**
+   * Takes back the locks this attempt created (never ones the session held
+   * before it), each only while it is still the entry created or renewed.
+   * @returns refs that could not be removed
+   */
+  async #rollback(owned: readonly HeldLock[]): Promise<string[]> {
+    const results = await mapLimit(owned, this.#concurrency, async (lock) => {
+      const current = await this.#read(lock.host, lock.lockId);
+      if (!current || current.info.sessionId !== lock.sessionId) return;
+      await this.#store.remove(lock.host, this.#names.fileName(lock.lockId), current.version);
+    });
+    return owned.filter((_, i) => results[i]!.status === "rejected").map((l) => l.ref);
   }
 
   async #attempt(
     request: AcquireRequest,
   ): Promise<
-    { ok: true; taken: HeldLock[] } | {
+    { ok: true; taken: HeldLock[]; owned: HeldLock[] } | {
       ok: false;
       host: string;
       holders: HolderInfo[];
@@ -529,7 +573,7 @@ export class Locker {
         };}
     });
     if (fault === undefined && failure === undefined) {
-      return { ok: true, taken };
+      return { ok: true, taken, owned };
     }
     const left = await this.#rollback(owned);
     if (fault !== undefined) throw withLeftBehind(fault, left);
@@ -541,6 +585,7 @@ export class Locker {
     taken: HeldLock[],
     renew: () => Promise<void>,
   ): Promise<void> {
+    // Called with the locks taken; whoever calls it rolls back on any throw.
     const start = this.#clock.now();
     const deadline = start + request.drainTimeoutMs;
     let renewedAt = start;
@@ -567,25 +612,20 @@ export class Locker {
         return found;
       });
       for (const check of checks) {
-        if (check.status === "rejected") {
-          const left = await this.#rollback(taken);
-          throw withLeftBehind(check.reason, left);
-        }
+        if (check.status === "rejected") throw check.reason;
         pending.push(...check.value);
       }
       pendingHost = pending[0]?.host ?? "";
       if (pending.length === 0) return;
       const now = this.#clock.now();
       if (now >= deadline) {
-        const left = await this.#rollback(taken);
-        const error = new DrainTimeoutError(
+        throw new DrainTimeoutError(
           pendingHost,
           `Cannot lock "${pendingHost}": shared locks did not drain in ${
             Math.round(request.drainTimeoutMs / 100) / 10
           }s: ${describeHolders(pending)}`,
           pending,
         );
-        throw withLeftBehind(error, left);
       }
       request.onProgress?.({
         phase: "drain",
@@ -620,12 +660,20 @@ export class Locker {
       request.signal?.throwIfAborted();
       const result = await this.#attempt(request);
       if (result.ok) {
-        if (request.type === "Host" && request.drain) {
-          await this.#drain(
-            request,
-            result.taken,
-            () => this.renewAll(result.taken, request.ttlMs!),
-          );
+        try {
+          request.signal?.throwIfAborted();
+          if (request.type === "Host" && request.drain) {
+            await this.#drain(
+              request,
+              result.taken,
+              () => this.renewAll(result.taken, request.ttlMs!),
+            );
+          }
+        } catch (error) {
+          // Interrupted (signal, a throwing onProgress) or failed while
+          // draining: nothing this attempt took stays behind.
+          const left = await this.#rollback(result.owned);
+          throw withLeftBehind(error, left);
         }
         return result.taken;
       }
@@ -684,12 +732,14 @@ export class Locker {
         ExpiresAtUtc: new Date(now + ttlMs).toISOString(),
         RenewedAtUtc: new Date(now).toISOString(),
       };
-      const ok = await this.#store.replace(
+      // Only the lock just checked: broken and retaken meanwhile, it is lost.
+      const renewed = await this.#store.replace(
         lock.host,
         this.#names.fileName(lock.lockId),
+        current.version,
         encodeLockContent(fields),
       );
-      if (!ok) {
+      if (renewed === undefined) {
         throw new LockLostError(
           lock.ref,
           `Lock "${lock.ref}" was lost: it was broken or released`,
@@ -713,48 +763,95 @@ export class Locker {
    */
   async release(ref: LockRef, force = false): Promise<ReleaseResult> {
     const refText = formatLockRef(ref.host, ref.lockId, ref.sessionId);
-    const current = await this.#read(ref.host, ref.lockId);
-    if (!current) return { ref: refText, status: "already-released" };
-    if (!force) {
-      if (ref.sessionId === undefined) {
-        throw new InputError(
-          `Cannot unlock "${refText}": the ref does not name its session; pass --force (force: true) to release it anyway`,
-        );
+    // A lock renewed by its own session between our read and our move has a
+    // new version: read again. Anything else that changed it ends the loop.
+    for (let round = 0;; round++) {
+      const current = await this.#read(ref.host, ref.lockId);
+      if (!current) return await this.#fate(ref, refText);
+      if (!force) {
+        if (ref.sessionId === undefined) {
+          throw new InputError(
+            `Cannot unlock "${refText}": the ref does not name its session; pass --force (force: true) to release it anyway`,
+          );
+        }
+        const owner = current.info.sessionId;
+        if (owner === undefined) {
+          throw new InputError(
+            `Cannot unlock "${refText}": the lock file names no session (written by PowerShell?); pass --force (force: true) to release it`,
+          );
+        }
+        if (owner !== ref.sessionId) {
+          throw new LockNotOwnedError(
+            refText,
+            `Cannot unlock "${refText}": it now belongs to another session: ${
+              describeHolders([current.info])
+            }`,
+            current.info,
+          );
+        }
       }
-      const owner = current.info.sessionId;
-      if (owner === undefined) {
-        throw new InputError(
-          `Cannot unlock "${refText}": the lock file names no session (written by PowerShell?); pass --force (force: true) to release it`,
-        );
+      const name = this.#names.fileName(ref.lockId);
+      const historyName = ref.lockId === "Host" ? `${name}-${crypto.randomUUID()}` : name;
+      const fields: Record<string, unknown> = { ...current.content.fields };
+      if (
+        current.content.state === "partial" &&
+        current.content.caller !== undefined
+      ) {
+        fields.Caller = current.content.caller;
       }
-      if (owner !== ref.sessionId) {
-        throw new LockNotOwnedError(
-          refText,
-          `Cannot unlock "${refText}": it now belongs to another session: ${
-            describeHolders([current.info])
-          }`,
-          current.info,
+      const instant = await this.#instant(ref.host);
+      fields.UnlockedAt = instant.ticks;
+      fields.UnlockedAtUtc = new Date(instant.at).toISOString();
+      // Moves only the lock just checked, never one that replaced it.
+      const archived = await this.#store.archive(
+        ref.host,
+        name,
+        current.version,
+        historyName,
+        encodeLockContent(fields),
+      );
+      if (archived) return { ref: refText, status: "released" };
+      if (round >= 5) {
+        throw new StoreError(
+          this.#store.describe(ref.host),
+          `Cannot unlock "${refText}": it kept changing while being released`,
         );
       }
     }
+  }
+
+  /**
+   * What became of a lock that is gone: broken by someone (History holds it
+   * with `BrokenBy` and our session) or released.
+   */
+  async #fate(ref: LockRef, refText: string): Promise<ReleaseResult> {
+    const released: ReleaseResult = { ref: refText, status: "already-released" };
+    if (ref.sessionId === undefined) return released;
     const name = this.#names.fileName(ref.lockId);
-    const historyName = ref.lockId === "Host" ? `${name}-${crypto.randomUUID()}` : name;
-    const fields: Record<string, unknown> = { ...current.content.fields };
-    if (
-      current.content.state === "partial" &&
-      current.content.caller !== undefined
-    ) {
-      fields.Caller = current.content.caller;
+    // Shared locks keep their name in History; Host locks get a suffix, and
+    // only the newest few hundred are looked at.
+    const names = ref.lockId === "Host"
+      ? (await this.#store.listHistory(ref.host)).filter((n) => n.startsWith(`${name}-`))
+        .slice(-FATE_SCAN_LIMIT)
+      : [name];
+    const found = await mapLimit(names, this.#concurrency, async (historyName) => {
+      const bytes = await this.#store.readHistory(ref.host, historyName);
+      if (!bytes) return undefined;
+      const content = decodeLockContent(bytes, 0);
+      const f = content.fields;
+      if (content.sessionId !== ref.sessionId || typeof f.BrokenBy !== "string") return undefined;
+      const broken: ReleaseResult = { ref: refText, status: "lost", brokenBy: f.BrokenBy };
+      if (typeof f.BrokenAtUtc === "string") broken.brokenAt = new Date(f.BrokenAtUtc);
+      if (typeof f.BreakReason === "string") broken.breakReason = f.BreakReason;
+      return broken;
+    });
+    let newest: ReleaseResult | undefined;
+    for (const result of found) {
+      if (result.status !== "fulfilled" || !result.value) continue;
+      const at = result.value.brokenAt?.getTime() ?? 0;
+      if (!newest || at > (newest.brokenAt?.getTime() ?? 0)) newest = result.value;
     }
-    fields.UnlockedAt = this.#ticks();
-    fields.UnlockedAtUtc = new Date(await this.#now(ref.host)).toISOString();
-    const archived = await this.#store.archive(
-      ref.host,
-      name,
-      historyName,
-      encodeLockContent(fields),
-    );
-    return { ref: refText, status: archived ? "released" : "already-released" };
+    return newest ?? released;
   }
 
   /**

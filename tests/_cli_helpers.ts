@@ -7,6 +7,7 @@
  * @module
  */
 
+import { GUARD_FILE } from "./_helpers.ts";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -155,11 +156,13 @@ export async function snapshotTree(
   return out;
 }
 
-/** Names of the entries of a folder, sorted; [] when it does not exist. */
+/** Names of the entries of a folder, sorted, the local store's guard left out; [] when it does not exist. */
 export async function listNames(dir: string): Promise<string[]> {
   const names: string[] = [];
   try {
-    for await (const entry of Deno.readDir(dir)) names.push(entry.name);
+    for await (const entry of Deno.readDir(dir)) {
+      if (entry.name !== GUARD_FILE) names.push(entry.name);
+    }
   } catch (error) {
     if (error instanceof Deno.errors.NotFound) return [];
     throw error;

@@ -129,11 +129,20 @@ export interface TempStore extends AsyncDisposable {
   history(host: string): Promise<string[]>;
 }
 
-/** Names of the files (not folders) in a folder, sorted; [] when it does not exist. */
+/**
+ * The local store's per-host guard file (`src/stores/fs.ts`): always there
+ * once a lock was changed, never a lock. Tests that list a folder skip it
+ * (and only it: a leftover temporary file is a bug they should see).
+ */
+export const GUARD_FILE = ".resource-locker.guard";
+
+/** Names of the files (not folders) in a folder, sorted, the guard left out; [] when it does not exist. */
 export async function fileNames(path: string): Promise<string[]> {
   const out: string[] = [];
   try {
-    for await (const entry of Deno.readDir(path)) if (entry.isFile) out.push(entry.name);
+    for await (const entry of Deno.readDir(path)) {
+      if (entry.isFile && entry.name !== GUARD_FILE) out.push(entry.name);
+    }
   } catch (error) {
     if (!(error instanceof Deno.errors.NotFound)) throw error;
   }

@@ -3,12 +3,31 @@
  * or a mounted share (`/var/lib/locks/{0}`, `C:\locks\{0}`, and on Windows
  * `\\{0}\ResourceLocks` through the OS, as the original).
  *
+ * How it keeps the store contract (`../store.ts`):
+ * - Create: the content is written to a private temporary file in the host's
+ *   folder, which is then hard-linked to the lock's name; `link` never
+ *   replaces, so it is the exclusive create, and the lock appears with its
+ *   whole content or not at all. Where a file system has no hard links, the
+ *   temporary file is renamed into place under the guard below instead (safe
+ *   between our callers; a PowerShell caller could slip in between).
+ * - Version: the file's identity (device, inode) and its bytes.
+ * - Replace, archive, remove: under a per-host guard, an exclusive
+ *   `flock` on `.resource-locker.guard` in the host's folder, which the kernel
+ *   releases when its holder dies: read the entry, compare with the version
+ *   named, then act (rename a new temporary file over it; move it into
+ *   History, then write its final content there; delete it). Only our callers
+ *   take the guard; PowerShell's `Move-Item` does not, so against PowerShell
+ *   callers the original's guarantees hold, not ours.
+ * - A process that dies anywhere leaves at most a `.resource-locker-*.tmp`
+ *   file, which no lock name matches.
+ *
  * @module
  */
 
 import { joinPath as join, parentPath as dirname } from "../path.ts";
 import { StoreError } from "../errors.ts";
-import type { LockStore } from "../store.ts";
+import { seam } from "../_seam.ts";
+import type { LockStore, StoreEntry } from "../store.ts";
 
 /** Options for {@linkcode openFsStore}. */
 export interface FsStoreOptions {
@@ -32,6 +51,25 @@ function fail(what: string, path: string, error: unknown): never {
   });
 }
 
+/** Name of the per-host guard file. */
+const GUARD = ".resource-locker.guard";
+/** Prefix of our temporary files (and of the guard): never a lock name. */
+const PRIVATE_PREFIX = ".resource-locker";
+/** Largest lock or history file read; anything bigger is an error, not a lock we can judge. */
+const MAX_ENTRY_BYTES = 1 << 20;
+/** How long a mutation waits for another process's guard. */
+const GUARD_WAIT_MS = 15_000;
+
+const latin1 = new TextDecoder("latin1");
+
+function versionOf(info: Deno.FileInfo, data: Uint8Array): string {
+  return `${info.dev}:${info.ino ?? ""}:${latin1.decode(data)}`;
+}
+
+function pause(point: string, host: string, name: string): Promise<void> | undefined {
+  return seam(`fs.${point}`, host, name);
+}
+
 /**
  * Opens the local-folder store for a folder template.
  *
@@ -42,10 +80,13 @@ function fail(what: string, path: string, error: unknown): never {
  * @example A store in a temporary folder
  * ```ts
  * import { openFsStore } from "./fs.ts";
+ * import { equal } from "node:assert/strict";
  * const root = await Deno.makeTempDir();
  * const store = openFsStore(`${root}/{0}`, { historyFolderName: "History" });
- * console.assert(await store.create("dc01", "Host.lock", new Uint8Array()));
- * console.assert(!(await store.create("dc01", "Host.lock", new Uint8Array())));
+ * const version = await store.create("dc01", "Host.lock", new TextEncoder().encode("{}"));
+ * equal(typeof version, "string");
+ * equal(await store.create("dc01", "Host.lock", new Uint8Array()), undefined);
+ * equal(await store.remove("dc01", "Host.lock", version!), true);
  * await Deno.remove(root, { recursive: true });
  * ```
  */
@@ -55,6 +96,7 @@ export function openFsStore(
 ): LockStore {
   const folder = (host: string) => template.replaceAll("{0}", host).replaceAll("{host}", host);
   const history = (host: string) => join(folder(host), options.historyFolderName);
+  const temporary = (dir: string) => join(dir, `${PRIVATE_PREFIX}-${crypto.randomUUID()}.tmp`);
   const ensured = new Set<string>();
 
   async function ensureFolder(host: string): Promise<void> {
@@ -83,12 +125,48 @@ export function openFsStore(
     ensured.add(path);
   }
 
-  async function readFile(path: string): Promise<Uint8Array | undefined> {
+  /** Reads a file and its identity through one open; undefined when missing. */
+  async function readEntry(path: string): Promise<StoreEntry | undefined> {
+    let file: Deno.FsFile;
     try {
-      return await Deno.readFile(path);
+      file = await Deno.open(path, { read: true });
     } catch (error) {
       if (error instanceof Deno.errors.NotFound) return undefined;
       fail("read", path, error);
+    }
+    try {
+      const info = file.statSync();
+      if (info.isDirectory) fail("read", path, new Deno.errors.IsADirectory());
+      const chunks: Uint8Array[] = [];
+      let size = 0;
+      for (;;) {
+        const chunk = new Uint8Array(
+          size === 0 ? Math.max(512, Math.min(info.size + 1, MAX_ENTRY_BYTES + 1)) : 65536,
+        );
+        const n = file.readSync(chunk);
+        if (n === null || n === 0) break;
+        chunks.push(chunk.subarray(0, n));
+        size += n;
+        if (size > MAX_ENTRY_BYTES) {
+          throw new StoreError(
+            path,
+            `Cannot read "${path}": larger than ${MAX_ENTRY_BYTES} bytes, not a lock file`,
+          );
+        }
+      }
+      const data = chunks.length === 1 ? chunks[0]! : new Uint8Array(size);
+      if (chunks.length !== 1) {
+        let at = 0;
+        for (const chunk of chunks) {
+          data.set(chunk, at);
+          at += chunk.length;
+        }
+      }
+      return { data, version: versionOf(info, data) };
+    } catch (error) {
+      fail("read", path, error);
+    } finally {
+      file.close();
     }
   }
 
@@ -96,6 +174,7 @@ export function openFsStore(
     const names: string[] = [];
     try {
       for await (const entry of Deno.readDir(path)) {
+        if (entry.name.startsWith(PRIVATE_PREFIX)) continue;
         if (entry.isFile || entry.isSymlink) names.push(entry.name);
         else if (
           entry.isDirectory && entry.name !== options.historyFolderName
@@ -123,27 +202,81 @@ export function openFsStore(
     return names;
   }
 
-  // One asynchronous call each: the open, which is where a slow share
-  // waits; the write of a few hundred bytes and the close are synchronous.
-  // (Deno.writeFile would load Deno's streams code on first use: 2 ms of a
-  // command's start.)
-  async function writeTo(path: string, data: Uint8Array, options: Deno.OpenOptions): Promise<void> {
-    const file = await Deno.open(path, options);
+  /**
+   * Writes `data` to a new temporary file in `dir`: one asynchronous call,
+   * the open, which is where a slow share waits; the write of a few hundred
+   * bytes, the stat and the close are synchronous. (Deno.writeFile would
+   * load Deno's streams code on first use: 2 ms of a command's start.)
+   */
+  async function writeTemporary(
+    dir: string,
+    data: Uint8Array,
+  ): Promise<{ path: string; info: Deno.FileInfo }> {
+    const path = temporary(dir);
+    const file = await Deno.open(path, { write: true, createNew: true });
     try {
       let written = 0;
       while (written < data.length) written += file.writeSync(data.subarray(written));
-    } finally {
+      return { path, info: file.statSync() };
+    } catch (error) {
       file.close();
+      await Deno.remove(path).catch(() => {});
+      throw error;
+    } finally {
+      try {
+        file.close();
+      } catch { /* closed above */ }
     }
   }
 
-  async function writeExisting(path: string, data: Uint8Array): Promise<boolean> {
+  /**
+   * Runs `fn` holding the host's guard: an exclusive flock that the kernel
+   * drops when this process dies, so a crash inside never blocks others.
+   */
+  async function guarded<T>(host: string, fn: () => Promise<T>): Promise<T> {
+    const path = join(folder(host), GUARD);
+    let file: Deno.FsFile;
     try {
-      await writeTo(path, data, { write: true, truncate: true });
-      return true;
+      file = await Deno.open(path, { read: true, write: true, create: true });
     } catch (error) {
-      if (error instanceof Deno.errors.NotFound) return false;
-      fail("write", path, error);
+      fail("open the guard", path, error);
+    }
+    try {
+      const timeout = AbortSignal.timeout(GUARD_WAIT_MS);
+      await new Promise<void>((resolve, reject) => {
+        const onTimeout = () =>
+          reject(
+            new StoreError(
+              path,
+              `Cannot change locks in "${
+                folder(host)
+              }": another process has held "${GUARD}" for more than ${GUARD_WAIT_MS / 1000}s`,
+            ),
+          );
+        timeout.addEventListener("abort", onTimeout, { once: true });
+        file.lock(true).then(() => {
+          timeout.removeEventListener("abort", onTimeout);
+          resolve();
+        }, reject);
+      });
+      return await fn();
+    } finally {
+      file.close(); // releases the flock (a late lock() releases it when it returns)
+    }
+  }
+
+  /** Under the guard: the entry at `path` when it still is `version`. */
+  async function check(path: string, version: string): Promise<boolean> {
+    return (await readEntry(path))?.version === version;
+  }
+
+  async function ensureHistory(host: string): Promise<void> {
+    try {
+      await Deno.mkdir(history(host));
+    } catch (error) {
+      if (!(error instanceof Deno.errors.AlreadyExists)) {
+        fail("create history folder", history(host), error);
+      }
     }
   }
 
@@ -152,59 +285,107 @@ export function openFsStore(
     describe: folder,
     async create(host, name, data) {
       await ensureFolder(host);
-      const path = join(folder(host), name);
+      const dir = folder(host);
+      const path = join(dir, name);
+      let written: { path: string; info: Deno.FileInfo };
       try {
-        await writeTo(path, data, { write: true, createNew: true });
-        return true;
+        written = await writeTemporary(dir, data);
       } catch (error) {
-        if (error instanceof Deno.errors.AlreadyExists) return false;
-        if (error instanceof Deno.errors.NotFound) ensured.delete(folder(host));
-        // Created but not written: take it back rather than leave half a lock.
-        else await Deno.remove(path).catch(() => {});
+        if (error instanceof Deno.errors.NotFound) ensured.delete(dir);
         fail("create lock file", path, error);
+      }
+      try {
+        const p = pause("create.written", host, name);
+        if (p) await p;
+        try {
+          await Deno.link(written.path, path);
+        } catch (error) {
+          if (error instanceof Deno.errors.AlreadyExists) return undefined;
+          if (!linkUnsupported(error)) fail("create lock file", path, error);
+          // No hard links here: rename into place under the guard.
+          const made = await guarded(host, async () => {
+            if (await Deno.lstat(path).then(() => true, () => false)) return false;
+            await Deno.rename(written.path, path);
+            return true;
+          });
+          if (!made) return undefined;
+        }
+        const q = pause("create.linked", host, name);
+        if (q) await q;
+        return versionOf(written.info, data);
+      } finally {
+        await Deno.remove(written.path).catch(() => {});
       }
     },
     list: (host) => listFiles(folder(host), true),
-    read: (host, name) => readFile(join(folder(host), name)),
-    replace: (host, name, data) => writeExisting(join(folder(host), name), data),
-    async archive(host, name, historyName, data) {
-      const path = join(folder(host), name);
-      if (!(await writeExisting(path, data))) return false;
-      const target = join(history(host), historyName);
-      try {
-        await Deno.rename(path, target);
-      } catch (error) {
-        if (!(error instanceof Deno.errors.NotFound)) {
-          fail("move to history", path, error);
-        }
+    read: (host, name) => readEntry(join(folder(host), name)),
+    replace: (host, name, version, data) =>
+      guarded(host, async () => {
+        const path = join(folder(host), name);
+        if (!(await check(path, version))) return undefined;
+        const p = pause("replace.verified", host, name);
+        if (p) await p;
+        const written = await writeTemporary(folder(host), data).catch((e) =>
+          fail("write", path, e)
+        );
         try {
-          await Deno.mkdir(history(host));
-        } catch (mkdirError) {
-          if (!(mkdirError instanceof Deno.errors.AlreadyExists)) {
-            fail("create history folder", history(host), mkdirError);
-          }
+          await Deno.rename(written.path, path);
+        } catch (error) {
+          await Deno.remove(written.path).catch(() => {});
+          fail("write", path, error);
         }
+        return versionOf(written.info, data);
+      }),
+    archive: (host, name, version, historyName, data) =>
+      guarded(host, async () => {
+        const path = join(folder(host), name);
+        if (!(await check(path, version))) return false;
+        const p = pause("archive.verified", host, name);
+        if (p) await p;
+        await ensureHistory(host);
+        const target = join(history(host), historyName);
         try {
           await Deno.rename(path, target);
-        } catch (retryError) {
-          if (retryError instanceof Deno.errors.NotFound) return false;
-          fail("move to history", path, retryError);
+        } catch (error) {
+          fail("move to history", path, error);
         }
-      }
-      return true;
-    },
-    async remove(host, name) {
-      const path = join(folder(host), name);
-      try {
-        await Deno.remove(path);
+        const q = pause("archive.moved", host, name);
+        if (q) await q;
+        // The lock is released; its final content (who, when) is a record.
+        try {
+          const written = await writeTemporary(history(host), data);
+          await Deno.rename(written.path, target).catch(async (error) => {
+            await Deno.remove(written.path).catch(() => {});
+            throw error;
+          });
+        } catch (error) {
+          fail("write history entry", target, error);
+        }
         return true;
-      } catch (error) {
-        if (error instanceof Deno.errors.NotFound) return false;
-        fail("remove", path, error);
-      }
-    },
+      }),
+    remove: (host, name, version) =>
+      guarded(host, async () => {
+        const path = join(folder(host), name);
+        if (!(await check(path, version))) return false;
+        const p = pause("remove.verified", host, name);
+        if (p) await p;
+        try {
+          await Deno.remove(path);
+          return true;
+        } catch (error) {
+          if (error instanceof Deno.errors.NotFound) return false;
+          fail("remove", path, error);
+        }
+      }),
     listHistory: (host) => listFiles(history(host)),
-    readHistory: (host, name) => readFile(join(history(host), name)),
+    readHistory: async (host, name) => (await readEntry(join(history(host), name)))?.data,
     close: () => Promise.resolve(),
   };
+}
+
+/** A link that failed because the file system has no hard links (FAT, some mounts). */
+function linkUnsupported(error: unknown): boolean {
+  const code = (error as { code?: string }).code;
+  return error instanceof Deno.errors.NotSupported || code === "EPERM" || code === "ENOTSUP" ||
+    code === "EOPNOTSUPP" || code === "EXDEV" || code === "EMLINK";
 }
