@@ -9,6 +9,7 @@
  * @module
  */
 
+import { installSeamFromEnv } from "./src/_seam.ts";
 import denoJson from "./deno.json" with { type: "json" };
 import {
   breakResourceLock,
@@ -945,6 +946,7 @@ export async function main(args: string[], io: Io): Promise<number> {
 }
 
 if (import.meta.main) {
+  installSeamFromEnv(); // tests only: RESOURCE_LOCKER_TEST_SEAM pauses one step
   const encoder = new TextEncoder();
   const io: Io = {
     out: (text) => Deno.stdout.writeSync(encoder.encode(text + "\n")),

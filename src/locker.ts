@@ -8,6 +8,7 @@
  */
 
 import type { Clock } from "./clock.ts";
+import { seam } from "./_seam.ts";
 import {
   DrainTimeoutError,
   type HolderInfo,
@@ -441,6 +442,8 @@ export class Locker {
     };
     // Only the very lock that was judged: if it changed meanwhile (another
     // caller broke it and took the host), this does nothing.
+    const p = seam("locker.break.judged", host, name);
+    if (p) await p;
     return await this.#store.archive(
       host,
       name,
@@ -733,6 +736,8 @@ export class Locker {
         RenewedAtUtc: new Date(now).toISOString(),
       };
       // Only the lock just checked: broken and retaken meanwhile, it is lost.
+      const p = seam("locker.renew.checked", lock.host, lock.lockId);
+      if (p) await p;
       const renewed = await this.#store.replace(
         lock.host,
         this.#names.fileName(lock.lockId),
@@ -803,6 +808,8 @@ export class Locker {
       fields.UnlockedAt = instant.ticks;
       fields.UnlockedAtUtc = new Date(instant.at).toISOString();
       // Moves only the lock just checked, never one that replaced it.
+      const p = seam("locker.release.checked", ref.host, name);
+      if (p) await p;
       const archived = await this.#store.archive(
         ref.host,
         name,
