@@ -10,6 +10,7 @@
  */
 
 import { installSeamFromEnv } from "./src/_seam.ts";
+import { LIGHT_CLOCK } from "./src/clock.ts";
 import denoJson from "./deno.json" with { type: "json" };
 import {
   breakResourceLock,
@@ -215,40 +216,8 @@ class UsageError extends InputError {
   override name = "UsageError";
 }
 
-/**
- * The command line's clock: timers from `AbortSignal.timeout`, because the
- * first `setTimeout` of a Deno 2.9 process loads Node's timers (3.5 ms of a
- * 28 ms `run`). Its timers cannot be cancelled or unref'd; the command line
- * ends with `Deno.exit`, so a pending one never holds it.
- */
-const CLI_CLOCK: Clock = {
-  now: () => Date.now(),
-  utcOffsetMinutes: (epochMs) => -new Date(epochMs).getTimezoneOffset(),
-  sleep: (ms, signal) =>
-    new Promise<void>((resolve, reject) => {
-      if (signal?.aborted) return reject(signal.reason);
-      const timeout = AbortSignal.timeout(Math.max(0, ms));
-      const onAbort = () => {
-        timeout.removeEventListener("abort", onTimeout);
-        reject(signal?.reason);
-      };
-      const onTimeout = () => {
-        signal?.removeEventListener("abort", onAbort);
-        resolve();
-      };
-      timeout.addEventListener("abort", onTimeout, { once: true });
-      signal?.addEventListener("abort", onAbort, { once: true });
-    }),
-  schedule: (fn, ms) => {
-    let cancelled = false;
-    AbortSignal.timeout(Math.max(0, ms)).addEventListener("abort", () => cancelled || fn(), {
-      once: true,
-    });
-    return () => {
-      cancelled = true;
-    };
-  },
-};
+/** The command line's clock: see {@linkcode LIGHT_CLOCK}. */
+const CLI_CLOCK: Clock = LIGHT_CLOCK;
 
 type FlagSpec = Record<string, { type: "string" | "boolean"; short?: string }>;
 
@@ -472,22 +441,37 @@ async function unlockCommand(positionals: string[], values: Values, io: Io) {
   if (refs.length === 0) {
     throw new UsageError("Missing ref: resource-locker unlock <ref>... | -");
   }
-  refs.forEach(parseLockRef); // all refs valid before anything is released
-  const results = await unlockResource(refs, {
-    ...storeOptions(values),
-    force: values.force === true,
-  });
-  if (values.json) json(io, { command: "unlock", results });
-  else if (!values.quiet) {
-    for (const result of results) {
+  refs.forEach(parseLockRef); // a malformed ref is a usage error: nothing released
+  // Every ref is tried, whatever happens to the others: a failure is one
+  // line, and the exit code is the first failure's.
+  const results: Record<string, unknown>[] = [];
+  let exit: number = EXIT.OK;
+  for (const ref of refs) {
+    try {
+      const [result] = await unlockResource(ref, {
+        ...storeOptions(values),
+        force: values.force === true,
+      });
+      results.push({ ...result! });
+      if (result!.status === "lost" && exit === EXIT.OK) exit = EXIT.LOST;
+      if (values.json || values.quiet) continue;
       io.err(
-        result.status === "released"
-          ? `Released ${result.ref}`
-          : `Warning: ${result.ref} was already released`,
+        result!.status === "released"
+          ? `Released ${result!.ref}`
+          : result!.status === "lost"
+          ? `Lost: ${result!.ref} was broken by ${result!.brokenBy}${
+            result!.brokenAt ? ` at ${result!.brokenAt.toISOString()}` : ""
+          }${result!.breakReason ? ` (${result!.breakReason})` : ""} before this unlock`
+          : `Warning: ${result!.ref} was already released`,
       );
+    } catch (error) {
+      if (exit === EXIT.OK) exit = exitCodeOf(error);
+      results.push({ ref, status: "failed", error: errorJson(error) });
+      if (!values.json) io.err(`Error: ${message(error)}`);
     }
   }
-  return EXIT.OK;
+  if (values.json) json(io, { command: "unlock", results });
+  return exit;
 }
 
 async function testCommand(positionals: string[], values: Values, io: Io) {
@@ -810,6 +794,14 @@ function signalNumber(signal: Deno.Signal): number {
   } as Record<string, number>)[signal] ?? 1;
 }
 
+function errorJson(error: unknown): Record<string, unknown> {
+  return {
+    code: (error as { code?: string }).code ?? "ERROR",
+    message: message(error),
+    exitCode: exitCodeOf(error),
+  };
+}
+
 function message(error: unknown): string {
   return error instanceof Error ? error.message.split("\n")[0]! : String(error);
 }
@@ -921,18 +913,7 @@ export async function main(args: string[], io: Io): Promise<number> {
   } catch (error) {
     const code = exitCodeOf(error);
     if (values.json) {
-      io.out(JSON.stringify(
-        {
-          version: 1,
-          error: {
-            code: (error as { code?: string }).code ?? "ERROR",
-            message: message(error),
-            exitCode: code,
-          },
-        },
-        null,
-        2,
-      ));
+      io.out(JSON.stringify({ version: 1, error: errorJson(error) }, null, 2));
     }
     io.err(`Error: ${message(error)}`);
     if (values.verbose && error instanceof Error && error.stack) {

@@ -434,7 +434,9 @@ function refsOf(
 /**
  * Releases locks into history, each only if it still belongs to the session
  * that took it. Port of `Unlock-Resource`. Releasing what is already
- * released succeeds with status `already-released`, so it is safe in `finally`.
+ * released succeeds with status `already-released`, so it is safe in `finally`;
+ * a lock that someone broke before it was released has status `lost`.
+ * Every ref is tried, even after one fails; then the first failure is thrown.
  *
  * @param locks lock objects or refs (`dc01/Host@<session>`, `dc01/Generic-<session>`)
  * @param options `force` to release a lock whose session cannot be verified
@@ -471,9 +473,15 @@ export async function unlockResource(
   const refs = refsOf(locks);
   const { locker } = await context(options);
   const results: ReleaseResult[] = [];
+  let failure: { error: unknown } | undefined;
   for (const ref of [...refs].reverse()) {
-    results.unshift(await locker.release(ref, options.force ?? false));
+    try {
+      results.unshift(await locker.release(ref, options.force ?? false));
+    } catch (error) {
+      failure ??= { error };
+    }
   }
+  if (failure) throw failure.error;
   return results;
 }
 

@@ -7,6 +7,9 @@
 
 import { InputError } from "./errors.ts";
 
+/** The longest duration accepted: 100 years. Anything longer is a typo, and would not fit a date. */
+export const MAX_DURATION_MS = 100 * 365.25 * 24 * 3_600_000;
+
 const UNITS: Record<string, number> = {
   ms: 1,
   s: 1000,
@@ -19,8 +22,8 @@ const UNITS: Record<string, number> = {
  *
  * @param value seconds as a number, or a string such as `"1.5"`, `"250ms"`, `"5m"`
  * @param what the setting's name, used in the error message
- * @returns milliseconds, never negative
- * @throws {InputError} when the value is not a duration
+ * @returns milliseconds, never negative, at most {@linkcode MAX_DURATION_MS}
+ * @throws {InputError} when the value is not a duration or longer than 100 years
  *
  * @example Durations
  * ```ts
@@ -31,11 +34,19 @@ const UNITS: Record<string, number> = {
  * ```
  */
 export function parseDuration(value: string | number, what: string): number {
+  const checked = (ms: number) => {
+    if (ms > MAX_DURATION_MS) {
+      throw new InputError(
+        `Invalid ${what} ${JSON.stringify(value)}: longer than 100 years`,
+      );
+    }
+    return ms;
+  };
   if (typeof value === "number") {
     if (!Number.isFinite(value) || value < 0) {
       throw new InputError(`Invalid ${what} ${value}: expected seconds >= 0`);
     }
-    return Math.round(value * 1000);
+    return checked(Math.round(value * 1000));
   }
   const match = /^\s*(\d+(?:\.\d+)?|\.\d+)\s*(ms|s|m|h)?\s*$/.exec(
     String(value),
@@ -45,7 +56,7 @@ export function parseDuration(value: string | number, what: string): number {
       `Invalid ${what} ${JSON.stringify(value)}: expected seconds or a number with ms, s, m or h`,
     );
   }
-  return Math.round(Number(match[1]) * UNITS[match[2] ?? "s"]!);
+  return checked(Math.round(Number(match[1]) * UNITS[match[2] ?? "s"]!));
 }
 
 /**

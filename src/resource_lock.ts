@@ -6,7 +6,7 @@
  */
 
 import type { Clock } from "./clock.ts";
-import { LockLostError } from "./errors.ts";
+import { LockLostError, LockNotOwnedError } from "./errors.ts";
 import type { LockType } from "./lock_file.ts";
 import type { HeldLock, Locker, ReleaseResult } from "./locker.ts";
 
@@ -40,6 +40,8 @@ export class ResourceLock implements AsyncDisposable {
   readonly #lost = new AbortController();
   #cancelTimer: (() => void) | undefined;
   #released = false;
+  /** Locks this object released (or found lost) already, for a release retried after a fault. */
+  readonly #releasedRefs = new Set<string>();
   #renewedAt: number;
   readonly #clock: Clock;
 
@@ -144,9 +146,16 @@ export class ResourceLock implements AsyncDisposable {
   /**
    * Releases every lock into history. Safe to call twice.
    *
+   * A lock that was broken by someone (History says so) or taken over by
+   * another session, or a lock object whose signal already aborted, was
+   * lost: the others are still released, then the signal aborts and this
+   * throws {@linkcode LockLostError}, so the script learns that its work was
+   * not covered to the end. A lock simply gone (released by its own session
+   * through another object) is `already-released`.
+   *
    * @returns one result per lock
-   * @throws {LockNotOwnedError} when another session's lock stands where ours was
-   * @throws {StoreError} when the store cannot be reached
+   * @throws {LockLostError} when a lock was lost before this release
+   * @throws {StoreError} when the store cannot be reached (call again to retry)
    */
   async release(): Promise<ReleaseResult[]> {
     this.#cancelTimer?.();
@@ -156,12 +165,41 @@ export class ResourceLock implements AsyncDisposable {
     }
     // Every lock at once, within the engine's bound; order does not matter
     // for safety, and a failure leaves the others released.
-    const settled = await this.#locker.releaseAll(this.locks);
-    const failure = settled.find((r) => r.status === "rejected");
-    const results = settled.flatMap((r) => (r.status === "fulfilled" ? [r.value] : []));
-    if (failure) throw failure.reason;
+    const pending = this.locks.filter((lock) => !this.#releasedRefs.has(lock.ref));
+    const settled = await this.#locker.releaseAll(pending);
+    let fault: unknown;
+    const lost: string[] = [];
+    settled.forEach((result, i) => {
+      const ref = pending[i]!.ref;
+      if (result.status === "rejected") {
+        if (result.reason instanceof LockNotOwnedError) {
+          lost.push(result.reason.message.replace(/^Cannot unlock /, "Lock "));
+          this.#releasedRefs.add(ref);
+        } else fault ??= result.reason;
+        return;
+      }
+      this.#releasedRefs.add(ref);
+      if (result.value.status === "lost") {
+        const r = result.value;
+        lost.push(
+          `Lock "${ref}" was broken by ${r.brokenBy}${
+            r.brokenAt ? ` at ${r.brokenAt.toISOString()}` : ""
+          }${r.breakReason ? ` (${r.breakReason})` : ""}`,
+        );
+      }
+    });
+    if (fault !== undefined) throw fault;
     this.#released = true;
-    return results;
+    if (lost.length === 0 && this.#lost.signal.aborted) throw this.#lost.signal.reason;
+    if (lost.length > 0) {
+      const error = new LockLostError(
+        this.locks[this.locks.length - 1]!.ref,
+        `Locks of session "${this.sessionId}" were lost before their release: ${lost.join("; ")}`,
+      );
+      this.#lose(error);
+      throw error;
+    }
+    return this.refs.map((ref) => ({ ref, status: "released" }));
   }
 
   /** Releases the locks; what `await using` calls. */
