@@ -662,6 +662,8 @@ class _EtcdStore implements LockStore {
             ...(lease !== "0" ? { lease } : {}),
           },
         }],
+        // what is there instead, to tell our own earlier put (see below)
+        ...(lease !== "0" ? { failure: [{ request_range: { key: _key(key) } }] } : {}),
       },
     });
     for (let attempt = 1;; attempt++) {
@@ -711,6 +713,17 @@ class _EtcdStore implements LockStore {
       if (created.ok) {
         const answer = created.json as _TxnResponse;
         if (answer.succeeded) wrong = answer.header?.revision;
+        const kv = answer.responses?.[0]?.response_range?.kvs?.[0];
+        if (
+          !answer.succeeded && kv?.mod_revision && (kv.value ?? "") === value &&
+          kv.lease === lease
+        ) {
+          // The HTTP client sent the batch again after a kept-alive
+          // connection dropped before any answer: the first one went in, the
+          // lease it granted is ours, and so is the key on it.
+          this.#noteLease(key, kv.mod_revision, lease);
+          return kv.mod_revision;
+        }
       } else if (created.lost) {
         const kv = await this.#range(key, `read back "${key}"`);
         if (kv && (kv.value ?? "") === value && (kv.lease ?? "0") === lease) {
@@ -969,6 +982,8 @@ class _EtcdStore implements LockStore {
             },
           },
         ],
+        // the history entry, to tell our own earlier send (see below)
+        failure: [{ request_range: { key: _key(historyKey) } }],
       },
     }]);
     if (!result!.ok) {
@@ -977,16 +992,16 @@ class _EtcdStore implements LockStore {
       // longer `version` (history names are unique per archive).
       const [kv, archived] = await this.#readBack(key, historyKey, result!.error);
       if (kv?.mod_revision === version) throw result!.error;
-      const applied = archived !== undefined && (archived.value ?? "") === value;
-      if (applied) {
-        const hint = this.#leases.get(key);
-        if (hint?.version === version) await this.#revoke(hint.lease);
-      }
-      this.#forget(key);
-      return applied;
+      return await this.#archivedBefore(key, version, value, archived);
     }
     const answer = result!.json as _TxnResponse;
-    if (!answer.succeeded) return this.#forget(key) ?? false;
+    if (!answer.succeeded) {
+      // The HTTP client sends a request again when a kept-alive connection
+      // closes before any answer: then the history entry holding our bytes
+      // is the first send's, and the archive is done.
+      const archived = answer.responses?.[0]?.response_range?.kvs?.[0];
+      return await this.#archivedBefore(key, version, value, archived);
+    }
     this.#forget(key);
     const excess = Number(answer.responses?.[2]?.response_range?.count ?? 0) -
       this.#historyLimit;
@@ -1001,6 +1016,24 @@ class _EtcdStore implements LockStore {
         : undefined,
     ]);
     return true;
+  }
+
+  /**
+   * Whether an archive of ours went in before: the history entry holds our
+   * bytes (a history entry's name and content are unique to one archive).
+   * Revokes the entry's lease when this object knows it.
+   */
+  async #archivedBefore(
+    key: string,
+    version: string,
+    value: string,
+    archived: _KeyValue | undefined,
+  ): Promise<boolean> {
+    const applied = archived !== undefined && (archived.value ?? "") === value;
+    const hint = this.#leases.get(key);
+    if (applied && hint?.version === version) await this.#revoke(hint.lease);
+    this.#forget(key);
+    return applied;
   }
 
   /** Two keys read at one revision, after a lost answer (its error if this fails too). */
