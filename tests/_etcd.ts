@@ -486,8 +486,9 @@ export async function fileEtcd(gate: EtcdTestGate): Promise<EtcdServer | undefin
 
 /** What {@linkcode EtcdProxy.failNext} does to the request it matches. */
 export type EtcdProxyFault =
-  /** Forward it, wait for etcd's answer, and close the connection without
-   * passing the answer on: applied, but the client cannot know. */
+  /** Forward it, wait for etcd's answers (to every request pipelined with
+   * it), and close the connection without passing them on: applied, but the
+   * client cannot know. */
   | "lose-answer"
   /** Close the connection without forwarding it: the client has sent it and
    * cannot know that etcd never saw it. */
@@ -542,8 +543,12 @@ export function startEtcdProxy(etcd: Pick<EtcdServer, "clientPort">): EtcdProxy 
       return;
     }
     open.add(server);
-    /** Set by a "lose-answer" fault: the first answer bytes end the exchange. */
-    let swallow: (() => void) | undefined;
+    /**
+     * Set by a "lose-answer" fault: answers are swallowed until one head per
+     * request of the faulted write has come (then all of them were applied),
+     * and the exchange ends there.
+     */
+    let swallow: { heads: number; seen: string; done: () => void } | undefined;
     const upstream = (async () => {
       const buffer = new Uint8Array(64 * 1024);
       try {
@@ -552,14 +557,15 @@ export function startEtcdProxy(etcd: Pick<EtcdServer, "clientPort">): EtcdProxy 
           if (n === null) break;
           const chunk = buffer.slice(0, n);
           const rule = armed;
-          if (rule && latin1.decode(chunk).includes(rule.match)) {
+          const sent = latin1.decode(chunk);
+          if (rule && sent.includes(rule.match)) {
             armed = undefined;
             if (rule.fault === "drop-request") {
               closeAll(client, server);
               rule.done();
               return;
             }
-            swallow = rule.done;
+            swallow = { heads: sent.split("POST /").length - 1, seen: "", done: rule.done };
           }
           let offset = 0;
           while (offset < n) offset += await server.write(chunk.subarray(offset));
@@ -576,7 +582,9 @@ export function startEtcdProxy(etcd: Pick<EtcdServer, "clientPort">): EtcdProxy 
           const n = await server.read(buffer);
           if (n === null) break;
           if (swallow) {
-            const done = swallow;
+            swallow.seen += latin1.decode(buffer.subarray(0, n));
+            if (swallow.seen.split("HTTP/1.1 ").length - 1 < swallow.heads) continue;
+            const done = swallow.done;
             swallow = undefined;
             closeAll(client, server);
             done();
