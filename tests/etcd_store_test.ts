@@ -1,17 +1,33 @@
 /**
- * Store-level tests of the etcd store against a real etcd on loopback.
- * Without `etcd` installed they skip with a message, except under CI=true,
- * where they fail.
+ * Store-level tests of the etcd store against a real etcd on loopback, for
+ * what is etcd's own (the contract every store keeps is in
+ * etcd_store_contract_test.ts): keys and prefixes, native leases and their
+ * renewal, history pruning, watches, failover, faults, and each race window
+ * forced with the seams (`src/_seam.ts`) or a proxy that loses an answer.
+ *
+ * One etcd serves the file, each test under its own key prefix; the tests
+ * that stop or restart etcd start their own. Without `etcd` installed they
+ * skip with a message, except under CI, where a failing test says so.
  */
 
 import assert from "node:assert/strict";
+import { type SeamEvent, setSeamHook } from "../src/_seam.ts";
 import { InputError, StoreError } from "../src/errors.ts";
 import type { LockStore } from "../src/store.ts";
 import { _leaseIds, type EtcdStoreOptions, openEtcdStore } from "../src/stores/etcd.ts";
-import { etcdGateway, etcdKeys, type EtcdServer, etcdTemplate, etcdTestGate } from "./_etcd.ts";
+import {
+  etcdGateway,
+  etcdKeys,
+  type EtcdServer,
+  etcdTemplate,
+  etcdTestGate,
+  fileEtcd,
+  startEtcdProxy,
+} from "./_etcd.ts";
 import { eventually, sleep } from "./_helpers.ts";
 
-const { test: etcdTest } = await etcdTestGate();
+const gate = await etcdTestGate();
+const shared = await fileEtcd(gate);
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
@@ -33,17 +49,73 @@ function watching(store: LockStore): WatchingStore {
   return store as WatchingStore;
 }
 
-/** A store on the private etcd, closed by `await using` (closing twice is harmless). */
-function openStore(
-  etcd: EtcdServer,
-  options: Partial<EtcdStoreOptions> = {},
-): WatchingStore & AsyncDisposable {
-  const store = watching(openEtcdStore(etcdTemplate(etcd), {
-    historyFolderName: "History",
-    timeoutMs: 2000,
-    ...options,
-  }));
-  return Object.assign(store, { [Symbol.asyncDispose]: () => store.close() });
+type OpenStore = (options?: Partial<EtcdStoreOptions>) => WatchingStore & AsyncDisposable;
+
+/** Stores over `template`, closed by `await using` (closing twice is harmless). */
+function storesAt(template: string): OpenStore {
+  return (options = {}) => {
+    const store = watching(openEtcdStore(template, {
+      historyFolderName: "History",
+      timeoutMs: 2000,
+      ...options,
+    }));
+    return Object.assign(store, { [Symbol.asyncDispose]: () => store.close() });
+  };
+}
+
+let prefixes = 0;
+
+/**
+ * A test on the file's etcd, with a key prefix of its own (`/t<n>`) and a
+ * way to open stores under it.
+ */
+function sharedTest(
+  name: string,
+  fn: (etcd: EtcdServer, open: OpenStore, prefix: string, t: Deno.TestContext) => Promise<void>,
+): void {
+  const prefix = `/t${++prefixes}`;
+  Deno.test({
+    name,
+    ignore: gate.ignore,
+    fn: (t) => fn(shared!, storesAt(etcdTemplate(shared!, prefix)), prefix, t),
+  });
+}
+
+/** A test with an etcd of its own (it stops or restarts it). */
+function ownTest(name: string, fn: (etcd: EtcdServer, open: OpenStore) => Promise<void>): void {
+  gate.test(name, (etcd) => fn(etcd, storesAt(etcdTemplate(etcd))));
+}
+
+/** The raw key of `host`'s `name` under `prefix`, read straight from etcd. */
+async function rawKey(etcd: EtcdServer, prefix: string, host: string, name: string) {
+  const [kv] = await etcdKeys(etcd, `${prefix}/${host}/${name}`, { exact: true });
+  return kv;
+}
+
+/**
+ * Pauses the first passage of `point` until `release()`; `reached` resolves
+ * when it is reached. Uninstalls itself on dispose.
+ */
+function pauseAt(point: string) {
+  let reach!: (event: SeamEvent) => void;
+  const reached = new Promise<SeamEvent>((resolve) => reach = resolve);
+  let release!: () => void;
+  const released = new Promise<void>((resolve) => release = resolve);
+  let fired = false;
+  const previous = setSeamHook((event) => {
+    if (fired || event.point !== point) return undefined;
+    fired = true;
+    reach(event);
+    return released;
+  });
+  return {
+    reached,
+    release,
+    [Symbol.dispose]() {
+      release();
+      setSeamHook(previous);
+    },
+  };
 }
 
 /** Runs `fn` and returns its error, failing when it takes over `ms`. */
@@ -110,184 +182,96 @@ Deno.test("openEtcdStore() describes a host's prefix with {0} or {host}", async 
   }
 });
 
-etcdTest(
-  "etcd store: entries, history and exclusion against a real etcd",
-  async (etcd, t) => {
-    await using store = openStore(etcd, { historyLimit: 3 });
-    await using other = openStore(etcd);
-    await t.step("create() of an existing entry returns false", async () => {
-      assert.equal(await store.create("dc01", "Host.lock", bytes("a")), true);
-      assert.equal(
-        await other.create("dc01", "Host.lock", bytes("b")),
-        false,
-      );
-      assert.equal(text(await store.read("dc01", "Host.lock")), "a");
+Deno.test("etcd store: a version that is no revision matches nothing, without a request", async () => {
+  // nothing listens on port 1: a request would fail
+  const store = openEtcdStore("etcd://127.0.0.1:1/locks/{0}", { historyFolderName: "History" });
+  try {
+    for (const version of ["", "0", "-1", "abc", "1e3", "99999999999999999999"]) {
+      assert.equal(await store.replace("dc01", "Host.lock", version, bytes("x")), undefined);
+      assert.equal(await store.archive("dc01", "Host.lock", version, "H", bytes("x")), false);
+      assert.equal(await store.remove("dc01", "Host.lock", version), false);
+    }
+  } finally {
+    await store.close();
+  }
+});
+
+sharedTest(
+  "etcd store: keys under the template's prefix, versions are mod revisions, history bounded",
+  async (etcd, open, prefix, t) => {
+    await using store = open({ historyLimit: 3 });
+    await using other = open();
+
+    await t.step("an entry is a key; its version is the key's mod revision", async () => {
+      const v1 = await store.create("dc01", "Host.lock", bytes("a"));
+      const raw = await etcdGateway(etcd, "/v3/kv/range", {
+        key: btoa(`${prefix}/dc01/Host.lock`),
+      }) as { kvs: { value: string; mod_revision: string }[] };
+      assert.equal(atob(raw.kvs[0]!.value), "a");
+      assert.equal(v1, raw.kvs[0]!.mod_revision);
+      const v2 = await other.replace("dc01", "Host.lock", v1!, bytes("a2"));
+      assert.ok(BigInt(v2!) > BigInt(v1!));
+      const read = await store.read("dc01", "Host.lock");
+      assert.deepEqual(read, { data: bytes("a2"), version: v2 });
     });
 
-    await t.step("entries are keys under the template's prefix", async () => {
-      const [entry] = await etcdKeys(etcd, "/resource-locks/dc01/Host.lock", { exact: true });
-      assert.equal(entry!.value, "a");
+    await t.step("list() names live entries, not history, not other hosts", async () => {
+      const g1 = await store.create("dc01", "Generic-1.lock", bytes("g"));
+      assert.ok(await store.create("dc0", "Generic-2.lock", bytes("x")));
+      assert.ok(await store.create("dc011", "Generic-3.lock", bytes("y")));
+      assert.ok(await store.archive("dc01", "Generic-1.lock", g1!, "Generic-1.lock", bytes("u")));
+      assert.deepEqual(await store.list("dc01"), ["Host.lock"]);
+      assert.deepEqual(await store.list("dc0"), ["Generic-2.lock"]);
+      assert.deepEqual(await store.list("nohost"), []);
+      assert.deepEqual(await store.listHistory("nohost"), []);
+      assert.equal(await store.readHistory("dc01", "Missing.lock"), undefined);
     });
 
-    await t.step(
-      "list() names live entries, not history, not other hosts",
-      async () => {
-        assert.ok(await store.create("dc01", "Generic-1.lock", bytes("g")));
-        assert.ok(await store.create("dc0", "Generic-2.lock", bytes("x")));
-        assert.ok(await store.create("dc011", "Generic-3.lock", bytes("y")));
-        assert.ok(await store.archive("dc01", "Generic-1.lock", "Generic-1.lock", bytes("u")));
-        assert.deepEqual(await store.list("dc01"), ["Host.lock"]);
-        assert.deepEqual(await store.list("dc0"), ["Generic-2.lock"]);
-        assert.deepEqual(await store.list("nohost"), []);
-      },
-    );
-
-    await t.step("read() of a missing entry is undefined", async () => {
-      assert.equal(await store.read("dc01", "Missing.lock"), undefined);
-      assert.equal(
-        await store.readHistory("dc01", "Missing.lock"),
-        undefined,
-      );
-    });
-
-    await t.step(
-      "replace() rewrites an entry; false when it is gone",
-      async () => {
-        assert.equal(
-          await other.replace("dc01", "Host.lock", bytes("a2")),
-          true,
-        );
-        assert.equal(text(await store.read("dc01", "Host.lock")), "a2");
-        assert.equal(
-          await other.replace("dc01", "Nope.lock", bytes("z")),
-          false,
-        );
-        assert.deepEqual(await store.list("dc01"), ["Host.lock"]);
-      },
-    );
-
-    await t.step(
-      "archive() moves an entry into history with new content",
-      async () => {
+    await t.step("history keeps the newest historyLimit entries", async () => {
+      for (const n of [3, 4, 5]) {
+        const v = await store.create("dc01", `Generic-${n}.lock`, bytes("g"));
         assert.ok(
-          await store.archive(
-            "dc01",
-            "Host.lock",
-            "Host.lock-g1",
-            bytes("done"),
-          ),
+          await store.archive("dc01", `Generic-${n}.lock`, v!, `Generic-${n}.lock`, bytes(`h${n}`)),
         );
-        assert.deepEqual(await store.list("dc01"), []);
-        assert.equal(await store.read("dc01", "Host.lock"), undefined);
-        assert.deepEqual(await store.listHistory("dc01"), [
-          "Generic-1.lock",
-          "Host.lock-g1",
-        ]);
-        assert.equal(
-          text(await store.readHistory("dc01", "Host.lock-g1")),
-          "done",
-        );
-        assert.equal(
-          await store.archive(
-            "dc01",
-            "Host.lock",
-            "Host.lock-g2",
-            bytes("x"),
-          ),
-          false,
-        );
-        assert.deepEqual(await store.listHistory("nohost"), []);
-      },
-    );
-
-    await t.step(
-      "history keeps the newest historyLimit entries",
-      async () => {
-        for (const n of [3, 4, 5]) {
-          assert.ok(
-            await store.create("dc01", `Generic-${n}.lock`, bytes("g")),
-          );
-          assert.ok(
-            await store.archive(
-              "dc01",
-              `Generic-${n}.lock`,
-              `Generic-${n}.lock`,
-              bytes(`h${n}`),
-            ),
-          );
-        }
-        assert.deepEqual(await store.listHistory("dc01"), [
-          "Generic-3.lock",
-          "Generic-4.lock",
-          "Generic-5.lock",
-        ]);
-      },
-    );
-
-    await t.step("remove() deletes an entry once", async () => {
-      assert.ok(await store.create("dc02", "Host.lock", bytes("h")));
-      assert.equal(await store.remove("dc02", "Host.lock"), true);
-      assert.equal(await store.remove("dc02", "Host.lock"), false);
-      assert.deepEqual(await store.list("dc02"), []);
-      assert.deepEqual(await store.listHistory("dc02"), []);
+      }
+      assert.deepEqual(await store.listHistory("dc01"), [
+        "Generic-3.lock",
+        "Generic-4.lock",
+        "Generic-5.lock",
+      ]);
+      assert.equal(text(await store.readHistory("dc01", "Generic-5.lock")), "h5");
     });
-
-    await t.step(
-      "an entry taken again by another session is never removed by the first",
-      async () => {
-        assert.ok(await store.create("dc03", "Host.lock", bytes("mine")));
-        // it disappears (lease expiry, a break) and someone else takes it
-        assert.ok(await other.remove("dc03", "Host.lock"));
-        assert.ok(await other.create("dc03", "Host.lock", bytes("theirs")));
-        assert.equal(
-          await store.replace("dc03", "Host.lock", bytes("m2")),
-          false,
-        );
-        assert.equal(await store.remove("dc03", "Host.lock"), false);
-        assert.equal(
-          await store.archive("dc03", "Host.lock", "Host.lock-x", bytes("m")),
-          false,
-        );
-        assert.equal(text(await other.read("dc03", "Host.lock")), "theirs");
-        // once read, the store acts on what it saw
-        assert.equal(text(await store.read("dc03", "Host.lock")), "theirs");
-        assert.ok(
-          await store.archive("dc03", "Host.lock", "Host.lock-y", bytes("b")),
-        );
-      },
-    );
 
     await t.step("binary content survives unchanged", async () => {
       const data = new Uint8Array(70_000).map((_, i) => (i * 7) % 256);
       assert.ok(await store.create("dc04", "File-1.lock", data));
-      assert.deepEqual(await store.read("dc04", "File-1.lock"), data);
+      assert.deepEqual((await store.read("dc04", "File-1.lock"))?.data, data);
     });
   },
 );
 
-etcdTest(
-  "etcd store: a TTL entry vanishes after its lease unless replace() renews it",
-  async (etcd) => {
-    await using store = openStore(etcd);
-    assert.ok(
-      await store.create("dc01", "Host.lock", bytes("h"), { ttlMs: 1000 }),
-    );
-    assert.ok(
-      await store.create("dc01", "Generic-1.lock", bytes("g"), {
-        ttlMs: 1000,
-      }),
-    );
+sharedTest(
+  "etcd store: a TTL entry vanishes after its lease unless replace() renews it, on its lease",
+  async (etcd, open, prefix) => {
+    await using store = open();
+    await using other = open();
+    let version = await store.create("dc01", "Host.lock", bytes("h"), { ttlMs: 1000 });
+    assert.ok(await store.create("dc01", "Generic-1.lock", bytes("g"), { ttlMs: 1000 }));
     assert.ok(await store.create("dc01", "Generic-2.lock", bytes("forever")));
-    // renew Host.lock every 300 ms for 2.5 s: Generic-1 expires meanwhile
+    const lease = (await rawKey(etcd, prefix, "dc01", "Host.lock"))!.lease;
+    assert.notEqual(lease, "0");
+    // renew Host.lock every 300 ms for 2.5 s, by turns from the creating
+    // store and from another that never saw the entry (it learns the lease
+    // from the transaction): Generic-1 expires meanwhile
     const until = Date.now() + 2500;
-    while (Date.now() < until) {
-      assert.equal(
-        await store.replace("dc01", "Host.lock", bytes("h2")),
-        true,
-      );
+    for (let n = 0; Date.now() < until; n++) {
+      const renewer = n % 2 === 0 ? store : other;
+      const next = await renewer.replace("dc01", "Host.lock", version!, bytes(`h${n}`));
+      assert.ok(next !== undefined && next !== version, `renewal ${n}`);
+      version = next;
       await sleep(300);
     }
-    assert.equal(text(await store.read("dc01", "Host.lock")), "h2");
+    assert.equal((await rawKey(etcd, prefix, "dc01", "Host.lock"))!.lease, lease);
     assert.ok(
       await eventually(
         async () => (await store.read("dc01", "Generic-1.lock")) === undefined,
@@ -297,40 +281,288 @@ etcdTest(
     );
     // holder dies: no more renewals, the entry vanishes by itself
     assert.ok(
-      await eventually(
-        async () => (await store.list("dc01")).length === 1,
-        4000,
-      ),
+      await eventually(async () => (await store.list("dc01")).length === 1, 4000),
       "Host.lock outlived its lease",
     );
     assert.deepEqual(await store.list("dc01"), ["Generic-2.lock"]);
-    assert.equal(
-      await store.replace("dc01", "Host.lock", bytes("late")),
-      false,
-    );
-    // an entry without TTL stays
-    assert.equal(text(await store.read("dc01", "Generic-2.lock")), "forever");
+    assert.equal(await store.replace("dc01", "Host.lock", version!, bytes("late")), undefined);
+    assert.equal(text((await store.read("dc01", "Generic-2.lock"))?.data), "forever");
   },
 );
 
-etcdTest(
+sharedTest(
+  "etcd store: archive and remove revoke the entry's lease",
+  async (etcd, open, prefix) => {
+    await using store = open();
+    await using other = open();
+    for (const op of ["archive", "remove"] as const) {
+      const name = `Generic-${op}.lock`;
+      const version = await store.create("dc01", name, bytes("g"), { ttlMs: 30_000 });
+      const lease = (await rawKey(etcd, prefix, "dc01", name))!.lease;
+      // by a store object that never saw the entry: the lease comes from prev_kv
+      assert.ok(
+        op === "archive"
+          ? await other.archive("dc01", name, version!, name, bytes("done"))
+          : await other.remove("dc01", name, version!),
+      );
+      const alive = await etcdGateway(etcd, "/v3/lease/timetolive", { ID: lease });
+      assert.equal(Number(alive.TTL ?? -1), -1, `${op}: the lease is still there`);
+    }
+  },
+);
+
+/**
+ * The race windows of the mutations, forced: the first store is paused at
+ * the seam just before its transaction goes out; meanwhile the second breaks
+ * the very version the first names (archive) and takes the entry again. The
+ * first must act on nothing, and the new entry (content, version, lease) must
+ * be untouched.
+ */
+sharedTest(
+  "etcd store: a replace, archive or remove paused while the entry is broken and retaken acts on nothing",
+  async (etcd, open, prefix, t) => {
+    await using store = open();
+    await using other = open();
+    for (const op of ["replace", "archive", "remove"] as const) {
+      await t.step(op, async () => {
+        const host = `race-${op}`;
+        const old = await store.create(host, "Host.lock", bytes("dead holder"), { ttlMs: 30_000 });
+        using pause = pauseAt(`etcd.${op}.txn`);
+        const acting = op === "replace"
+          ? store.replace(host, "Host.lock", old!, bytes("renewed"))
+          : op === "archive"
+          ? store.archive(host, "Host.lock", old!, "Host.lock-late", bytes("late"))
+          : store.remove(host, "Host.lock", old!);
+        const event = await pause.reached;
+        assert.deepEqual(event, { point: `etcd.${op}.txn`, host, name: "Host.lock" });
+        assert.ok(
+          await other.archive(host, "Host.lock", old!, "Host.lock-broken", bytes("broken")),
+        );
+        const taken = await other.create(host, "Host.lock", bytes("new holder"), { ttlMs: 30_000 });
+        const before = await rawKey(etcd, prefix, host, "Host.lock");
+        pause.release();
+        const result = await acting;
+        assert.equal(result, op === "replace" ? undefined : false);
+        const now = await other.read(host, "Host.lock");
+        assert.deepEqual(now, { data: bytes("new holder"), version: taken });
+        assert.deepEqual(await rawKey(etcd, prefix, host, "Host.lock"), before);
+        assert.deepEqual(await other.listHistory(host), ["Host.lock-broken"]);
+        // the new holder goes on renewing
+        assert.ok(await other.replace(host, "Host.lock", taken!, bytes("new holder 2")));
+      });
+    }
+  },
+);
+
+sharedTest(
+  "etcd store: two archives of one version: exactly one wins",
+  async (_etcd, open, _prefix, t) => {
+    await using store = open();
+    await using other = open();
+    await t.step("one paused before its transaction, the other going first", async () => {
+      const version = await store.create("dc01", "Host.lock", bytes("expired"));
+      using pause = pauseAt("etcd.archive.txn");
+      const first = store.archive("dc01", "Host.lock", version!, "Host.lock-a", bytes("a"));
+      await pause.reached;
+      assert.equal(
+        await other.archive("dc01", "Host.lock", version!, "Host.lock-b", bytes("b")),
+        true,
+      );
+      pause.release();
+      assert.equal(await first, false);
+      assert.deepEqual(await store.listHistory("dc01"), ["Host.lock-b"]);
+    });
+    await t.step("both at once, many times", async () => {
+      for (let round = 0; round < 10; round++) {
+        const host = `both-${round}`;
+        const version = await store.create(host, "Host.lock", bytes("expired"));
+        const results = await Promise.all([
+          store.archive(host, "Host.lock", version!, "Host.lock-a", bytes("a")),
+          other.archive(host, "Host.lock", version!, "Host.lock-b", bytes("b")),
+        ]);
+        assert.equal(results.filter(Boolean).length, 1, `round ${round}: ${results}`);
+        assert.equal((await store.listHistory(host)).length, 1);
+        assert.equal(await store.read(host, "Host.lock"), undefined);
+      }
+    });
+  },
+);
+
+/**
+ * A request that reached etcd but whose answer never came back (the proxy
+ * forwards it, waits for etcd's answer, and closes the connection instead of
+ * passing it on), or that never reached etcd (dropped): the store reads back
+ * and tells which.
+ */
+sharedTest(
+  "etcd store: a mutation whose answer was lost is resolved by reading back",
+  async (etcd, _open, prefix, t) => {
+    await using proxy = startEtcdProxy(etcd);
+    const template = proxy.template(prefix);
+    /** A store whose first request goes out on a new connection. */
+    const fresh = () => storesAt(template)();
+    await using other = storesAt(etcdTemplate(etcd, prefix))();
+    const txn = "/v3/kv/txn";
+
+    for (const ttlMs of [undefined, 30_000]) {
+      const kind = ttlMs ? "with a lease" : "without a lease";
+      const options = ttlMs ? { ttlMs } : {};
+      await t.step(`create ${kind}, applied, answer lost: ours, with its version`, async () => {
+        await using store = fresh();
+        const host = `lost-${ttlMs ?? 0}`;
+        const cut = proxy.failNext(txn, "lose-answer");
+        const version = await store.create(host, "Host.lock", bytes("mine"), options);
+        await cut;
+        const read = await other.read(host, "Host.lock");
+        assert.deepEqual(read, { data: bytes("mine"), version });
+        const kv = await rawKey(etcd, prefix, host, "Host.lock");
+        assert.equal(kv!.lease !== "0", ttlMs !== undefined);
+        // and it is usable: renew, then archive by that version
+        const next = await store.replace(host, "Host.lock", version!, bytes("mine 2"));
+        assert.ok(next);
+        assert.ok(await store.archive(host, "Host.lock", next, "Host.lock-1", bytes("done")));
+      });
+
+      await t.step(`create ${kind}, never arrived: an error, nothing left`, async () => {
+        await using store = fresh();
+        const host = `dropped-${ttlMs ?? 0}`;
+        const cut = proxy.failNext(txn, "drop-request");
+        const error = await errorWithin(
+          3000,
+          () => store.create(host, "Host.lock", bytes("mine"), options),
+        );
+        await cut;
+        assert.ok(error instanceof StoreError, String(error));
+        assert.equal(await rawKey(etcd, prefix, host, "Host.lock"), undefined);
+        // the key is free for the next caller
+        assert.ok(await other.create(host, "Host.lock", bytes("next"), options));
+      });
+    }
+
+    await t.step("create answer lost, and the entry is taken meanwhile: not ours", async () => {
+      await using store = fresh();
+      const host = "lost-taken";
+      using pause = pauseAt("etcd.create.readback");
+      const cut = proxy.failNext(txn, "lose-answer");
+      const creating = store.create(host, "Host.lock", bytes("mine"), { ttlMs: 30_000 });
+      await cut;
+      await pause.reached;
+      const ours = await other.read(host, "Host.lock");
+      const lease = (await rawKey(etcd, prefix, host, "Host.lock"))!.lease;
+      assert.ok(await other.archive(host, "Host.lock", ours!.version, "Host.lock-b", bytes("b")));
+      const theirs = await other.create(host, "Host.lock", bytes("theirs"));
+      pause.release();
+      assert.equal(await creating, undefined);
+      assert.deepEqual(await other.read(host, "Host.lock"), {
+        data: bytes("theirs"),
+        version: theirs,
+      });
+      // our lease was revoked on the way
+      const alive = await etcdGateway(etcd, "/v3/lease/timetolive", { ID: lease });
+      assert.equal(Number(alive.TTL ?? -1), -1);
+    });
+
+    await t.step(
+      "create with a lease, answer lost on a kept-alive connection: sent again, still ours",
+      async () => {
+        // the HTTP client sends a request again when a reused connection closes
+        // before any answer; the second grant finds the lease of the first
+        await using store = fresh();
+        await store.list("resent");
+        const cut = proxy.failNext(txn, "lose-answer");
+        const version = await store.create("resent", "Host.lock", bytes("mine"), { ttlMs: 30_000 });
+        await cut;
+        assert.ok(version, "the entry of the first send is ours");
+        assert.deepEqual(await other.read("resent", "Host.lock"), {
+          data: bytes("mine"),
+          version,
+        });
+      },
+    );
+
+    await t.step(
+      "archive, answer lost on a kept-alive connection: sent again, still done",
+      async () => {
+        await using store = fresh();
+        const version = await store.create("resent", "Generic-1.lock", bytes("g"));
+        const cut = proxy.failNext(txn, "lose-answer");
+        assert.equal(
+          await store.archive("resent", "Generic-1.lock", version!, "Generic-1.lock", bytes("u")),
+          true,
+        );
+        await cut;
+        assert.equal(text(await other.readHistory("resent", "Generic-1.lock")), "u");
+        assert.equal(await other.read("resent", "Generic-1.lock"), undefined);
+      },
+    );
+
+    await t.step("replace, archive, remove: applied, answer lost", async () => {
+      await using store = fresh();
+      const host = "lost-mutations";
+      const v1 = await other.create(host, "Host.lock", bytes("a"), { ttlMs: 30_000 });
+      let cut = proxy.failNext(txn, "lose-answer");
+      const v2 = await store.replace(host, "Host.lock", v1!, bytes("b"));
+      await cut;
+      assert.deepEqual(await other.read(host, "Host.lock"), { data: bytes("b"), version: v2 });
+
+      await using again = fresh();
+      cut = proxy.failNext(txn, "lose-answer");
+      assert.equal(await again.archive(host, "Host.lock", v2!, "Host.lock-1", bytes("c")), true);
+      await cut;
+      assert.equal(text(await other.readHistory(host, "Host.lock-1")), "c");
+
+      // a remove that went in cannot be told from one by someone else: the
+      // entry named is gone either way (false, as the contract says)
+      const v3 = await other.create(host, "Host.lock", bytes("d"));
+      await using third = fresh();
+      cut = proxy.failNext(txn, "lose-answer");
+      assert.equal(await third.remove(host, "Host.lock", v3!), false);
+      await cut;
+      assert.equal(await other.read(host, "Host.lock"), undefined);
+    });
+
+    await t.step(
+      "replace, archive, remove: never arrived, the entry still that version: an error",
+      async () => {
+        const host = "dropped-mutations";
+        const v1 = await other.create(host, "Host.lock", bytes("a"));
+        for (
+          const act of [
+            (s: LockStore) => s.replace(host, "Host.lock", v1!, bytes("b")),
+            (s: LockStore) => s.archive(host, "Host.lock", v1!, "Host.lock-1", bytes("c")),
+            (s: LockStore) => s.remove(host, "Host.lock", v1!),
+          ]
+        ) {
+          await using store = fresh();
+          const cut = proxy.failNext(txn, "drop-request");
+          const error = await errorWithin(3000, () => act(store));
+          await cut;
+          assert.ok(error instanceof StoreError, String(error));
+          assert.deepEqual(await other.read(host, "Host.lock"), { data: bytes("a"), version: v1 });
+        }
+      },
+    );
+  },
+);
+
+sharedTest(
   "etcd store: waitForChange() wakes on a change, times out, aborts",
-  async (etcd) => {
-    await using store = openStore(etcd);
-    await using other = openStore(etcd);
+  async (_etcd, open) => {
+    await using store = open();
+    await using other = open();
     await store.list("dc01");
     // a change after the list wakes the waiter at once
     const started = Date.now();
     const waiting = store.waitForChange("dc01", 5000);
     await sleep(200);
-    assert.ok(await other.create("dc01", "Host.lock", bytes("h")));
+    const version = await other.create("dc01", "Host.lock", bytes("h"));
     await waiting;
     const took = Date.now() - started;
     assert.ok(took < 2000, `woke after ${took} ms`);
 
     // a change between list() and waitForChange() is not missed
     await store.list("dc01");
-    assert.ok(await other.remove("dc01", "Host.lock"));
+    assert.ok(await other.remove("dc01", "Host.lock", version!));
     const t1 = Date.now();
     await store.waitForChange("dc01", 5000);
     assert.ok(Date.now() - t1 < 1000, "missed a change made before the wait");
@@ -359,13 +591,13 @@ etcdTest(
   },
 );
 
-etcdTest(
+ownTest(
   "etcd store: etcd stopped gives StoreError in bounded time; a restart keeps entries",
-  async (etcd) => {
-    await using store = openStore(etcd, { timeoutMs: 1500 });
-    assert.ok(await store.create("dc01", "Host.lock", bytes("h")));
-    assert.ok(await store.create("dc01", "Generic-1.lock", bytes("g")));
-    assert.ok(await store.archive("dc01", "Generic-1.lock", "Generic-1.lock", bytes("u")));
+  async (etcd, open) => {
+    await using store = open({ timeoutMs: 1500 });
+    const version = await store.create("dc01", "Host.lock", bytes("h"));
+    const g1 = await store.create("dc01", "Generic-1.lock", bytes("g"));
+    assert.ok(await store.archive("dc01", "Generic-1.lock", g1!, "Generic-1.lock", bytes("u")));
     await etcd.stop();
     const calls: [string, () => Promise<unknown>][] = [
       ["create", () => store.create("dc01", "Generic-2.lock", bytes("g"))],
@@ -375,9 +607,9 @@ etcdTest(
       ],
       ["list", () => store.list("dc01")],
       ["read", () => store.read("dc01", "Host.lock")],
-      ["replace", () => store.replace("dc01", "Host.lock", bytes("x"))],
-      ["archive", () => store.archive("dc01", "Host.lock", "H", bytes("x"))],
-      ["remove", () => store.remove("dc01", "Host.lock")],
+      ["replace", () => store.replace("dc01", "Host.lock", version!, bytes("x"))],
+      ["archive", () => store.archive("dc01", "Host.lock", version!, "H", bytes("x"))],
+      ["remove", () => store.remove("dc01", "Host.lock", version!)],
       ["listHistory", () => store.listHistory("dc01")],
       ["readHistory", () => store.readHistory("dc01", "Generic-1.lock")],
       ["waitForChange", () => store.waitForChange("dc01", 5000)],
@@ -391,18 +623,17 @@ etcdTest(
     }
     await etcd.restart();
     assert.deepEqual(await store.list("dc01"), ["Host.lock"]);
-    assert.equal(text(await store.read("dc01", "Host.lock")), "h");
-    assert.equal(
-      text(await store.readHistory("dc01", "Generic-1.lock")),
-      "u",
-    );
-    assert.equal(await store.replace("dc01", "Host.lock", bytes("h2")), true);
+    assert.deepEqual(await store.read("dc01", "Host.lock"), { data: bytes("h"), version });
+    assert.equal(text(await store.readHistory("dc01", "Generic-1.lock")), "u");
+    assert.ok(await store.replace("dc01", "Host.lock", version!, bytes("h2")));
+    // after a restart the next create goes in on a new connection
+    assert.ok(await store.create("dc01", "Generic-2.lock", bytes("g"), { ttlMs: 5000 }));
   },
 );
 
-etcdTest(
-  "etcd store: a server that stops answering times out with StoreError",
-  async (etcd) => {
+sharedTest(
+  "etcd store: a server that stops answering times out with StoreError; the next endpoint is used",
+  async (etcd, _open, prefix) => {
     // accepts connections, never answers
     const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
     const port = (listener.addr as Deno.NetAddr).port;
@@ -415,7 +646,7 @@ etcdTest(
       }
     })();
     const store = watching(
-      openEtcdStore(`etcd://127.0.0.1:${port}/locks/{0}`, {
+      openEtcdStore(`etcd://127.0.0.1:${port}${prefix}/{0}`, {
         historyFolderName: "History",
         timeoutMs: 500,
       }),
@@ -438,7 +669,7 @@ etcdTest(
     }
     // a dead first endpoint: the next one is used
     const dead = watching(
-      openEtcdStore(`etcd://127.0.0.1:${port}/locks/{0}`, {
+      openEtcdStore(`etcd://127.0.0.1:${port}${prefix}/{0}`, {
         historyFolderName: "History",
         endpoints: [etcd.endpoint],
       }),
@@ -446,7 +677,6 @@ etcdTest(
     try {
       assert.ok(await dead.create("dc01", "Host.lock", bytes("h")));
       assert.deepEqual(await dead.list("dc01"), ["Host.lock"]);
-      await dead.list("dc01");
       await dead.waitForChange("dc01", 50);
     } finally {
       await dead.close();
@@ -454,10 +684,10 @@ etcdTest(
   },
 );
 
-etcdTest(
+sharedTest(
   "etcd store: a TTL entry never rides a lease it did not grant (a taken lease id)",
-  async (etcd) => {
-    await using store = openStore(etcd);
+  async (etcd, open, prefix) => {
+    await using store = open();
     const next = _leaseIds.next;
     try {
       // someone else's lease, with the id the store picks first
@@ -466,31 +696,21 @@ etcdTest(
       assert.equal(granted.ID, taken);
       const ids = [taken];
       _leaseIds.next = () => ids.shift() ?? next();
-      assert.ok(await store.create("dc01", "Host.lock", bytes("h"), { ttlMs: 5000 }));
-      const [entry] = await etcdKeys(etcd, "/resource-locks/dc01/Host.lock", { exact: true });
-      const lease = entry!.lease;
-      assert.notEqual(lease, "0");
-      assert.notEqual(lease, taken);
+      const version = await store.create("dc01", "Host.lock", bytes("h"), { ttlMs: 5000 });
+      assert.ok(version);
+      const entry = await rawKey(etcd, prefix, "dc01", "Host.lock");
+      assert.notEqual(entry!.lease, "0");
+      assert.notEqual(entry!.lease, taken);
       const foreign = await etcdGateway(etcd, "/v3/lease/timetolive", { ID: taken, keys: true });
       assert.deepEqual(foreign.keys ?? [], [], "a key was left on the foreign lease");
       // it renews on its own lease
-      assert.equal(await store.replace("dc01", "Host.lock", bytes("h2")), true);
-      assert.equal(text(await store.read("dc01", "Host.lock")), "h2");
+      const renewed = await store.replace("dc01", "Host.lock", version, bytes("h2"));
+      assert.ok(renewed);
+      assert.equal(text((await store.read("dc01", "Host.lock"))?.data), "h2");
+      await etcdGateway(etcd, "/v3/lease/revoke", { ID: taken });
     } finally {
       _leaseIds.next = next;
     }
-  },
-);
-
-etcdTest(
-  "etcd store: after an etcd restart the next create goes in on a new connection",
-  async (etcd) => {
-    await using store = openStore(etcd);
-    assert.ok(await store.create("dc01", "Generic-1.lock", bytes("g")));
-    // the kept-alive connection dies with the server
-    await etcd.restart();
-    assert.ok(await store.create("dc01", "Generic-2.lock", bytes("g"), { ttlMs: 5000 }));
-    assert.deepEqual((await store.list("dc01")).sort(), ["Generic-1.lock", "Generic-2.lock"]);
   },
 );
 
