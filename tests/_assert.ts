@@ -43,11 +43,12 @@ export function assertThrows<E extends Error>(
   throw new assert.AssertionError({ message: `expected ${type.name} to be thrown` });
 }
 
-/** Rejects with an instance of `type`; returns the error. */
+/** Rejects with an instance of `type` (whose message includes `includes`, when given); returns the error. */
 export async function assertRejects<E extends Error>(
   fn: () => Promise<unknown>,
   // deno-lint-ignore no-explicit-any
   type: new (...args: any[]) => E,
+  includes?: string,
 ): Promise<E> {
   try {
     await fn();
@@ -56,6 +57,7 @@ export async function assertRejects<E extends Error>(
       error instanceof type,
       `expected ${type.name}, got ${(error as Error)?.name}: ${(error as Error)?.message}`,
     );
+    if (includes !== undefined) assertStringIncludes(error.message, includes);
     return error;
   }
   throw new assert.AssertionError({ message: `expected ${type.name} to be rejected` });
