@@ -7,7 +7,13 @@
  * @module
  */
 
-import { assertEquals, assertOk, assertRejects, assertStringIncludes } from "./_assert.ts";
+import {
+  assertEquals,
+  assertOk,
+  assertRejects,
+  assertStringIncludes,
+  assertThrows,
+} from "./_assert.ts";
 import {
   breakResourceLock,
   getResourceLockHistory,
@@ -307,7 +313,10 @@ Deno.test("a holder killed inside its renewal leaves its lock whole and the guar
 
 Deno.test("durations beyond the timers' range: refused when absurd, waited out when long", async () => {
   assertEquals(parseDuration("2000h", "ttl"), 2000 * 3_600_000);
-  await assertRejects(async () => parseDuration("9999999999h", "ttl"), Error, "100 years");
+  assertStringIncludes(
+    assertThrows(() => parseDuration("9999999999h", "ttl"), Error).message,
+    "100 years",
+  );
   // A wait longer than one timer holds must not fire at once (it used to fire after 1 ms).
   for (const clock of [SYSTEM_CLOCK, LIGHT_CLOCK]) {
     let fired = false;
