@@ -125,9 +125,18 @@ export function smbdMissing(): string | undefined {
 }
 
 /**
+ * Whether this run is CI's: `CI` set to anything but "", "false" or "0"
+ * (CI services set `CI=true` or `CI=1`).
+ */
+export function underCi(): boolean {
+  const value = Deno.env.get("CI")?.trim().toLowerCase();
+  return value !== undefined && value !== "" && value !== "false" && value !== "0";
+}
+
+/**
  * `Deno.test` for tests that need smbd: skipped with a visible message when
- * smbd (or nss_wrapper) is missing, except with `CI=true`, where the missing
- * tool fails the run.
+ * smbd (or nss_wrapper) is missing, except under CI (see {@linkcode underCi}),
+ * where the missing tool fails the run.
  *
  * @param name test name
  * @param fn the test
@@ -141,9 +150,9 @@ export function smbdTest(
     Deno.test(name, fn);
     return;
   }
-  if (Deno.env.get("CI") === "true") {
+  if (underCi()) {
     Deno.test(name, () => {
-      throw new Error(`smbd is required under CI=true: ${missing}`);
+      throw new Error(`smbd is required under CI (CI=${Deno.env.get("CI")}): ${missing}`);
     });
     return;
   }
