@@ -1,12 +1,16 @@
 /**
  * Shared setup of the SMB tests: the user they log on as, the template of a
- * loopback smbd with one share per host, the command line's credentials, and
- * the files on a share read from its folder on disk, not through the tool.
+ * loopback smbd with one share per host, the command line's credentials, the
+ * files on a share read from its folder on disk, not through the tool, the
+ * store opened as that user, and pauses at the stores' race seams.
  *
  * @module
  */
 
 import { join } from "node:path";
+import { type SeamEvent, setSeamHook } from "../src/_seam.ts";
+import type { LockStore } from "../src/store.ts";
+import type { SmbStoreOptions } from "../src/stores/smb.ts";
 import { fileNames } from "./_helpers.ts";
 import { type Smbd, type SmbdUser, startSmbd, type StartSmbdOptions } from "./_smbd.ts";
 
@@ -43,4 +47,62 @@ export function smbCredentialsEnv(): Record<string, string> {
 /** Names of the files (not folders) in a share's folder, or in `sub` under it; [] when missing. */
 export function filesOn(smbd: Smbd, share: string, sub = ""): Promise<string[]> {
   return fileNames(join(smbd.dir(share), sub));
+}
+
+/**
+ * Opens an SMB store as {@linkcode SMB_USER} with a 3 s timeout (dynamic
+ * import, as the library loads it).
+ * @param template folder template, e.g. from {@linkcode smbTemplate}
+ * @param options more options, overriding these
+ */
+export async function openTestSmbStore(
+  template: string,
+  options: Partial<SmbStoreOptions> = {},
+): Promise<LockStore> {
+  const { openSmbStore } = await import("../src/stores/smb.ts");
+  return openSmbStore(template, {
+    username: SMB_USER.name,
+    password: SMB_USER.password,
+    historyFolderName: "History",
+    timeoutMs: 3_000,
+    ...options,
+  });
+}
+
+/** A pause at one race seam (`src/_seam.ts`), see {@linkcode pauseAt}. */
+export interface SeamPause extends Disposable {
+  /** Resolves when the first matching caller reaches the point (it waits there). */
+  readonly reached: Promise<SeamEvent>;
+  /** Lets the paused caller go on. */
+  release(): void;
+}
+
+/**
+ * Pauses the first caller that reaches `point` (and matches `match`) until
+ * `release()`; every later caller passes. Disposing releases it and removes
+ * the hook.
+ * @param point e.g. `smb.archive.verified`
+ * @param match further condition on the event, e.g. the host
+ */
+export function pauseAt(
+  point: string,
+  match: (event: SeamEvent) => boolean = () => true,
+): SeamPause {
+  const reached = Promise.withResolvers<SeamEvent>();
+  const gate = Promise.withResolvers<void>();
+  let fired = false;
+  const previous = setSeamHook((event) => {
+    if (fired || event.point !== point || !match(event)) return undefined;
+    fired = true;
+    reached.resolve(event);
+    return gate.promise;
+  });
+  return {
+    reached: reached.promise,
+    release: () => gate.resolve(),
+    [Symbol.dispose]() {
+      gate.resolve();
+      setSeamHook(previous);
+    },
+  };
 }

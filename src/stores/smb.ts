@@ -12,16 +12,40 @@
  * open files with rights a "Modify" permission does not grant (WRITE_DAC),
  * deny other clients while a file is open, take interim STATUS_PENDING answers
  * for errors and cannot tell a folder from an empty file. Here every request
- * has a timeout, every open asks only for the rights it needs and lets other
- * clients read, write and delete, and whatever smb2 throws from its socket
- * handlers ends the connection and rejects the waiting calls.
+ * has a timeout, every open asks only for the rights it needs (reads share
+ * everything; creates and compare-and-act opens share nothing, below), and
+ * whatever smb2 throws from its socket handlers ends the connection and
+ * rejects the waiting calls.
  *
  * Requests are encoded and answers read here, with smb2's message
  * definitions: its encoder allocates 64 KiB buffers per message, and its
- * reader knows no compound answers. Every call is one compound request
- * (open, work, close) where the protocol allows, so a Host lock and its
- * release take six round trips: create (the exclusive CREATE alone, then
- * write + close), list, read, and archive (open + write, then rename + close).
+ * reader knows no compound answers. Calls are compound requests (open, work,
+ * close) where the protocol allows.
+ *
+ * How it keeps the store contract (`../store.ts`):
+ * - Version: the file's CreationTime from the CREATE answer (this
+ *   incarnation) and its bytes, in one opaque string. A file made again with
+ *   the very same bytes in the same 100 ns would share a version: the same lock.
+ * - Create: CREATE (FILE_CREATE, ShareAccess 0) + WRITE + CLOSE in one
+ *   compound. Nobody can open the file before the CLOSE, and the server runs
+ *   the whole compound once it has it, also if we die after sending it: the
+ *   file is never seen empty or half written.
+ * - Replace, archive, remove: open the file with ShareAccess 0 and READ it
+ *   through that handle (one compound), compare with the version named; if
+ *   it differs or is gone, CLOSE and do nothing; else act on that handle:
+ *   WRITE + end of file (replace), rename into History then write the final
+ *   content (archive), delete disposition (remove), then CLOSE. While the
+ *   handle is open nobody else can open the file, and the server closes it
+ *   when our connection ends: a critical section that survives our crash.
+ * - Opens refused by such a section (STATUS_SHARING_VIOLATION) are retried
+ *   for about 0.6 s. A read still refused then returns the lock as unreadable
+ *   (empty) with a version no mutation accepts (see `read` below); a mutation
+ *   still refused is a StoreError.
+ * - Round trips: create 1, list 1, read 1, remove 2, replace 3, archive 3:
+ *   six for a Host lock and its release, as before.
+ * - PowerShell's original acts by name with ordinary opens: against it the
+ *   original's guarantees hold, not these, and its opens may meet a sharing
+ *   violation during one of our critical sections.
  *
  * Load this module with a dynamic `import()`: nothing of smb2 loads for the
  * local store.
@@ -44,7 +68,8 @@ import readMessage from "npm:@marsaud/smb2@0.18.0/lib/messages/read.js";
 import writeMessage from "npm:@marsaud/smb2@0.18.0/lib/messages/write.js";
 import setInfoMessage from "npm:@marsaud/smb2@0.18.0/lib/messages/set_info.js";
 import { InputError, StoreError } from "../errors.ts";
-import type { CreateOptions, LockStore } from "../store.ts";
+import { seam } from "../_seam.ts";
+import type { CreateOptions, LockStore, StoreEntry } from "../store.ts";
 import { installNtlmV2, isNtlmV2Type1 } from "./_smb_ntlm.ts";
 
 /** Options for {@linkcode openSmbStore}. */
@@ -73,6 +98,12 @@ const DEFAULT_PORT = 445;
 const DEFAULT_TIMEOUT_MS = 10_000;
 /** Largest read or write in one request (SMB 2.0.2 allows 64 KiB). */
 const CHUNK = 0x10000 - 0x80;
+/**
+ * Waits before the retries of an open that another caller's exclusive open
+ * refuses (STATUS_SHARING_VIOLATION): about 0.6 s in all, several times the
+ * longest critical section (two round trips).
+ */
+const BUSY_RETRIES_MS = [5, 10, 20, 40, 80, 160, 320];
 
 // NTSTATUS values the store acts on.
 const STATUS_SUCCESS = 0x00000000;
@@ -387,6 +418,12 @@ function statusName(status: number): string {
   return name === "ERROR_UNRECOGNIZED" ? `0x${status.toString(16).padStart(8, "0")}` : name;
 }
 
+function uint32(value: number): Buffer {
+  const buffer = Buffer.alloc(4);
+  buffer.writeUInt32LE(value >>> 0);
+  return buffer;
+}
+
 function uint64(value: number): Buffer {
   const buffer = Buffer.alloc(8);
   buffer.writeBigUInt64LE(BigInt(value));
@@ -442,12 +479,16 @@ interface OpenRequest {
   disposition: number;
   options: number;
   attributes?: number;
+  /** ShareAccess: what other opens may do meanwhile. @default FILE_SHARE_ALL */
+  share?: number;
 }
 
 interface Handle {
   fileId: Buffer;
   size: number;
   attributes: number;
+  /** CreationTime (FILETIME) as 16 hex digits: names this incarnation of the file. */
+  creation: string;
 }
 
 // ---------------------------------------------------------------------------
@@ -817,6 +858,7 @@ class SmbConnection {
       fileId: response.FileId!,
       size: Number(response.EndofFile!.readBigUInt64LE(0)),
       attributes: response.FileAttributes!.readUInt32LE(0),
+      creation: response.CreationTime!.toString("hex"),
     };
   }
 
@@ -838,7 +880,9 @@ class SmbConnection {
   /**
    * Opens `path` and runs `then` on the file in the same compound request:
    * one round trip. `then` gets the FileId to use ({@linkcode RELATED_FILE_ID}).
-   * Opens that another client's share mode blocks for a moment are retried.
+   * An open that another client's share mode refuses (a critical section of
+   * another caller, a moment long) is retried {@linkcode BUSY_RETRIES_MS}
+   * times; the last answer is returned, still STATUS_SHARING_VIOLATION then.
    * @returns the CREATE's answer first, then one answer per request of `then`
    */
   async openThen(
@@ -849,14 +893,15 @@ class SmbConnection {
     const chain = [createBuild(path, request), ...then(RELATED_FILE_ID)];
     for (let attempt = 0;; attempt++) {
       const replies = await this.send(chain);
-      if (replies[0]!.status !== STATUS_SHARING_VIOLATION || attempt >= 4) return replies;
-      await sleep(25 * 2 ** attempt);
+      const wait = BUSY_RETRIES_MS[attempt];
+      if (replies[0]!.status !== STATUS_SHARING_VIOLATION || wait === undefined) return replies;
+      await sleep(wait);
     }
   }
 
-  async readAll(handle: Handle): Promise<Uint8Array> {
+  /** Reads through an open handle from `offset` to its end of file as it was opened. */
+  async readFrom(handle: Handle, offset: number): Promise<Buffer[]> {
     const chunks: Buffer[] = [];
-    let offset = 0;
     while (offset < handle.size) {
       const reply = await this.request(
         readBuild(handle.fileId, Math.min(CHUNK, handle.size - offset), offset),
@@ -868,17 +913,7 @@ class SmbConnection {
       chunks.push(Buffer.from(data));
       offset += data.length;
     }
-    return new Uint8Array(Buffer.concat(chunks));
-  }
-
-  async setInfo(
-    handle: Handle,
-    infoClass: string,
-    buffer: Buffer,
-  ): Promise<Reply> {
-    const reply = await this.request(setInfoBuild(handle.fileId, infoClass, buffer));
-    if (infoClass !== "FileRenameInformation") expectSuccess(reply);
-    return reply;
+    return chunks;
   }
 
   /**
@@ -954,9 +989,10 @@ function createBuild(path: string, request: OpenRequest): Build {
         Buffer: name,
         DesiredAccess: request.access,
         FileAttributes: request.attributes ?? 0,
-        ShareAccess: FILE_SHARE_ALL,
+        // As buffers: the encoder puts a field's default in place of a 0.
+        ShareAccess: uint32(request.share ?? FILE_SHARE_ALL),
         CreateDisposition: request.disposition,
-        CreateOptions: request.options,
+        CreateOptions: uint32(request.options),
         NameOffset: 0x78,
         CreateContextsOffset: 0x7a + name.length,
       },
@@ -997,26 +1033,108 @@ function queryBuild(fileId: Buffer): Build {
   return (c) => messages.queryDirectory.generate(c, { FileId: fileId });
 }
 
-/**
- * Deletes a file: open, mark for deletion, close in one compound.
- * @returns false when it did not exist
- */
-async function removeFile(connection: SmbConnection, path: string): Promise<boolean> {
-  const [opened, deleted, closed] = await connection.openThen(path, {
-    access: DELETE | FILE_READ_ATTRIBUTES | SYNCHRONIZE,
-    disposition: FILE_OPEN,
-    options: FILE_NON_DIRECTORY_FILE,
-  }, (id) => [setInfoBuild(id, "FileDispositionInformation", Buffer.from([1])), closeBuild(id)]);
-  if (missing(opened!.status)) return false;
-  expectSuccess(opened!);
-  await connection.closeLeft(opened!, closed);
-  expectSuccess(deleted!);
-  return true;
+// --- versions and compare-and-act ---------------------------------------------
+
+/** Prefix of every version this store makes. */
+const VERSION_PREFIX = "smb1:";
+/** Prefix of the version of an entry that stayed busy: no version of a real read starts so. */
+const BUSY_PREFIX = "smb-busy:";
+
+/** The version of an incarnation (its CreationTime) holding `data`; the bytes go in as latin1. */
+function versionOf(creation: string, data: Uint8Array): string {
+  const bytes = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+  return `${VERSION_PREFIX}${creation}:${bytes.toString("latin1")}`;
 }
 
-/** Throws the first failed answer among `replies` as SmbFailure. */
-function expectAll(replies: readonly Reply[]): void {
-  for (const reply of replies) expectSuccess(reply);
+/** Access of a compare-and-act open: read to compare, and what the act needs. */
+const EXCLUSIVE_READ = FILE_READ_DATA | FILE_READ_ATTRIBUTES | SYNCHRONIZE;
+
+/** A lock file opened with no sharing, its content read through that very handle. */
+interface Exclusive {
+  handle: Handle;
+  data: Uint8Array;
+  version: string;
+}
+
+function busyFailure(): SmbFailure {
+  return new SmbFailure(
+    "another client kept the file open without sharing for longer than " +
+      `${BUSY_RETRIES_MS.reduce((a, b) => a + b, 0)} ms (STATUS_SHARING_VIOLATION)`,
+    STATUS_SHARING_VIOLATION,
+  );
+}
+
+/**
+ * Opens `path` with ShareAccess 0 and reads it through that handle, in one
+ * compound request. While the handle is open nobody else can open the file
+ * to read, write, rename or delete it, and the server closes the handle when
+ * our connection ends: a critical section that a crash cannot leave held.
+ * The caller closes the handle.
+ * @returns undefined when the file does not exist
+ * @throws {SmbFailure} when it stays busy, or on any other failure
+ */
+async function openExclusive(
+  connection: SmbConnection,
+  path: string,
+  access: number,
+): Promise<Exclusive | undefined> {
+  const [opened, read] = await connection.openThen(path, {
+    access: EXCLUSIVE_READ | access,
+    disposition: FILE_OPEN,
+    options: FILE_NON_DIRECTORY_FILE,
+    share: 0,
+  }, (id) => [readBuild(id, CHUNK, 0)]);
+  if (missing(opened!.status)) return undefined;
+  if (opened!.status === STATUS_SHARING_VIOLATION) throw busyFailure();
+  expectSuccess(opened!);
+  const handle = connection.handle(opened!);
+  try {
+    const data = await contentOf(connection, handle, read!);
+    return { handle, data, version: versionOf(handle.creation, data) };
+  } catch (error) {
+    await connection.closeHandle(handle).catch(() => {});
+    throw error;
+  }
+}
+
+/**
+ * Deletes the file at `path` if it still is the incarnation created at
+ * `creation` (whatever it holds), through an exclusive open.
+ * @returns true when that incarnation is gone
+ */
+async function removeIncarnation(
+  connection: SmbConnection,
+  path: string,
+  creation: string,
+): Promise<boolean> {
+  const held = await openExclusive(connection, path, DELETE);
+  if (held === undefined) return true;
+  let closed = false;
+  try {
+    if (held.handle.creation !== creation) return true;
+    const [deleted, close] = await connection.send([
+      setInfoBuild(held.handle.fileId, "FileDispositionInformation", Buffer.from([1])),
+      closeBuild(held.handle.fileId),
+    ]);
+    closed = close!.status === STATUS_SUCCESS;
+    return deleted!.status === STATUS_SUCCESS;
+  } finally {
+    if (!closed) await connection.closeHandle(held.handle).catch(() => {});
+  }
+}
+
+/** The whole content of an open file: the first READ's answer, and the rest when larger. */
+async function contentOf(
+  connection: SmbConnection,
+  handle: Handle,
+  first: Reply,
+): Promise<Uint8Array> {
+  if (first.status === STATUS_END_OF_FILE) return new Uint8Array();
+  expectSuccess(first);
+  const data = first.message.getResponse().Buffer!;
+  if (data.length === 0 || data.length >= handle.size) return new Uint8Array(data);
+  const rest = await connection.readFrom(handle, data.length);
+  return new Uint8Array(Buffer.concat([data, ...rest]));
 }
 
 function missing(status: number): boolean {
@@ -1063,19 +1181,6 @@ function statusFailure(status: number): SmbFailure {
 
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-/** Retries an open that another client's share mode blocks for a moment. */
-async function openShared(
-  connection: SmbConnection,
-  path: string,
-  request: OpenRequest,
-): Promise<Reply> {
-  for (let attempt = 0;; attempt++) {
-    const reply = await connection.open(path, request);
-    if (reply.status !== STATUS_SHARING_VIOLATION || attempt >= 4) return reply;
-    await sleep(25 * 2 ** attempt);
-  }
 }
 
 // ---------------------------------------------------------------------------
@@ -1262,70 +1367,83 @@ class SmbStore implements LockStore {
   }
 
   /**
-   * Two round trips: the exclusive CREATE alone, so that once it succeeds the
-   * file is known to be ours, then the content and the CLOSE in one compound.
+   * One round trip: CREATE (FILE_CREATE, no sharing), WRITE and CLOSE in one
+   * compound request. Nobody can open the file before the CLOSE, and the
+   * server runs the whole compound once it has it, also when we die after
+   * sending it: the file is never seen empty or half written. Only a WRITE
+   * that the server itself fails (disk full) would leave it short; then this
+   * incarnation is deleted again and the error says so.
    */
   async create(
     host: string,
     name: string,
     data: Uint8Array,
     _options?: CreateOptions,
-  ): Promise<boolean> {
+  ): Promise<string | undefined> {
     checkName(name);
     return await this.#run("create", host, [name], async (connection, target) => {
       const path = this.#path(target, name);
-      const request: OpenRequest = {
-        access: FILE_WRITE_DATA | FILE_READ_ATTRIBUTES | DELETE | SYNCHRONIZE,
-        disposition: FILE_CREATE,
-        options: FILE_NON_DIRECTORY_FILE,
-        attributes: FILE_ATTRIBUTE_NORMAL,
-      };
-      let reply = await connection.open(path, request);
-      if (
-        reply.status === STATUS_OBJECT_PATH_NOT_FOUND &&
-        target.folder.length > 0
-      ) {
+      const chain = [
+        createBuild(path, {
+          access: FILE_WRITE_DATA | FILE_READ_ATTRIBUTES | SYNCHRONIZE,
+          disposition: FILE_CREATE,
+          options: FILE_NON_DIRECTORY_FILE,
+          attributes: FILE_ATTRIBUTE_NORMAL,
+          share: 0,
+        }),
+        ...writeBuilds(RELATED_FILE_ID, data, false),
+        closeBuild(RELATED_FILE_ID),
+      ];
+      let replies = await this.#sendCreate(connection, chain, host, name);
+      if (replies[0]!.status === STATUS_OBJECT_PATH_NOT_FOUND && target.folder.length > 0) {
         await this.#makeFolder(connection, target, target.folder);
-        reply = await connection.open(path, request);
+        replies = await this.#sendCreate(connection, chain, host, name);
       }
-      if (reply.status === STATUS_OBJECT_NAME_COLLISION) {
+      const created = replies[0]!;
+      if (
+        created.status === STATUS_OBJECT_NAME_COLLISION || created.status === STATUS_DELETE_PENDING
+      ) {
         await this.#refuseFolder(connection, path);
-        return false;
+        return undefined;
       }
-      expectSuccess(reply);
-      const handle = connection.handle(reply);
-      try {
-        const replies = await connection.send([
-          ...writeBuilds(handle.fileId, data, false),
-          closeBuild(handle.fileId),
-        ]);
-        await connection.closeLeft(reply, replies.at(-1));
-        expectAll(replies.slice(0, -1));
-      } catch (error) {
-        // Take back the file just made rather than leave a half-written
-        // lock: on this connection, or on a new one when it died.
-        const removed = connection.usable
-          ? await removeFile(connection, path).then(() => true, () => false)
-          : await this.#removeOnNewConnection(target, path);
-        if (removed || !(error instanceof SmbFailure)) throw error;
+      expectSuccess(created);
+      const handle = connection.handle(created);
+      await connection.closeLeft(created, replies.at(-1));
+      const failed = replies.slice(1, -1).find((reply) => reply.status !== STATUS_SUCCESS);
+      if (failed !== undefined) {
+        // Related requests after a successful CREATE run even when one fails:
+        // the CLOSE made the short file visible. Delete this incarnation.
+        const removed = await removeIncarnation(connection, path, handle.creation)
+          .catch(() => false);
+        const cause = statusFailure(failed.status);
         throw new SmbFailure(
-          `${error.detail}; the new lock file may be left behind, empty or half written`,
-          error.status,
-          { cause: error },
+          `${cause.detail} while writing the new lock file; ${
+            removed ? "it was deleted again" : "it may be left behind, empty or half written"
+          }`,
+          failed.status,
+          { cause },
         );
       }
-      return true;
+      return versionOf(handle.creation, data);
     });
   }
 
-  /** Deletes a file this store just created, after its connection died. */
-  async #removeOnNewConnection(target: SmbTarget, path: string): Promise<boolean> {
-    try {
-      await removeFile(await this.#connection(target), path);
-      return true;
-    } catch {
-      return false;
+  /** Sends a create's compound; the seams are before it goes and once it has gone. */
+  async #sendCreate(
+    connection: SmbConnection,
+    chain: Build[],
+    host: string,
+    name: string,
+  ): Promise<Reply[]> {
+    const p = seam("smb.create.before", host, name);
+    if (p) await p;
+    const sending = connection.send(chain);
+    const q = seam("smb.create.sent", host, name);
+    if (q) {
+      sending.catch(() => {}); // awaited below
+      await q;
     }
+    return await sending;
   }
 
   /** A create collided: fine for a file, an error for a folder of that name. */
@@ -1369,11 +1487,16 @@ class SmbStore implements LockStore {
     return this.#list("list the history of", host, [this.#history]);
   }
 
-  /** One round trip (open, read, close in one compound) for a file up to 64 KiB. */
-  async #read(
+  /**
+   * One round trip (open, read, close in one compound) for a file up to 64
+   * KiB. The open shares everything, but a compare-and-act holds the file
+   * without sharing: then the open is retried for about 0.6 s.
+   * @returns the entry, or `busy` when the file stayed held
+   */
+  async #readEntry(
     host: string,
     names: string[],
-  ): Promise<Uint8Array | undefined> {
+  ): Promise<StoreEntry | "busy" | undefined> {
     names.forEach(checkName);
     return await this.#run("read", host, names, async (connection, target) => {
       const path = this.#path(target, ...names);
@@ -1388,119 +1511,247 @@ class SmbStore implements LockStore {
         (id) => [readBuild(id, CHUNK, 0), closeBuild(id)],
       );
       if (missing(opened!.status)) return undefined;
-      // Held open without sharing by another client: the lock is there, its
-      // content unknown for now.
-      if (opened!.status === STATUS_SHARING_VIOLATION) return new Uint8Array();
+      if (opened!.status === STATUS_SHARING_VIOLATION) return "busy";
       expectSuccess(opened!);
       await connection.closeLeft(opened!, closed);
-      const size = connection.handle(opened!).size;
-      if (read!.status === STATUS_END_OF_FILE) return new Uint8Array();
-      expectSuccess(read!);
-      const data = read!.message.getResponse().Buffer!;
-      if (data.length >= size) return new Uint8Array(data);
-      // Larger than one read: open it again and read it chunk by chunk.
-      const again = await openShared(connection, path, request);
-      if (missing(again.status)) return undefined;
-      expectSuccess(again);
-      const handle = connection.handle(again);
-      try {
-        return await connection.readAll(handle);
-      } finally {
-        await connection.closeHandle(handle).catch(() => {});
+      const handle = connection.handle(opened!);
+      if (
+        read!.status !== STATUS_SUCCESS || read!.message.getResponse().Buffer!.length >= handle.size
+      ) {
+        const data = await contentOf(connection, handle, read!);
+        return { data, version: versionOf(handle.creation, data) };
       }
-    });
-  }
-
-  read(host: string, name: string): Promise<Uint8Array | undefined> {
-    return this.#read(host, [name]);
-  }
-
-  readHistory(host: string, name: string): Promise<Uint8Array | undefined> {
-    return this.#read(host, [this.#history, name]);
-  }
-
-  /** One round trip: open, write, set the length and close in one compound. */
-  async replace(host: string, name: string, data: Uint8Array): Promise<boolean> {
-    checkName(name);
-    return await this.#run("rewrite", host, [name], async (connection, target) => {
-      const replies = await connection.openThen(this.#path(target, name), {
-        access: FILE_WRITE_DATA | FILE_READ_ATTRIBUTES | SYNCHRONIZE,
-        disposition: FILE_OPEN,
-        options: FILE_NON_DIRECTORY_FILE,
-      }, (id) => [...writeBuilds(id, data, true), closeBuild(id)]);
-      const opened = replies[0]!;
-      if (missing(opened.status)) return false;
-      expectSuccess(opened);
-      await connection.closeLeft(opened, replies.at(-1));
-      expectAll(replies.slice(1, -1));
-      return true;
+      // Larger than one read: open it again and read it all through that handle.
+      const [again, first] = await connection.openThen(
+        path,
+        request,
+        (id) => [readBuild(id, CHUNK, 0)],
+      );
+      if (missing(again!.status)) return undefined;
+      if (again!.status === STATUS_SHARING_VIOLATION) return "busy";
+      expectSuccess(again!);
+      const whole = connection.handle(again!);
+      try {
+        const data = await contentOf(connection, whole, first!);
+        return { data, version: versionOf(whole.creation, data) };
+      } finally {
+        await connection.closeHandle(whole).catch(() => {});
+      }
     });
   }
 
   /**
-   * Two round trips: open and write the final content in one compound, then
-   * rename into History and close in another, so that nothing is moved
-   * whose content could not be written.
+   * Content and version of a lock file. A file that another caller keeps
+   * open without sharing for longer than the retries (a client that hangs
+   * inside a compare-and-act, until its server notices) is returned as
+   * unreadable: empty, with a version that no mutation accepts. The locker
+   * takes such a lock for one held by an unknown holder that has not expired,
+   * never breaks or releases it, and reads it again on its next attempt. (A
+   * StoreError would instead fail every caller of the host meanwhile.)
+   */
+  async read(host: string, name: string): Promise<StoreEntry | undefined> {
+    const entry = await this.#readEntry(host, [name]);
+    if (entry !== "busy") return entry;
+    return { data: new Uint8Array(), version: `${BUSY_PREFIX}${crypto.randomUUID()}` };
+  }
+
+  async readHistory(host: string, name: string): Promise<Uint8Array | undefined> {
+    const entry = await this.#readEntry(host, [this.#history, name]);
+    if (entry === "busy") {
+      throw new StoreError(
+        this.#url(this.#target(host), this.#history, name),
+        `Cannot read "${
+          this.#url(this.#target(host), this.#history, name)
+        }": ${busyFailure().detail}`,
+      );
+    }
+    return entry?.data;
+  }
+
+  /**
+   * Opens the entry with no sharing and reads it (one round trip); when it
+   * still is `version`, runs `act` on that handle, else closes it. The handle
+   * is closed in the end whatever happens, unless `act` closed it.
+   * @returns what `act` returned, or undefined when the entry is gone or changed
+   */
+  async #compareAndAct<T>(
+    verb: string,
+    host: string,
+    name: string,
+    version: string,
+    access: number,
+    act: (
+      connection: SmbConnection,
+      target: SmbTarget,
+      held: Exclusive,
+      closed: () => void,
+    ) => Promise<T>,
+  ): Promise<T | undefined> {
+    checkName(name);
+    // A busy entry's version, or none of ours: no incarnation is that version.
+    if (!version.startsWith(VERSION_PREFIX)) return undefined;
+    return await this.#run(verb, host, [name], async (connection, target) => {
+      const held = await openExclusive(connection, this.#path(target, name), access);
+      if (held === undefined) return undefined;
+      let open = true;
+      try {
+        if (held.version !== version) return undefined;
+        return await act(connection, target, held, () => {
+          open = false;
+        });
+      } finally {
+        if (open) await connection.closeHandle(held.handle).catch(() => {});
+      }
+    });
+  }
+
+  /**
+   * Three round trips: open without sharing and read; WRITE and set the end
+   * of file through that handle; CLOSE. Nobody can open the file meanwhile,
+   * so nobody sees it half written; a WRITE that fails is undone (the old
+   * bytes written back) before the CLOSE.
+   */
+  async replace(
+    host: string,
+    name: string,
+    version: string,
+    data: Uint8Array,
+  ): Promise<string | undefined> {
+    return await this.#compareAndAct(
+      "rewrite",
+      host,
+      name,
+      version,
+      FILE_WRITE_DATA,
+      async (connection, _target, held, closed) => {
+        const p = seam("smb.replace.verified", host, name);
+        if (p) await p;
+        const fileId = held.handle.fileId;
+        const failed = (await connection.send(writeBuilds(fileId, data, true)))
+          .find((reply) => reply.status !== STATUS_SUCCESS);
+        if (failed !== undefined) {
+          const undone = (await connection.send(writeBuilds(fileId, held.data, true)))
+            .every((reply) => reply.status === STATUS_SUCCESS);
+          const cause = statusFailure(failed.status);
+          throw new SmbFailure(
+            `${cause.detail}; ${undone ? "the old content is kept" : "the content may be damaged"}`,
+            failed.status,
+            { cause },
+          );
+        }
+        const q = seam("smb.replace.written", host, name);
+        if (q) await q;
+        const close = await connection.request(closeBuild(fileId));
+        if (close.status === STATUS_SUCCESS) closed();
+        return versionOf(held.handle.creation, data);
+      },
+    );
+  }
+
+  /**
+   * Three round trips: open without sharing and read; rename that handle
+   * into History (SET_INFO FileRenameInformation); write the final content
+   * through it and CLOSE. The rename goes first so that nothing is written
+   * into a lock that then could not be moved; a crash after it leaves the
+   * lock released with its old content as the record.
    */
   async archive(
     host: string,
     name: string,
+    version: string,
     historyName: string,
     data: Uint8Array,
   ): Promise<boolean> {
-    checkName(name);
     checkName(historyName);
-    return await this.#run("archive", host, [name], async (connection, target) => {
-      const path = this.#path(target, name);
-      const request = {
-        access: FILE_WRITE_DATA | FILE_READ_ATTRIBUTES | DELETE | SYNCHRONIZE,
-        disposition: FILE_OPEN,
-        options: FILE_NON_DIRECTORY_FILE,
-      };
-      const replies = await connection.openThen(path, request, (id) => writeBuilds(id, data, true));
-      const opened = replies[0]!;
-      if (missing(opened.status)) return false;
-      expectSuccess(opened);
-      const handle = connection.handle(opened);
-      const rename = renameInformation(this.#path(target, this.#history, historyName));
-      let renamed: Reply[] = [];
-      try {
-        expectAll(replies.slice(1));
-        renamed = await connection.send([
-          setInfoBuild(handle.fileId, "FileRenameInformation", rename),
-          closeBuild(handle.fileId),
+    const archived = await this.#compareAndAct(
+      "archive",
+      host,
+      name,
+      version,
+      FILE_WRITE_DATA | DELETE,
+      async (connection, target, held, closed) => {
+        const p = seam("smb.archive.verified", host, name);
+        if (p) await p;
+        await this.#moveToHistory(connection, target, held.handle, historyName);
+        const q = seam("smb.archive.moved", host, name);
+        if (q) await q;
+        const replies = await connection.send([
+          ...writeBuilds(held.handle.fileId, data, true),
+          closeBuild(held.handle.fileId),
         ]);
-      } finally {
-        await connection.closeLeft(opened, renamed[1]);
-      }
-      if (renamed[0]!.status === STATUS_OBJECT_PATH_NOT_FOUND) {
-        // The first release on this host: make History, then move the file
-        // (its final content is written already).
-        await this.#makeFolder(connection, target, [...target.folder, this.#history]);
-        const [again, moved, closed] = await connection.openThen(path, {
-          access: DELETE | FILE_READ_ATTRIBUTES | SYNCHRONIZE,
-          disposition: FILE_OPEN,
-          options: FILE_NON_DIRECTORY_FILE,
-        }, (id) => [setInfoBuild(id, "FileRenameInformation", rename), closeBuild(id)]);
-        if (missing(again!.status)) return false;
-        expectSuccess(again!);
-        await connection.closeLeft(again!, closed);
-        expectSuccess(moved!);
+        if (replies.at(-1)!.status === STATUS_SUCCESS) closed();
+        const failed = replies.slice(0, -1).find((reply) => reply.status !== STATUS_SUCCESS);
+        if (failed !== undefined) {
+          const cause = statusFailure(failed.status);
+          throw new SmbFailure(
+            `the lock was moved into History, but its final content could not be written: ${cause.detail}`,
+            failed.status,
+            { cause },
+          );
+        }
         return true;
-      }
-      expectSuccess(renamed[0]!);
-      return true;
-    });
+      },
+    );
+    return archived ?? false;
   }
 
-  async remove(host: string, name: string): Promise<boolean> {
-    checkName(name);
-    return await this.#run(
+  /**
+   * Renames an open file into History as `historyName`: never over another
+   * entry at first (ReplaceIfExists 0); History is made when missing, and an
+   * older record of the same name is replaced only when there is one (as
+   * the local store's rename does), so that a release never fails for it.
+   */
+  async #moveToHistory(
+    connection: SmbConnection,
+    target: SmbTarget,
+    handle: Handle,
+    historyName: string,
+  ): Promise<void> {
+    const destination = this.#path(target, this.#history, historyName);
+    let replace = false;
+    let made = false;
+    for (;;) {
+      const reply = await connection.request(
+        setInfoBuild(
+          handle.fileId,
+          "FileRenameInformation",
+          renameInformation(destination, replace),
+        ),
+      );
+      if (reply.status === STATUS_SUCCESS) return;
+      if (reply.status === STATUS_OBJECT_PATH_NOT_FOUND && !made) {
+        // The first release on this host: make History, then move the file.
+        made = true;
+        await this.#makeFolder(connection, target, [...target.folder, this.#history]);
+      } else if (reply.status === STATUS_OBJECT_NAME_COLLISION && !replace) {
+        replace = true;
+      } else {
+        throw statusFailure(reply.status);
+      }
+    }
+  }
+
+  /** Two round trips: open without sharing and read; mark for deletion and CLOSE. */
+  async remove(host: string, name: string, version: string): Promise<boolean> {
+    const removed = await this.#compareAndAct(
       "remove",
       host,
-      [name],
-      async (connection, target) => await removeFile(connection, this.#path(target, name)),
+      name,
+      version,
+      DELETE,
+      async (connection, _target, held, closed) => {
+        const p = seam("smb.remove.verified", host, name);
+        if (p) await p;
+        const [deleted, close] = await connection.send([
+          setInfoBuild(held.handle.fileId, "FileDispositionInformation", Buffer.from([1])),
+          closeBuild(held.handle.fileId),
+        ]);
+        if (close!.status === STATUS_SUCCESS) closed();
+        expectSuccess(deleted!);
+        return true;
+      },
     );
+    return removed ?? false;
   }
 
   async close(): Promise<void> {
@@ -1514,11 +1765,11 @@ class SmbStore implements LockStore {
   }
 }
 
-/** FILE_RENAME_INFORMATION: replace if exists, the new share-relative path. */
-function renameInformation(path: string): Buffer {
+/** FILE_RENAME_INFORMATION (SMB2 type 2): ReplaceIfExists, the new share-relative path. */
+function renameInformation(path: string, replaceIfExists: boolean): Buffer {
   const name = Buffer.from(path, "utf16le");
   const buffer = Buffer.alloc(20 + name.length);
-  buffer.writeUInt8(1, 0); // ReplaceIfExists, as a rename on POSIX
+  buffer.writeUInt8(replaceIfExists ? 1 : 0, 0);
   buffer.writeUInt32LE(name.length, 16);
   name.copy(buffer, 20);
   return buffer;
