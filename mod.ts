@@ -6,6 +6,7 @@
  *
  * @example Reboot a host only when nobody uses it
  * ```ts
+ * import assert from "node:assert/strict";
  * import { lockHostResource } from "./mod.ts";
  * const root = await Deno.makeTempDir();
  * {
@@ -15,7 +16,7 @@
  *     store: `${root}/{0}`,
  *     dependencies: {},
  *   });
- *   console.assert(lock.refs.length === 1);
+ *   assert.ok(lock.refs.length === 1);
  *   // reboot hv01 here
  * }
  * await Deno.remove(root, { recursive: true });

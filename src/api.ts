@@ -203,9 +203,10 @@ async function dependencyMap(
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { getResolvedConfig } from "./api.ts";
  * const config = await getResolvedConfig({ store: "/var/lib/locks/{0}", config: { lockRetries: 5 } });
- * console.assert(config.folderPathTemplate === "/var/lib/locks/{0}" && config.lockRetries === 5);
+ * assert.ok(config.folderPathTemplate === "/var/lib/locks/{0}" && config.lockRetries === 5);
  * ```
  */
 export async function getResolvedConfig(
@@ -233,10 +234,11 @@ export async function getResolvedConfig(
  *
  * @example Lock and release on a temporary local store
  * ```ts
+ * import assert from "node:assert/strict";
  * import { lockResource, unlockResource } from "./api.ts";
  * const root = await Deno.makeTempDir();
  * const lock = await lockResource("dc01", { type: "Host", caller: "example", store: `${root}/{0}`, dependencies: {} });
- * console.assert(lock.refs[0]!.startsWith("dc01/Host@"));
+ * assert.ok(lock.refs[0]!.startsWith("dc01/Host@"));
  * await unlockResource(lock);
  * await Deno.remove(root, { recursive: true });
  * ```
@@ -312,12 +314,13 @@ export async function lockResource(
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { tryLockResource } from "./api.ts";
  * const root = await Deno.makeTempDir();
  * const store = `${root}/{0}`;
  * const first = await tryLockResource("hv01", { type: "Host", store, dependencies: {} });
  * const second = await tryLockResource("hv01", { type: "Host", store, dependencies: {} });
- * console.assert(first !== undefined && second === undefined);
+ * assert.ok(first !== undefined && second === undefined);
  * await first!.release();
  * await Deno.remove(root, { recursive: true });
  * ```
@@ -345,11 +348,12 @@ export async function tryLockResource(
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { lockHostResource } from "./api.ts";
  * const root = await Deno.makeTempDir();
  * {
  *   await using lock = await lockHostResource("hv01", { hard: true, store: `${root}/{0}`, dependencies: {} });
- *   console.assert(lock.type === "Host");
+ *   assert.ok(lock.type === "Host");
  * }
  * await Deno.remove(root, { recursive: true });
  * ```
@@ -374,8 +378,9 @@ export async function lockHostResource(
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { fileResourceHost } from "./api.ts";
- * console.assert(fileResourceHost("\\\\fs01\\images\\win.wim") === "fs01");
+ * assert.ok(fileResourceHost("\\\\fs01\\images\\win.wim") === "fs01");
  * ```
  */
 export function fileResourceHost(path: string): string {
@@ -398,10 +403,11 @@ export function fileResourceHost(path: string): string {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { lockFileResource } from "./api.ts";
  * const root = await Deno.makeTempDir();
  * const lock = await lockFileResource("\\\\fs01\\images\\win.wim", { store: `${root}/{0}`, dependencies: {} });
- * console.assert(lock.host === "fs01" && lock.type === "File");
+ * assert.ok(lock.host === "fs01" && lock.type === "File");
  * await lock.release();
  * await Deno.remove(root, { recursive: true });
  * ```
@@ -446,12 +452,13 @@ function refsOf(
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { lockResource, unlockResource } from "./api.ts";
  * const root = await Deno.makeTempDir();
  * const store = `${root}/{0}`;
  * const lock = await lockResource("web01", { store, dependencies: {} });
  * const [result] = await unlockResource(lock.refs, { store });
- * console.assert(result!.status === "released");
+ * assert.ok(result!.status === "released");
  * await Deno.remove(root, { recursive: true });
  * ```
  */
@@ -513,12 +520,13 @@ function typesOf(type: TestHostResourceLockOptions["type"]): LockType[] {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { lockResource, testHostResourceLock } from "./api.ts";
  * const root = await Deno.makeTempDir();
  * const store = `${root}/{0}`;
  * await using _lock = await lockResource("web01", { store, dependencies: {} });
- * console.assert(await testHostResourceLock("web01", { store, type: "Generic" }));
- * console.assert(!(await testHostResourceLock("web01", { store, type: "Host" })));
+ * assert.ok(await testHostResourceLock("web01", { store, type: "Generic" }));
+ * assert.ok(!(await testHostResourceLock("web01", { store, type: "Host" })));
  * ```
  */
 export async function testHostResourceLock(
@@ -542,9 +550,10 @@ export async function testHostResourceLock(
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { getResourceDependence } from "./api.ts";
  * const dependencies = { hv01: ["dc01", "vmm01"], dc01: ["dc02"], dc02: ["dc01"] };
- * console.assert((await getResourceDependence("dc02", { dependencies })).join() === "dc01,hv01");
+ * assert.ok((await getResourceDependence("dc02", { dependencies })).join() === "dc01,hv01");
  * ```
  */
 export async function getResourceDependence(
@@ -568,9 +577,10 @@ export async function getResourceDependence(
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { getResourceLockId } from "./api.ts";
- * console.assert(getResourceLockId("dc01/Host@abc") === "Host");
- * console.assert(getResourceLockId("\\\\dc01\\ResourceLocks\\Generic-abc.lock") === "Generic-abc");
+ * assert.ok(getResourceLockId("dc01/Host@abc") === "Host");
+ * assert.ok(getResourceLockId("\\\\dc01\\ResourceLocks\\Generic-abc.lock") === "Generic-abc");
  * ```
  */
 export function getResourceLockId(lock: LockLike): string {
@@ -600,12 +610,13 @@ export function getResourceLockId(lock: LockLike): string {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { getResourceLockStatus, lockResource } from "./api.ts";
  * const root = await Deno.makeTempDir();
  * const store = `${root}/{0}`;
  * await using _lock = await lockResource("web01", { store, caller: "deploy", dependencies: {} });
  * const [info] = await getResourceLockStatus("web01", { store });
- * console.assert(info!.caller === "deploy" && info!.type === "Generic");
+ * assert.ok(info!.caller === "deploy" && info!.type === "Generic");
  * ```
  */
 export async function getResourceLockStatus(
@@ -636,11 +647,12 @@ export async function getResourceLockStatus(
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { getResourceLockHistory, lockResource } from "./api.ts";
  * const root = await Deno.makeTempDir();
  * const store = `${root}/{0}`;
  * await (await lockResource("web01", { store, dependencies: {} })).release();
- * console.assert((await getResourceLockHistory("web01", { store })).length === 1);
+ * assert.ok((await getResourceLockHistory("web01", { store })).length === 1);
  * ```
  */
 export async function getResourceLockHistory(
@@ -671,12 +683,13 @@ export async function getResourceLockHistory(
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { breakResourceLock, lockResource, testHostResourceLock } from "./api.ts";
  * const root = await Deno.makeTempDir();
  * const store = `${root}/{0}`;
  * const lock = await lockResource("web01", { type: "Host", store, dependencies: {} });
  * await breakResourceLock(lock.refs[0]!, { store, force: true, reason: "example" });
- * console.assert(!(await testHostResourceLock("web01", { store })));
+ * assert.ok(!(await testHostResourceLock("web01", { store })));
  * await Deno.remove(root, { recursive: true });
  * ```
  */

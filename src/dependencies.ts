@@ -105,9 +105,10 @@ export async function readDependencyMap(path: string): Promise<DependencyMap> {
  *
  * @example The original README's map
  * ```ts
+ * import assert from "node:assert/strict";
  * import { resolveDependencies } from "./dependencies.ts";
  * const map = { hv01: ["dc01", "vmm01"], dc01: ["dc02"], dc02: ["dc01"] };
- * console.assert(resolveDependencies("dc01", map).join() === "dc02,hv01");
+ * assert.ok(resolveDependencies("dc01", map).join() === "dc02,hv01");
  * ```
  */
 export function resolveDependencies(

@@ -31,9 +31,10 @@ export interface HolderInfo {
 /** Base class of every error this library throws on purpose. *
  * @example Switching on the stable code
  * ```ts
+ * import assert from "node:assert/strict";
  * import { ResourceLockerError, StoreError } from "./errors.ts";
  * const error: unknown = new StoreError("/locks/dc01", 'Cannot list "/locks/dc01": access denied');
- * if (error instanceof ResourceLockerError) console.assert(error.code === "STORE_UNREACHABLE");
+ * if (error instanceof ResourceLockerError) assert.ok(error.code === "STORE_UNREACHABLE");
  * ```
  */
 export class ResourceLockerError extends Error {
@@ -59,9 +60,10 @@ export class ResourceLockerError extends Error {
  *
  * @example Catching a busy host
  * ```ts
+ * import assert from "node:assert/strict";
  * import { LockBusyError } from "./errors.ts";
  * const error = new LockBusyError("dc01", 'Cannot lock "dc01": busy', []);
- * if (error instanceof LockBusyError) console.assert(error.code === "LOCK_BUSY");
+ * if (error instanceof LockBusyError) assert.ok(error.code === "LOCK_BUSY");
  * ```
  */
 export class LockBusyError extends ResourceLockerError {
@@ -93,9 +95,10 @@ export class LockBusyError extends ResourceLockerError {
 /** A Host lock was taken but shared locks did not drain in time; it was released. *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { DrainTimeoutError } from "./errors.ts";
  * const error = new DrainTimeoutError("hv01", 'Cannot lock "hv01": shared locks did not drain in 60s', []);
- * console.assert(error.code === "DRAIN_TIMEOUT" && error.host === "hv01");
+ * assert.ok(error.code === "DRAIN_TIMEOUT" && error.host === "hv01");
  * ```
  */
 export class DrainTimeoutError extends ResourceLockerError {
@@ -121,9 +124,10 @@ export class DrainTimeoutError extends ResourceLockerError {
 /** A held lock was broken by someone else or could not be renewed before it expired. *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { LockLostError } from "./errors.ts";
  * const error = new LockLostError("dc01/Host@s1", 'Lock "dc01/Host@s1" was lost');
- * console.assert(error.code === "LOCK_LOST" && error.ref === "dc01/Host@s1");
+ * assert.ok(error.code === "LOCK_LOST" && error.ref === "dc01/Host@s1");
  * ```
  */
 export class LockLostError extends ResourceLockerError {
@@ -146,9 +150,10 @@ export class LockLostError extends ResourceLockerError {
 /** Unlock found another session's lock where ours was. *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { LockNotOwnedError } from "./errors.ts";
  * const error = new LockNotOwnedError("dc01/Host@s1", "taken over", { lockId: "Host", sessionId: "s2" });
- * console.assert(error.code === "LOCK_NOT_OWNED" && error.holder.sessionId === "s2");
+ * assert.ok(error.code === "LOCK_NOT_OWNED" && error.holder.sessionId === "s2");
  * ```
  */
 export class LockNotOwnedError extends ResourceLockerError {
@@ -174,9 +179,10 @@ export class LockNotOwnedError extends ResourceLockerError {
 /** The store could not be reached or an I/O operation failed. *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { StoreError } from "./errors.ts";
  * const error = new StoreError("smb://fs01/locks", 'Cannot connect to "fs01": connection refused');
- * console.assert(error.code === "STORE_UNREACHABLE" && error.location === "smb://fs01/locks");
+ * assert.ok(error.code === "STORE_UNREACHABLE" && error.location === "smb://fs01/locks");
  * ```
  */
 export class StoreError extends ResourceLockerError {
@@ -199,8 +205,9 @@ export class StoreError extends ResourceLockerError {
 /** Bad input: a host name, template, time, dependency map or setting. *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { InputError } from "./errors.ts";
- * console.assert(new InputError('Invalid host name "../x"').code === "BAD_INPUT");
+ * assert.ok(new InputError('Invalid host name "../x"').code === "BAD_INPUT");
  * ```
  */
 export class InputError extends ResourceLockerError {

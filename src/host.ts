@@ -20,8 +20,9 @@ const HOST_PATTERN = /^[A-Za-z0-9._-]+$/;
  *
  * @example Normalising a host name
  * ```ts
+ * import assert from "node:assert/strict";
  * import { normalizeHost } from "./host.ts";
- * console.assert(normalizeHost("DC01") === "dc01");
+ * assert.ok(normalizeHost("DC01") === "dc01");
  * ```
  */
 export function normalizeHost(host: string): string {

@@ -55,8 +55,9 @@ export interface LockContent {
  *
  * @example Ticks of the Unix epoch in UTC
  * ```ts
+ * import assert from "node:assert/strict";
  * import { toLocalTicks } from "./lock_file.ts";
- * console.assert(toLocalTicks(0, 0) === 621355968000000000n);
+ * assert.ok(toLocalTicks(0, 0) === 621355968000000000n);
  * ```
  */
 export function toLocalTicks(
@@ -140,10 +141,11 @@ function toTicks(value: unknown): bigint | undefined {
  *
  * @example A file written by Windows PowerShell 5.1
  * ```ts
+ * import assert from "node:assert/strict";
  * import { decodeLockContent } from "./lock_file.ts";
  * const bytes = new TextEncoder().encode('{\r\n    "Caller":  "Invoke-Maintenance",\r\n    "LockedAt":  639000000000000000\r\n}\r\n');
  * const content = decodeLockContent(bytes, 0);
- * console.assert(content.caller === "Invoke-Maintenance");
+ * assert.ok(content.caller === "Invoke-Maintenance");
  * ```
  */
 export function decodeLockContent(
@@ -200,9 +202,10 @@ const rawJson = (JSON as unknown as { rawJSON(text: string): unknown }).rawJSON;
  *
  * @example Ticks are written exactly
  * ```ts
+ * import assert from "node:assert/strict";
  * import { encodeLockContent } from "./lock_file.ts";
  * const text = new TextDecoder().decode(encodeLockContent({ LockedAt: 639000000000000001n }));
- * console.assert(text.includes("639000000000000001"));
+ * assert.ok(text.includes("639000000000000001"));
  * ```
  */
 export function encodeLockContent(fields: Record<string, unknown>): Uint8Array {

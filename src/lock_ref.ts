@@ -125,9 +125,10 @@ export class FileNames {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { formatLockRef } from "./lock_ref.ts";
- * console.assert(formatLockRef("dc01", "Host", "s1") === "dc01/Host@s1");
- * console.assert(formatLockRef("dc01", "Generic-s1", "s1") === "dc01/Generic-s1");
+ * assert.ok(formatLockRef("dc01", "Host", "s1") === "dc01/Host@s1");
+ * assert.ok(formatLockRef("dc01", "Generic-s1", "s1") === "dc01/Generic-s1");
  * ```
  */
 export function formatLockRef(
@@ -147,9 +148,10 @@ export function formatLockRef(
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { parseLockRef } from "./lock_ref.ts";
  * const ref = parseLockRef("DC01/Host@s1");
- * console.assert(ref.host === "dc01" && ref.type === "Host" && ref.sessionId === "s1");
+ * assert.ok(ref.host === "dc01" && ref.type === "Host" && ref.sessionId === "s1");
  * ```
  */
 export function parseLockRef(ref: string): LockRef {

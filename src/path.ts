@@ -15,8 +15,9 @@ const SEPARATOR = Deno.build.os === "windows" ? "\\" : "/";
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { joinPath } from "./path.ts";
- * console.assert(joinPath("/var/lib/", "locks") === (Deno.build.os === "windows" ? "/var/lib\\locks" : "/var/lib/locks"));
+ * assert.ok(joinPath("/var/lib/", "locks") === (Deno.build.os === "windows" ? "/var/lib\\locks" : "/var/lib/locks"));
  * ```
  */
 export function joinPath(...parts: string[]): string {
@@ -33,8 +34,9 @@ export function joinPath(...parts: string[]): string {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { parentPath } from "./path.ts";
- * console.assert(parentPath("/var/lib/locks/dc01") === "/var/lib/locks");
+ * assert.ok(parentPath("/var/lib/locks/dc01") === "/var/lib/locks");
  * ```
  */
 export function parentPath(path: string): string {

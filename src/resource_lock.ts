@@ -15,12 +15,13 @@ import type { HeldLock, Locker, ReleaseResult } from "./locker.ts";
  *
  * @example Release with `await using`
  * ```ts
+ * import assert from "node:assert/strict";
  * import { lockHostResource } from "../mod.ts";
  * const root = await Deno.makeTempDir();
  * {
  *   await using lock = await lockHostResource("dc01", { hard: true, ttl: "5m", store: `${root}/{0}`, dependencies: {} });
  *   // work on dc01; pass lock.signal on: it aborts if the lock is lost
- *   console.assert(!lock.signal.aborted && lock.refs[0] === `dc01/Host@${lock.sessionId}`);
+ *   assert.ok(!lock.signal.aborted && lock.refs[0] === `dc01/Host@${lock.sessionId}`);
  * } // released here
  * await Deno.remove(root, { recursive: true });
  * ```

@@ -31,10 +31,11 @@ export type StoreKind = LockStore["kind"];
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { storeKindOf } from "./open.ts";
- * console.assert(storeKindOf("smb://{0}/ResourceLocks") === "smb");
- * console.assert(storeKindOf("\\\\{0}\\ResourceLocks", "linux") === "smb");
- * console.assert(storeKindOf("/var/lib/locks/{0}") === "fs");
+ * assert.ok(storeKindOf("smb://{0}/ResourceLocks") === "smb");
+ * assert.ok(storeKindOf("\\\\{0}\\ResourceLocks", "linux") === "smb");
+ * assert.ok(storeKindOf("/var/lib/locks/{0}") === "fs");
  * ```
  */
 export function storeKindOf(
