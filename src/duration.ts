@@ -27,10 +27,11 @@ const UNITS: Record<string, number> = {
  *
  * @example Durations
  * ```ts
+ * import assert from "node:assert/strict";
  * import { parseDuration } from "./duration.ts";
- * console.assert(parseDuration("250ms", "timeout") === 250);
- * console.assert(parseDuration("2", "timeout") === 2000);
- * console.assert(parseDuration(0.5, "timeout") === 500);
+ * assert.ok(parseDuration("250ms", "timeout") === 250);
+ * assert.ok(parseDuration("2", "timeout") === 2000);
+ * assert.ok(parseDuration(0.5, "timeout") === 500);
  * ```
  */
 export function parseDuration(value: string | number, what: string): number {
@@ -67,8 +68,9 @@ export function parseDuration(value: string | number, what: string): number {
  *
  * @example Formatting
  * ```ts
+ * import assert from "node:assert/strict";
  * import { formatDuration } from "./duration.ts";
- * console.assert(formatDuration(65_000) === "1m 5s");
+ * assert.ok(formatDuration(65_000) === "1m 5s");
  * ```
  */
 export function formatDuration(ms: number): string {
