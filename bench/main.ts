@@ -32,19 +32,44 @@ const root = await Deno.makeTempDir({ prefix: "rl-bench-" });
 const CLI = new URL("../cli.ts", import.meta.url).pathname;
 const wants = (id: string) => !values.only || id.startsWith(values.only);
 
-/** The same file operations a Host lock and its release make, done directly. */
+/**
+ * The same file operations a Host lock and its release make, done directly:
+ * the content written to a temporary file and linked into place (the atomic
+ * create), the drain's listing, the release's read, then under the flock
+ * guard the check, the move into History and the history entry's final
+ * content (a temporary file renamed over it).
+ */
 async function directCycle(folder: string): Promise<void> {
   const path = `${folder}/Host.lock`;
   const content = new TextEncoder().encode(JSON.stringify({ Caller: "bench", LockedAt: 1 }));
-  const file = await Deno.open(path, { write: true, createNew: true });
+  const tmp = `${folder}/.tmp-${crypto.randomUUID()}`;
+  const file = await Deno.open(tmp, { write: true, createNew: true });
   file.writeSync(content);
+  file.statSync();
   file.close();
+  await Deno.link(tmp, path);
+  await Deno.remove(tmp);
   for await (const _ of Deno.readDir(folder)) { /* drain check */ }
-  const bytes = await Deno.readFile(path);
-  const again = await Deno.open(path, { write: true, truncate: true });
-  again.writeSync(bytes);
-  again.close();
-  await Deno.rename(path, `${folder}/History/Host.lock-${crypto.randomUUID()}`);
+  const read = async () => {
+    const f = await Deno.open(path, { read: true });
+    f.statSync();
+    const buffer = new Uint8Array(4096);
+    f.readSync(buffer);
+    f.close();
+  };
+  await read();
+  const guard = await Deno.open(`${folder}/.guard`, { read: true, write: true, create: true });
+  await guard.lock(true);
+  await read();
+  const target = `${folder}/History/Host.lock-${crypto.randomUUID()}`;
+  await Deno.rename(path, target);
+  const final = `${folder}/History/.tmp-${crypto.randomUUID()}`;
+  const out = await Deno.open(final, { write: true, createNew: true });
+  out.writeSync(content);
+  out.statSync();
+  out.close();
+  await Deno.rename(final, target);
+  guard.close();
 }
 
 try {
@@ -68,7 +93,7 @@ try {
       id: "local-overhead",
       subject: "lockResource(Host) + release, local store",
       baseline:
-        "the same file operations done directly (create, write, list, read, rewrite, rename)",
+        "the same file operations done directly (write, link, list, read, guard, read, rename, write)",
       target: 1.5,
       unit: "ms",
       method: `in-process, ${RUNS * 5} interleaved runs each after 3 warm-ups, median`,
