@@ -725,7 +725,8 @@ class _EtcdStore implements LockStore {
           return kv.mod_revision;
         }
       } else if (created.lost) {
-        const kv = await this.#range(key, `read back "${key}"`);
+        // unreadable: a put on the other lease goes when that lease does
+        const kv = await this.#range(key, `read back "${key}"`).catch(() => undefined);
         if (kv && (kv.value ?? "") === value && (kv.lease ?? "0") === lease) {
           wrong = kv.mod_revision;
         }
@@ -868,14 +869,15 @@ class _EtcdStore implements LockStore {
       }
       return await this.#resolveReplace(key, version, value, txn.error);
     }
+    let keptAlive = false;
     if (known !== undefined && known !== "0") {
       const alive = results[0]!;
-      if (!alive.ok) {
-        if (_leaseGone(alive)) return this.#forget(key);
-        if (!alive.lost) throw alive.error;
-        // the rewrite went through; keep the lease alive on its own below
-      } else if (!_ttlLeft(alive.json)) {
-        return this.#forget(key); // the lease ran out: the key went with it
+      if (alive.ok) {
+        // no time left: the lease ran out and the key went with it
+        if (!_ttlLeft(alive.json)) return this.#forget(key);
+        keptAlive = true;
+      } else if (_leaseGone(alive)) {
+        return this.#forget(key);
       }
     }
     const answer = txn.json as _TxnResponse;
@@ -883,8 +885,14 @@ class _EtcdStore implements LockStore {
     const next = this.#revisionOf(answer, what);
     const lease = known ??
       answer.responses?.[1]?.response_range?.kvs?.[0]?.lease ?? "0";
-    const keptAlive = results.length > 1 && results[0]!.ok;
-    if (lease !== "0" && !keptAlive && !await this.#keepAlive(key, lease)) {
+    // After the rewrite went in, a keep-alive that fails for another reason
+    // than a lease gone leaves the lease its previous expiry (the next
+    // renewal, a third of a lease later, extends it): the new version is
+    // still returned, as throwing would lose it.
+    if (
+      lease !== "0" && !keptAlive &&
+      !await this.#keepAlive(key, lease).catch(() => true)
+    ) {
       return this.#forget(key);
     }
     this.#noteLease(key, next, lease);
