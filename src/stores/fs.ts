@@ -105,28 +105,45 @@ export function openFsStore(
     try {
       await Deno.mkdir(path, { recursive: options.createRoot === true });
     } catch (error) {
-      if (error instanceof Deno.errors.AlreadyExists) {
-        const info = await Deno.stat(path).catch((e) => fail("open lock folder", path, e));
-        if (!info.isDirectory) {
-          throw new StoreError(
-            path,
-            `Cannot use lock folder "${path}": it is a file`,
-          );
-        }
-      } else if (error instanceof Deno.errors.NotFound) {
+      if (error instanceof Deno.errors.NotFound) {
         throw new StoreError(
           path,
           `Cannot create lock folder "${path}": the folder above it, "${
             dirname(path)
           }", does not exist`,
         );
-      } else fail("create lock folder", path, error);
+      } else if (!(error instanceof Deno.errors.AlreadyExists)) {
+        fail("create lock folder", path, error);
+      }
     }
+    await realFolder(path); // a file or a link where the host's folder should be is refused
     ensured.add(path);
   }
 
-  /** Reads a file and its identity through one open; undefined when missing. */
+  /**
+   * Reads a file and its identity through one open; undefined when missing.
+   * Only a regular file is opened: a symlink, FIFO, socket or device named
+   * like a lock is reported and left alone (never followed, never read, so
+   * it can neither redirect a change outside the store nor hang a command),
+   * and the opened file must be the one looked at.
+   */
   async function readEntry(path: string): Promise<StoreEntry | undefined> {
+    let seen: Deno.FileInfo;
+    try {
+      seen = await Deno.lstat(path);
+    } catch (error) {
+      if (error instanceof Deno.errors.NotFound) return undefined;
+      fail("read", path, error);
+    }
+    if (!seen.isFile) {
+      if (seen.isDirectory) fail("read", path, new Deno.errors.IsADirectory());
+      throw new StoreError(
+        path,
+        `Cannot read "${path}": it is ${
+          seen.isSymlink ? "a symbolic link" : "not a regular file (a FIFO, socket or device)"
+        }, not a lock file; left alone`,
+      );
+    }
     let file: Deno.FsFile;
     try {
       file = await Deno.open(path, { read: true });
@@ -136,7 +153,9 @@ export function openFsStore(
     }
     try {
       const info = file.statSync();
-      if (info.isDirectory) fail("read", path, new Deno.errors.IsADirectory());
+      if (!info.isFile || info.ino !== seen.ino || info.dev !== seen.dev) {
+        throw new StoreError(path, `Cannot read "${path}": it was replaced while being read`);
+      }
       const chunks: Uint8Array[] = [];
       let size = 0;
       for (;;) {
@@ -175,13 +194,10 @@ export function openFsStore(
     try {
       for await (const entry of Deno.readDir(path)) {
         if (entry.name.startsWith(PRIVATE_PREFIX)) continue;
-        if (entry.isFile || entry.isSymlink) names.push(entry.name);
-        else if (
-          entry.isDirectory && entry.name !== options.historyFolderName
-        ) {
-          // A folder named like a lock still counts as a lock by its name.
-          names.push(entry.name);
-        }
+        if (entry.isDirectory && entry.name === options.historyFolderName) continue;
+        // Anything named like a lock counts as a lock by its name (a folder,
+        // a link, a FIFO): reading it then says what it is.
+        names.push(entry.name);
       }
     } catch (error) {
       if (!(error instanceof Deno.errors.NotFound)) fail("list", path, error);
@@ -235,6 +251,16 @@ export function openFsStore(
    */
   async function guarded<T>(host: string, fn: () => Promise<T>): Promise<T> {
     const path = join(folder(host), GUARD);
+    await realFolder(folder(host));
+    const planted = await Deno.lstat(path).catch(() => undefined);
+    if (planted && !planted.isFile) {
+      throw new StoreError(
+        path,
+        `Cannot use "${path}": it is ${
+          planted.isSymlink ? "a symbolic link" : "not a regular file"
+        }, not our guard; left alone`,
+      );
+    }
     let file: Deno.FsFile;
     try {
       file = await Deno.open(path, { read: true, write: true, create: true });
@@ -270,13 +296,35 @@ export function openFsStore(
     return (await readEntry(path))?.version === version;
   }
 
+  /** A folder that must be a real folder, not a link to somewhere else (host folder, History). */
+  async function realFolder(path: string): Promise<boolean> {
+    let info: Deno.FileInfo;
+    try {
+      info = await Deno.lstat(path);
+    } catch (error) {
+      if (error instanceof Deno.errors.NotFound) return false;
+      fail("open", path, error);
+    }
+    if (!info.isDirectory) {
+      throw new StoreError(
+        path,
+        `Cannot use "${path}": it is ${
+          info.isSymlink ? "a symbolic link" : "not a folder"
+        }, not a lock folder; left alone`,
+      );
+    }
+    return true;
+  }
+
   async function ensureHistory(host: string): Promise<void> {
+    if (await realFolder(history(host))) return;
     try {
       await Deno.mkdir(history(host));
     } catch (error) {
       if (!(error instanceof Deno.errors.AlreadyExists)) {
         fail("create history folder", history(host), error);
       }
+      await realFolder(history(host));
     }
   }
 
@@ -377,7 +425,8 @@ export function openFsStore(
           fail("remove", path, error);
         }
       }),
-    listHistory: (host) => listFiles(history(host)),
+    listHistory: async (host) =>
+      (await realFolder(history(host))) ? await listFiles(history(host)) : [],
     readHistory: async (host, name) => (await readEntry(join(history(host), name)))?.data,
     close: () => Promise.resolve(),
   };

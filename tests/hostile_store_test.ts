@@ -1,0 +1,133 @@
+/**
+ * A hostile local store (issue 10): entries planted by someone with write
+ * access to a host's folder. Whatever is planted, every command ends within
+ * its time bound with one line and exit 4 naming the entry, and nothing
+ * outside the store changes (a decoy tree's checksums).
+ *
+ * @module
+ */
+
+import { assertEquals, assertOk, assertStringIncludes } from "./_assert.ts";
+import { runCli, snapshotTree } from "./_cli_helpers.ts";
+import { tempStore } from "./_helpers.ts";
+
+/** A store and a decoy tree beside it that no command may touch. */
+async function hostile(
+  plant: (hostDir: string, decoy: string) => Promise<void>,
+  check: (run: (args: string[]) => ReturnType<typeof runCli>, hostDir: string) => Promise<void>,
+) {
+  await using t = await tempStore();
+  const decoy = await Deno.makeTempDir({ prefix: "rl-decoy-" });
+  try {
+    await Deno.writeTextFile(`${decoy}/secret.txt`, "do not touch\n");
+    await Deno.mkdir(`${decoy}/elsewhere`);
+    const hostDir = `${t.root}/hv01`;
+    await Deno.mkdir(hostDir);
+    await plant(hostDir, decoy);
+    const before = await snapshotTree(decoy);
+    const config = `${t.root}/config.ts`;
+    await Deno.writeTextFile(
+      config,
+      `export default { dependenciesFilePath: "${t.root}/none.json", lockTimeout: "50ms", lockRetries: 1 };`,
+    );
+    const run = (args: string[]) =>
+      runCli(args, {
+        env: { RESOURCE_LOCKER_STORE: t.store, RESOURCE_LOCKER_CONFIG: config },
+        timeoutMs: 15_000,
+      });
+    await check(run, hostDir);
+    assertEquals(await snapshotTree(decoy), before, "nothing outside the store changed");
+    assertEquals(await Deno.readTextFile(`${decoy}/secret.txt`), "do not touch\n");
+  } finally {
+    await Deno.remove(decoy, { recursive: true });
+  }
+}
+
+/** One line on stderr, the exit code, the entry named. */
+function assertRefused(result: { code: number; stderr: string }, code: number, names: string) {
+  assertEquals(result.code, code, result.stderr);
+  const lines = result.stderr.trim().split("\n");
+  assertEquals(lines.length, 1, result.stderr);
+  assertStringIncludes(lines[0]!, names);
+}
+
+const COMMANDS: [string, string[]][] = [
+  ["lock", ["lock", "hv01", "--hard"]],
+  ["lock (shared)", ["lock", "hv01"]],
+  ["status", ["status", "hv01"]],
+  ["unlock --force", ["unlock", "hv01/Host", "--force"]],
+  ["break --force", ["break", "hv01/Host", "--force"]],
+];
+
+Deno.test("a Host.lock that is a symlink to a file outside the store is never followed", async () => {
+  await hostile(
+    (dir, decoy) => Deno.symlink(`${decoy}/secret.txt`, `${dir}/Host.lock`),
+    async (run, dir) => {
+      for (const [what, args] of COMMANDS) {
+        const result = await run(args);
+        assertRefused(result, 4, "symbolic link");
+        assertOk((await Deno.lstat(`${dir}/Host.lock`)).isSymlink, `${what} left the link alone`);
+      }
+    },
+  );
+});
+
+Deno.test("a Host.lock that is a FIFO or a link to /dev/zero hangs nothing", async () => {
+  for (
+    const plant of [
+      (dir: string) =>
+        new Deno.Command("mkfifo", { args: [`${dir}/Host.lock`] }).output().then(() => {}),
+      (dir: string) => Deno.symlink("/dev/zero", `${dir}/Host.lock`),
+    ]
+  ) {
+    await hostile(plant, async (run) => {
+      for (const [, args] of COMMANDS) assertRefused(await run(args), 4, "Host.lock");
+    });
+  }
+});
+
+Deno.test("a huge Host.lock is refused with a short line, not read whole", async () => {
+  await hostile(
+    async (dir) => {
+      const file = await Deno.open(`${dir}/Host.lock`, { write: true, create: true });
+      await file.truncate(50 * 1024 * 1024);
+      file.close();
+    },
+    async (run) => {
+      const result = await run(["status", "hv01"]);
+      assertRefused(result, 4, "larger than");
+      assertOk(result.stderr.length < 400, `short error: ${result.stderr.length} chars`);
+    },
+  );
+});
+
+Deno.test("a History that is a symlink out of the store receives nothing", async () => {
+  await hostile(
+    (dir, decoy) => Deno.symlink(`${decoy}/elsewhere`, `${dir}/History`),
+    async (run, dir) => {
+      const locked = await run(["lock", "hv01", "--hard"]);
+      assertEquals(locked.code, 0, locked.stderr);
+      const ref = locked.stdout.trim();
+      assertRefused(await run(["unlock", ref]), 4, "symbolic link");
+      assertOk((await Deno.lstat(`${dir}/Host.lock`)).isFile, "the lock stays where it was");
+      assertEquals([...Deno.readDirSync(`${dir}/History`)], [], "nothing moved out");
+    },
+  );
+});
+
+Deno.test("a host folder that is a symlink, or a planted guard, is refused", async () => {
+  await hostile(
+    async (dir, decoy) => {
+      await Deno.remove(dir);
+      await Deno.symlink(`${decoy}/elsewhere`, dir);
+    },
+    async (run) => assertRefused(await run(["lock", "hv01", "--hard"]), 4, "symbolic link"),
+  );
+  await hostile(
+    async (dir, decoy) => {
+      await Deno.writeTextFile(`${dir}/Host.lock`, "{}");
+      await Deno.symlink(`${decoy}/secret.txt`, `${dir}/.resource-locker.guard`);
+    },
+    async (run) => assertRefused(await run(["unlock", "hv01/Host", "--force"]), 4, "guard"),
+  );
+});
