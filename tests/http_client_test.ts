@@ -209,7 +209,7 @@ Deno.test("HttpClient gives the answers that came when a pipeline breaks", async
   }
 });
 
-Deno.test("HttpClient sends again on a new connection when the server dropped an idle one", async () => {
+Deno.test("HttpClient after the server dropped an idle connection: reads are sent again, changes are reported as maybe sent", async () => {
   const server = serve(async (_seen, conn) => {
     await write(conn, json("{}"));
   });
@@ -218,11 +218,22 @@ Deno.test("HttpClient sends again on a new connection when the server dropped an
     await client.request(server.origin, "/a", "{}", timeout());
     server.dropAll(); // as a server restart or an idle timeout does
     await sleep(20);
-    // not idempotent, still safe: the dropped connection took no request
-    const answer = await client.request(server.origin, "/b", "{}", timeout());
+    // A change written into a closed connection may have been applied (the
+    // server may have died after applying it): never sent twice, reported as
+    // sent, so the caller reads back what happened.
+    await assert.rejects(
+      client.request(server.origin, "/b", "{}", timeout()),
+      (error: unknown) => error instanceof HttpTransportError && error.sent,
+    );
+    // The next one goes out on a new connection.
+    const answer = await client.request(server.origin, "/c", "{}", timeout());
     assert.equal(answer.status, 200);
-    assert.equal(server.connections, 2);
-    assert.deepEqual(server.seen.map((s) => s.path), ["/a", "/b"]);
+    server.dropAll();
+    await sleep(20);
+    // A read is safe to send twice: once more on a new connection.
+    const read = await client.request(server.origin, "/d", "{}", timeout(), true);
+    assert.equal(read.status, 200);
+    assert.deepEqual(server.seen.map((s) => s.path), ["/a", "/c", "/d"]);
   } finally {
     client.close();
     await server.close();

@@ -388,16 +388,15 @@ export class HttpClient {
         this.#drop(connection);
         if (signal.aborted) throw signal.reason;
         // A kept-alive connection the server had dropped (a restart, an idle
-        // timeout): closed or reset before any answer, or the write failed.
-        // The request did not get in, or it is safe to send again: once more
-        // on a new connection.
-        const dropped = error instanceof _NoAnswer ||
-          error instanceof Deno.errors.ConnectionReset ||
-          error instanceof Deno.errors.BrokenPipe;
+        // timeout): once more on a new connection when the request surely did
+        // not get in (the write failed) or is safe to send twice. A written
+        // request that met a closed connection may have been applied: a
+        // change (a transaction) is not sent again but reported as sent, and
+        // its caller reads back what happened.
         const stale = connection.reused && attempt === 0 && !connection.received &&
-          (dropped || !written || idempotent);
+          (!written || idempotent);
         if (stale) continue;
-        throw new HttpTransportError(_message(error), true, { cause: error });
+        throw new HttpTransportError(_message(error), written, { cause: error });
       } finally {
         signal.removeEventListener("abort", onAbort);
       }
