@@ -108,6 +108,10 @@ export class FakeClock implements Clock {
       this.#scheduled = this.#scheduled.filter((e) => e !== entry);
     };
   }
+  /** How many scheduled calls wait (a renewal that ended schedules the next). */
+  get scheduledCount(): number {
+    return this.#scheduled.length;
+  }
   /** Runs the scheduled calls whose time has come. */
   runDue(): void {
     const due = this.#scheduled.filter((e) => e.at <= this.#now);

@@ -301,7 +301,22 @@ etcdTest(
     });
     const [key] = await liveKeys(etcd, "hv02");
     assert.ok(key && key.lease !== "0", "no etcd lease on the key");
-    await sleep(2500); // more than twice the lease: renewed meanwhile
+    // Renewed twice (each renewal rewrites the key), i.e. more than the lease
+    // has passed since it was taken, and still held.
+    const renewals = new Set<string>();
+    assert.ok(
+      await eventually(
+        async () => {
+          const [now] = await liveKeys(etcd, "hv02");
+          const renewed = now && JSON.parse(now.value).RenewedAtUtc;
+          if (renewed) renewals.add(renewed);
+          return renewals.size >= 2;
+        },
+        10_000,
+        50,
+      ),
+      "not renewed twice",
+    );
     assert.equal(lock.signal.aborted, false);
     assert.equal((await liveKeys(etcd, "hv02")).length, 1);
     await lock.release();
@@ -497,17 +512,19 @@ etcdTest(
       "--retries",
       "200",
       ...base,
-    ]);
+    ], { stdout: "null" });
     const waiterTimer = setTimeout(() => waiter.kill("SIGKILL"), 20_000);
     const run = await startRun(["app02", "--hard", "--ttl", "1s", "--grace", "1s", ...base]);
     try {
-      await sleep(500); // the waiter is retrying by now
+      // The waiter is retrying once it says so; then etcd goes away.
+      const waiterStderr = readUntil(waiter.stderr, "Waiting for");
+      await waiterStderr.seen;
       await etcd.stop();
       const stoppedAt = Date.now();
 
-      const waited = await waiter.output();
+      const waited = await waiter.status;
       clearTimeout(waiterTimer);
-      const waiterErr = decoder.decode(waited.stderr);
+      const waiterErr = await waiterStderr.all;
       assert.equal(waited.code, 4, waiterErr);
       assert.match(waiterErr, new RegExp(`Error: .*127\\.0\\.0\\.1:${etcd.clientPort}`));
 
@@ -561,3 +578,30 @@ etcdTest(
     assert.ok(Date.now() - started < 3000);
   },
 );
+
+/**
+ * Reads a process's stream to its end; `seen` resolves once `text` has
+ * appeared in it (rejects if it ends first), `all` with everything read.
+ */
+function readUntil(
+  stream: ReadableStream<Uint8Array>,
+  text: string,
+): { seen: Promise<void>; all: Promise<string> } {
+  let found = () => {};
+  let missing = (_error: Error) => {};
+  const seen = new Promise<void>((resolve, reject) => {
+    found = resolve;
+    missing = reject;
+  });
+  const all = (async () => {
+    let collected = "";
+    const decoder = new TextDecoder();
+    for await (const chunk of stream) {
+      collected += decoder.decode(chunk, { stream: true });
+      if (collected.includes(text)) found();
+    }
+    if (!collected.includes(text)) missing(new Error(`"${text}" never appeared in: ${collected}`));
+    return collected;
+  })();
+  return { seen, all };
+}

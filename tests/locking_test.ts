@@ -14,7 +14,7 @@ import {
   tryLockResource,
   unlockResource,
 } from "../mod.ts";
-import { eventually, FakeClock, sleep, tempStore } from "./_helpers.ts";
+import { eventually, FakeClock, tempStore, waitFor } from "./_helpers.ts";
 import { Locker } from "../src/locker.ts";
 import { FileNames } from "../src/lock_ref.ts";
 import type { LockStore } from "../src/store.ts";
@@ -287,8 +287,15 @@ Deno.test("a lock whose store cannot be reached is lost once its lease has run o
   await Deno.remove(t.root, { recursive: true }); // the store's root goes away
   await Deno.writeTextFile(t.root, "not a folder any more");
   clock.advance(20_000);
+  assertEquals(clock.scheduledCount, 1);
   clock.runDue(); // renewal fails, the lease still runs
-  await sleep(20);
+  // The failed renewal is over once it has scheduled the next one.
+  await waitFor(
+    "the failed renewal to schedule the next",
+    () => clock.scheduledCount === 1,
+    5000,
+    2,
+  );
   assertEquals(lock.signal.aborted, false, "not lost while the lease lasts");
   clock.advance(40_000);
   clock.runDue();
