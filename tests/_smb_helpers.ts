@@ -106,3 +106,20 @@ export function pauseAt(
     },
   };
 }
+
+/** Paths under `dir` that some process (smbd) holds open now. */
+export async function heldOpen(dir: string): Promise<string[]> {
+  const held: string[] = [];
+  for await (const process of Deno.readDir("/proc")) {
+    if (!/^\d+$/.test(process.name)) continue;
+    try {
+      for await (const fd of Deno.readDir(`/proc/${process.name}/fd`)) {
+        const target = await Deno.readLink(`/proc/${process.name}/fd/${fd.name}`).catch(() => "");
+        if (target.startsWith(dir + "/")) held.push(target);
+      }
+    } catch {
+      // gone, or not ours to read
+    }
+  }
+  return held;
+}

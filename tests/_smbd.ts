@@ -61,6 +61,11 @@ export interface Smbd extends AsyncDisposable {
   closeShare(share: string): Promise<void>;
   /** Stops smbd and removes its temp folder. */
   close(): Promise<void>;
+  /**
+   * Kills smbd and its children (SIGKILL) and removes the temp folder,
+   * synchronously: for an `unload` handler, where nothing can be awaited.
+   */
+  killSync(): void;
 }
 
 const SMBD_CANDIDATES = ["/usr/sbin/smbd", "/usr/local/sbin/smbd"];
@@ -156,13 +161,57 @@ export function smbdTest(
     });
     return;
   }
-  if (!warned) {
-    warned = true;
-    console.warn(`%cSkipping SMB tests: ${missing}`, "color: yellow");
-  }
+  warnSkipping(missing);
   Deno.test({ name: `${name} (skipped: ${missing})`, ignore: true, fn });
 }
 let warned = false;
+
+function warnSkipping(missing: string): void {
+  if (warned) return;
+  warned = true;
+  console.warn(`%cSkipping SMB tests: ${missing}`, "color: yellow");
+}
+
+/**
+ * For test files that register their tests some other way (a shared suite
+ * taking `ignore`): whether to ignore them. When smbd is missing, says so
+ * once, and under CI registers a test that fails naming what is missing.
+ *
+ * @returns `ignore`: true when smbd cannot run here
+ */
+export function smbdGate(): { ignore: boolean } {
+  const missing = smbdMissing();
+  if (missing === undefined) return { ignore: false };
+  if (underCi()) {
+    Deno.test("smbd is installed (required under CI)", () => {
+      throw new Error(`smbd is required under CI (CI=${Deno.env.get("CI")}): ${missing}`);
+    });
+  } else {
+    warnSkipping(missing);
+  }
+  return { ignore: true };
+}
+
+/**
+ * One smbd for a whole test file, started when the file loads (outside any
+ * test, so that the tests' resource sanitizers do not take it for a leak of
+ * theirs) and killed when the file's tests are over (`unload`, also after
+ * `--filter` or a failure). Tests share it by using shares or folders of
+ * their own. Saves starting an smbd per test.
+ *
+ * @param gate the file's {@linkcode smbdGate}
+ * @param options shares and users
+ * @returns the server, or undefined when `gate.ignore`
+ */
+export async function fileSmbd(
+  gate: { ignore: boolean },
+  options: StartSmbdOptions,
+): Promise<Smbd | undefined> {
+  if (gate.ignore) return undefined;
+  const smbd = await startSmbd(options);
+  globalThis.addEventListener("unload", () => smbd.killSync());
+  return smbd;
+}
 
 function freePort(): number {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
@@ -391,6 +440,24 @@ async function setUp(
         await Deno.remove(root, { recursive: true }).catch(() => {});
       }
     },
+    killSync(): void {
+      const process = child;
+      child = undefined;
+      if (process !== undefined) {
+        for (const id of processTreeSync(process.pid)) {
+          try {
+            Deno.kill(id, "SIGKILL");
+          } catch {
+            // exited meanwhile
+          }
+        }
+      }
+      try {
+        Deno.removeSync(root, { recursive: true });
+      } catch {
+        // removed already
+      }
+    },
     [Symbol.asyncDispose](): Promise<void> {
       return this.close();
     },
@@ -466,13 +533,37 @@ async function processTree(pid: number): Promise<number[]> {
     } catch {
       continue;
     }
-    // "pid (comm) state ppid ...": comm may hold spaces and parentheses.
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    const ppid = Number(fields[1]);
-    const list = children.get(ppid) ?? [];
-    list.push(Number(entry.name));
-    children.set(ppid, list);
+    addChild(children, entry.name, stat);
   }
+  return treeOf(pid, children);
+}
+
+/** {@linkcode processTree}, synchronously (for `unload`). */
+function processTreeSync(pid: number): number[] {
+  const children = new Map<number, number[]>();
+  for (const entry of Deno.readDirSync("/proc")) {
+    if (!/^\d+$/.test(entry.name)) continue;
+    let stat: string;
+    try {
+      stat = Deno.readTextFileSync(`/proc/${entry.name}/stat`);
+    } catch {
+      continue;
+    }
+    addChild(children, entry.name, stat);
+  }
+  return treeOf(pid, children);
+}
+
+function addChild(children: Map<number, number[]>, pid: string, stat: string): void {
+  // "pid (comm) state ppid ...": comm may hold spaces and parentheses.
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  const ppid = Number(fields[1]);
+  const list = children.get(ppid) ?? [];
+  list.push(Number(pid));
+  children.set(ppid, list);
+}
+
+function treeOf(pid: number, children: Map<number, number[]>): number[] {
   const tree: number[] = [];
   const queue = [pid];
   while (queue.length > 0) {

@@ -14,8 +14,8 @@ import { InputError, StoreError } from "../src/errors.ts";
 import type { LockStore, StoreEntry } from "../src/store.ts";
 import type { SmbStoreOptions } from "../src/stores/smb.ts";
 import { assertEquals, assertOk, assertRejects, assertStringIncludes } from "./_assert.ts";
-import { eventually, sleep, within } from "./_helpers.ts";
-import { openTestSmbStore, smbTemplate, startTestSmbd } from "./_smb_helpers.ts";
+import { eventually, fileNames, sleep, within } from "./_helpers.ts";
+import { heldOpen, openTestSmbStore, smbTemplate, startTestSmbd } from "./_smb_helpers.ts";
 import { type Smbd, smbdTest } from "./_smbd.ts";
 import { startSmbProxy } from "./_smb_proxy.ts";
 
@@ -127,23 +127,6 @@ async function entry(store: LockStore, host: string, name: string): Promise<Stor
   return found;
 }
 
-/** Paths under `dir` that some process (smbd) holds open now. */
-async function heldOpen(dir: string): Promise<string[]> {
-  const held: string[] = [];
-  for await (const process of Deno.readDir("/proc")) {
-    if (!/^\d+$/.test(process.name)) continue;
-    try {
-      for await (const fd of Deno.readDir(`/proc/${process.name}/fd`)) {
-        const target = await Deno.readLink(`/proc/${process.name}/fd/${fd.name}`).catch(() => "");
-        if (target.startsWith(dir + "/")) held.push(target);
-      }
-    } catch {
-      // gone, or not ours to read
-    }
-  }
-  return held;
-}
-
 // One smbd for the whole file; each step uses shares of its own. The steps
 // that pause or stop the server come last and leave it running.
 smbdTest("SMB store against a real smbd", async (t) => {
@@ -180,6 +163,7 @@ smbdTest("SMB store against a real smbd", async (t) => {
 
       await t.step("list() names the entries, read() returns content and version", async () => {
         await Deno.writeTextFile(join(dir, "File-from-disk.lock"), "written on the server");
+        await Deno.writeTextFile(join(dir, ".resource-locker-left-by-a-crash.tmp"), "x");
         assertEquals(await store.list("dc01"), [
           "File-from-disk.lock",
           "Generic-big.lock",
@@ -250,7 +234,7 @@ smbdTest("SMB store against a real smbd", async (t) => {
         // Deleted and made again with the very same bytes: another incarnation.
         const same = await entry(store, "dc01", "File-from-disk.lock");
         await Deno.remove(join(dir, "File-from-disk.lock"));
-        await sleep(5);
+        await sleep(25); // past a tick of the file system's clock (4 ms at HZ=250)
         await Deno.writeTextFile(join(dir, "File-from-disk.lock"), "written again");
         const again = await entry(store, "dc01", "File-from-disk.lock");
         assertEquals(text(again.data), "written again");
@@ -480,6 +464,11 @@ smbdTest("SMB store against a real smbd", async (t) => {
       assertEquals((await trips(() => store.remove("trip01", "Generic-1.lock", generic)))[1], 2);
       assertEquals((await trips(() => store.listHistory("trip01")))[1], 1);
       assertEquals(await heldOpen(smbd.dir("trip01")), [], "every handle was closed");
+      assertEquals(
+        await fileNames(smbd.dir("trip01")),
+        [],
+        "no temporary file is left, also by a create that found the name taken",
+      );
     } finally {
       await store.close();
     }

@@ -25,7 +25,8 @@
  * How it keeps the store contract (`../store.ts`):
  * - Version: the file's CreationTime from the CREATE answer (this
  *   incarnation) and its bytes, in one opaque string. A file made again with
- *   the very same bytes in the same 100 ns would share a version: the same lock.
+ *   the very same bytes within one tick of the server's clock (4 ms on Linux
+ *   at HZ=250) shares the version: it is the same lock.
  * - Create: CREATE (FILE_CREATE, ShareAccess 0) + WRITE + CLOSE in one
  *   compound. Nobody can open the file before the CLOSE, and the server runs
  *   the whole compound once it has it, also if we die after sending it: the
@@ -38,7 +39,7 @@
  *   handle is open nobody else can open the file, and the server closes it
  *   when our connection ends: a critical section that survives our crash.
  * - Opens refused by such a section (STATUS_SHARING_VIOLATION) are retried
- *   for about 0.6 s. A read still refused then returns the lock as unreadable
+ *   for a second. A read still refused then returns the lock as unreadable
  *   (empty) with a version no mutation accepts (see `read` below); a mutation
  *   still refused is a StoreError.
  * - Round trips: create 1, list 1, read 1, remove 2, replace 3, archive 3:
@@ -99,11 +100,12 @@ const DEFAULT_TIMEOUT_MS = 10_000;
 /** Largest read or write in one request (SMB 2.0.2 allows 64 KiB). */
 const CHUNK = 0x10000 - 0x80;
 /**
- * Waits before the retries of an open that another caller's exclusive open
- * refuses (STATUS_SHARING_VIOLATION): about 0.6 s in all, several times the
- * longest critical section (two round trips).
+ * How long an open that another open refuses (STATUS_SHARING_VIOLATION) is
+ * retried: many times the longest critical section (two round trips). The
+ * waits between tries are short and jittered (1 to 16 ms), so that readers
+ * that keep the file open now and then do not starve a compare-and-act.
  */
-const BUSY_RETRIES_MS = [5, 10, 20, 40, 80, 160, 320];
+const BUSY_WAIT_MS = 1_000;
 
 // NTSTATUS values the store acts on.
 const STATUS_SUCCESS = 0x00000000;
@@ -881,21 +883,25 @@ class SmbConnection {
    * Opens `path` and runs `then` on the file in the same compound request:
    * one round trip. `then` gets the FileId to use ({@linkcode RELATED_FILE_ID}).
    * An open that another client's share mode refuses (a critical section of
-   * another caller, a moment long) is retried {@linkcode BUSY_RETRIES_MS}
-   * times; the last answer is returned, still STATUS_SHARING_VIOLATION then.
+   * another caller, a moment long) is retried for {@linkcode BUSY_WAIT_MS};
+   * the last answer is returned, still STATUS_SHARING_VIOLATION then.
+   * `settle` sees the answers of every attempt (to close what it opened).
    * @returns the CREATE's answer first, then one answer per request of `then`
    */
   async openThen(
     path: string,
     request: OpenRequest,
     then: (fileId: Buffer) => Build[],
+    settle?: (replies: Reply[]) => Promise<void>,
   ): Promise<Reply[]> {
     const chain = [createBuild(path, request), ...then(RELATED_FILE_ID)];
+    const deadline = Date.now() + BUSY_WAIT_MS;
     for (let attempt = 0;; attempt++) {
       const replies = await this.send(chain);
-      const wait = BUSY_RETRIES_MS[attempt];
-      if (replies[0]!.status !== STATUS_SHARING_VIOLATION || wait === undefined) return replies;
-      await sleep(wait);
+      await settle?.(replies);
+      const left = deadline - Date.now();
+      if (replies[0]!.status !== STATUS_SHARING_VIOLATION || left <= 0) return replies;
+      await sleep(Math.min(left, 2 ** Math.min(attempt, 4) * (0.5 + Math.random())));
     }
   }
 
@@ -1035,6 +1041,8 @@ function queryBuild(fileId: Buffer): Build {
 
 // --- versions and compare-and-act ---------------------------------------------
 
+/** Prefix of the store's temporary files: no lock name starts so; left out of listings. */
+const PRIVATE_PREFIX = ".resource-locker-";
 /** Prefix of every version this store makes. */
 const VERSION_PREFIX = "smb1:";
 /** Prefix of the version of an entry that stayed busy: no version of a real read starts so. */
@@ -1058,8 +1066,8 @@ interface Exclusive {
 
 function busyFailure(): SmbFailure {
   return new SmbFailure(
-    "another client kept the file open without sharing for longer than " +
-      `${BUSY_RETRIES_MS.reduce((a, b) => a + b, 0)} ms (STATUS_SHARING_VIOLATION)`,
+    `the file stayed in use by another client for more than ${BUSY_WAIT_MS} ms ` +
+      "(STATUS_SHARING_VIOLATION)",
     STATUS_SHARING_VIOLATION,
   );
 }
@@ -1069,8 +1077,14 @@ function busyFailure(): SmbFailure {
  * compound request. While the handle is open nobody else can open the file
  * to read, write, rename or delete it, and the server closes the handle when
  * our connection ends: a critical section that a crash cannot leave held.
+ *
+ * The same compound opens the path once more for its attributes only (which
+ * no share mode refuses): Samba can grant an open on a file that another
+ * client's delete-on-close unlinks in that very moment, and only the name
+ * tells. Once our open is granted nobody else can rename or delete the file,
+ * so when the path still is this file, it stays so until we close it.
  * The caller closes the handle.
- * @returns undefined when the file does not exist
+ * @returns undefined when the file does not exist (any more)
  * @throws {SmbFailure} when it stays busy, or on any other failure
  */
 async function openExclusive(
@@ -1078,17 +1092,41 @@ async function openExclusive(
   path: string,
   access: number,
 ): Promise<Exclusive | undefined> {
-  const [opened, read] = await connection.openThen(path, {
-    access: EXCLUSIVE_READ | access,
-    disposition: FILE_OPEN,
-    options: FILE_NON_DIRECTORY_FILE,
-    share: 0,
-  }, (id) => [readBuild(id, CHUNK, 0)]);
+  const [opened, read, named] = await connection.openThen(
+    path,
+    {
+      access: EXCLUSIVE_READ | access,
+      disposition: FILE_OPEN,
+      options: FILE_NON_DIRECTORY_FILE,
+      share: 0,
+    },
+    (id) => [
+      readBuild(id, CHUNK, 0),
+      createBuild(path, {
+        access: FILE_READ_ATTRIBUTES | SYNCHRONIZE,
+        disposition: FILE_OPEN,
+        options: FILE_NON_DIRECTORY_FILE,
+      }),
+      closeBuild(RELATED_FILE_ID),
+    ],
+    // A failed first CREATE may fail the CLOSE of the second open too.
+    (replies) => connection.closeLeft(replies[2]!, replies[3]),
+  );
   if (missing(opened!.status)) return undefined;
   if (opened!.status === STATUS_SHARING_VIOLATION) throw busyFailure();
   expectSuccess(opened!);
   const handle = connection.handle(opened!);
   try {
+    if (
+      named!.status !== STATUS_SUCCESS || connection.handle(named!).creation !== handle.creation
+    ) {
+      // Unlinked under us (and maybe made anew since): not the entry any more.
+      if (missing(named!.status) || named!.status === STATUS_SUCCESS) {
+        await connection.closeHandle(handle).catch(() => {});
+        return undefined;
+      }
+      expectSuccess(named!);
+    }
     const data = await contentOf(connection, handle, read!);
     return { handle, data, version: versionOf(handle.creation, data) };
   } catch (error) {
@@ -1367,12 +1405,16 @@ class SmbStore implements LockStore {
   }
 
   /**
-   * One round trip: CREATE (FILE_CREATE, no sharing), WRITE and CLOSE in one
-   * compound request. Nobody can open the file before the CLOSE, and the
-   * server runs the whole compound once it has it, also when we die after
-   * sending it: the file is never seen empty or half written. Only a WRITE
-   * that the server itself fails (disk full) would leave it short; then this
-   * incarnation is deleted again and the error says so.
+   * One round trip, one compound: CREATE a private temporary file (no
+   * sharing), WRITE the content, SET_INFO FileLinkInformation to the lock's
+   * name without replacing (a hard link: the name appears with the whole
+   * content, or the link fails because the name exists), mark the temporary
+   * name for deletion, CLOSE. The server runs the whole compound once it has
+   * it, also if we die after sending it.
+   *
+   * Not CREATE on the lock's name itself: Samba makes the file before it
+   * records the open's share mode, and a reader in that moment sees it empty
+   * (and the CREATE then fails, leaving the empty file behind).
    */
   async create(
     host: string,
@@ -1383,15 +1425,18 @@ class SmbStore implements LockStore {
     checkName(name);
     return await this.#run("create", host, [name], async (connection, target) => {
       const path = this.#path(target, name);
+      const temporary = this.#path(target, `${PRIVATE_PREFIX}${crypto.randomUUID()}.tmp`);
       const chain = [
-        createBuild(path, {
-          access: FILE_WRITE_DATA | FILE_READ_ATTRIBUTES | SYNCHRONIZE,
+        createBuild(temporary, {
+          access: FILE_WRITE_DATA | DELETE | FILE_READ_ATTRIBUTES | SYNCHRONIZE,
           disposition: FILE_CREATE,
           options: FILE_NON_DIRECTORY_FILE,
           attributes: FILE_ATTRIBUTE_NORMAL,
           share: 0,
         }),
         ...writeBuilds(RELATED_FILE_ID, data, false),
+        setInfoBuild(RELATED_FILE_ID, "FileLinkInformation", renameInformation(path, false)),
+        setInfoBuild(RELATED_FILE_ID, "FileDispositionInformation", Buffer.from([1])),
         closeBuild(RELATED_FILE_ID),
       ];
       let replies = await this.#sendCreate(connection, chain, host, name);
@@ -1400,19 +1445,34 @@ class SmbStore implements LockStore {
         replies = await this.#sendCreate(connection, chain, host, name);
       }
       const created = replies[0]!;
+      expectSuccess(created);
+      const handle = connection.handle(created);
+      const [linked, deleted, closed] = replies.slice(-3) as [Reply, Reply, Reply];
+      await connection.closeLeft(created, closed);
+      if (deleted.status !== STATUS_SUCCESS) {
+        // Only clutter (no lock name matches it), but take it away.
+        await removeIncarnation(connection, temporary, handle.creation).catch(() => false);
+      }
       if (
-        created.status === STATUS_OBJECT_NAME_COLLISION || created.status === STATUS_DELETE_PENDING
+        linked.status === STATUS_OBJECT_NAME_COLLISION || linked.status === STATUS_DELETE_PENDING
       ) {
         await this.#refuseFolder(connection, path);
         return undefined;
       }
-      expectSuccess(created);
-      const handle = connection.handle(created);
-      await connection.closeLeft(created, replies.at(-1));
-      const failed = replies.slice(1, -1).find((reply) => reply.status !== STATUS_SUCCESS);
+      if (linked.status !== STATUS_SUCCESS) {
+        throw linked.status === STATUS_NOT_SUPPORTED
+          ? new SmbFailure(
+            "the share cannot make hard links (STATUS_NOT_SUPPORTED), which the SMB store " +
+              "needs to create a lock file with its content at once",
+            linked.status,
+          )
+          : statusFailure(linked.status);
+      }
+      const failed = replies.slice(1, -3).find((reply) => reply.status !== STATUS_SUCCESS);
       if (failed !== undefined) {
-        // Related requests after a successful CREATE run even when one fails:
-        // the CLOSE made the short file visible. Delete this incarnation.
+        // Requests after a successful CREATE run even when one of them fails
+        // (only a failed CREATE stops a compound): the link made the short
+        // file visible. Delete this incarnation.
         const removed = await removeIncarnation(connection, path, handle.creation)
           .catch(() => false);
         const cause = statusFailure(failed.status);
@@ -1471,8 +1531,9 @@ class SmbStore implements LockStore {
       // local-folder store); reading it is the error. History is no entry.
       return (entries ?? [])
         .filter((entry) =>
-          !(entry.FileAttributes & FILE_ATTRIBUTE_DIRECTORY) ||
-          entry.Filename.toLowerCase() !== this.#history.toLowerCase()
+          !entry.Filename.startsWith(PRIVATE_PREFIX) &&
+          (!(entry.FileAttributes & FILE_ATTRIBUTE_DIRECTORY) ||
+            entry.Filename.toLowerCase() !== this.#history.toLowerCase())
         )
         .map((entry) => entry.Filename)
         .sort();
@@ -1490,7 +1551,7 @@ class SmbStore implements LockStore {
   /**
    * One round trip (open, read, close in one compound) for a file up to 64
    * KiB. The open shares everything, but a compare-and-act holds the file
-   * without sharing: then the open is retried for about 0.6 s.
+   * without sharing: then the open is retried for a second.
    * @returns the entry, or `busy` when the file stayed held
    */
   async #readEntry(
@@ -1765,7 +1826,10 @@ class SmbStore implements LockStore {
   }
 }
 
-/** FILE_RENAME_INFORMATION (SMB2 type 2): ReplaceIfExists, the new share-relative path. */
+/**
+ * FILE_RENAME_INFORMATION (SMB2 type 2), also the layout of
+ * FILE_LINK_INFORMATION: ReplaceIfExists, the new share-relative path.
+ */
 function renameInformation(path: string, replaceIfExists: boolean): Buffer {
   const name = Buffer.from(path, "utf16le");
   const buffer = Buffer.alloc(20 + name.length);
