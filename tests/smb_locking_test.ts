@@ -26,15 +26,16 @@ import {
 import { assertEquals, assertOk, assertRejects, assertStringIncludes } from "./_assert.ts";
 import { runContention } from "./_contention.ts";
 import { psFixtures, windowsPowerShell51Lock } from "./_fixtures.ts";
-import { within } from "./_helpers.ts";
+import { waitFor, within } from "./_helpers.ts";
 import {
   filesOn,
+  pauseAt,
   SMB_USER,
   smbCredentialsEnv,
   smbTemplate,
   startTestSmbd,
 } from "./_smb_helpers.ts";
-import { type SmbRequestInfo, startSmbProxy } from "./_smb_proxy.ts";
+import { type SmbProxy, type SmbRequestInfo, startSmbProxy } from "./_smb_proxy.ts";
 import { type Smbd, smbdTest, type StartSmbdOptions } from "./_smbd.ts";
 
 function smbOptions(port: number, timeout = "3s"): LockResourceOptions {
@@ -335,24 +336,57 @@ function onShare(
   };
 }
 
-const createsHostLock = (r: SmbRequestInfo) =>
-  r.command === 5 && r.disposition === 2 && r.name === "Host.lock";
+/** The first request of a create's compound: CREATE (FILE_CREATE) of the store's temporary file. */
+/** How long the proxy of {@linkcode cutsAnswerOfHostLock} holds each chunk, each way. */
+const ANSWER_DELAY_MS = 40;
+
+const createsLockFile = (r: SmbRequestInfo) =>
+  r.command === 5 && r.disposition === 2 && (r.name ?? "").startsWith(".resource-locker-");
 
 /**
- * A proxy rule: the WRITE after hv01's Host.lock was created never arrives:
- * the file exists, empty, and the connection is cut.
+ * A server that carries out the create of hv01's Host.lock and dies before
+ * its answer arrives: when hv01's create has been sent (the store's seam)
+ * and the whole Host.lock is on the share, every connection is cut, while
+ * the answer is still on its way (the proxy delays every chunk by
+ * {@linkcode ANSWER_DELAY_MS}); with `thenRefuse`, hv01 refuses every later
+ * connection too.
  */
-function cutsWriteAfterHostLock(options: { thenRefuse?: boolean } = {}) {
-  let created = false;
-  return onShare(
-    "hv01",
-    (r) => {
-      if (createsHostLock(r)) created = true;
-      return created && r.command === 9;
+function cutsAnswerOfHostLock(
+  smbd: Smbd,
+  options: { thenRefuse?: boolean } = {},
+): {
+  rule: (request: SmbRequestInfo) => "pass" | "cut";
+  /** The proxy whose connections to cut. */
+  attach(proxy: SmbProxy): void;
+  fired: () => boolean;
+} & Disposable {
+  let refusing = false;
+  let fired = false;
+  let proxy: SmbProxy | undefined;
+  const pause = pauseAt("smb.create.sent", (e) => e.host === "hv01" && e.name === "Host.lock");
+  pause.reached.then(async () => {
+    await waitFor(
+      "hv01's Host.lock",
+      async () => {
+        const files = [...await filesOn(smbd, "hv01"), ...await filesOn(smbd, "dc01")];
+        return files.filter((name) => name === "Host.lock").length === 2;
+      },
+      5_000,
+      2,
+    );
+    refusing = options.thenRefuse ?? false;
+    proxy!.cut();
+    fired = true;
+    pause.release();
+  });
+  return {
+    rule: (request) => refusing && request.share === "hv01" ? "cut" : "pass",
+    attach: (attached) => {
+      proxy = attached;
     },
-    "cut",
-    options,
-  );
+    fired: () => fired,
+    [Symbol.dispose]: () => pause[Symbol.dispose](),
+  };
 }
 
 /**
@@ -371,7 +405,7 @@ smbdTest(
   "SMB: a server that stops answering mid-lock times out; the other locks are rolled back",
   async () => {
     await using smbd = await startTestSmbd(["dc01", "hv01"]);
-    const trap = onShare("hv01", createsHostLock, "freeze");
+    const trap = onShare("hv01", createsLockFile, "freeze");
     await using proxy = startSmbProxy(smbd.port, trap);
     try {
       const started = Date.now();
@@ -392,13 +426,14 @@ smbdTest(
   "SMB: a server that dies right after creating the lock file leaves no lock behind",
   async () => {
     await using smbd = await startTestSmbd(["dc01", "hv01"]);
-    const trap = cutsWriteAfterHostLock();
-    await using proxy = startSmbProxy(smbd.port, trap);
+    using trap = cutsAnswerOfHostLock(smbd);
+    await using started = startSmbProxy(smbd.port, { rule: trap.rule, delayMs: ANSWER_DELAY_MS });
+    trap.attach(started);
     try {
-      const error = await lockThrough(proxy.port);
+      const error = await lockThrough(started.port);
       assertOk(trap.fired());
       assertStringIncludes(error.message, "hv01/Host.lock");
-      assertEquals(await filesOn(smbd, "hv01"), [], "the half-written file was removed");
+      assertEquals(await filesOn(smbd, "hv01"), [], "the lock file made was removed");
       assertEquals(await filesOn(smbd, "dc01"), [], "dc01's lock was rolled back");
     } finally {
       await closeStores();
@@ -408,13 +443,16 @@ smbdTest(
 
 smbdTest("SMB: a lock half taken on a server that stays down is reported by name", async () => {
   await using smbd = await startTestSmbd(["dc01", "hv01"]);
-  const trap = cutsWriteAfterHostLock({ thenRefuse: true });
-  await using proxy = startSmbProxy(smbd.port, trap);
+  using trap = cutsAnswerOfHostLock(smbd, { thenRefuse: true });
+  await using started = startSmbProxy(smbd.port, { rule: trap.rule, delayMs: ANSWER_DELAY_MS });
+  trap.attach(started);
   try {
-    const error = await lockThrough(proxy.port);
+    const error = await lockThrough(started.port);
     assertStringIncludes(error.message, "hv01/Host.lock");
-    assertStringIncludes(error.message, "left behind");
+    assertStringIncludes(error.message, "could not release hv01/Host@");
     assertEquals(await filesOn(smbd, "hv01"), ["Host.lock"], "it could not be removed");
+    const left = JSON.parse(await Deno.readTextFile(join(smbd.dir("hv01"), "Host.lock")));
+    assertEquals(left.Type, "Host", "whole, never empty");
     assertEquals(await filesOn(smbd, "dc01"), [], "dc01's lock was rolled back");
   } finally {
     await closeStores();
