@@ -12,6 +12,7 @@
 import { installSeamFromEnv } from "./src/_seam.ts";
 import { LIGHT_CLOCK } from "./src/clock.ts";
 import denoJson from "./deno.json" with { type: "json" };
+import { runCommand } from "./cli/run.ts";
 import {
   breakResourceLock,
   type Clock,
@@ -26,12 +27,10 @@ import {
   InputError,
   lockFileResource,
   type LockInfo,
-  type LockLostError,
   type LockProgress,
   lockResource,
   type LockResourceOptions,
   type LockType,
-  parseDuration,
   parseLockRef,
   type ResourceLock,
   ResourceLockerError,
@@ -158,7 +157,8 @@ every way out and exits with the command's code (5 if the lock is lost:
 the command is stopped with SIGTERM, then SIGKILL).
 
 ${LOCK_OPTIONS}
-  --grace TIME           time between SIGTERM and SIGKILL when the lock is lost (default 10s)
+  --grace TIME           time the command's processes have to end after a signal (lock lost,
+                         SIGTERM, SIGINT, SIGHUP) before SIGKILL (default 10s)
   run's lease defaults to the config's runLease (60s).
 
 ${GLOBAL_HELP}`,
@@ -667,133 +667,6 @@ async function breakCommand(positionals: string[], values: Values, io: Io) {
   return EXIT.OK;
 }
 
-async function runCommand(
-  positionals: string[],
-  rest: string[],
-  values: Values,
-  io: Io,
-) {
-  const host = one(positionals, "host", "run");
-  if (rest.length === 0) {
-    throw new UsageError(
-      "Missing command: resource-locker run <host> [options] -- <command> [args]",
-    );
-  }
-  if (values.json) {
-    throw new UsageError(
-      "run passes its stdout to the command: --json is not supported",
-    );
-  }
-  const graceMs = typeof values.grace === "string"
-    ? parseDuration(values.grace, "--grace")
-    : 10_000;
-  const options = lockOptions(values, io, values.quiet === true);
-  if (options.ttl === undefined) {
-    options.ttl = (await getResolvedConfig(storeOptions(values))).runLeaseMs /
-      1000;
-  }
-
-  const interrupted = new AbortController();
-  let child: Deno.ChildProcess | undefined;
-  let received: Deno.Signal | undefined;
-  const signals: Deno.Signal[] = Deno.build.os === "windows" ? ["SIGINT"] : ["SIGINT", "SIGTERM"];
-  const handlers = signals.map((signal) => {
-    const handler = () => {
-      received ??= signal;
-      if (child) {
-        try {
-          child.kill(signal);
-        } catch { /* already gone */ }
-      } else {interrupted.abort(
-          new InputError(`Interrupted by ${signal} while waiting for the lock`),
-        );}
-    };
-    Deno.addSignalListener(signal, handler);
-    return () => Deno.removeSignalListener(signal, handler);
-  });
-  let lock: ResourceLock | undefined;
-  try {
-    try {
-      lock = await lockResource(host, {
-        ...options,
-        signal: interrupted.signal,
-      });
-    } catch (error) {
-      if (received) {
-        if (!values.quiet) {
-          io.err(
-            `Interrupted by ${received} while waiting for the lock: nothing is locked`,
-          );
-        }
-        return 128 + (received === "SIGINT" ? 2 : 15);
-      }
-      throw error;
-    }
-    const held = lock;
-    try {
-      child = new Deno.Command(rest[0]!, {
-        args: rest.slice(1),
-        env: {
-          RESOURCE_LOCKER_SESSION: held.sessionId,
-          RESOURCE_LOCKER_REFS: held.refs.join("\n"),
-        },
-        stdin: "inherit",
-        stdout: "inherit",
-        stderr: "inherit",
-      }).spawn();
-    } catch (error) {
-      const reason = error instanceof Deno.errors.NotFound
-        ? "command not found"
-        : (error as Error).message;
-      io.err(`Cannot run ${JSON.stringify(rest[0])}: ${reason}`);
-      return 127;
-    }
-    const running = child;
-    let lost: LockLostError | undefined;
-    let cancelKill: (() => void) | undefined;
-    const onLost = () => {
-      lost = held.signal.reason as LockLostError;
-      io.err(`${lost.message}: stopping the command`);
-      try {
-        running.kill("SIGTERM");
-      } catch { /* gone */ }
-      cancelKill = CLI_CLOCK.schedule(() => {
-        try {
-          running.kill("SIGKILL");
-        } catch { /* gone */ }
-      }, graceMs);
-    };
-    held.signal.addEventListener("abort", onLost, { once: true });
-    const status = await running.status;
-    held.signal.removeEventListener("abort", onLost);
-    cancelKill?.();
-    if (lost) {
-      await held.release().catch(() => {});
-      return EXIT.LOST;
-    }
-    await held.release();
-    lock = undefined;
-    return status.signal ? 128 + signalNumber(status.signal) : status.code;
-  } finally {
-    handlers.forEach((remove) => remove());
-    if (lock && !lock.released) {
-      await lock.release().catch((error) =>
-        io.err(`Could not release ${lock!.refs.join(", ")}: ${message(error)}`)
-      );
-    }
-  }
-}
-
-function signalNumber(signal: Deno.Signal): number {
-  return ({
-    SIGHUP: 1,
-    SIGINT: 2,
-    SIGQUIT: 3,
-    SIGKILL: 9,
-    SIGTERM: 15,
-  } as Record<string, number>)[signal] ?? 1;
-}
-
 function errorJson(error: unknown): Record<string, unknown> {
   return {
     code: (error as { code?: string }).code ?? "ERROR",
@@ -908,7 +781,13 @@ export async function main(args: string[], io: Io): Promise<number> {
       case "break":
         return await breakCommand(positionals, values, io);
       case "run":
-        return await runCommand(positionals, rest, values, io);
+        return await runCommand({
+          host: one(positionals, "host", "run"),
+          command: rest,
+          values,
+          lockOptions: () => lockOptions(values, io, values.quiet === true),
+          storeOptions: storeOptions(values),
+        }, io);
     }
   } catch (error) {
     const code = exitCodeOf(error);

@@ -1,0 +1,348 @@
+/**
+ * `resource-locker run <host> [lock options] -- <command> [args]`: takes the
+ * lock, runs the command while the lease is renewed, stops the command's
+ * whole process tree when it must, and releases the lock only after that.
+ *
+ * The contract:
+ *
+ * - The command gets `RESOURCE_LOCKER_SESSION`, `RESOURCE_LOCKER_REFS` (one
+ *   ref per line) and `RESOURCE_LOCKER_RUN_TREE` (the mark of its tree, see
+ *   `process_tree.ts`), and `run` exits with its code (128 + n when a signal
+ *   ended it; 127 when it cannot be found, 126 when it cannot be started).
+ * - With a controlling terminal the command shares `run`'s terminal and
+ *   process group, as if started without `run`; otherwise it runs in a new
+ *   session, one process group that `run` signals as a whole.
+ * - Lock lost while the command runs (broken, taken over, or not renewed
+ *   before it expired): one line saying when and what was found, SIGTERM to
+ *   the tree, SIGKILL after `--grace`, exit 5, whatever the command's code.
+ *   A loss found only when releasing after the command is exit 5 too.
+ * - SIGTERM, SIGINT, SIGHUP or SIGQUIT while the command runs: passed on to
+ *   the tree, SIGKILL after `--grace`; exit with the command's code. SIGINT
+ *   and SIGQUIT are not sent again to processes of `run`'s process group
+ *   when that group is its terminal's foreground (the terminal sent them).
+ *   Later signals change nothing: the grace is already counting.
+ * - The command's processes still running when the command itself ended
+ *   are stopped in the same way before the release (without a terminal:
+ *   those left in its process group).
+ * - The lock is released only once no process of the tree is left; when
+ *   some survive SIGKILL (another user's, stuck in the kernel) it is not
+ *   released but left to expire with its lease, and `run` says so.
+ * - Interrupted while waiting for the lock: exit 128 + n, nothing locked.
+ *
+ * @module
+ */
+
+import {
+  getResolvedConfig,
+  getResourceLockHistory,
+  type HolderInfo,
+  InputError,
+  LockLostError,
+  LockNotOwnedError,
+  lockResource,
+  type LockResourceOptions,
+  parseDuration,
+  parseLockRef,
+  type ReleaseResult,
+  type ResourceLock,
+  type StoreOptions,
+} from "../mod.ts";
+import { CommandTree, hasControllingTerminal, type TreeProcess } from "./process_tree.ts";
+
+/** Exit code of a lock lost while `run` held it. */
+const EXIT_LOST = 5;
+
+/** Default time between the first signal and SIGKILL. */
+export const DEFAULT_GRACE_MS = 10_000;
+
+const WINDOWS = Deno.build.os === "windows";
+
+/** What `cli.ts` hands over: the parsed command line and its helpers. */
+export interface RunRequest {
+  /** The host to lock. */
+  host: string;
+  /** The command and its arguments (after `--`). */
+  command: string[];
+  /** Parsed flags. */
+  values: Record<string, string | boolean | undefined>;
+  /** Builds the lock options from the flags (may throw a usage error). */
+  lockOptions: () => LockResourceOptions;
+  /** Store options from the flags (for the config's `runLease`). */
+  storeOptions: StoreOptions;
+}
+
+/** Where `run` writes its own messages. */
+export interface RunIo {
+  /** One line on stderr. */
+  err(text: string): void;
+}
+
+const SIGNAL_NUMBERS: Record<string, number> = {
+  SIGHUP: 1,
+  SIGINT: 2,
+  SIGQUIT: 3,
+  SIGILL: 4,
+  SIGTRAP: 5,
+  SIGABRT: 6,
+  SIGFPE: 8,
+  SIGKILL: 9,
+  SIGSEGV: 11,
+  SIGPIPE: 13,
+  SIGALRM: 14,
+  SIGTERM: 15,
+  ...(Deno.build.os === "linux" ? { SIGBUS: 7, SIGUSR1: 10, SIGUSR2: 12 } : {}),
+};
+
+/** The POSIX number of a signal (1 when unknown), for exit codes 128 + n. */
+export function signalNumber(signal: string): number {
+  return SIGNAL_NUMBERS[signal] ?? 1;
+}
+
+function describeHolder(holder: HolderInfo): string {
+  const kind = holder.lockId === "Host" ? "Host lock" : `${holder.lockId.split("-")[0]} lock`;
+  const who = holder.caller !== undefined ? `"${holder.caller}"` : "an unknown caller";
+  const session = holder.sessionId !== undefined ? ` (session ${holder.sessionId})` : "";
+  const since = holder.lockedAt ? ` since ${holder.lockedAt.toISOString()}` : "";
+  return `${kind} of ${who}${session}${since}`;
+}
+
+function describeRelease(result: ReleaseResult): string {
+  if (result.status === "lost") {
+    const at = result.brokenAt ? ` at ${result.brokenAt.toISOString()}` : "";
+    const why = result.breakReason ? ` (${result.breakReason})` : "";
+    return `Lock "${result.ref}" was lost: broken by ${result.brokenBy ?? "someone"}${at}${why}`;
+  }
+  return `Lock "${result.ref}" was lost: someone else released it`;
+}
+
+/**
+ * Releases every lock; says how it was lost when it was (the library returns
+ * `lost`/`already-released` or throws `LockNotOwnedError`, and may throw
+ * `LockLostError`).
+ *
+ * @returns undefined when released, else one line describing the loss
+ * @throws {StoreError} when the store cannot be reached
+ */
+async function releaseOrLoss(lock: ResourceLock): Promise<string | undefined> {
+  try {
+    const results = await lock.release();
+    const bad = results.find((result) => result.status !== "released");
+    return bad ? describeRelease(bad) : undefined;
+  } catch (error) {
+    if (error instanceof LockLostError) return error.message;
+    if (error instanceof LockNotOwnedError) {
+      return `Lock "${error.ref}" was lost: it now belongs to another session: ${
+        describeHolder(error.holder)
+      }`;
+    }
+    throw error;
+  }
+}
+
+/**
+ * Who broke a lost lock and when, from History, within `ms`: a renewal that
+ * finds the lock gone knows only that it is gone.
+ */
+async function brokenBy(
+  lost: unknown,
+  sessionId: string,
+  store: StoreOptions,
+  ms: number,
+): Promise<string | undefined> {
+  if (!(lost instanceof LockLostError)) return undefined;
+  const lookup = (async () => {
+    const { host, lockId } = parseLockRef(lost.ref);
+    const entries = await getResourceLockHistory(host, { ...store, limit: 50 });
+    const entry = entries.find((e) =>
+      e.sessionId === sessionId && e.lockId === lockId && e.brokenBy !== undefined
+    );
+    if (!entry) return undefined;
+    const at = entry.unlockedAt ? ` at ${entry.unlockedAt.toISOString()}` : "";
+    const why = entry.breakReason ? ` (${entry.breakReason})` : "";
+    return `broken by ${entry.brokenBy}${at}${why}`;
+  })().catch(() => undefined);
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const result = await Promise.race([
+    lookup,
+    new Promise<undefined>((resolve) => timer = setTimeout(() => resolve(undefined), ms)),
+  ]);
+  clearTimeout(timer);
+  return result;
+}
+
+function pids(processes: TreeProcess[]): string {
+  const list = processes.map((p) => (p.pid < 0 ? `group ${-p.pid}` : String(p.pid)));
+  return list.length > 8 ? `${list.slice(0, 8).join(", ")}, …` : list.join(", ");
+}
+
+function seconds(ms: number): string {
+  return ms % 1000 === 0 ? `${ms / 1000}s` : `${ms}ms`;
+}
+
+/**
+ * Runs `run`.
+ *
+ * @param request the parsed command line
+ * @param io where messages go
+ * @returns the exit code
+ * @throws {InputError} for bad usage
+ * @throws {ResourceLockerError} when the lock cannot be taken or released
+ */
+export async function runCommand(request: RunRequest, io: RunIo): Promise<number> {
+  const { host, command, values } = request;
+  if (command.length === 0) {
+    throw new InputError(
+      "Missing command: resource-locker run <host> [options] -- <command> [args]",
+    );
+  }
+  if (values.json) {
+    throw new InputError("run passes its stdout to the command: --json is not supported");
+  }
+  const graceMs = typeof values.grace === "string"
+    ? parseDuration(values.grace, "--grace")
+    : DEFAULT_GRACE_MS;
+  const quiet = values.quiet === true;
+  const say = (text: string) => {
+    if (!quiet) io.err(text);
+  };
+  const options = request.lockOptions();
+  if (options.ttl === undefined) {
+    options.ttl = (await getResolvedConfig(request.storeOptions)).runLeaseMs / 1000;
+  }
+
+  // Signals: while waiting they abort the wait; while the command runs they stop its tree.
+  const interrupted = new AbortController();
+  let received: Deno.Signal | undefined;
+  let onRunning: ((signal: Deno.Signal) => void) | undefined;
+  const signals: Deno.Signal[] = WINDOWS
+    ? ["SIGINT", "SIGBREAK"]
+    : ["SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT"];
+  const handlers = signals.map((signal) => {
+    const handler = () => {
+      if (received !== undefined) return;
+      received = signal;
+      if (onRunning) onRunning(signal);
+      else {
+        interrupted.abort(new InputError(`Interrupted by ${signal} while waiting for the lock`));
+      }
+    };
+    Deno.addSignalListener(signal, handler);
+    return () => Deno.removeSignalListener(signal, handler);
+  });
+
+  let lock: ResourceLock | undefined;
+  try {
+    try {
+      lock = await lockResource(host, { ...options, signal: interrupted.signal });
+    } catch (error) {
+      if (received) {
+        say(`Interrupted by ${received} while waiting for the lock: nothing is locked`);
+        return 128 + signalNumber(received);
+      }
+      throw error;
+    }
+    const held = lock;
+    const beforeStart = async (code: number, why: string): Promise<number> => {
+      lock = undefined;
+      const loss = await releaseOrLoss(held);
+      if (loss) {
+        io.err(`${new Date().toISOString()}: ${loss}`);
+        return EXIT_LOST;
+      }
+      io.err(why);
+      return code;
+    };
+    if (received) {
+      return await beforeStart(
+        128 + signalNumber(received),
+        `Interrupted by ${received} before the command started: nothing is locked`,
+      );
+    }
+
+    let tree: CommandTree;
+    try {
+      tree = CommandTree.start(command, {
+        RESOURCE_LOCKER_SESSION: held.sessionId,
+        RESOURCE_LOCKER_REFS: held.refs.join("\n"),
+      }, hasControllingTerminal());
+    } catch (error) {
+      const found = !(error instanceof Deno.errors.NotFound);
+      const reason = found ? (error as Error).message : "command not found";
+      return await beforeStart(
+        found ? 126 : 127,
+        `Cannot run ${JSON.stringify(command[0])}: ${reason}`,
+      );
+    }
+
+    let stopping: Promise<TreeProcess[]> | undefined;
+    const stop = (first: Deno.Signal, fromTerminal: boolean) => {
+      stopping ??= tree.stop(first, graceMs, {
+        fromTerminal,
+        onKill: (running) =>
+          say(`Still running after ${seconds(graceMs)}: ${pids(running)}; sending SIGKILL`),
+      });
+    };
+    onRunning = (signal) => {
+      say(`Received ${signal}: stopping the command (SIGKILL after ${seconds(graceMs)})`);
+      stop(signal, signal === "SIGINT" || signal === "SIGQUIT");
+    };
+    if (received) onRunning(received); // arrived while the command was being started
+    let lost: Promise<void> | undefined;
+    const onLost = () => {
+      const at = new Date().toISOString();
+      stop("SIGTERM", false);
+      const reason = held.signal.reason;
+      lost = brokenBy(reason, held.sessionId, request.storeOptions, 2000).then((who) => {
+        const what = reason instanceof Error ? reason.message : String(reason);
+        io.err(
+          `${at}: ${what}${who ? `; ${who}` : ""}; stopping the command (SIGTERM, SIGKILL after ${
+            seconds(graceMs)
+          })`,
+        );
+      });
+    };
+    if (held.signal.aborted) onLost();
+    else held.signal.addEventListener("abort", onLost, { once: true });
+
+    const status = await tree.status;
+    if (!stopping) {
+      const left = await tree.leftovers();
+      if (left.length) {
+        say(
+          `The command ended, leaving ${left.length} process(es) running (${
+            pids(left)
+          }): stopping them`,
+        );
+        stop("SIGTERM", false);
+      }
+    }
+    const survivors = stopping ? await stopping : [];
+    held.signal.removeEventListener("abort", onLost);
+    await lost;
+    const code = status.signal ? 128 + signalNumber(status.signal) : status.code;
+    if (survivors.length) {
+      lock = undefined; // not released: it expires with its lease
+      io.err(
+        `Processes of the command survived SIGKILL (${
+          pids(survivors)
+        }): the lock is not released; it expires with its lease (${seconds(held.ttlMs ?? 0)})`,
+      );
+      return lost !== undefined ? EXIT_LOST : code;
+    }
+    lock = undefined;
+    const loss = lost === undefined ? await releaseOrLoss(held) : await releaseOrLoss(held).then(
+      () => undefined,
+      () => undefined, // the loss is already told; the other locks are released
+    );
+    if (loss !== undefined) io.err(`${new Date().toISOString()}: ${loss}`);
+    return lost !== undefined || loss !== undefined ? EXIT_LOST : code;
+  } finally {
+    handlers.forEach((remove) => remove());
+    if (lock && !lock.released) {
+      const left = lock;
+      await left.release().catch((error) =>
+        io.err(`Could not release ${left.refs.join(", ")}: ${(error as Error).message}`)
+      );
+    }
+  }
+}
