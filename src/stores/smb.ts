@@ -27,10 +27,14 @@
  *   incarnation) and its bytes, in one opaque string. A file made again with
  *   the very same bytes within one tick of the server's clock (4 ms on Linux
  *   at HZ=250) shares the version: it is the same lock.
- * - Create: CREATE (FILE_CREATE, ShareAccess 0) + WRITE + CLOSE in one
- *   compound. Nobody can open the file before the CLOSE, and the server runs
- *   the whole compound once it has it, also if we die after sending it: the
- *   file is never seen empty or half written.
+ * - Create: one compound writes a private `.resource-locker-*.tmp` file
+ *   (opened with ShareAccess 0), hard-links it to the lock's name without
+ *   replacing (SET_INFO FileLinkInformation: the exclusive create), deletes
+ *   the temporary name and closes. The server runs the whole compound once
+ *   it has it, also if we die after sending it: a lock file is never seen
+ *   empty or half written. (A CREATE of the lock's name itself is not
+ *   atomic on Samba: it makes the file before it records the share mode.)
+ *   Needs a share that makes hard links (NTFS; Samba on Linux file systems).
  * - Replace, archive, remove: open the file with ShareAccess 0 and READ it
  *   through that handle (one compound), compare with the version named; if
  *   it differs or is gone, CLOSE and do nothing; else act on that handle:
@@ -38,6 +42,8 @@
  *   content (archive), delete disposition (remove), then CLOSE. While the
  *   handle is open nobody else can open the file, and the server closes it
  *   when our connection ends: a critical section that survives our crash.
+ *   The same compound checks that the name still is this file (Samba can
+ *   grant an open on a file being deleted that moment).
  * - Opens refused by such a section (STATUS_SHARING_VIOLATION) are retried
  *   for a second. A read still refused then returns the lock as unreadable
  *   (empty) with a version no mutation accepts (see `read` below); a mutation
@@ -1460,13 +1466,14 @@ class SmbStore implements LockStore {
         return undefined;
       }
       if (linked.status !== STATUS_SUCCESS) {
-        throw linked.status === STATUS_NOT_SUPPORTED
-          ? new SmbFailure(
-            "the share cannot make hard links (STATUS_NOT_SUPPORTED), which the SMB store " +
-              "needs to create a lock file with its content at once",
-            linked.status,
-          )
-          : statusFailure(linked.status);
+        // The temporary file is gone with its CLOSE; nothing was made.
+        throw new SmbFailure(
+          linked.status === STATUS_NOT_SUPPORTED
+            ? "the share cannot make hard links (STATUS_NOT_SUPPORTED), which the SMB store " +
+              "needs to create a lock file with its content at once"
+            : `linking the new lock file into place failed: ${statusFailure(linked.status).detail}`,
+          linked.status,
+        );
       }
       const failed = replies.slice(1, -3).find((reply) => reply.status !== STATUS_SUCCESS);
       if (failed !== undefined) {
