@@ -99,16 +99,19 @@ function lockContent(): Uint8Array {
  * read, then rewrite and rename into History.
  */
 async function directCycle(store: LockStore, host: string): Promise<void> {
-  if (!await store.create(host, "Host.lock", lockContent())) {
+  if (await store.create(host, "Host.lock", lockContent()) === undefined) {
     throw new Error(`${host}/Host.lock exists`);
   }
   await store.list(host);
-  const fields = JSON.parse(decoder.decode(await store.read(host, "Host.lock")));
+  const entry = await store.read(host, "Host.lock");
+  if (!entry) throw new Error(`${host}/Host.lock vanished`);
+  const fields = JSON.parse(decoder.decode(entry.data));
   fields.UnlockedAt = 639_000_000_000_000_001;
   fields.UnlockedAtUtc = new Date().toISOString();
   const archived = await store.archive(
     host,
     "Host.lock",
+    entry.version,
     `Host.lock-${crypto.randomUUID()}`,
     encoder.encode(JSON.stringify(fields)),
   );
