@@ -206,6 +206,7 @@ export class CommandTree {
     try {
       const output = await new Deno.Command("/bin/sh", {
         args: ["-c", SCAN_SCRIPT, "sh", this.#token],
+        env: { [TREE_ENV]: "" }, // the reader is not part of any tree
         stdin: "null",
         stdout: "piped",
         stderr: "null",
