@@ -1,40 +1,36 @@
 /**
- * The `run` and lease suite of issue 4 (`_run_suite.ts`) on the SMB store,
- * against a private Samba smbd (`_smbd.ts`): one smbd per test, one share per
- * host, the command line logging on with the credentials from the
- * environment. The suite's checks read the share's folder on disk, not
- * through the tool.
+ * The `run` suite (`_run_suite.ts`) on the SMB store, against one private
+ * Samba smbd for the file (`fileSmbd`), each test on a share of its own
+ * (`smb://127.0.0.1:<port>/<share>/{0}`), the command line logging on with
+ * the credentials from the environment. The suite's checks read the share's
+ * folder on disk, not through the tool.
  *
- * Without smbd the suite is skipped with a visible message; under `CI=true`
- * its absence fails every test of the suite.
+ * Without smbd the suite is skipped with a visible message; under CI (any
+ * `CI` but "", "false" or "0") its absence is a failure.
  *
  * @module
  */
 
 import { registerRunSuite, type SuiteStore } from "./_run_suite.ts";
-import { filesOn, smbCredentialsEnv, smbTemplate, startTestSmbd } from "./_smb_helpers.ts";
-import { smbdMissing } from "./_smbd.ts";
+import { filesOn, SMB_USER, smbCredentialsEnv } from "./_smb_helpers.ts";
+import { fileSmbd, smbdGate } from "./_smbd.ts";
 
-/** Every host the suite locks. */
-const HOSTS = ["hv01"];
+/** Shares, one per test of the suite (more than it has). */
+const SHARES = Array.from({ length: 16 }, (_, i) => `run${i}`);
 
-const missing = smbdMissing();
-const required = Deno.env.get("CI") === "true";
-if (missing !== undefined && !required) {
-  console.warn(`%cSkipping SMB run tests: ${missing}`, "color: yellow");
-}
+const gate = smbdGate();
+const smbd = await fileSmbd(gate, { shares: SHARES, users: [SMB_USER] });
+let next = 0;
 
-async function openSmbSuiteStore(): Promise<SuiteStore> {
-  if (missing !== undefined) {
-    throw new Error(`smbd is required under CI=true: ${missing}`);
-  }
-  const smbd = await startTestSmbd(HOSTS);
-  return {
-    store: smbTemplate(smbd.port),
+function openSmbSuiteStore(): Promise<SuiteStore> {
+  const share = SHARES[next++];
+  if (!smbd || !share) throw new Error("no smbd, or more tests than shares");
+  return Promise.resolve({
+    store: `smb://127.0.0.1:${smbd.port}/${share}/{0}`,
     env: smbCredentialsEnv(),
-    files: (host) => filesOn(smbd, host),
-    [Symbol.asyncDispose]: () => smbd.close(),
-  };
+    files: (host) => filesOn(smbd, share, host),
+    [Symbol.asyncDispose]: () => Promise.resolve(),
+  });
 }
 
-registerRunSuite("smb", openSmbSuiteStore, { ignore: missing !== undefined && !required });
+registerRunSuite("smb", openSmbSuiteStore, gate);
