@@ -11,6 +11,15 @@
 
 import { installSeamFromEnv } from "./src/_seam.ts";
 import { LIGHT_CLOCK } from "./src/clock.ts";
+import {
+  escapeControl,
+  escapeJson,
+  maskSecrets,
+  registerSecret,
+  registerUrlSecrets,
+  showField,
+  truncate,
+} from "./src/_text.ts";
 import denoJson from "./deno.json" with { type: "json" };
 import { runCommand } from "./cli/run.ts";
 import {
@@ -210,6 +219,49 @@ interface Io {
   out(text: string): void;
   err(text: string): void;
   stdin(): Promise<string>;
+  /** A JSON document for stdout (see {@linkcode terminalIo}); `out` when absent. */
+  outJson?(text: string): void;
+}
+
+/** Longest line written to stderr; a message quoting a huge lock file is cut. */
+const MAX_ERR_LINE = 1000;
+/** Longest line written to stdout in text form (table cells are cut before). */
+const MAX_OUT_LINE = 4000;
+
+/**
+ * The one way out to the terminal. Every output passes here once, so no
+ * command can forget it: secrets are masked everywhere (text, JSON,
+ * `--verbose`, errors); text has control characters shown instead of sent
+ * and over-long lines cut, and each `err` call stays one line; a JSON
+ * document keeps its values exactly (only escapes JSON reads back the same).
+ */
+function terminalIo(io: Io): Io {
+  return {
+    out: (text) =>
+      io.out(
+        text.split("\n").map((line) => escapeControl(truncate(maskSecrets(line), MAX_OUT_LINE)))
+          .join("\n"),
+      ),
+    err: (text) => io.err(escapeControl(truncate(maskSecrets(text), MAX_ERR_LINE))),
+    outJson: (text) => io.out(escapeJson(maskSecrets(text))),
+    stdin: () => io.stdin(),
+  };
+}
+
+/** Remembers the secrets this run can see before any config is read, so that even a usage error masks them. */
+function registerVisibleSecrets(args: readonly string[]): void {
+  try {
+    registerSecret(Deno.env.get("RESOURCE_LOCKER_SMB_PASSWORD"));
+    for (const name of ["RESOURCE_LOCKER_STORE", "RESOURCE_LOCKER_ETCD_ENDPOINTS"]) {
+      registerUrlSecrets(Deno.env.get(name) ?? "");
+    }
+  } catch { /* no --allow-env: nothing from the environment is used either */ }
+  for (const arg of args) registerUrlSecrets(arg);
+}
+
+/** A spec's own entry: `constructor` or `__proto__` is no flag, command or type. */
+function own<T>(table: Readonly<Record<string, T>>, key: string | undefined): T | undefined {
+  return key !== undefined && Object.hasOwn(table, key) ? table[key] : undefined;
 }
 
 class UsageError extends InputError {
@@ -239,8 +291,10 @@ function parseFlags(args: string[], spec: FlagSpec): { values: Values; positiona
       continue;
     }
     const eq = arg.indexOf("=");
-    const raw = arg.startsWith("--") ? arg.slice(2, eq > 0 ? eq : undefined) : shorts[arg.slice(1)];
-    const flag = raw === undefined ? undefined : spec[raw];
+    const raw = arg.startsWith("--")
+      ? arg.slice(2, eq > 0 ? eq : undefined)
+      : own(shorts, arg.slice(1));
+    const flag = own(spec, raw);
     if (!raw || !flag) throw new UsageError(`Unknown option "${arg.split("=")[0]}": see --help`);
     if (flag.type === "boolean") {
       if (eq > 0) throw new UsageError(`Option "--${raw}" takes no value`);
@@ -275,12 +329,10 @@ function lockType(
     return "Host";
   }
   if (value === undefined) return "Generic";
-  const type = ({ host: "Host", generic: "Generic", file: "File" } as Record<
-    string,
-    LockType
-  >)[
-    String(value).toLowerCase()
-  ];
+  const type = own<LockType>(
+    { host: "Host", generic: "Generic", file: "File" },
+    String(value).toLowerCase(),
+  );
   if (!type) {
     throw new UsageError(
       `Invalid lock type ${JSON.stringify(value)}: expected host, generic or file`,
@@ -331,9 +383,11 @@ function lockOptions(
 function describeHolder(
   info: { lockId: string; caller?: string; lockedAt?: Date },
 ): string {
-  const who = info.caller !== undefined ? `"${info.caller}"` : "an unknown caller";
+  const who = info.caller !== undefined ? `"${showField(info.caller)}"` : "an unknown caller";
   const since = info.lockedAt ? ` since ${info.lockedAt.toISOString()}` : "";
-  return `${info.lockId === "Host" ? "Host" : info.lockId.split("-")[0]} lock by ${who}${since}`;
+  return `${
+    info.lockId === "Host" ? "Host" : showField(info.lockId.split("-")[0]!)
+  } lock by ${who}${since}`;
 }
 
 function describeProgress(progress: LockProgress): string {
@@ -350,7 +404,9 @@ function describeProgress(progress: LockProgress): string {
 }
 
 function json(io: Io, document: Record<string, unknown>): void {
-  io.out(JSON.stringify({ version: 1, ...document }, null, 2));
+  const text = JSON.stringify({ version: 1, ...document }, null, 2);
+  if (io.outJson) io.outJson(text);
+  else io.out(text);
 }
 
 function lockJson(info: LockInfo, now: number): Record<string, unknown> {
@@ -371,7 +427,9 @@ function lockJson(info: LockInfo, now: number): Record<string, unknown> {
   };
 }
 
-function table(rows: string[][]): string {
+/** A table of values from the store: each cell cut and escaped before the columns are measured. */
+function table(cells: string[][]): string {
+  const rows = cells.map((row) => row.map(showField));
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((row) => row[i]!.length)));
   return rows.map((row) => row.map((cell, i) => cell.padEnd(widths[i]!)).join("  ").trimEnd()).join(
     "\n",
@@ -459,9 +517,9 @@ async function unlockCommand(positionals: string[], values: Values, io: Io) {
         result!.status === "released"
           ? `Released ${result!.ref}`
           : result!.status === "lost"
-          ? `Lost: ${result!.ref} was broken by ${result!.brokenBy}${
+          ? `Lost: ${result!.ref} was broken by ${showField(String(result!.brokenBy))}${
             result!.brokenAt ? ` at ${result!.brokenAt.toISOString()}` : ""
-          }${result!.breakReason ? ` (${result!.breakReason})` : ""} before this unlock`
+          }${result!.breakReason ? ` (${showField(result!.breakReason)})` : ""} before this unlock`
           : `Warning: ${result!.ref} was already released`,
       );
     } catch (error) {
@@ -675,8 +733,14 @@ function errorJson(error: unknown): Record<string, unknown> {
   };
 }
 
+/**
+ * An error's message for one line. Ours are one line by construction, so a
+ * line break in one came from data (a lock file's caller) and is kept, to be
+ * shown escaped; a foreign error keeps its first line (no stack trace).
+ */
 function message(error: unknown): string {
-  return error instanceof Error ? error.message.split("\n")[0]! : String(error);
+  if (error instanceof ResourceLockerError) return error.message;
+  return error instanceof Error ? String(error.message).split("\n")[0]! : String(error);
 }
 
 /**
@@ -710,13 +774,15 @@ export function exitCodeOf(error: unknown): number {
  * @param io where output goes
  * @returns the exit code
  */
-export async function main(args: string[], io: Io): Promise<number> {
+export async function main(args: string[], rawIo: Io): Promise<number> {
+  registerVisibleSecrets(args);
+  const io = terminalIo(rawIo);
   const split = args.indexOf("--");
   const head = split >= 0 ? args.slice(0, split) : args;
   const rest = split >= 0 ? args.slice(split + 1) : [];
   let at = 0;
   while (at < head.length && head[at]!.startsWith("-") && head[at] !== "-") {
-    const flag = GLOBAL_FLAGS[head[at]!.slice(2) as keyof typeof GLOBAL_FLAGS];
+    const flag = own<{ type: string }>(GLOBAL_FLAGS, head[at]!.slice(2));
     at += flag?.type === "string" ? 2 : 1; // a global flag's value is not the command
   }
   const command = head[at];
@@ -728,12 +794,12 @@ export async function main(args: string[], io: Io): Promise<number> {
       if (globals.version) io.out(denoJson.version);
       else if (globals.help) io.out(HELP.main!);
       else {
-        io.err(HELP.main!);
+        for (const line of HELP.main!.split("\n")) io.err(line);
         return EXIT.USAGE;
       }
       return EXIT.OK;
     }
-    if (!(command in COMMAND_FLAGS)) {
+    if (!Object.hasOwn(COMMAND_FLAGS, command)) {
       throw new UsageError(
         `Unknown command ${JSON.stringify(command)}: see resource-locker --help`,
       );
@@ -791,12 +857,10 @@ export async function main(args: string[], io: Io): Promise<number> {
     }
   } catch (error) {
     const code = exitCodeOf(error);
-    if (values.json) {
-      io.out(JSON.stringify({ version: 1, error: errorJson(error) }, null, 2));
-    }
+    if (values.json) json(io, { error: errorJson(error) });
     io.err(`Error: ${message(error)}`);
     if (values.verbose && error instanceof Error && error.stack) {
-      io.err(error.stack);
+      for (const line of error.stack.split("\n")) io.err(line);
     }
     return code;
   } finally {

@@ -1,0 +1,239 @@
+/**
+ * Text that reaches a terminal or a log: control characters shown instead of
+ * sent, long values cut, secrets masked. Library code builds messages; the
+ * command line passes everything it prints through these, once, at its
+ * output (see `cli.ts`).
+ *
+ * @module
+ */
+
+/** Longest value shown in a message or a table cell, in characters. */
+export const MAX_FIELD_CHARS = 200;
+
+/**
+ * Characters a terminal may act on, or that hide or reorder text: C0 and C1
+ * controls, DEL, format characters (bidirectional overrides, zero-width
+ * characters), line and paragraph separators, lone surrogates.
+ */
+const UNSAFE = /[\p{Cc}\p{Cf}\p{Zl}\p{Zp}\p{Cs}]/gu;
+const UNSAFE_KEEPING_NEWLINES = /(?!\n)[\p{Cc}\p{Cf}\p{Zl}\p{Zp}\p{Cs}]/gu;
+
+function showChar(char: string): string {
+  switch (char) {
+    case "\n":
+      return "\\n";
+    case "\r":
+      return "\\r";
+    case "\t":
+      return "\\t";
+  }
+  const code = char.codePointAt(0)!;
+  return code < 0x100 ? `\\x${code.toString(16).padStart(2, "0")}` : `\\u{${code.toString(16)}}`;
+}
+
+/**
+ * Shows control and format characters as escapes (`\x1b`, `\n`, `\u{202e}`)
+ * so that text from a store or a user cannot drive the terminal.
+ *
+ * @param text any text
+ * @param keepNewlines leave `\n` as is (multi-line output whose lines were built from escaped parts)
+ * @returns the text, safe to print
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { escapeControl } from "./_text.ts";
+ * assert.equal(escapeControl("a\x1b]0;title\x07b"), "a\\x1b]0;title\\x07b");
+ * assert.equal(escapeControl("x\u202ey"), "x\\u{202e}y");
+ * ```
+ */
+export function escapeControl(text: string, keepNewlines = false): string {
+  return text.replace(keepNewlines ? UNSAFE_KEEPING_NEWLINES : UNSAFE, showChar);
+}
+
+/**
+ * Cuts text to `max` characters (code points), with an ellipsis and the
+ * length when it was longer.
+ *
+ * @param text any text
+ * @param max characters kept
+ * @returns the text, at most `max` characters plus a short note
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { truncate } from "./_text.ts";
+ * assert.equal(truncate("abcdef", 3), "abc… (6 characters)");
+ * ```
+ */
+export function truncate(text: string, max: number = MAX_FIELD_CHARS): string {
+  if (text.length <= max) return text;
+  const chars = Array.from(text);
+  if (chars.length <= max) return text;
+  return `${chars.slice(0, max).join("")}… (${chars.length} characters)`;
+}
+
+/**
+ * One value from a store or a user, for a message or a table cell: cut to
+ * {@linkcode MAX_FIELD_CHARS}, control characters shown.
+ *
+ * @param text the value
+ * @returns safe text for one line
+ */
+export function showField(text: string): string {
+  return escapeControl(truncate(text));
+}
+
+/**
+ * Describes a value for an error message without echoing more than a short,
+ * safe form of it: strings quoted and cut, objects by their kind. Never
+ * throws (BigInt, cycles, getters).
+ *
+ * @param value anything
+ * @returns e.g. `"abc"`, `42`, `null`, `an object`
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { showValue } from "./_text.ts";
+ * assert.equal(showValue("5x"), '"5x"');
+ * assert.equal(showValue(10n), "10n");
+ * assert.equal(showValue([1]), "an array");
+ * ```
+ */
+export function showValue(value: unknown): string {
+  switch (typeof value) {
+    case "string":
+      return JSON.stringify(truncate(value, 80));
+    case "number":
+    case "boolean":
+      return String(value);
+    case "bigint":
+      return `${value}n`;
+    case "undefined":
+      return "undefined";
+    case "symbol":
+      return "a symbol";
+    case "function":
+      return "a function";
+  }
+  if (value === null) return "null";
+  return Array.isArray(value) ? "an array" : "an object";
+}
+
+/** The kind of a value, for messages that must not show it: `a string`, `a number`, `null`. */
+export function kindOf(value: unknown): string {
+  if (value === null) return "null";
+  if (Array.isArray(value)) return "an array";
+  const type = typeof value;
+  return type === "undefined" ? "undefined" : `${/^[aeiou]/.test(type) ? "an" : "a"} ${type}`;
+}
+
+// ---------------------------------------------------------------------------
+// Secrets
+
+const MASK = "***";
+/** Shortest registered secret masked by value: shorter ones would mask ordinary text. */
+const MIN_SECRET_CHARS = 3;
+const secrets = new Set<string>();
+
+/**
+ * Remembers a secret (a password from config, the environment or a
+ * template) so that {@linkcode maskSecrets} hides it wherever it appears,
+ * also JSON-escaped or URL-encoded.
+ *
+ * @param value the secret; empty or very short values are ignored
+ */
+export function registerSecret(value: string | undefined): void {
+  if (typeof value !== "string" || value.length < MIN_SECRET_CHARS) return;
+  secrets.add(value);
+  secrets.add(JSON.stringify(value).slice(1, -1));
+  secrets.add(encodeURIComponent(value));
+}
+
+/**
+ * Remembers the passwords in the URLs of a text (`scheme://user:password@host`).
+ *
+ * @param text a template, endpoint or any text with URLs
+ */
+export function registerUrlSecrets(text: string): void {
+  for (const match of text.matchAll(URL_AUTHORITY)) {
+    const password = passwordOf(match[2]!);
+    if (password === undefined) continue;
+    registerSecret(password);
+    try {
+      registerSecret(decodeURIComponent(password));
+    } catch { /* not percent-encoded */ }
+  }
+}
+
+/** `scheme://` and the authority after it (up to the path, query or fragment). */
+const URL_AUTHORITY = /([a-z][a-z0-9+.-]*:\/\/)([^\s/?#"'<>\\]*)/gi;
+/** Query or parameter values whose name says they are secret. */
+const SECRET_PARAMETER =
+  /([?&;](?:[^=&#\s"'\\]*(?:pass|pwd|secret|token|key|auth|cred)[^=&#\s"'\\]*)=)([^&#\s"'\\]*)/gi;
+
+function passwordOf(authority: string): string | undefined {
+  const at = authority.lastIndexOf("@");
+  if (at < 0) return undefined;
+  const userinfo = authority.slice(0, at);
+  const colon = userinfo.indexOf(":");
+  return colon < 0 ? undefined : userinfo.slice(colon + 1);
+}
+
+/**
+ * Masks secrets in a text: the password of every URL (`smb://user:***@host`),
+ * secret query values (`?password=***`), and every registered secret.
+ *
+ * @param text any text, JSON included
+ * @returns the text with secrets replaced by `***`
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { maskSecrets } from "./_text.ts";
+ * assert.equal(maskSecrets("smb://svc:p@ss@fs01/{0}?password=x"), "smb://svc:***@fs01/{0}?password=***");
+ * ```
+ */
+export function maskSecrets(text: string): string {
+  let masked = text.replace(URL_AUTHORITY, (whole, scheme: string, authority: string) => {
+    const password = passwordOf(authority);
+    if (password === undefined) return whole;
+    const user = authority.slice(0, authority.indexOf(":"));
+    return `${scheme}${user}:${MASK}${authority.slice(authority.lastIndexOf("@"))}`;
+  }).replace(SECRET_PARAMETER, (_whole, name: string) => `${name}${MASK}`);
+  // Longest first, so a secret that contains another is masked whole.
+  for (const secret of [...secrets].sort((a, b) => b.length - a.length)) {
+    if (masked.includes(secret)) masked = masked.replaceAll(secret, MASK);
+  }
+  return masked;
+}
+
+/**
+ * Makes a JSON document safe for a terminal without changing its values:
+ * the characters `JSON.stringify` leaves raw (DEL, C1 controls, format
+ * characters, line separators) are written as `\uXXXX` escapes, which JSON
+ * reads back to the same strings.
+ *
+ * @param json a JSON text
+ * @returns the same document, only ASCII-safe escapes added
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { escapeJson } from "./_text.ts";
+ * const text = escapeJson(JSON.stringify({ caller: "a\u009bb\u202e" }));
+ * assert.equal(text, '{"caller":"a\\u009bb\\u202e"}');
+ * assert.equal(JSON.parse(text).caller, "a\u009bb\u202e");
+ * ```
+ */
+export function escapeJson(json: string): string {
+  return json.replace(
+    /(?![\n ])[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]/gu,
+    (char) =>
+      Array.from(
+        { length: char.length },
+        (_, i) => `\\u${char.charCodeAt(i).toString(16).padStart(4, "0")}`,
+      ).join(""),
+  );
+}
