@@ -8,9 +8,11 @@
  * @module
  */
 
-import { joinPath as join } from "./path.ts";
+import { joinPath as join, parentPath } from "./path.ts";
 import { parseDuration } from "./duration.ts";
 import { InputError } from "./errors.ts";
+import { checkSmallFile, SmallFileError } from "./_file.ts";
+import { kindOf, registerSecret, registerUrlSecrets, showValue } from "./_text.ts";
 
 /**
  * Every setting. Times take seconds (fractions allowed) or a string with a
@@ -72,6 +74,8 @@ export interface ResourceLockerConfig {
 export interface ResolvedConfig {
   /** Dependency map file, or undefined for none. */
   dependenciesFilePath: string | undefined;
+  /** True when the map file is the built-in default, which may be absent; a map named by a setting must exist. */
+  defaultDependencies: boolean;
   /** Milliseconds between attempts. */
   lockTimeoutMs: number;
   /** Attempts in all. */
@@ -134,48 +138,150 @@ function env(name: string): string | undefined {
   }
 }
 
+/** An absolute path on this system: `/…`; on Windows `C:\…` or `\\server\share…`. */
+export function isAbsolutePath(path: string, os: string = Deno.build.os): boolean {
+  return os === "windows" ? /^(?:[A-Za-z]:[\\/]|[\\/]{2}[^\\/])/.test(path) : path.startsWith("/");
+}
+
+/**
+ * The folder of the default store's state: `$XDG_STATE_HOME` or
+ * `$HOME/.local/state` (Windows: `%LOCALAPPDATA%`), which must be absolute:
+ * a relative or empty one would put locks under each caller's working
+ * folder, where two callers do not see each other's locks.
+ */
 function stateDir(): string {
-  const home = env("HOME") ?? env("USERPROFILE") ?? ".";
+  const fix =
+    "set it to an absolute folder, or choose a store with --store, RESOURCE_LOCKER_STORE or folderPathTemplate";
+  const absolute = (name: string, value: string) => {
+    if (!isAbsolutePath(value)) {
+      throw new InputError(
+        `Cannot use the default store: ${name} ${
+          JSON.stringify(value)
+        } is not an absolute path; ${fix}`,
+      );
+    }
+    return value;
+  };
   if (Deno.build.os === "windows") {
-    return join(
-      env("LOCALAPPDATA") ?? join(home, "AppData", "Local"),
-      "resource-locker",
+    const local = env("LOCALAPPDATA");
+    if (local) return join(absolute("LOCALAPPDATA", local), "resource-locker");
+    const profile = env("USERPROFILE");
+    if (profile) {
+      return join(absolute("USERPROFILE", profile), "AppData", "Local", "resource-locker");
+    }
+    throw new InputError(
+      `Cannot use the default store: LOCALAPPDATA and USERPROFILE are not set; ${fix}`,
     );
   }
-  return join(
-    env("XDG_STATE_HOME") ?? join(home, ".local", "state"),
-    "resource-locker",
+  const state = env("XDG_STATE_HOME");
+  if (state) return join(absolute("XDG_STATE_HOME", state), "resource-locker");
+  const home = env("HOME");
+  if (home) return join(absolute("HOME", home), ".local", "state", "resource-locker");
+  throw new InputError(
+    `Cannot use the default store: HOME is not set or empty; set HOME or XDG_STATE_HOME to an absolute folder, or choose a store with --store, RESOURCE_LOCKER_STORE or folderPathTemplate`,
   );
 }
 
-/** The folder template of the embedded default store. */
+/**
+ * The folder template of the embedded default store.
+ *
+ * @throws {InputError} when no absolute state folder is known (HOME empty, XDG_STATE_HOME relative)
+ */
 export function defaultFolderPathTemplate(): string {
   return join(stateDir(), "locks", "{0}");
 }
 
-const KEYS: Record<string, string> = {
-  dependenciesFilePath: "string",
-  lockTimeout: "duration",
-  lockRetries: "count",
-  historyFolderName: "name",
-  fileNameTemplate: "string",
-  folderPathTemplate: "string",
-  drain: "boolean",
-  drainTimeout: "duration",
-  lease: "duration",
-  runLease: "duration",
-  clockSkew: "duration",
-  concurrency: "positive",
-  smb: "object",
-  etcd: "object",
+type Kind =
+  | "string"
+  | "name"
+  | "duration"
+  | "lease"
+  | "count"
+  | "boolean"
+  | "positive"
+  | "object";
+
+/** Every setting and its kind; a Map, so `constructor` or `__proto__` is no setting. */
+const KEYS: ReadonlyMap<string, Kind> = new Map([
+  ["dependenciesFilePath", "string"],
+  ["lockTimeout", "duration"],
+  ["lockRetries", "count"],
+  ["historyFolderName", "name"],
+  ["fileNameTemplate", "string"],
+  ["folderPathTemplate", "string"],
+  ["drain", "boolean"],
+  ["drainTimeout", "duration"],
+  ["lease", "lease"],
+  ["runLease", "lease"],
+  ["clockSkew", "duration"],
+  ["concurrency", "positive"],
+  ["smb", "object"],
+  ["etcd", "object"],
+]);
+
+/** The shortest lease: renewals come every third of it. */
+export const MIN_LEASE_MS = 100;
+
+/** Settings below `smb` and `etcd`: what each must be. Their values are never shown in messages. */
+const SUB_KEYS: Readonly<
+  Record<"smb" | "etcd", ReadonlyMap<string, [string, (v: unknown) => boolean]>>
+> = {
+  smb: new Map([
+    ["username", ["a string", (v) => typeof v === "string"]],
+    ["password", ["a string", (v) => typeof v === "string"]],
+    ["domain", ["a string", (v) => typeof v === "string"]],
+    ["port", [
+      "a port number 1-65535",
+      (v) => Number.isInteger(v) && (v as number) > 0 && (v as number) < 65536,
+    ]],
+    ["timeout", ['seconds or a duration like "15s"', isDuration]],
+  ]),
+  etcd: new Map([
+    ["endpoints", [
+      "an array of URL strings",
+      (v) => Array.isArray(v) && v.every((e) => typeof e === "string"),
+    ]],
+    ["historyLimit", ["a whole number >= 1", (v) => Number.isInteger(v) && (v as number) > 0]],
+    ["timeout", ['seconds or a duration like "5s"', isDuration]],
+  ]),
 };
 
+function isDuration(value: unknown): boolean {
+  if (typeof value !== "number" && typeof value !== "string") return false;
+  try {
+    parseDuration(value, "t");
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Own enumerable entries, read once (getters run once; a throwing one is an error naming `source`). */
+function ownEntries(value: object, source: string, where: string): [string, unknown][] {
+  try {
+    return Object.keys(value).map((key) => [key, (value as Record<string, unknown>)[key]]);
+  } catch (error) {
+    const message = (error instanceof Error ? error.message : String(error)).split("\n")[0];
+    throw new InputError(`Invalid config "${source}": reading ${where} failed: ${message}`);
+  }
+}
+
+function suggestion(key: string, known: Iterable<string>): string {
+  for (const name of known) {
+    if (name.toLowerCase() === key.toLowerCase()) return ` (did you mean "${name}"?)`;
+  }
+  return "";
+}
+
 /**
- * Checks a config object, naming the setting at fault.
+ * Checks a config object, naming the setting at fault. Only own properties
+ * count, each read once; the result is a plain copy, so getters are not
+ * run again. Values below `smb` and `etcd` are never shown (a misspelled
+ * `Password` is still a password), nor any value at length.
  *
  * @param config the object
  * @param source where it came from, for messages
- * @returns the same object, typed
+ * @returns a checked copy
  * @throws {InputError} on an unknown setting or a value of the wrong kind
  */
 export function validateConfig(
@@ -184,18 +290,23 @@ export function validateConfig(
 ): ResourceLockerConfig {
   if (config === null || typeof config !== "object" || Array.isArray(config)) {
     throw new InputError(
-      `Invalid config "${source}": expected an object (export default defineConfig({...}))`,
+      `Invalid config "${source}": expected an object (export default defineConfig({...})), got ${
+        kindOf(config)
+      }`,
     );
   }
-  for (const [key, value] of Object.entries(config)) {
-    const kind = KEYS[key];
+  const copy: Record<string, unknown> = {};
+  for (const [key, value] of ownEntries(config, source, "its settings")) {
+    const kind = KEYS.get(key);
     const bad = (expected: string) =>
       new InputError(
-        `Invalid config "${source}": setting "${key}" ${expected}, got ${JSON.stringify(value)}`,
+        `Invalid config "${source}": setting "${key}" ${expected}, got ${showValue(value)}`,
       );
     if (!kind) {
       throw new InputError(
-        `Invalid config "${source}": unknown setting "${key}"`,
+        `Invalid config "${source}": unknown setting ${JSON.stringify(key)}${
+          suggestion(key, KEYS.keys())
+        }`,
       );
     }
     if (value === undefined) continue;
@@ -220,70 +331,83 @@ export function validateConfig(
     if (kind === "positive" && (!Number.isInteger(value) || (value as number) < 1)) {
       throw bad("must be a whole number >= 1");
     }
-    if (kind === "duration") {
-      try {
-        parseDuration(value as string | number, key);
-      } catch {
-        throw bad('must be seconds or a duration like "30s"');
-      }
+    if ((kind === "duration" || kind === "lease") && !isDuration(value)) {
+      throw bad('must be seconds or a duration like "30s"');
     }
-    if (
-      kind === "object" &&
-      (value === null || typeof value !== "object" || Array.isArray(value))
-    ) {
-      throw bad("must be an object");
+    if (kind === "lease" && parseDuration(value as string | number, key) < MIN_LEASE_MS) {
+      throw bad(`must be at least ${MIN_LEASE_MS}ms`);
     }
-  }
-  const c = config as ResourceLockerConfig;
-  if (c.smb) {
-    for (const [key, value] of Object.entries(c.smb)) {
-      const ok = key === "port"
-        ? Number.isInteger(value) && (value as number) > 0 &&
-          (value as number) < 65536
-        : key === "timeout"
-        ? typeof value === "number" || typeof value === "string"
-        : ["username", "password", "domain"].includes(key) &&
-          typeof value === "string";
-      if (!ok) {
-        const shown = key === "password" ? "(hidden)" : JSON.stringify(value);
+    if (kind === "object") {
+      if (value === null || typeof value !== "object" || Array.isArray(value)) {
         throw new InputError(
-          `Invalid config "${source}": setting "smb.${key}" is not valid: ${shown}`,
+          `Invalid config "${source}": setting "${key}" must be an object, got ${kindOf(value)}`,
         );
       }
-    }
-  }
-  if (c.etcd) {
-    for (const [key, value] of Object.entries(c.etcd)) {
-      const ok = key === "endpoints"
-        ? Array.isArray(value) && value.every((v) => typeof v === "string")
-        : key === "historyLimit"
-        ? Number.isInteger(value) && (value as number) > 0
-        : key === "timeout" &&
-          (typeof value === "number" || typeof value === "string");
-      if (!ok) {
-        throw new InputError(
-          `Invalid config "${source}": setting "etcd.${key}" is not valid: ${
-            JSON.stringify(value)
-          }`,
-        );
+      const known = SUB_KEYS[key as "smb" | "etcd"];
+      const sub: Record<string, unknown> = {};
+      for (const [name, item] of ownEntries(value, source, `"${key}"`)) {
+        const rule = known.get(name);
+        if (!rule) {
+          throw new InputError(
+            `Invalid config "${source}": unknown setting ${JSON.stringify(`${key}.${name}`)}${
+              suggestion(name, known.keys())
+            }`,
+          );
+        }
+        if (item === undefined) continue;
+        if (!rule[1](item)) {
+          throw new InputError(
+            `Invalid config "${source}": setting "${key}.${name}" must be ${rule[0]}, got ${
+              kindOf(item)
+            }`,
+          );
+        }
+        sub[name] = Array.isArray(item) ? [...item] : item;
       }
+      copy[key] = sub;
+      continue;
     }
+    copy[key] = value;
   }
+  const c = copy as ResourceLockerConfig;
+  registerSecret(c.smb?.password);
+  if (c.folderPathTemplate) registerUrlSecrets(c.folderPathTemplate);
+  for (const endpoint of c.etcd?.endpoints ?? []) registerUrlSecrets(endpoint);
   return c;
 }
 
+/** Longest a config module may take to load: a top-level await that never settles is an error, not a hang. */
+export const CONFIG_LOAD_TIMEOUT_MS = 10_000;
+/** Largest config module loaded. */
+export const MAX_CONFIG_BYTES = 1024 * 1024;
+
+/** Options of {@linkcode loadConfigModule}. */
+export interface LoadConfigOptions {
+  /** Return undefined instead of failing when the file does not exist. @default false */
+  optional?: boolean;
+  /** Give up loading after this long. @default CONFIG_LOAD_TIMEOUT_MS */
+  timeoutMs?: number;
+}
+
 /**
- * Loads a config module (a `config.ts` exporting `defineConfig({...})` as default).
+ * Loads a config module (a `config.ts` exporting `defineConfig({...})` as
+ * default). Any failure of the file (missing, not a regular file, too
+ * large, a syntax error, a throw or a getter that throws, a top-level await
+ * that does not settle in time) is one {@linkcode InputError} naming it. A
+ * relative `dependenciesFilePath` in it is taken from the module's folder.
  *
  * @param specifier path or URL of the module
- * @param optional return undefined instead of failing when it does not exist
+ * @param options `optional`, `timeoutMs`; a boolean is `optional` (older callers)
  * @returns the settings
  * @throws {InputError} when it cannot be loaded or is invalid
  */
 export async function loadConfigModule(
   specifier: string | URL,
-  optional = false,
+  options: LoadConfigOptions | boolean = {},
 ): Promise<ResourceLockerConfig | undefined> {
+  const { optional = false, timeoutMs = CONFIG_LOAD_TIMEOUT_MS } = typeof options === "boolean"
+    ? { optional: options }
+    : options;
   const url = specifier instanceof URL
     ? specifier
     : /^[a-z][a-z0-9+.-]*:/i.test(specifier) && !/^[a-z]:[\\/]/i.test(specifier)
@@ -291,24 +415,56 @@ export async function loadConfigModule(
     : new URL(
       `file://${specifier.startsWith("/") ? "" : Deno.cwd() + "/"}${specifier}`,
     );
-  if (optional && url.protocol === "file:") {
+  const name = url.protocol === "file:" ? decodeURIComponent(url.pathname) : url.href;
+  const fail = (why: string) => new InputError(`Cannot load config "${name}": ${why}`);
+  if (url.protocol === "file:") {
     try {
-      await Deno.stat(url);
-    } catch {
-      return undefined;
+      await checkSmallFile(url, MAX_CONFIG_BYTES);
+    } catch (error) {
+      if (error instanceof SmallFileError && error.reason === "missing" && optional) {
+        return undefined;
+      }
+      throw fail((error as Error).message);
     }
   }
   let module: { default?: unknown };
+  let timer: ReturnType<typeof setTimeout> | undefined;
   try {
-    module = await import(url.href);
+    module = await Promise.race([
+      import(url.href),
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(
+          () =>
+            reject(
+              fail(
+                `it did not finish loading in ${
+                  timeoutMs / 1000
+                }s (a top-level await that never settles?)`,
+              ),
+            ),
+          timeoutMs,
+        );
+      }),
+    ]);
   } catch (error) {
-    if (optional) return undefined;
-    const message = ((error as Error).message ?? String(error)).split("\n")[0];
-    throw new InputError(
-      `Cannot load config "${decodeURIComponent(url.pathname)}": ${message}`,
-    );
+    if (error instanceof InputError) throw error;
+    const message = error instanceof Error ? error.message ?? String(error) : String(error);
+    throw fail(message.split("\n")[0]!);
+  } finally {
+    clearTimeout(timer);
   }
-  return validateConfig(module.default, decodeURIComponent(url.pathname));
+  let config: ResourceLockerConfig;
+  try {
+    config = validateConfig(module.default, name);
+  } catch (error) {
+    if (error instanceof InputError) throw error;
+    throw fail((error instanceof Error ? error.message : String(error)).split("\n")[0]!);
+  }
+  const deps = config.dependenciesFilePath;
+  if (deps !== undefined && url.protocol === "file:" && !isAbsolutePath(deps)) {
+    config.dependenciesFilePath = join(parentPath(name), deps.replace(/^\.[\\/]/, ""));
+  }
+  return config;
 }
 
 function fromEnvironment(): ResourceLockerConfig {
@@ -331,6 +487,9 @@ function fromEnvironment(): ResourceLockerConfig {
       endpoints: endpoints.split(",").map((e) => e.trim()).filter(Boolean),
     };
   }
+  registerSecret(password);
+  if (store) registerUrlSecrets(store);
+  if (endpoints) registerUrlSecrets(endpoints);
   return c;
 }
 
@@ -341,7 +500,7 @@ function merge(
   for (const layer of layers) {
     if (!layer) continue;
     for (const [key, value] of Object.entries(layer)) {
-      if (value === undefined) continue;
+      if (value === undefined || !KEYS.has(key)) continue;
       if (key === "smb" || key === "etcd") {
         (out as Record<string, unknown>)[key] = {
           ...(out as Record<string, object>)[key],
@@ -374,7 +533,7 @@ export async function resolveConfig(
   configFile?: string,
 ): Promise<ResolvedConfig> {
   fileLayers ??= (async () => {
-    const beside = await loadConfigModule(BESIDE_MODULE, true);
+    const beside = await loadConfigModule(BESIDE_MODULE, { optional: true });
     const named = env("RESOURCE_LOCKER_CONFIG");
     return [beside ?? {}, named ? (await loadConfigModule(named)) ?? {} : {}];
   })();
@@ -399,6 +558,7 @@ export async function resolveConfig(
       (DEFAULT_DEPENDENCIES.protocol === "file:"
         ? decodeURIComponent(DEFAULT_DEPENDENCIES.pathname)
         : undefined),
+    defaultDependencies: c.dependenciesFilePath === undefined,
     lockTimeoutMs: parseDuration(c.lockTimeout ?? 10, "lockTimeout"),
     lockRetries: c.lockRetries ?? 3,
     historyFolderName: c.historyFolderName ?? "History",
