@@ -7,7 +7,7 @@
  */
 
 import { InputError } from "../errors.ts";
-import type { ResolvedConfig } from "../config.ts";
+import { isAbsolutePath, type ResolvedConfig } from "../config.ts";
 import type { LockStore } from "../store.ts";
 import { openFsStore } from "./fs.ts";
 
@@ -27,7 +27,11 @@ export type StoreKind = LockStore["kind"];
  * @param template the folder template
  * @param os the operating system (UNC paths go through the OS on Windows)
  * @returns the store kind
- * @throws {InputError} when the template has no host placeholder
+ * @throws {InputError} when the template has no host placeholder, has an
+ * unknown scheme, or names a folder that is not absolute on this system
+ * (a relative store would depend on the caller's working folder, so two
+ * callers would not see each other's locks; `C:\locks\{0}` elsewhere than
+ * on Windows would be such a relative folder)
  *
  * @example
  * ```ts
@@ -35,7 +39,8 @@ export type StoreKind = LockStore["kind"];
  * import { storeKindOf } from "./open.ts";
  * assert.ok(storeKindOf("smb://{0}/ResourceLocks") === "smb");
  * assert.ok(storeKindOf("\\\\{0}\\ResourceLocks", "linux") === "smb");
- * assert.ok(storeKindOf("/var/lib/locks/{0}") === "fs");
+ * assert.ok(storeKindOf("/var/lib/locks/{0}", "linux") === "fs");
+ * assert.throws(() => storeKindOf("locks/{0}", "linux"));
  * ```
  */
 export function storeKindOf(
@@ -59,6 +64,19 @@ export function storeKindOf(
     );
   }
   if (template.startsWith("\\\\") && os !== "windows") return "smb";
+  if (!isAbsolutePath(template, os)) {
+    const shown = JSON.stringify(template);
+    if (os !== "windows" && /^[A-Za-z]:|\\/.test(template)) {
+      throw new InputError(
+        `Invalid folder template ${shown}: a Windows path, and this system is ${os}; use an absolute folder such as /var/lib/locks/{0}, smb:// or \\\\{0}\\share`,
+      );
+    }
+    throw new InputError(
+      `Invalid folder template ${shown}: not an absolute path, so the store would depend on the current folder; use an absolute folder such as ${
+        os === "windows" ? "C:\\locks\\{0}" : "/var/lib/locks/{0}"
+      }`,
+    );
+  }
   return "fs";
 }
 
