@@ -191,8 +191,11 @@ async function dependencyMap(
   file: string | undefined,
 ): Promise<DependencyMap> {
   if (map) return validateDependencyMap(map, "dependencies option");
+  // A map the user named must exist; only the built-in default may be absent.
   const path = file ?? config.dependenciesFilePath;
-  return path === undefined ? {} : await readDependencyMap(path);
+  return path === undefined
+    ? {}
+    : await readDependencyMap(path, { optional: file === undefined && config.defaultDependencies });
 }
 
 /**

@@ -5,14 +5,22 @@
  * @module
  */
 
+import { readSmallFile, SmallFileError } from "./_file.ts";
+import { kindOf } from "./_text.ts";
 import { InputError, StoreError } from "./errors.ts";
 import { normalizeHost } from "./host.ts";
+import { decodeText } from "./lock_file.ts";
 
 /** A dependency map: host → hosts that depend on it (run on it, or must not be down with it). */
 export type DependencyMap = Readonly<Record<string, readonly string[]>>;
 
+/** Largest dependency map read: a map of every host of a big fleet is far smaller. */
+export const MAX_DEPENDENCY_MAP_BYTES = 16 * 1024 * 1024;
+
 /**
  * Checks a parsed dependency map and returns it with host names normalised.
+ * Only the map's own keys count: a host named `constructor` or `__proto__`
+ * is a host like any other.
  *
  * @param value the parsed JSON
  * @param source where it came from, for error messages
@@ -25,11 +33,21 @@ export function validateDependencyMap(
 ): DependencyMap {
   if (value === null || typeof value !== "object" || Array.isArray(value)) {
     throw new InputError(
-      `Invalid dependency map "${source}": expected an object of host name arrays`,
+      `Invalid dependency map "${source}": expected an object of host name arrays, got ${
+        kindOf(value)
+      }`,
     );
   }
-  const map: Record<string, string[]> = {};
-  for (const [key, list] of Object.entries(value)) {
+  let entries: [string, unknown][];
+  try {
+    entries = Object.entries(value);
+  } catch (error) {
+    throw new InputError(
+      `Invalid dependency map "${source}": cannot be read: ${firstLine(error)}`,
+    );
+  }
+  const map: Record<string, string[]> = Object.create(null);
+  for (const [key, list] of entries) {
     const where = `Invalid dependency map "${source}" at ${JSON.stringify(key)}`;
     let host: string;
     try {
@@ -40,55 +58,103 @@ export function validateDependencyMap(
     // PowerShell's ConvertTo-Json writes a one-element array as a plain string.
     const items = typeof list === "string" ? [list] : list;
     if (!Array.isArray(items)) {
-      throw new InputError(`${where}: expected an array of host names`);
+      throw new InputError(`${where}: expected an array of host names, got ${kindOf(list)}`);
     }
-    const targets = map[host] ??= [];
-    items.forEach((item, index) => {
+    const targets = Object.hasOwn(map, host) ? map[host]! : (map[host] = []);
+    for (let index = 0; index < items.length; index++) {
+      const item: unknown = items[index];
       if (typeof item !== "string") {
-        throw new InputError(`${where}[${index}]: expected a host name string`);
+        throw new InputError(
+          `${where}[${index}]: expected a host name string, got ${kindOf(item)}`,
+        );
       }
       try {
         targets.push(normalizeHost(item));
       } catch (error) {
         throw new InputError(`${where}[${index}]: ${(error as Error).message}`);
       }
-    });
+    }
   }
   return map;
 }
 
+function firstLine(error: unknown): string {
+  return (error instanceof Error ? error.message : String(error)).split("\n")[0]!;
+}
+
+function decodeUtf32(bytes: Uint8Array, littleEndian: boolean): string {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  let text = "";
+  for (let at = 0; at + 4 <= bytes.length; at += 4) {
+    const code = view.getUint32(at, littleEndian);
+    text += code <= 0x10ffff ? String.fromCodePoint(code) : "\uFFFD";
+  }
+  return text;
+}
+
 /**
- * Reads a dependency map file. A missing file means no dependencies.
+ * Decodes a map in any encoding PowerShell writes: UTF-8 with or without
+ * BOM (PowerShell 7, `-Encoding utf8`), UTF-16 LE or BE with BOM (Windows
+ * PowerShell 5.1's `Out-File`, `-Encoding Unicode` / `BigEndianUnicode`),
+ * UTF-32 with BOM (`-Encoding UTF32`), and the ANSI code page
+ * (`-Encoding Default`, read as Windows-1252).
+ */
+function decodeMap(bytes: Uint8Array): string {
+  if (bytes[0] === 0xff && bytes[1] === 0xfe && bytes[2] === 0 && bytes[3] === 0) {
+    return decodeUtf32(bytes.subarray(4), true);
+  }
+  if (bytes[0] === 0 && bytes[1] === 0 && bytes[2] === 0xfe && bytes[3] === 0xff) {
+    return decodeUtf32(bytes.subarray(4), false);
+  }
+  if (bytes.length >= 2 && bytes[0] === 0 && bytes[1] !== 0) {
+    return new TextDecoder("utf-16be").decode(bytes); // UTF-16 BE without BOM
+  }
+  return decodeText(bytes).replace(/^\uFEFF/, "");
+}
+
+/** Options of {@linkcode readDependencyMap}. */
+export interface ReadDependencyMapOptions {
+  /** A missing file means no dependencies (the implicit default map); otherwise it is an error. @default false */
+  optional?: boolean;
+}
+
+/**
+ * Reads a dependency map file. Only a regular file of at most
+ * {@linkcode MAX_DEPENDENCY_MAP_BYTES} is read: a folder, FIFO or device at
+ * the path is an error, never a hang.
  *
  * @param path the JSON file
- * @returns the map ({} when the file does not exist)
- * @throws {InputError} when the file is not JSON or not a map of host arrays
+ * @param options `optional` when the map was not named by the user
+ * @returns the map ({} when the file does not exist and `optional` is set)
+ * @throws {InputError} when the file is missing (unless optional), not a regular file, too large, not JSON or not a map of host arrays
  * @throws {StoreError} when the file exists but cannot be read
  */
-export async function readDependencyMap(path: string): Promise<DependencyMap> {
-  let text: string;
+export async function readDependencyMap(
+  path: string,
+  options: ReadDependencyMapOptions = {},
+): Promise<DependencyMap> {
+  let bytes: Uint8Array;
   try {
-    text = await Deno.readTextFile(path);
+    bytes = await readSmallFile(path, MAX_DEPENDENCY_MAP_BYTES);
   } catch (error) {
-    if (error instanceof Deno.errors.NotFound) return {};
-    if (error instanceof Deno.errors.IsADirectory) {
-      throw new InputError(`Invalid dependency map "${path}": it is a folder`);
-    }
-    throw new StoreError(
-      path,
-      `Cannot read dependency map "${path}": ${(error as Error).message}`,
-      {
+    if (!(error instanceof SmallFileError) || error.reason === "unreadable") {
+      throw new StoreError(path, `Cannot read dependency map "${path}": ${firstLine(error)}`, {
         cause: error,
-      },
-    );
+      });
+    }
+    if (error.reason === "missing") {
+      if (options.optional) return {};
+      throw new InputError(
+        `Dependency map "${path}" does not exist: create it, or name another with --file, RESOURCE_LOCKER_DEPENDENCIES or dependenciesFilePath`,
+      );
+    }
+    throw new InputError(`Invalid dependency map "${path}": ${error.message}`);
   }
   let parsed: unknown;
   try {
-    parsed = JSON.parse(text.replace(/^\uFEFF/, ""));
+    parsed = JSON.parse(decodeMap(bytes));
   } catch (error) {
-    throw new InputError(
-      `Invalid dependency map "${path}": not JSON: ${(error as Error).message}`,
-    );
+    throw new InputError(`Invalid dependency map "${path}": not JSON: ${firstLine(error)}`);
   }
   return validateDependencyMap(parsed, path);
 }

@@ -31,7 +31,7 @@ interface Sandbox {
   root: string;
   /** The folder template, `<root>/{0}`. */
   store: string;
-  /** The dependency map file (absent unless a map was given). */
+  /** The dependency map file (`{}` unless a map was given). */
   deps: string;
   /** Runs the command line against this sandbox. */
   cli(args: string[], options?: CliOptions): Promise<CliResult>;
@@ -46,12 +46,11 @@ async function withSandbox(
     const root = join(tmp, "store");
     await Deno.mkdir(root);
     const deps = join(tmp, "deps.json");
-    if (map !== undefined) {
-      await Deno.writeTextFile(
-        deps,
-        typeof map === "string" ? map : JSON.stringify(map),
-      );
-    }
+    // RESOURCE_LOCKER_DEPENDENCIES names it, so it must exist: {} when no map is given.
+    await Deno.writeTextFile(
+      deps,
+      map === undefined ? "{}" : typeof map === "string" ? map : JSON.stringify(map),
+    );
     const store = join(root, "{0}");
     await fn({
       tmp,
@@ -396,13 +395,19 @@ Deno.test("deps prints the original's order as list, json, dot and mermaid, from
   }, MAP);
 });
 
-Deno.test("a missing dependency map means no dependencies", async () => {
-  await withSandbox(async ({ cli, root }) => {
-    const deps = await cli(["deps", "dc01"]);
+Deno.test("the default dependency map may be absent; a named one that is missing exits 2 and locks nothing", async () => {
+  await withSandbox(async ({ cli, root, store, tmp }) => {
+    // No RESOURCE_LOCKER_DEPENDENCIES: the default beside the module, absent in the repository.
+    const env = { XDG_STATE_HOME: join(tmp, "state") };
+    const deps = await runCli(["deps", "dc01"], { store, env });
     assert.deepEqual([deps.code, deps.stdout, deps.stderr], [0, "", ""]);
-    const lock = await cli(["lock", "dc01", "--hard"]);
+    const lock = await runCli(["lock", "dc01", "--hard"], { store, env });
     assert.equal(lock.code, 0, lock.stderr);
     assert.equal(lines(lock.stdout).length, 1);
+    assert.deepEqual(await lockFiles(root), ["dc01/Host.lock"]);
+    const missing = join(tmp, "missing.json");
+    assertOneLineError(await cli(["lock", "web01", "--file", missing]), 2, missing);
+    assertOneLineError(await cli(["deps", "web01"], { dependencies: missing }), 2, missing);
     assert.deepEqual(await lockFiles(root), ["dc01/Host.lock"]);
   });
 });

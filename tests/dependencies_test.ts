@@ -1,4 +1,4 @@
-import { assertEquals, assertRejects, assertThrows } from "./_assert.ts";
+import { assertEquals, assertRejects, assertStringIncludes, assertThrows } from "./_assert.ts";
 import { getResourceDependence, InputError } from "../mod.ts";
 import {
   readDependencyMap,
@@ -36,8 +36,11 @@ Deno.test("validateDependencyMap() accepts PowerShell's single string for a one-
   assertEquals(resolveDependencies("dc01", validateDependencyMap({ hv01: "dc01" }, "t")), ["hv01"]);
 });
 
-Deno.test("readDependencyMap() treats a missing file as no dependencies", async () => {
-  assertEquals(await readDependencyMap("/nonexistent/ResourceLocker-Dependencies.json"), {});
+Deno.test("readDependencyMap() treats a missing optional file as no dependencies, a missing named one as an error", async () => {
+  const path = "/nonexistent/ResourceLocker-Dependencies.json";
+  assertEquals(await readDependencyMap(path, { optional: true }), {});
+  const error = await assertRejects(() => readDependencyMap(path), InputError);
+  assertStringIncludes(error.message, path);
 });
 
 Deno.test("readDependencyMap() names the file and the place of a malformed map", async () => {

@@ -26,6 +26,7 @@ async function hostile(
     await plant(hostDir, decoy);
     const before = await snapshotTree(decoy);
     const config = `${t.root}/config.ts`;
+    await Deno.writeTextFile(`${t.root}/none.json`, "{}"); // a named map must exist
     await Deno.writeTextFile(
       config,
       `export default { dependenciesFilePath: "${t.root}/none.json", lockTimeout: "50ms", lockRetries: 1 };`,

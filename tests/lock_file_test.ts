@@ -231,10 +231,11 @@ async function withStore(
   try {
     const root = join(tmp, "store");
     await Deno.mkdir(root);
+    await Deno.writeTextFile(join(tmp, "no-deps.json"), "{}"); // a named map must exist
     const cli = (...args: string[]) =>
       runCli(args, {
         store: join(root, "{0}"),
-        dependencies: join(tmp, "no-such-deps.json"),
+        dependencies: join(tmp, "no-deps.json"),
         env: { ...TZ_ENV, XDG_STATE_HOME: join(tmp, "state") },
       });
     await fn(root, cli);

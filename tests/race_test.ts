@@ -337,6 +337,7 @@ Deno.test("durations beyond the timers' range: refused when absurd, waited out w
 /** Environment for the command line on the temporary store under `root`: no dependencies, 100 ms skew. */
 async function cliEnv(root: string): Promise<Record<string, string>> {
   const path = `${root}/config.ts`;
+  await Deno.writeTextFile(`${root}/none.json`, "{}"); // a named map must exist
   await Deno.writeTextFile(
     path,
     `export default { clockSkew: "100ms", dependenciesFilePath: "${root}/none.json" };`,
