@@ -6,7 +6,12 @@
  */
 
 import { type Clock, SYSTEM_CLOCK } from "./clock.ts";
-import { resolveConfig, type ResolvedConfig, type ResourceLockerConfig } from "./config.ts";
+import {
+  resolveConfig,
+  type ResolvedConfig,
+  type ResourceLockerConfig,
+  validateConfig,
+} from "./config.ts";
 import {
   type DependencyMap,
   readDependencyMap,
@@ -17,7 +22,8 @@ import { parseDuration } from "./duration.ts";
 import { InputError, LockBusyError } from "./errors.ts";
 import { normalizeHost } from "./host.ts";
 import { LOCK_TYPES, type LockType } from "./lock_file.ts";
-import { FileNames, parseLockRef, validateSessionId } from "./lock_ref.ts";
+import { FileNames, type LockRef, parseLockRef, toLockRef, validateSessionId } from "./lock_ref.ts";
+import { kindOf, maskSecrets } from "./_text.ts";
 import {
   type HeldLock,
   type HistoryEntry,
@@ -118,6 +124,112 @@ export interface BreakResourceLockOptions extends StoreOptions {
 /** Something that names a lock: a lock object, a held lock, or a ref string. */
 export type LockLike = ResourceLock | HeldLock | string;
 
+// ---------------------------------------------------------------------------
+// Input from untyped JavaScript: every function checks what it is given
+// with the command line's rules, and answers a wrong type with an
+// InputError naming it, never a TypeError from deep inside.
+
+type OptionKind =
+  | "string"
+  | "boolean"
+  | "object"
+  | "function"
+  | "duration"
+  | "number"
+  | "signal"
+  | "clock"
+  | "types";
+
+const EXPECTED: Record<OptionKind, string> = {
+  string: "a string",
+  boolean: "true or false",
+  object: "an object",
+  function: "a function",
+  duration: 'seconds or a duration like "30s"',
+  number: "a number",
+  signal: "an AbortSignal",
+  clock: "a Clock",
+  types: "a lock type or an array of them",
+};
+
+function isKind(kind: OptionKind, value: unknown): boolean {
+  switch (kind) {
+    case "string":
+      return typeof value === "string";
+    case "boolean":
+      return typeof value === "boolean";
+    case "function":
+      return typeof value === "function";
+    case "number":
+      return typeof value === "number";
+    case "object":
+      return value !== null && typeof value === "object" && !Array.isArray(value);
+    case "duration":
+      return typeof value === "number" || typeof value === "string";
+    case "signal":
+      return value instanceof AbortSignal;
+    case "clock":
+      return value !== null && typeof value === "object" &&
+        ["now", "sleep", "utcOffsetMinutes", "schedule"].every((m) =>
+          typeof (value as Record<string, unknown>)[m] === "function"
+        );
+    case "types":
+      return typeof value === "string" ||
+        (Array.isArray(value) && value.every((t) => typeof t === "string"));
+  }
+}
+
+const STORE_OPTION_KINDS: Record<string, OptionKind> = {
+  store: "string",
+  config: "object",
+  configFile: "string",
+  clock: "clock",
+};
+
+const LOCK_OPTION_KINDS: Record<string, OptionKind> = {
+  ...STORE_OPTION_KINDS,
+  type: "string",
+  caller: "string",
+  description: "string",
+  sessionId: "string",
+  noDependencies: "boolean",
+  dependencies: "object",
+  dependenciesFile: "string",
+  timeout: "duration",
+  retries: "number",
+  ttl: "duration",
+  drain: "boolean",
+  drainTimeout: "duration",
+  signal: "signal",
+  onProgress: "function",
+  hard: "boolean",
+};
+
+/**
+ * Checks a function's options: undefined or an object, and each option
+ * known here of its kind. Values are checked further where they are used
+ * (durations parsed, session ids matched).
+ */
+function checkOptions<T extends object>(
+  options: T | undefined,
+  kinds: Record<string, OptionKind>,
+  fn: string,
+): T {
+  if (options === undefined) return {} as T;
+  if (options === null || typeof options !== "object" || Array.isArray(options)) {
+    throw new InputError(`Invalid options of ${fn}(): expected an object, got ${kindOf(options)}`);
+  }
+  for (const [key, kind] of Object.entries(kinds)) {
+    const value = (options as Record<string, unknown>)[key];
+    if (value !== undefined && !isKind(kind, value)) {
+      throw new InputError(
+        `Invalid option "${key}" of ${fn}(): expected ${EXPECTED[kind]}, got ${kindOf(value)}`,
+      );
+    }
+  }
+  return options;
+}
+
 interface Context {
   config: ResolvedConfig;
   locker: Locker;
@@ -152,7 +264,11 @@ async function context(options: StoreOptions): Promise<Context> {
   ]);
   let store = stores.get(key);
   if (!store) {
-    store = openStore(config);
+    // A template or endpoint a store refuses may carry credentials: its error is masked here, once.
+    store = openStore(config).catch((error) => {
+      if (error instanceof Error) error.message = maskSecrets(error.message);
+      throw error;
+    });
     stores.set(key, store);
     store.catch(() => stores.delete(key));
   }
@@ -215,7 +331,9 @@ async function dependencyMap(
 export async function getResolvedConfig(
   options: StoreOptions = {},
 ): Promise<ResolvedConfig> {
-  const overrides: ResourceLockerConfig = { ...options.config };
+  options = checkOptions(options, STORE_OPTION_KINDS, "getResolvedConfig");
+  // Checked here, read once: a getter that throws is an InputError naming the option.
+  const overrides = validateConfig(options.config ?? {}, "options");
   if (options.store !== undefined) overrides.folderPathTemplate = options.store;
   return await resolveConfig(overrides, options.configFile);
 }
@@ -250,6 +368,7 @@ export async function lockResource(
   host: string,
   options: LockResourceOptions = {},
 ): Promise<ResourceLock> {
+  options = checkOptions(options, LOCK_OPTION_KINDS, "lockResource");
   const main = normalizeHost(host);
   const type = options.type ?? "Generic";
   if (!LOCK_TYPES.includes(type)) {
@@ -277,7 +396,11 @@ export async function lockResource(
   );
   const ttlMs = options.ttl !== undefined ? parseDuration(options.ttl, "ttl") : config.leaseMs;
   if (ttlMs !== undefined && ttlMs < 100) {
-    throw new InputError(`Invalid ttl: at least 100ms, got ${ttlMs}ms`);
+    throw new InputError(
+      options.ttl !== undefined
+        ? `Invalid ttl: at least 100ms, got ${ttlMs}ms`
+        : `Invalid setting "lease": at least 100ms, got ${ttlMs}ms`,
+    );
   }
   const locks = await locker.acquire({
     hosts: [...dependencies, main],
@@ -332,6 +455,7 @@ export async function tryLockResource(
   host: string,
   options: LockResourceOptions = {},
 ): Promise<ResourceLock | undefined> {
+  options = checkOptions(options, LOCK_OPTION_KINDS, "tryLockResource");
   try {
     return await lockResource(host, { ...options, retries: 1 });
   } catch (error) {
@@ -365,7 +489,7 @@ export async function lockHostResource(
   host?: string,
   options: LockHostResourceOptions = {},
 ): Promise<ResourceLock> {
-  const { hard, ...rest } = options;
+  const { hard, ...rest } = checkOptions(options, LOCK_OPTION_KINDS, "lockHostResource");
   return await lockResource(host ?? whoAmI().host, {
     ...rest,
     type: hard ? "Host" : "Generic",
@@ -387,6 +511,9 @@ export async function lockHostResource(
  * ```
  */
 export function fileResourceHost(path: string): string {
+  if (typeof path !== "string") {
+    throw new InputError(`Invalid file path: expected a string, got ${kindOf(path)}`);
+  }
   const unc = /^(?:\\\\|\/\/|smb:\/\/)([^\\/:]*)/i.exec(path);
   if (!unc) return whoAmI().host;
   try {
@@ -419,7 +546,11 @@ export async function lockFileResource(
   path: string,
   options: Omit<LockResourceOptions, "type" | "description"> = {},
 ): Promise<ResourceLock> {
-  if (typeof path !== "string" || path.trim() === "") {
+  options = checkOptions(options, LOCK_OPTION_KINDS, "lockFileResource");
+  if (typeof path !== "string") {
+    throw new InputError(`Invalid file path: expected a string, got ${kindOf(path)}`);
+  }
+  if (path.trim() === "") {
     throw new InputError("Invalid file path: it is empty");
   }
   return await lockResource(fileResourceHost(path), {
@@ -429,15 +560,17 @@ export async function lockFileResource(
   });
 }
 
-function refsOf(
-  locks: LockLike | readonly LockLike[],
-): { host: string; lockId: string; type: LockType; sessionId?: string }[] {
-  const list = Array.isArray(locks) ? locks : [locks as LockLike];
-  return list.flatMap((item) => {
-    if (typeof item === "string") return [parseLockRef(item)];
-    if (item instanceof ResourceLock) return [...item.locks];
-    return [item as HeldLock];
-  });
+/**
+ * Every lock named by what a caller passed, each checked as a ref typed on
+ * the command line would be (host, lock id, session, type): a lock object
+ * built by hand or read back from JSON reaches the store only when it names
+ * a lock in it.
+ */
+function refsOf(locks: unknown): LockRef[] {
+  const list: unknown[] = Array.isArray(locks) ? locks : [locks];
+  return list.flatMap((item) =>
+    item instanceof ResourceLock ? item.locks.map((held) => toLockRef(held)) : [toLockRef(item)]
+  );
 }
 
 /**
@@ -469,6 +602,8 @@ export async function unlockResource(
   locks: LockLike | readonly LockLike[],
   options: UnlockResourceOptions = {},
 ): Promise<ReleaseResult[]> {
+  options = checkOptions(options, { ...STORE_OPTION_KINDS, force: "boolean" }, "unlockResource");
+  const refs = refsOf(locks); // checks everything before anything is released
   const objects = (Array.isArray(locks) ? locks : [locks]).filter((
     l,
   ): l is ResourceLock => l instanceof ResourceLock);
@@ -480,7 +615,6 @@ export async function unlockResource(
     for (const lock of objects) results.push(...await lock.release());
     return results;
   }
-  const refs = refsOf(locks);
   const { locker } = await context(options);
   const results: ReleaseResult[] = [];
   let failure: { error: unknown } | undefined;
@@ -496,15 +630,23 @@ export async function unlockResource(
 }
 
 function typesOf(type: TestHostResourceLockOptions["type"]): LockType[] {
-  const list = type === undefined ? ["Any"] : typeof type === "string" ? [type] : [...type];
+  const list: readonly unknown[] = type === undefined
+    ? ["Any"]
+    : typeof type === "string"
+    ? [type]
+    : Array.isArray(type)
+    ? type
+    : [type];
   const result = new Set<LockType>();
   for (const item of list) {
-    const match = [...LOCK_TYPES, "Any"].find((t) =>
-      t.toLowerCase() === String(item).toLowerCase()
-    );
+    const match = typeof item === "string"
+      ? [...LOCK_TYPES, "Any"].find((t) => t.toLowerCase() === item.toLowerCase())
+      : undefined;
     if (!match) {
       throw new InputError(
-        `Invalid lock type ${JSON.stringify(item)}: expected Host, Generic, File or Any`,
+        `Invalid lock type ${
+          typeof item === "string" ? JSON.stringify(item.slice(0, 80)) : kindOf(item)
+        }: expected Host, Generic, File or Any`,
       );
     }
     if (match === "Any") LOCK_TYPES.forEach((t) => result.add(t));
@@ -536,6 +678,11 @@ export async function testHostResourceLock(
   host: string,
   options: TestHostResourceLockOptions = {},
 ): Promise<boolean> {
+  options = checkOptions(
+    options,
+    { ...STORE_OPTION_KINDS, type: "types" },
+    "testHostResourceLock",
+  );
   const name = normalizeHost(host);
   const types = typesOf(options.type);
   const { locker } = await context(options);
@@ -563,6 +710,11 @@ export async function getResourceDependence(
   host: string,
   options: GetResourceDependenceOptions = {},
 ): Promise<string[]> {
+  options = checkOptions(
+    options,
+    { ...STORE_OPTION_KINDS, file: "string", dependencies: "object" },
+    "getResourceDependence",
+  );
   const name = normalizeHost(host);
   const config = options.dependencies ? undefined : await getResolvedConfig(options);
   const map = options.dependencies
@@ -590,7 +742,7 @@ export function getResourceLockId(lock: LockLike): string {
   if (lock instanceof ResourceLock) {
     return lock.locks[lock.locks.length - 1]!.lockId;
   }
-  if (typeof lock !== "string") return lock.lockId;
+  if (typeof lock !== "string") return toLockRef(lock).lockId;
   if (
     /^[^/\\]+\/[^/\\]+$/.test(lock.trim()) && !/\.[^./\\@]+$/.test(lock.trim())
   ) return parseLockRef(lock).lockId;
@@ -626,8 +778,14 @@ export async function getResourceLockStatus(
   hosts: string | readonly string[],
   options: StoreOptions = {},
 ): Promise<LockInfo[]> {
-  const names = (typeof hosts === "string" ? [hosts] : [...hosts]).map(
-    normalizeHost,
+  options = checkOptions(options, STORE_OPTION_KINDS, "getResourceLockStatus");
+  if (typeof hosts !== "string" && !Array.isArray(hosts)) {
+    throw new InputError(
+      `Invalid hosts: expected a host name or an array of them, got ${kindOf(hosts)}`,
+    );
+  }
+  const names = (typeof hosts === "string" ? [hosts] : [...hosts]).map((host) =>
+    normalizeHost(host)
   );
   const { config, locker } = await context(options);
   const results = await mapLimit(
@@ -662,6 +820,11 @@ export async function getResourceLockHistory(
   host: string,
   options: HistoryOptions = {},
 ): Promise<HistoryEntry[]> {
+  options = checkOptions(
+    options,
+    { ...STORE_OPTION_KINDS, limit: "number" },
+    "getResourceLockHistory",
+  );
   const name = normalizeHost(host);
   if (
     options.limit !== undefined &&
@@ -700,7 +863,12 @@ export async function breakResourceLock(
   ref: string,
   options: BreakResourceLockOptions = {},
 ): Promise<LockInfo> {
-  const parsed = parseLockRef(ref);
+  options = checkOptions(
+    options,
+    { ...STORE_OPTION_KINDS, reason: "string", force: "boolean" },
+    "breakResourceLock",
+  );
+  const parsed = toLockRef(ref);
   const { locker } = await context(options);
   return await locker.breakLock(
     parsed,

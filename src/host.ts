@@ -6,6 +6,7 @@
  */
 
 import { InputError } from "./errors.ts";
+import { kindOf } from "./_text.ts";
 
 const HOST_PATTERN = /^[A-Za-z0-9._-]+$/;
 
@@ -15,7 +16,7 @@ const HOST_PATTERN = /^[A-Za-z0-9._-]+$/;
  *
  * @param host the name to check
  * @returns the lower-cased name
- * @throws {InputError} on an empty name, `.`, `..`, path separators, characters
+ * @throws {InputError} on a value that is not a string, an empty name, `.`, `..`, path separators, characters
  * outside `[A-Za-z0-9._-]` or more than 253 characters
  *
  * @example Normalising a host name
@@ -26,7 +27,10 @@ const HOST_PATTERN = /^[A-Za-z0-9._-]+$/;
  * ```
  */
 export function normalizeHost(host: string): string {
-  if (typeof host !== "string" || host.length === 0) {
+  if (typeof host !== "string") {
+    throw new InputError(`Invalid host name: expected a string, got ${kindOf(host)}`);
+  }
+  if (host.length === 0) {
     throw new InputError("Invalid host name: it is empty");
   }
   if (host.length > 253) {

@@ -10,6 +10,7 @@
 import { InputError } from "./errors.ts";
 import { normalizeHost } from "./host.ts";
 import type { LockType } from "./lock_file.ts";
+import { kindOf, showValue } from "./_text.ts";
 
 /** A parsed lock ref. */
 export interface LockRef {
@@ -34,6 +35,9 @@ const SESSION = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
  * @throws {InputError} when it could not be part of a file name
  */
 export function validateSessionId(sessionId: string): string {
+  if (typeof sessionId !== "string") {
+    throw new InputError(`Invalid session id: expected a string, got ${kindOf(sessionId)}`);
+  }
   if (!SESSION.test(sessionId)) {
     throw new InputError(
       `Invalid session id ${JSON.stringify(sessionId)}: use letters, digits, ".", "_" and "-"`,
@@ -155,6 +159,11 @@ export function formatLockRef(
  * ```
  */
 export function parseLockRef(ref: string): LockRef {
+  if (typeof ref !== "string") {
+    throw new InputError(
+      `Invalid lock ref: expected a string like "dc01/Host@<session>", got ${kindOf(ref)}`,
+    );
+  }
   const match = /^([^/\\@]+)\/([^/\\@]+)(?:@([^/\\@]+))?$/.exec(ref.trim());
   if (!match) {
     throw new InputError(
@@ -181,5 +190,75 @@ export function parseLockRef(ref: string): LockRef {
   }
   const result: LockRef = { host, lockId, type: parsed.type };
   if (sessionId !== undefined) result.sessionId = validateSessionId(sessionId);
+  return result;
+}
+
+/**
+ * Checks a lock given as a ref string or as an object with `host`,
+ * `lockId`, `type` and `sessionId` (a held lock, or one read back from JSON),
+ * with the same rules as a ref typed on the command line: a valid host name,
+ * a lock id naming its type and a valid session, a type and a session that
+ * agree with the lock id. Anything else, of any type, is an InputError.
+ *
+ * @param value a ref string or a lock object
+ * @returns the parsed, normalised ref
+ * @throws {InputError} when it does not name a lock
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { toLockRef } from "./lock_ref.ts";
+ * assert.equal(toLockRef({ host: "DC01", lockId: "Generic-s1", type: "Generic", sessionId: "s1" }).host, "dc01");
+ * assert.throws(() => toLockRef({ host: "../../x", lockId: "Host" }), /Invalid lock object/);
+ * ```
+ */
+export function toLockRef(value: unknown): LockRef {
+  if (typeof value === "string") return parseLockRef(value);
+  if (value === null || typeof value !== "object" || Array.isArray(value)) {
+    throw new InputError(
+      `Invalid lock: expected a lock object or a ref like "dc01/Host@<session>", got ${
+        kindOf(value)
+      }`,
+    );
+  }
+  const { host, lockId, type, sessionId } = value as Record<string, unknown>;
+  const bad = (why: string) => new InputError(`Invalid lock object: ${why}`);
+  let normal: string;
+  try {
+    normal = normalizeHost(host as string);
+  } catch (error) {
+    throw bad((error as Error).message);
+  }
+  if (typeof lockId !== "string") {
+    throw bad(`lockId: expected a string, got ${kindOf(lockId)}`);
+  }
+  const parsed = parseLockId(lockId);
+  if (!parsed) {
+    throw bad(
+      `lockId ${
+        JSON.stringify(lockId.slice(0, 80))
+      } is not Host, Generic-<session> or File-<session>`,
+    );
+  }
+  if (type !== undefined && type !== parsed.type) {
+    throw bad(
+      `type ${showValue(type)} does not match lockId ${JSON.stringify(lockId.slice(0, 80))}`,
+    );
+  }
+  if (sessionId !== undefined && typeof sessionId !== "string") {
+    throw bad(`sessionId: expected a string, got ${kindOf(sessionId)}`);
+  }
+  if (parsed.sessionId !== undefined && sessionId !== undefined && sessionId !== parsed.sessionId) {
+    throw bad("sessionId does not match the session in lockId");
+  }
+  const session = parsed.sessionId ?? sessionId;
+  const result: LockRef = { host: normal, lockId, type: parsed.type };
+  if (session !== undefined) {
+    try {
+      result.sessionId = validateSessionId(session);
+    } catch (error) {
+      throw bad((error as Error).message);
+    }
+  }
   return result;
 }
