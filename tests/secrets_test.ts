@@ -1,0 +1,253 @@
+/**
+ * Secrets never reach an output (issue 10): a password planted in a
+ * template, a config file, the environment or a misspelled config key is
+ * looked for in every output channel (stdout, stderr, `--json`, `--verbose`)
+ * of every command. Each source plants its own password, so one source's
+ * masking cannot hide another's leak. Stores point at a closed port: every
+ * command fails fast, through its error path.
+ */
+
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { main } from "../cli.ts";
+import { InputError, lockResource } from "../mod.ts";
+import { runCli } from "./_cli_helpers.ts";
+
+/** A closed port on this machine: connections are refused at once. */
+const CLOSED = "127.0.0.1:1";
+
+interface Source {
+  /** Where the password is planted. */
+  name: string;
+  /** The password, unique to this source. */
+  password: string;
+  /** Global flags. */
+  args: string[];
+  /** Environment variables. */
+  env?: Record<string, string>;
+  /** A config module's text, passed with --config. */
+  config?: string;
+  /** The masked form `--verbose` shows on its Store line, when the store's template is the carrier. */
+  masked?: string;
+}
+
+function sources(): Source[] {
+  const list: Source[] = [];
+  const add = (source: Omit<Source, "password">, password: string) =>
+    list.push({ ...source, password });
+  const p1 = "TmplPw-4b1e9";
+  add({
+    name: "SMB template user:password@",
+    args: ["--store", `smb://svc:${p1}@${CLOSED}/{0}`],
+    masked: `smb://svc:***@${CLOSED}/{0}`,
+  }, p1);
+  const p2 = "QueryPw-7c2d1";
+  add({
+    name: "SMB template ?password=",
+    args: ["--store", `smb://${CLOSED}/{0}?password=${p2}`],
+    env: { RESOURCE_LOCKER_SMB_USERNAME: "svc" },
+    masked: `smb://${CLOSED}/{0}?password=***`,
+  }, p2);
+  const p3 = "p@ss:w/rd%Etcd-91";
+  add({
+    name: "etcd template with a percent-encoded password",
+    args: ["--store", `etcd://user:${encodeURIComponent(p3)}@${CLOSED}/locks/{0}`],
+  }, p3);
+  const p4 = "EndpointPw-0a8f";
+  add({
+    name: "RESOURCE_LOCKER_ETCD_ENDPOINTS with credentials",
+    args: ["--store", `etcd://${CLOSED}/locks/{0}`],
+    env: { RESOURCE_LOCKER_ETCD_ENDPOINTS: `http://user:${p4}@127.0.0.1:2` },
+  }, p4);
+  const p5 = "ConfigPw-55e1c";
+  add({
+    name: "config smb.password",
+    args: ["--store", `smb://${CLOSED}/{0}`],
+    config: `export default { smb: { username: "svc", password: ${JSON.stringify(p5)} } };`,
+  }, p5);
+  const p6 = "EnvPw-31d9a";
+  add({
+    name: "RESOURCE_LOCKER_SMB_PASSWORD",
+    args: ["--store", `smb://${CLOSED}/{0}`],
+    env: { RESOURCE_LOCKER_SMB_USERNAME: "svc", RESOURCE_LOCKER_SMB_PASSWORD: p6 },
+  }, p6);
+  const p7 = "MisspeltPw-8e0b2";
+  add({
+    name: "misspelled config key smb.Password",
+    args: ["--store", `smb://${CLOSED}/{0}`],
+    config: `export default { smb: { username: "svc", Password: ${JSON.stringify(p7)} } };`,
+  }, p7);
+  const p8 = "WrongTypePw-2f7";
+  add({
+    name: "config smb.username given the password's place by mistake (wrong type)",
+    args: ["--store", `smb://${CLOSED}/{0}`],
+    config: `export default { smb: { username: ${JSON.stringify(p8)}, port: ${
+      JSON.stringify(p8)
+    } } };`,
+  }, p8);
+  const p9 = "EtcdKeyPw-6a3c";
+  add({
+    name: "unknown config key below etcd",
+    args: ["--store", `etcd://${CLOSED}/locks/{0}`],
+    config: `export default { etcd: { password: ${JSON.stringify(p9)} } };`,
+  }, p9);
+  const p10 = "ConfigTmplPw-19b";
+  add({
+    name: "config folderPathTemplate with credentials",
+    args: [],
+    config: `export default { folderPathTemplate: ${
+      JSON.stringify(`smb://svc:${p10}@${CLOSED}/{0}`)
+    } };`,
+  }, p10);
+  return list;
+}
+
+const COMMANDS: string[][] = [
+  ["lock", "hv01"],
+  ["lock", "hv01", "--hard", "--ttl", "5s", "--retries", "1"],
+  ["lock-file", "\\\\fs01\\share\\file.wim"],
+  ["unlock", "hv01/Host@s1"],
+  ["unlock", "hv01/Host", "--force"],
+  ["test", "hv01"],
+  ["deps", "hv01"],
+  ["id", "hv01/Host@s1"],
+  ["status", "hv01", "dc01"],
+  ["history", "hv01"],
+  ["break", "hv01/Host@s1", "--force", "--reason", "test"],
+  ["run", "hv01", "--", "true"],
+];
+
+const MODES: string[][] = [[], ["--json"], ["--verbose"], ["--verbose", "--json"]];
+
+/** Every form a password could be printed in. */
+function forms(password: string): string[] {
+  return [
+    password,
+    encodeURIComponent(password),
+    JSON.stringify(password).slice(1, -1),
+  ];
+}
+
+function assertNoLeak(text: string, password: string, context: string): void {
+  for (const form of forms(password)) {
+    assert.ok(!text.includes(form), `${context}: the password appears as ${form}:\n${text}`);
+  }
+}
+
+const ENV_NAMES = [
+  "RESOURCE_LOCKER_STORE",
+  "RESOURCE_LOCKER_CONFIG",
+  "RESOURCE_LOCKER_DEPENDENCIES",
+  "RESOURCE_LOCKER_SMB_USERNAME",
+  "RESOURCE_LOCKER_SMB_PASSWORD",
+  "RESOURCE_LOCKER_SMB_DOMAIN",
+  "RESOURCE_LOCKER_ETCD_ENDPOINTS",
+  "XDG_STATE_HOME",
+];
+
+/** Sets the source's environment for `fn` in this process, clearing every other RESOURCE_LOCKER_ variable. */
+async function withEnv<T>(env: Record<string, string>, fn: () => Promise<T>): Promise<T> {
+  const saved = new Map(ENV_NAMES.map((name) => [name, Deno.env.get(name)]));
+  try {
+    for (const name of ENV_NAMES) Deno.env.delete(name);
+    for (const [name, value] of Object.entries(env)) Deno.env.set(name, value);
+    return await fn();
+  } finally {
+    for (const [name, value] of saved) {
+      if (value === undefined) Deno.env.delete(name);
+      else Deno.env.set(name, value);
+    }
+  }
+}
+
+async function inProcess(
+  args: string[],
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  let stdout = "";
+  let stderr = "";
+  const code = await main(args, {
+    out: (text) => void (stdout += text + "\n"),
+    err: (text) => void (stderr += text + "\n"),
+    stdin: () => Promise.resolve(""),
+  });
+  return { code, stdout, stderr };
+}
+
+async function withSources(fn: (source: Source, args: string[]) => Promise<void>): Promise<void> {
+  const dir = await Deno.makeTempDir({ prefix: "rl-secrets-" });
+  try {
+    let n = 0;
+    for (const source of sources()) {
+      const args = [...source.args];
+      if (source.config !== undefined) {
+        const file = join(dir, `config-${n++}.ts`);
+        await Deno.writeTextFile(file, source.config);
+        args.push("--config", file);
+      }
+      await fn(source, args);
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+Deno.test("no command prints a planted password on stdout, stderr, --json or --verbose", async () => {
+  let runs = 0;
+  let verboseStoreLines = 0;
+  await withSources(async (source, globals) => {
+    await withEnv({ ...source.env, XDG_STATE_HOME: "/nonexistent-state" }, async () => {
+      for (const command of COMMANDS) {
+        for (const mode of MODES) {
+          const args = [...globals, ...mode, ...command];
+          const result = await inProcess(args);
+          runs++;
+          const context = `${source.name}: ${args.join(" ")} (exit ${result.code})`;
+          assertNoLeak(result.stdout, source.password, `${context}, stdout`);
+          assertNoLeak(result.stderr, source.password, `${context}, stderr`);
+          if (mode.includes("--json") && result.stdout !== "") JSON.parse(result.stdout);
+          if (mode.includes("--verbose") && source.masked && result.stderr.includes("Store: ")) {
+            assert.ok(
+              result.stderr.includes(`Store: ${source.masked}`),
+              `${context}: ${result.stderr}`,
+            );
+            verboseStoreLines++;
+          }
+        }
+      }
+    });
+  });
+  assert.equal(runs, sources().length * COMMANDS.length * MODES.length);
+  assert.ok(verboseStoreLines > 0, "--verbose printed the masked store");
+});
+
+Deno.test("the spawned command line leaks no planted password either, with --verbose's stack trace", async () => {
+  await withSources(async (source, globals) => {
+    for (const args of [["--verbose", "lock", "hv01"], ["--verbose", "--json", "status", "hv01"]]) {
+      const result = await runCli([...globals, ...args], {
+        env: { ...source.env, XDG_STATE_HOME: "/nonexistent-state" },
+      });
+      const context = `${source.name}: ${args.join(" ")} (exit ${result.code})`;
+      assert.notEqual(result.code, 0, context);
+      assertNoLeak(result.stdout + result.stderr, source.password, context);
+    }
+  });
+});
+
+Deno.test("config errors name the misspelled key and suggest the right one, without its value", async () => {
+  await withSources(async (source, globals) => {
+    if (!source.name.startsWith("misspelled")) return;
+    const result = await withEnv(source.env ?? {}, () => inProcess([...globals, "status", "hv01"]));
+    assert.equal(result.code, 2);
+    assert.match(result.stderr, /unknown setting "smb\.Password" \(did you mean "password"\?\)/);
+  });
+});
+
+Deno.test("a store's refusal of a template with credentials is masked in the library's error too", async () => {
+  const password = "LibTmplPw-c41d";
+  const error = await lockResource("hv01", {
+    store: `etcd://user:${password}@${CLOSED}/locks/{0}`,
+    dependencies: {},
+  }).then(() => undefined, (error) => error);
+  assert.ok(error instanceof InputError, String(error));
+  assertNoLeak(error.message, password, "library error");
+});
