@@ -397,17 +397,15 @@ export interface LoadConfigOptions {
  * relative `dependenciesFilePath` in it is taken from the module's folder.
  *
  * @param specifier path or URL of the module
- * @param options `optional`, `timeoutMs`; a boolean is `optional` (older callers)
+ * @param options `optional`, `timeoutMs`
  * @returns the settings
  * @throws {InputError} when it cannot be loaded or is invalid
  */
 export async function loadConfigModule(
   specifier: string | URL,
-  options: LoadConfigOptions | boolean = {},
+  options: LoadConfigOptions = {},
 ): Promise<ResourceLockerConfig | undefined> {
-  const { optional = false, timeoutMs = CONFIG_LOAD_TIMEOUT_MS } = typeof options === "boolean"
-    ? { optional: options }
-    : options;
+  const { optional = false, timeoutMs = CONFIG_LOAD_TIMEOUT_MS } = options;
   const url = specifier instanceof URL
     ? specifier
     : /^[a-z][a-z0-9+.-]*:/i.test(specifier) && !/^[a-z]:[\\/]/i.test(specifier)
@@ -449,6 +447,10 @@ export async function loadConfigModule(
   } catch (error) {
     if (error instanceof InputError) throw error;
     const message = error instanceof Error ? error.message ?? String(error) : String(error);
+    // Optional and served over the network (mod.ts imported by URL): only its absence is allowed.
+    const notFound = (error as { code?: string }).code === "ERR_MODULE_NOT_FOUND" ||
+      /^Module not found/.test(message);
+    if (optional && url.protocol !== "file:" && notFound) return undefined;
     throw fail(message.split("\n")[0]!);
   } finally {
     clearTimeout(timer);
