@@ -9,7 +9,7 @@
  *   `run` signals as a whole (`kill(-pgid)`): orphans that were re-parented
  *   to init stay in it, and the kernel delivers a group signal even to a
  *   process being forked at that instant.
- * - The **descendants** of `run` by parent pid, read from `/proc`.
+ * - The command's **descendants** by parent pid, read from `/proc`.
  * - An **environment mark**: every process of the tree inherits
  *   `RESOURCE_LOCKER_RUN_TREE`, to which each `run` appends a random token;
  *   `/proc/<pid>/environ` finds a process that left the group (`setsid`) and
@@ -118,12 +118,45 @@ export function hasControllingTerminal(): boolean {
   }
 }
 
+const SIGNAL_BITS: [Deno.Signal, number][] = [
+  ["SIGHUP", 1],
+  ["SIGINT", 2],
+  ["SIGQUIT", 3],
+  ["SIGTERM", 15],
+];
+
+/**
+ * The signals this process was started with ignored (`nohup`, a background
+ * job of a script), read from `/proc/<pid>/status` by `grep`; empty when
+ * not known (not Linux). Read before listening to any: Deno's first signal
+ * listener replaces an ignored SIGHUP, SIGINT and SIGTERM with its handler
+ * (and then dies of a SIGHUP nobody listens to).
+ */
+export async function ignoredSignals(): Promise<Set<Deno.Signal>> {
+  const ignored = new Set<Deno.Signal>();
+  if (!LINUX) return ignored;
+  try {
+    const output = await new Deno.Command("grep", {
+      args: ["^SigIgn:", `/proc/${Deno.pid}/status`],
+      stdin: "null",
+      stdout: "piped",
+      stderr: "null",
+    }).output();
+    const mask = /^SigIgn:\s*([0-9a-fA-F]+)/.exec(new TextDecoder().decode(output.stdout))?.[1];
+    if (mask === undefined) return ignored;
+    const bits = BigInt(`0x${mask}`);
+    for (const [signal, n] of SIGNAL_BITS) {
+      if ((bits >> BigInt(n - 1)) & 1n) ignored.add(signal);
+    }
+  } catch { /* no grep: not known */ }
+  return ignored;
+}
+
 /**
  * Reads every `/proc/<pid>/stat` and the pids whose environment holds
- * `token`, through `sh` (see the module notes). Its first line is the
- * helper's own pid, so the helper and its children are left out.
+ * `token`, through `sh` (see the module notes).
  */
-const SCAN_SCRIPT = "echo $$; cat /proc/[0-9]*/stat 2>/dev/null; echo @; " +
+const SCAN_SCRIPT = "cat /proc/[0-9]*/stat 2>/dev/null; echo @; " +
   'grep -lsF -e "$1" /proc/[0-9]*/environ; exit 0';
 
 /** Parses `/proc/<pid>/stat` lines: the name in parentheses may hold spaces and parentheses. */
@@ -178,13 +211,26 @@ export class CommandTree {
    * @param command program and arguments
    * @param env variables added to the environment
    * @param terminal keep the command in `run`'s process group and session
+   * @param ignore signals the command starts with ignored
    * @throws {Deno.errors.NotFound} when the program does not exist
    */
-  static start(command: string[], env: Record<string, string>, terminal: boolean): CommandTree {
+  static start(
+    command: string[],
+    env: Record<string, string>,
+    terminal: boolean,
+    ignore: Iterable<Deno.Signal> = [],
+  ): CommandTree {
     const token = crypto.randomUUID();
     const inherited = Deno.env.get(TREE_ENV);
-    const child = new Deno.Command(command[0]!, {
-      args: command.slice(1),
+    const ignored = [...ignore].map((signal) => signal.slice(3));
+    // Deno's first signal listener replaces an inherited "ignore" of SIGHUP,
+    // SIGINT and SIGTERM with its handler, and the command would start with
+    // the default: a shell gives the command its ignored signals back.
+    const argv = ignored.length && !WINDOWS
+      ? ["/bin/sh", "-c", `trap '' ${ignored.join(" ")}; exec "$@"`, "sh", ...command]
+      : command;
+    const child = new Deno.Command(argv[0]!, {
+      args: argv.slice(1),
       env: { ...env, [TREE_ENV]: inherited ? `${inherited} ${token}` : token },
       stdin: "inherit",
       stdout: "inherit",
@@ -216,15 +262,13 @@ export class CommandTree {
       this.#canScan = false;
       return undefined;
     }
-    const split = text.lastIndexOf("\n@\n");
-    const firstLine = text.indexOf("\n");
-    const helper = Number(text.slice(0, firstLine));
-    if (split < 0 || !Number.isInteger(helper) || helper <= 0) {
+    const split = text.lastIndexOf("@\n");
+    if (split < 0 || (split > 0 && text[split - 1] !== "\n")) {
       this.#canScan = false;
       return undefined;
     }
-    const processes = parseStat(text.slice(firstLine + 1, split));
-    const marked = text.slice(split + 3).split("\n").flatMap((line) => {
+    const processes = parseStat(text.slice(0, split));
+    const marked = text.slice(split + 2).split("\n").flatMap((line) => {
       const match = /^\/proc\/(\d+)\/environ$/.exec(line);
       return match ? [Number(match[1])] : [];
     });
@@ -234,11 +278,15 @@ export class CommandTree {
       if (list) list.push(p.pid);
       else children.set(p.ppid, [p.pid]);
     }
+    // The command's descendants, while it lives (once it has ended and been
+    // reaped its pid may be reused; its orphans are in the group or marked).
+    // Not run's: run's other children are readers like this one.
     const found = new Set<number>();
-    const pending = [Deno.pid];
+    const pending = this.#exited ? [] : [this.child.pid];
+    if (!this.#exited) found.add(this.child.pid);
     while (pending.length) {
       for (const pid of children.get(pending.pop()!) ?? []) {
-        if (pid === helper || found.has(pid)) continue; // the helper, a reused pid loop
+        if (found.has(pid)) continue;
         found.add(pid);
         pending.push(pid);
       }
@@ -284,16 +332,22 @@ export class CommandTree {
   }
 
   /**
+   * Whether `run` is in its terminal's foreground process group, where a
+   * SIGINT or SIGQUIT most likely came from the keyboard and reached the
+   * command too. True when it cannot be known (no `/proc`).
+   */
+  async inForeground(): Promise<boolean> {
+    const self = (await this.#scan())?.self;
+    return self ? self.tpgid > 0 && self.pgid === self.tpgid : true;
+  }
+
+  /**
    * Signals every process of the tree.
    *
    * @param signal the signal
-   * @param fromTerminal a keyboard signal (SIGINT, SIGQUIT): when `run` is in
-   * its terminal's foreground process group, the terminal has already sent it
-   * to every process of that group, and a second one would count twice
-   * (many programs take a second Ctrl-C as "quit now"), so they are skipped
    * @returns pids that could not be signalled (another user's processes)
    */
-  async signal(signal: Deno.Signal, fromTerminal = false): Promise<number[]> {
+  async signal(signal: Deno.Signal): Promise<number[]> {
     if (WINDOWS) {
       if (!this.#exited) {
         try {
@@ -305,17 +359,12 @@ export class CommandTree {
     if (this.group !== undefined) send(-this.group, signal);
     const scan = await this.#scan();
     if (!scan) {
-      if (this.group === undefined && !this.#exited && !fromTerminal) send(this.child.pid, signal);
+      if (this.group === undefined && !this.#exited) send(this.child.pid, signal);
       return [];
     }
-    const self = scan.self;
-    const foreground = fromTerminal && self && self.tpgid > 0 && self.pgid === self.tpgid
-      ? self.tpgid
-      : undefined;
     const denied: number[] = [];
     for (const p of scan.members) {
       if (this.group !== undefined && p.pgid === this.group) continue; // had the group's
-      if (foreground !== undefined && p.pgid === foreground) continue; // had the terminal's
       if (send(p.pid, signal) === "denied") denied.push(p.pid);
       // A stopped process acts on SIGTERM only once continued.
       if (signal !== "SIGKILL" && (p.state === "T" || p.state === "t")) send(p.pid, "SIGCONT");
@@ -342,19 +391,18 @@ export class CommandTree {
    *
    * @param first the first signal
    * @param graceMs time the tree has to end after `first`
-   * @param options `fromTerminal`: see {@linkcode CommandTree.signal};
-   * `onKill`: called with what is still running when the grace ends
+   * @param onKill called with what is still running when the grace ends
    * @returns what is still running at the end: nothing, unless processes
    * could not be killed (another user's, or stuck in the kernel)
    */
   async stop(
     first: Deno.Signal,
     graceMs: number,
-    options: { fromTerminal?: boolean; onKill?: (running: TreeProcess[]) => void } = {},
+    onKill?: (running: TreeProcess[]) => void,
   ): Promise<TreeProcess[]> {
-    await this.signal(first, options.fromTerminal ?? false);
+    await this.signal(first);
     if (await this.#gone(Date.now() + graceMs)) return [];
-    options.onKill?.(await this.members());
+    onKill?.(await this.members());
     const end = Date.now() + KILL_WAIT_MS;
     do {
       // Again and again: a process may have forked between a read and a kill.

@@ -17,10 +17,16 @@
  *   the tree, SIGKILL after `--grace`, exit 5, whatever the command's code.
  *   A loss found only when releasing after the command is exit 5 too.
  * - SIGTERM, SIGINT, SIGHUP or SIGQUIT while the command runs: passed on to
- *   the tree, SIGKILL after `--grace`; exit with the command's code. SIGINT
- *   and SIGQUIT are not sent again to processes of `run`'s process group
- *   when that group is its terminal's foreground (the terminal sent them).
- *   Later signals change nothing: the grace is already counting.
+ *   the tree, SIGKILL after `--grace`; exit with the command's code. Later
+ *   signals change nothing: the grace is already counting. One exception:
+ *   with a terminal, a SIGINT or SIGQUIT that finds `run` in the terminal's
+ *   foreground process group came from the keyboard (Ctrl-C, Ctrl-\) to the
+ *   command as well; it is left to the command, as without `run` (a REPL or
+ *   an editor lives on, a script's critical section that ignores SIGINT is
+ *   not killed). Such a `run` stops on SIGTERM, not on `kill -INT`.
+ * - A signal `run` was started with ignored (`nohup`, a script's background
+ *   job) stays ignored by `run` and by the command (Linux; elsewhere `run`
+ *   listens to all four).
  * - The command's processes still running when the command itself ended
  *   are stopped in the same way before the release (without a terminal:
  *   those left in its process group).
@@ -47,7 +53,12 @@ import {
   type ResourceLock,
   type StoreOptions,
 } from "../mod.ts";
-import { CommandTree, hasControllingTerminal, type TreeProcess } from "./process_tree.ts";
+import {
+  CommandTree,
+  hasControllingTerminal,
+  ignoredSignals,
+  type TreeProcess,
+} from "./process_tree.ts";
 
 /** Exit code of a lock lost while `run` held it. */
 const EXIT_LOST = 5;
@@ -206,8 +217,15 @@ export async function runCommand(request: RunRequest, io: RunIo): Promise<number
     if (!quiet) io.err(text);
   };
   const options = request.lockOptions();
-  if (options.ttl === undefined) {
-    options.ttl = (await getResolvedConfig(request.storeOptions)).runLeaseMs / 1000;
+  // Signals ignored from the start (nohup) stay ignored, for run and its command.
+  const ignoring = ignoredSignals();
+  let ignored: Set<Deno.Signal>;
+  try {
+    if (options.ttl === undefined) {
+      options.ttl = (await getResolvedConfig(request.storeOptions)).runLeaseMs / 1000;
+    }
+  } finally {
+    ignored = await ignoring;
   }
 
   // Signals: while waiting they abort the wait; while the command runs they stop its tree.
@@ -217,14 +235,16 @@ export async function runCommand(request: RunRequest, io: RunIo): Promise<number
   const signals: Deno.Signal[] = WINDOWS
     ? ["SIGINT", "SIGBREAK"]
     : ["SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT"];
-  const handlers = signals.map((signal) => {
+  // Deno handles SIGHUP, SIGINT and SIGTERM from its first listener on, ignored or not:
+  // those run was started with ignored are listened to and ignored; SIGQUIT is left alone.
+  const handlers = signals.filter((signal) => signal !== "SIGQUIT" || !ignored.has(signal)).map((
+    signal,
+  ) => {
     const handler = () => {
-      if (received !== undefined) return;
-      received = signal;
-      if (onRunning) onRunning(signal);
-      else {
-        interrupted.abort(new InputError(`Interrupted by ${signal} while waiting for the lock`));
-      }
+      if (ignored.has(signal)) return;
+      if (onRunning) return onRunning(signal);
+      received ??= signal;
+      interrupted.abort(new InputError(`Interrupted by ${signal} while waiting for the lock`));
     };
     Deno.addSignalListener(signal, handler);
     return () => Deno.removeSignalListener(signal, handler);
@@ -261,10 +281,15 @@ export async function runCommand(request: RunRequest, io: RunIo): Promise<number
 
     let tree: CommandTree;
     try {
-      tree = CommandTree.start(command, {
-        RESOURCE_LOCKER_SESSION: held.sessionId,
-        RESOURCE_LOCKER_REFS: held.refs.join("\n"),
-      }, hasControllingTerminal());
+      tree = CommandTree.start(
+        command,
+        {
+          RESOURCE_LOCKER_SESSION: held.sessionId,
+          RESOURCE_LOCKER_REFS: held.refs.join("\n"),
+        },
+        hasControllingTerminal(),
+        ignored,
+      );
     } catch (error) {
       const found = !(error instanceof Deno.errors.NotFound);
       const reason = found ? (error as Error).message : "command not found";
@@ -275,22 +300,33 @@ export async function runCommand(request: RunRequest, io: RunIo): Promise<number
     }
 
     let stopping: Promise<TreeProcess[]> | undefined;
-    const stop = (first: Deno.Signal, fromTerminal: boolean) => {
-      stopping ??= tree.stop(first, graceMs, {
-        fromTerminal,
-        onKill: (running) =>
+    const stop = (first: Deno.Signal) => {
+      stopping ??= tree.stop(
+        first,
+        graceMs,
+        (running) =>
           say(`Still running after ${seconds(graceMs)}: ${pids(running)}; sending SIGKILL`),
-      });
+      );
+    };
+    const stopOn = (signal: Deno.Signal) => {
+      if (stopping) return; // the first stop goes on: its grace is already counting
+      say(`Received ${signal}: stopping the command (SIGKILL after ${seconds(graceMs)})`);
+      stop(signal);
     };
     onRunning = (signal) => {
-      say(`Received ${signal}: stopping the command (SIGKILL after ${seconds(graceMs)})`);
-      stop(signal, signal === "SIGINT" || signal === "SIGQUIT");
+      if (stopping) return;
+      if (!tree.terminal || (signal !== "SIGINT" && signal !== "SIGQUIT")) return stopOn(signal);
+      // Ctrl-C or Ctrl-\ in the terminal reached the command as well: what it does with
+      // it is its own business, as without run (a REPL, an editor, a critical section).
+      void tree.inForeground().then((foreground) => {
+        if (!foreground) return stopOn(signal);
+        if (values.verbose) say(`${signal} from the terminal: left to the command`);
+      });
     };
-    if (received) onRunning(received); // arrived while the command was being started
     let lost: Promise<void> | undefined;
     const onLost = () => {
       const at = new Date().toISOString();
-      stop("SIGTERM", false);
+      stop("SIGTERM");
       const reason = held.signal.reason;
       lost = brokenBy(reason, held.sessionId, request.storeOptions, 2000).then((who) => {
         const what = reason instanceof Error ? reason.message : String(reason);
@@ -313,7 +349,7 @@ export async function runCommand(request: RunRequest, io: RunIo): Promise<number
             pids(left)
           }): stopping them`,
         );
-        stop("SIGTERM", false);
+        stop("SIGTERM");
       }
     }
     const survivors = stopping ? await stopping : [];
