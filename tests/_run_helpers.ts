@@ -133,6 +133,8 @@ export interface SpawnRunOptions {
   stdin?: boolean;
   /** Run under a pseudo-terminal made by `script`, `run` its session leader. */
   terminal?: boolean;
+  /** Start `run` with SIGHUP ignored, as `nohup` does. */
+  ignoreHup?: boolean;
 }
 
 /** Whether `script` (util-linux) is there to make a pseudo-terminal. */
@@ -162,7 +164,14 @@ export async function spawnRun(args: string[], options: SpawnRunOptions = {}): P
     if (!key.startsWith("RESOURCE_LOCKER_")) env[key] = value;
   }
   Object.assign(env, { NO_COLOR: "1", RESOURCE_LOCKER_RUN_TREE: mark }, options.env ?? {});
-  const deno = [Deno.execPath(), "run", ...await cliPermissions(), "cli.ts", ...args];
+  const deno = [
+    ...(options.ignoreHup ? ["sh", "-c", `trap '' HUP; exec "$@"`, "sh"] : []),
+    Deno.execPath(),
+    "run",
+    ...await cliPermissions(),
+    "cli.ts",
+    ...args,
+  ];
   const started = Date.now();
   const process = options.terminal
     ? new Deno.Command("script", {

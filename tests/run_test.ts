@@ -11,7 +11,7 @@ import { registerRunSuite } from "./_run_suite.ts";
 import { tempStore } from "./_helpers.ts";
 import { assertEquals, assertOk, assertStringIncludes } from "./_assert.ts";
 import { alive, hasScript, type RunProcess, spawnRun } from "./_run_helpers.ts";
-import { listNames } from "./_cli_helpers.ts";
+import { listNames, runCli } from "./_cli_helpers.ts";
 
 registerRunSuite("local", tempStore);
 
@@ -53,7 +53,7 @@ async function type(run: RunProcess, text: string): Promise<void> {
 
 Deno.test({
   name:
-    "[terminal] the command reads the terminal, gets Ctrl-C once (not again from run), and is killed after --grace",
+    "[terminal] the command reads the terminal, Ctrl-C is left to it, SIGTERM to run stops the whole tree",
   ignore: noScript,
   fn: () =>
     local(async (env, dir) => {
@@ -62,30 +62,38 @@ Deno.test({
         "hv01",
         "--hard",
         "--grace",
-        "1s",
+        "20s",
+        "--verbose",
         "--",
         "sh",
         "-c",
-        `sleep 300 & echo grandchild=$!; read line; echo "got=$line";
+        `sleep 300 & echo grandchild=$!; echo run=$PPID; read line; echo "got=$line";
          trap 'echo INT >> ${dir}/ints' INT; echo ready; while :; do sleep 0.1; done`,
       ], { env, terminal: true });
       const grandchild = await number(run, "grandchild");
+      const runPid = await number(run, "run");
       await type(run, "hello\n");
       await run.stderr.line(/^got=hello$/);
       await run.stderr.line(/^ready$/);
       await type(run, "\x03"); // Ctrl-C: the terminal signals its foreground group
-      const out = await run.end();
-      assertEquals(out.code, 137, out.stderr); // the shell traps SIGINT: SIGKILL after 1s
-      assertStringIncludes(out.stderr, "Received SIGINT");
+      await run.stderr.line(/SIGINT from the terminal: left to the command$/);
       assertEquals(await Deno.readTextFile(`${dir}/ints`), "INT\n", "one SIGINT, the terminal's");
-      assertOk(!alive(grandchild), "the background child (SIGINT ignored) is killed");
+      const held = await listNames(`${dir}/locks/hv01`);
+      assertOk(held.includes("Host.lock"), `still held: ${held}`);
+      const sent = Date.now();
+      Deno.kill(runPid, "SIGTERM");
+      const out = await run.end();
+      assertEquals(out.code, 143, out.stderr);
+      assertOk(Date.now() - sent < 10_000, "SIGTERM reached every process, not SIGKILL after 20s");
+      assertOk(!alive(grandchild), "the background child (orphaned when sh died) is stopped");
       assertEquals(run.tree(), []);
       assertEquals(await listNames(`${dir}/locks/hv01`), ["History"]);
     }),
 });
 
 Deno.test({
-  name: "[terminal] SIGTERM to run reaches every process of the tree, the orphaned too",
+  name:
+    "[terminal] Ctrl-C ends a script; the background child it leaves is stopped before the release",
   ignore: noScript,
   fn: () =>
     local(async (env, dir) => {
@@ -97,20 +105,49 @@ Deno.test({
         "--",
         "sh",
         "-c",
-        "sleep 300 & echo grandchild=$!; echo run=$PPID; wait",
+        "sleep 300 & echo grandchild=$!; echo ready; wait",
       ], { env, terminal: true });
       const grandchild = await number(run, "grandchild");
-      const runPid = await number(run, "run");
-      const sent = Date.now();
-      Deno.kill(runPid, "SIGTERM");
+      await run.stderr.line(/^ready$/);
+      await type(run, "\x03");
       const out = await run.end();
-      assertEquals(out.code, 143, out.stderr);
-      assertOk(Date.now() - sent < 10_000, "ended by SIGTERM, not by SIGKILL after 20s");
-      assertOk(!alive(grandchild));
+      assertEquals(out.code, 130, out.stderr); // sh died of SIGINT; its code stands
+      assertStringIncludes(out.stderr, "leaving 1 process");
+      assertOk(!alive(grandchild), "the background child ignores SIGINT (POSIX) yet is stopped");
       assertEquals(run.tree(), []);
       assertEquals(await listNames(`${dir}/locks/hv01`), ["History"]);
     }),
 });
+
+Deno.test("a run started with SIGHUP ignored (nohup) ignores it, and so does its command", () =>
+  local(async (env) => {
+    const holder = await runCli(["lock", "hv01", "--hard"], { env });
+    assertEquals(holder.code, 0, holder.stderr);
+    await using run = await spawnRun(
+      [
+        "run",
+        "hv01",
+        "--hard",
+        "--timeout",
+        "100ms",
+        "--retries",
+        "1000",
+        "--",
+        "sh",
+        "-c",
+        `
+        grep '^SigIgn:' /proc/$$/status`,
+      ],
+      { env, ignoreHup: true },
+    );
+    await run.stderr.line(/^Waiting for "hv01"/);
+    run.process.kill("SIGHUP"); // while waiting: a SIGHUP listened to would end run with 129
+    assertEquals((await runCli(["unlock", holder.stdout.trim()], { env })).code, 0);
+    const out = await run.end();
+    assertEquals(out.code, 0, out.stderr);
+    const mask = /^SigIgn:\s*([0-9a-f]+)$/m.exec(await run.stdout!.done)?.[1];
+    assertOk(mask !== undefined && (BigInt(`0x${mask}`) & 1n) === 1n, `command's SigIgn: ${mask}`);
+  }));
 
 Deno.test(
   "a process that left the command's process group (setsid) and ignores SIGTERM is killed before the release",
