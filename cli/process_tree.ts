@@ -18,22 +18,28 @@
  * With a controlling terminal the command stays in `run`'s process group
  * and session, so it keeps the terminal exactly as if started without `run`
  * (stdin, Ctrl-C, job control, `/dev/tty` for password prompts); the tree is
- * then the descendants and the marked processes, each signalled by pid.
+ * then the command's descendants and the marked processes, each signalled
+ * by pid.
  *
  * Deno 2.9 lets a program read `/proc` only with `--allow-all`; the command
- * line runs with `--allow-run`, so a short `sh` reads `/proc` for it (about
- * 5 ms on a host, 25 ms in a small VM), only when the tree is being stopped
- * or, with a terminal, once after the command.
+ * line runs with `--allow-run`, so a short `sh` reads `/proc` for it (a few
+ * ms on a host, 25-50 ms in a small loaded VM): when the tree is stopped,
+ * with a terminal once after the command and on each Ctrl-C, and without
+ * one only when the command's process group outlives it. `grep` reads
+ * `run`'s ignored signals once at its start.
  *
  * What does not hold: a process that both left the group and cleared its
  * environment (`env -i`, `sudo`'s default, a double-forking daemon that
- * resets it) and whose parent died is not found; processes of another user
- * (`sudo`) cannot be signalled by an unprivileged `run`; a pid can be
- * reused between a read of `/proc` and the signal (milliseconds; pids wrap
- * only after `pid_max`). Without `/proc` (macOS, BSD) only the process
- * group is signalled, and with a terminal only the direct child; on Windows
- * only the direct child. If `run` itself is killed with SIGKILL nothing
- * stops the tree; the lease frees the host later.
+ * resets it) and whose parent died is not found; without a terminal, a
+ * process that left the group (`setsid`) and outlives a command that ended
+ * by itself is not looked for (that would cost a `/proc` read on every
+ * run); processes of another user (`sudo`) cannot be signalled by an
+ * unprivileged `run`; a pid can be reused between a read of `/proc` and the
+ * signal (milliseconds; pids wrap only after `pid_max`). Without `/proc`
+ * (macOS, BSD) only the process group is signalled, and with a terminal
+ * only the direct child; on Windows only the direct child. If `run` itself
+ * is killed with SIGKILL nothing stops the tree; the lease frees the host
+ * later while the work may go on.
  *
  * @module
  */
