@@ -16,7 +16,8 @@ import { defineConfig } from "./mod.ts";
 export default defineConfig({
   // $ModuleWideResourceDependenciesFilePath (env RESOURCE_LOCKER_DEPENDENCIES).
   // Default: ResourceLocker-Dependencies.json beside mod.ts.
-  dependenciesFilePath: "./ResourceLocker-Dependencies.json",
+  // A named map must exist (exit 2 otherwise); a relative path is taken from this file's folder.
+  // dependenciesFilePath: "./ResourceLocker-Dependencies.json",
 
   // $ModuleWideLockTimeout: time between lock attempts (--timeout).
   lockTimeout: 10,
@@ -38,7 +39,8 @@ export default defineConfig({
   //   "smb://{0}/ResourceLocks"                  the SMB store
   //   "etcd://127.0.0.1:2379/resource-locks/{0}" the etcd store
   // Default: a folder under your state directory (~/.local/state/resource-locker/locks/{0}).
-  folderPathTemplate: "\\\\{0}\\ResourceLocks",
+  // Templates must be absolute (exit 2 otherwise).
+  // folderPathTemplate: "\\\\{0}\\ResourceLocks",
 
   // Host locks wait for shared locks to drain (--no-drain turns it off).
   drain: true,
