@@ -18,6 +18,8 @@
  *   lease written is at least `t + ttl`;
  * - `lost`: the lock's signal aborted;
  * - `releasing`: right before `release()` is called;
+ * - the probe only: `retry` and `drain`, each time it reports a wait, with
+ *   the locks in its way;
  * - `released`, `release-failed`, `failed` (`lockResource` threw).
  *
  * With `goFile` it starts warm: it loads everything, reads the host's locks
@@ -136,6 +138,18 @@ async function take(type: "Host" | "Generic", attempts: number): Promise<Resourc
       onProgress: (progress) => {
         // The next attempt, whose create may succeed, starts after this.
         if (progress.phase === "retry") after = Date.now();
+        // The probe tells what stood in its way, and when it was seen.
+        if (options.mode === "probe") {
+          log({
+            e: progress.phase,
+            t: Date.now(),
+            holders: progress.holders.map((h) => ({
+              lockId: h.lockId,
+              caller: h.caller,
+              expiresAt: (h as { expiresAt?: Date }).expiresAt,
+            })),
+          });
+        }
       },
     });
   } catch (error) {

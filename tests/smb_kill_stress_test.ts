@@ -63,6 +63,7 @@ registerKillStressSuite("smb", openSmb, {
   // A worker process costs a second or more of CPU to load the SMB client on
   // a busy two-core machine: fewer kills and fewer processes waiting warm.
   killEveryMs: [500, 1300],
+  epochMs: 3500,
   seamSlots: 2,
   spares: 1,
   seams: {
