@@ -147,6 +147,7 @@ export async function ignoredSignals(): Promise<Set<Deno.Signal>> {
       stdin: "null",
       stdout: "piped",
       stderr: "null",
+      detached: true,
     }).output();
     const mask = /^SigIgn:\s*([0-9a-fA-F]+)/.exec(new TextDecoder().decode(output.stdout))?.[1];
     if (mask === undefined) return ignored;
@@ -253,26 +254,32 @@ export class CommandTree {
 
   /** Reads `/proc`; undefined when it cannot (not Linux, no `sh`, no `/proc`). */
   async #scan(): Promise<Scan | undefined> {
-    if (!this.#canScan) return undefined;
-    let text: string;
-    try {
-      const output = await new Deno.Command("/bin/sh", {
-        args: ["-c", SCAN_SCRIPT, "sh", this.#token],
-        env: { [TREE_ENV]: "" }, // the reader is not part of any tree
-        stdin: "null",
-        stdout: "piped",
-        stderr: "null",
-      }).output();
-      text = new TextDecoder().decode(output.stdout);
-    } catch {
-      this.#canScan = false;
-      return undefined;
+    for (let attempt = 1; this.#canScan; attempt++) {
+      let output: Deno.CommandOutput;
+      try {
+        output = await new Deno.Command("/bin/sh", {
+          args: ["-c", SCAN_SCRIPT, "sh", this.#token],
+          env: { [TREE_ENV]: "" }, // the reader is not part of any tree
+          stdin: "null",
+          stdout: "piped",
+          stderr: "null",
+          detached: true, // out of the terminal's foreground group: Ctrl-C is not for it
+        }).output();
+      } catch {
+        this.#canScan = false; // no sh
+        return undefined;
+      }
+      const text = new TextDecoder().decode(output.stdout);
+      const split = text.lastIndexOf("@\n");
+      if (output.success && split >= 0 && (split === 0 || text[split - 1] === "\n")) {
+        return this.#parse(text, split);
+      }
+      if (attempt === 3) this.#canScan = false; // killed, or no /proc: not to be read here
     }
-    const split = text.lastIndexOf("@\n");
-    if (split < 0 || (split > 0 && text[split - 1] !== "\n")) {
-      this.#canScan = false;
-      return undefined;
-    }
+    return undefined;
+  }
+
+  #parse(text: string, split: number): Scan {
     const processes = parseStat(text.slice(0, split));
     const marked = text.slice(split + 2).split("\n").flatMap((line) => {
       const match = /^\/proc\/(\d+)\/environ$/.exec(line);
