@@ -68,7 +68,7 @@ Deno.test({
         "sh",
         "-c",
         `sleep 300 & echo grandchild=$!; echo run=$PPID; read line; echo "got=$line";
-         trap 'echo INT >> ${dir}/ints' INT; echo ready; while :; do sleep 0.1; done`,
+         trap 'echo INT >> ${dir}/ints; echo trapped' INT; echo ready; while :; do sleep 0.1; done`,
       ], { env, terminal: true });
       const grandchild = await number(run, "grandchild");
       const runPid = await number(run, "run");
@@ -77,7 +77,7 @@ Deno.test({
       await run.stderr.line(/^ready$/);
       await type(run, "\x03"); // Ctrl-C: the terminal signals its foreground group
       await run.stderr.line(/SIGINT from the terminal: left to the command$/);
-      assertEquals(await Deno.readTextFile(`${dir}/ints`), "INT\n", "one SIGINT, the terminal's");
+      await run.stderr.line(/trapped$/);
       const held = await listNames(`${dir}/locks/hv01`);
       assertOk(held.includes("Host.lock"), `still held: ${held}`);
       const sent = Date.now();
@@ -85,6 +85,7 @@ Deno.test({
       const out = await run.end();
       assertEquals(out.code, 143, out.stderr);
       assertOk(Date.now() - sent < 10_000, "SIGTERM reached every process, not SIGKILL after 20s");
+      assertEquals(await Deno.readTextFile(`${dir}/ints`), "INT\n", "one SIGINT, the terminal's");
       assertOk(!alive(grandchild), "the background child (orphaned when sh died) is stopped");
       assertEquals(run.tree(), []);
       assertEquals(await listNames(`${dir}/locks/hv01`), ["History"]);
