@@ -1,0 +1,836 @@
+/**
+ * Tests that kill the mutants `deno task mutate` found alive (issue 18):
+ * each pins a rule of the locking core that the rest of the suite did not,
+ * and fails with the mutant named above it.
+ *
+ * @module
+ */
+
+import { assertEquals, assertOk, assertRejects, assertStringIncludes } from "./_assert.ts";
+import {
+  breakResourceLock,
+  DrainTimeoutError,
+  InputError,
+  LockBusyError,
+  LockLostError,
+  LockNotOwnedError,
+  lockResource,
+  type LockResourceOptions,
+  ResourceLockerError,
+  StoreError,
+} from "../mod.ts";
+import { FakeClock, tempStore } from "./_helpers.ts";
+import { ResourceLock } from "../src/resource_lock.ts";
+import {
+  readDependencyMap,
+  resolveDependencies,
+  validateDependencyMap,
+} from "../src/dependencies.ts";
+import { type AcquireRequest, describeHolders, Locker } from "../src/locker.ts";
+import { pausedAt } from "./_seams.ts";
+import {
+  FileNames,
+  formatLockRef,
+  lockIdOf,
+  parseLockId,
+  parseLockRef,
+  validateSessionId,
+} from "../src/lock_ref.ts";
+import type { LockStore } from "../src/store.ts";
+import { openFsStore } from "../src/stores/fs.ts";
+import { EXIT, exitCodeOf } from "../cli.ts";
+
+const FAST = { dependencies: {}, timeout: 0, retries: 1, config: { clockSkew: 0 } };
+
+function opts(store: string, extra: LockResourceOptions = {}): LockResourceOptions {
+  return { store, ...FAST, ...extra };
+}
+
+/** `fn` throws an InputError; `what` names the case in the failure. */
+function refuses(what: string, fn: () => unknown): void {
+  let thrown: unknown;
+  try {
+    fn();
+  } catch (error) {
+    thrown = error;
+  }
+  assertOk(thrown instanceof InputError, `${what}: expected an InputError, got ${thrown}`);
+}
+
+async function readLock(root: string, host: string, name = "Host.lock") {
+  return JSON.parse(await Deno.readTextFile(`${root}/${host}/${name}`));
+}
+
+// --- cli.ts: exitCodeOf ---------------------------------------------------
+
+Deno.test("exitCodeOf() maps every error code to its exit code", () => {
+  const cases: [unknown, number][] = [
+    [new InputError("bad"), EXIT.USAGE],
+    [new LockBusyError("h", "busy", []), EXIT.NOT_ACQUIRED],
+    [new DrainTimeoutError("h", "drain", []), EXIT.NOT_ACQUIRED],
+    [
+      new LockNotOwnedError("h/Host", "not owned", { lockId: "Host", sessionId: "s2" }),
+      EXIT.NOT_ACQUIRED,
+    ],
+    [new LockLostError("h/Host", "lost"), EXIT.LOST],
+    [new StoreError("/x", "unreachable"), EXIT.STORE],
+    [new Error("anything else"), EXIT.STORE],
+    ["not even an error", EXIT.STORE],
+  ];
+  for (const [error, code] of cases) {
+    const name = error instanceof ResourceLockerError ? error.code : String(error);
+    assertEquals(exitCodeOf(error), code, name);
+  }
+  assertEquals(
+    [EXIT.OK, EXIT.NOT_LOCKED, EXIT.USAGE, EXIT.NOT_ACQUIRED, EXIT.STORE, EXIT.LOST],
+    [0, 1, 2, 3, 4, 5],
+  );
+});
+
+// --- src/dependencies.ts ----------------------------------------------------
+
+// Mutant: `level = [...next]` (a further level in the order it was found, not by name).
+Deno.test("resolveDependencies() sorts a further level by name, not by the order it was found in", () => {
+  // Level 1 is [p, q]; p's dependent z is found before q's dependent b.
+  const map = { p: ["a"], q: ["a"], z: ["p"], b: ["q"] };
+  assertEquals(resolveDependencies("a", map), ["p", "q", "b", "z"]);
+});
+
+// Mutant: `seen.add(name)` removed (a host reached again on a later level is listed twice).
+Deno.test("resolveDependencies() lists a host reached on two levels once, on the first", () => {
+  const map = { p: ["a"], q: ["a", "p"] };
+  assertEquals(resolveDependencies("a", map), ["p", "q"]);
+});
+
+// --- src/locker.ts: the session checks ----------------------------------------
+
+// Mutant: renewAll() without the session check.
+Deno.test("renew() of a lock broken and retaken by another session is lost and leaves the new lock alone", async () => {
+  await using t = await tempStore();
+  const clock = new FakeClock();
+  const old = await lockResource("hv01", opts(t.store, { type: "Host", ttl: 60, clock }));
+  await breakResourceLock(old.refs[0]!, { store: t.store, force: true, clock });
+  const next = await lockResource(
+    "hv01",
+    opts(t.store, { type: "Host", ttl: 60, clock, caller: "next" }),
+  );
+  const before = await Deno.readTextFile(`${t.root}/hv01/Host.lock`);
+  clock.advance(10_000);
+  await assertRejects(() => old.renew(), LockLostError);
+  assertOk(old.signal.aborted);
+  assertEquals(await Deno.readTextFile(`${t.root}/hv01/Host.lock`), before, "untouched");
+  assertEquals((await readLock(t.root, "hv01")).SessionId, next.sessionId);
+  await next.release();
+});
+
+// Mutant: breakLock() without the session check.
+Deno.test("breaking with a stale ref refuses the live lock another session took since", async () => {
+  await using t = await tempStore();
+  const old = await lockResource("hv01", opts(t.store, { type: "Host" }));
+  await breakResourceLock(old.refs[0]!, { store: t.store, force: true });
+  const next = await lockResource("hv01", opts(t.store, { type: "Host", caller: "next" }));
+  await assertRejects(
+    () => breakResourceLock(old.refs[0]!, { store: t.store, force: true }),
+    LockNotOwnedError,
+  );
+  assertEquals((await readLock(t.root, "hv01")).SessionId, next.sessionId);
+  await next.release();
+});
+
+// --- src/locker.ts: reading locks -------------------------------------------
+
+/** A locker on a local store under `root`, with `clock`, as "test:1". */
+function locker(root: string, clock: FakeClock, store?: LockStore, skewMs = 0): Locker {
+  return new Locker({
+    store: store ?? openFsStore(`${root}/{0}`, { historyFolderName: "History" }),
+    names: new FileNames("{0}.lock"),
+    clock,
+    skewMs,
+    holder: { host: "test", pid: 1, user: "tester" },
+  });
+}
+
+function request(sessionId: string, extra: Partial<AcquireRequest> = {}): AcquireRequest {
+  return {
+    hosts: ["hv01"],
+    type: "Generic",
+    sessionId,
+    retryDelayMs: 0,
+    attempts: 1,
+    drain: true,
+    drainTimeoutMs: 0,
+    ...extra,
+  };
+}
+
+Deno.test("status() lists the Host lock first, then shared locks by id, with what each file tells", async () => {
+  await using t = await tempStore();
+  const clock = new FakeClock();
+  const l = locker(t.root, clock);
+  await l.acquire(request("zz", { caller: "Z", description: "zed" }));
+  await l.acquire(request("aa"));
+  await l.acquire(request("hh", { type: "Host", drain: false, ttlMs: 60_000 }));
+  const status = await l.status("hv01");
+  assertEquals(status.map((i) => i.lockId), ["Host", "Generic-aa", "Generic-zz"]);
+  const [host, , z] = status;
+  assertEquals(host!.ref, "hv01/Host@hh");
+  assertEquals(host!.sessionId, "hh");
+  assertEquals(host!.type, "Host");
+  assertEquals(host!.holder, { host: "test", pid: 1 });
+  assertEquals(host!.lockedAt?.getTime(), clock.now());
+  assertEquals(host!.expiresAt?.getTime(), clock.now() + 60_000);
+  assertEquals(host!.expired, false);
+  assertEquals(host!.state, "ok");
+  assertEquals(host!.caller, undefined);
+  assertEquals([z!.caller, z!.description, z!.expiresAt], ["Z", "zed", undefined]);
+});
+
+Deno.test("a lease is expired only once its end plus the skew has passed, to the millisecond", async () => {
+  await using t = await tempStore();
+  const clock = new FakeClock();
+  const l = locker(t.root, clock, undefined, 5_000);
+  await l.acquire(request("s1", { type: "Host", ttlMs: 60_000 }));
+  clock.advance(65_000); // exactly the end of the lease plus the skew
+  assertEquals((await l.status("hv01"))[0]?.expired, false);
+  assertEquals(await l.test("hv01", ["Host"]), true);
+  clock.advance(1);
+  assertEquals((await l.status("hv01"))[0]?.expired, true);
+  assertEquals(await l.test("hv01", ["Host"]), false);
+});
+
+/** A clock two hours east of UTC, as PowerShell's ticks on such a machine. */
+class EastClock extends FakeClock {
+  override utcOffsetMinutes(): number {
+    return 120;
+  }
+}
+
+Deno.test("history() reads our entries, PowerShell's ticks and breaks, newest first, at most `limit`", async () => {
+  await using t = await tempStore();
+  const clock = new EastClock();
+  const l = locker(t.root, clock);
+  const start = clock.now();
+  const [shared] = await l.acquire(request("s1", { caller: "ours" }));
+  clock.advance(60_000);
+  await l.release(shared!); // released at start + 1 min
+  const [host] = await l.acquire(request("s2", { type: "Host", caller: "broken" }));
+  clock.advance(60_000);
+  await l.breakLock(host!, "stuck", true); // broken at start + 2 min
+  // PowerShell released a Host lock at start + 3 min: local ticks, no UnlockedAtUtc.
+  const ticks = (ms: number) => 621_355_968_000_000_000n + BigInt(ms + 120 * 60_000) * 10_000n;
+  await Deno.writeTextFile(
+    `${t.root}/hv01/History/Host.lock-0f0e`,
+    `{"Caller":"powershell","LockedAt":${ticks(start)},"UnlockedAt":${ticks(start + 180_000)}}`,
+  );
+  // Never unlocked: sorted by when it was taken (start + 30 s).
+  await Deno.writeTextFile(
+    `${t.root}/hv01/History/Generic-s9.lock`,
+    `{"Caller":"taken only","LockedAtUtc":"${new Date(start + 30_000).toISOString()}"}`,
+  );
+  await Deno.writeTextFile(`${t.root}/hv01/History/notes.txt`, "not a lock");
+  const history = await l.history("hv01");
+  assertEquals(history.map((e) => e.caller), ["powershell", "broken", "ours", "taken only"]);
+  const [ps, broken, ours] = history;
+  assertEquals(ps!.unlockedAt?.getTime(), start + 180_000);
+  assertEquals(ps!.lockedAt?.getTime(), start);
+  assertEquals(ps!.lockId, "Host");
+  assertEquals(ps!.name, "Host.lock-0f0e");
+  assertEquals([broken!.brokenBy, broken!.breakReason], ["tester@test:1", "stuck"]);
+  assertEquals(broken!.unlockedAt?.getTime(), start + 120_000);
+  assertEquals([ours!.brokenBy, ours!.breakReason], [undefined, undefined]);
+  assertEquals(ours!.unlockedAt?.getTime(), start + 60_000);
+  assertOk(history.every((e) => e.expired === false));
+  assertEquals((await l.history("hv01", 2)).map((e) => e.caller), ["powershell", "broken"]);
+});
+
+// --- src/locker.ts: drain ----------------------------------------------------
+
+Deno.test("a draining Host lock renews its own lease every third of it while it waits", async () => {
+  await using t = await tempStore();
+  const clock = new FakeClock();
+  const l = locker(t.root, clock);
+  const [reader] = await l.acquire(request("reader"));
+  const start = clock.now();
+  let released: Promise<unknown> | undefined;
+  await l.acquire(request("writer", {
+    type: "Host",
+    ttlMs: 6_000,
+    drainTimeoutMs: 300_000,
+    onProgress: () => {
+      // The reader leaves half the lease into the drain.
+      if (!released && clock.now() - start >= 3_000) released = l.release(reader!);
+    },
+  }));
+  await released;
+  const content = await readLock(t.root, "hv01");
+  const renewedAt = Date.parse(content.RenewedAtUtc);
+  assertOk(
+    renewedAt >= start + 2_000 && renewedAt < start + 2_500,
+    `renewed once a third of the lease had passed, not at every poll: ${content.RenewedAtUtc}`,
+  );
+  assertEquals(Date.parse(content.ExpiresAtUtc), renewedAt + 6_000);
+});
+
+// --- src/locker.ts: store faults ---------------------------------------------
+
+type StoreMethod = "create" | "list" | "read" | "replace" | "archive" | "remove";
+
+/**
+ * The local store under `root`, where `faults[method]` (when set) decides
+ * per call: "before" fails without doing anything, "after" does the
+ * operation then fails (an answer lost on the way back).
+ */
+function faultyStore(
+  root: string,
+  faults: Partial<
+    Record<StoreMethod, (host: string, name: string) => "before" | "after" | undefined>
+  >,
+): LockStore {
+  const fs = openFsStore(`${root}/{0}`, { historyFolderName: "History" });
+  const wrap = <A extends [string, ...unknown[]], R>(
+    method: StoreMethod,
+    fn: (...args: A) => Promise<R>,
+  ) =>
+  async (...args: A): Promise<R> => {
+    const when = faults[method]?.(args[0], String(args[1] ?? ""));
+    if (when === "before") throw new StoreError(root, `${method} failed`);
+    const result = await fn(...args);
+    if (when === "after") throw new StoreError(root, `${method} answer lost`);
+    return result;
+  };
+  return {
+    ...fs,
+    create: wrap("create", fs.create.bind(fs)),
+    list: wrap("list", fs.list.bind(fs)),
+    read: wrap("read", fs.read.bind(fs)),
+    replace: wrap("replace", fs.replace.bind(fs)),
+    archive: wrap("archive", fs.archive.bind(fs)),
+    remove: wrap("remove", fs.remove.bind(fs)),
+  };
+}
+
+Deno.test("a create whose answer was lost leaves no lock of ours, and never touches another session's", async () => {
+  await using t = await tempStore();
+  const clock = new FakeClock();
+  let lose = true;
+  const once = () => lose ? (lose = false, "after" as const) : undefined;
+  const l = locker(t.root, clock, faultyStore(t.root, { create: once }));
+  for (const type of ["Host", "Generic"] as const) {
+    lose = true;
+    const error = await assertRejects(() => l.acquire(request("s1", { type })), StoreError);
+    assertEquals(error.message.includes("could not release"), false, error.message);
+    assertEquals(await t.files("hv01"), [], type);
+  }
+  const other = locker(t.root, clock);
+  await other.acquire(request("other", { type: "Host" }));
+  lose = true;
+  await assertRejects(() => l.acquire(request("s1", { type: "Host" })), StoreError);
+  assertEquals((await readLock(t.root, "hv01")).SessionId, "other");
+});
+
+Deno.test("a create whose answer was lost and whose cleanup fails names the lock left behind", async () => {
+  await using t = await tempStore();
+  const l = locker(
+    t.root,
+    new FakeClock(),
+    faultyStore(t.root, { create: () => "after", remove: () => "before" }),
+  );
+  const error = await assertRejects(() => l.acquire(request("s1", { type: "Host" })), StoreError);
+  assertOk(error.message.includes("could not release hv01/Host@s1"), error.message);
+  assertEquals(await t.files("hv01"), ["Host.lock"]);
+});
+
+Deno.test("a shared lock whose check for a Host lock fails takes its own lock back, or names it", async () => {
+  await using t = await tempStore();
+  const clock = new FakeClock();
+  const hostRead = (_host: string, name: string) =>
+    name === "Host.lock" ? "before" as const : undefined;
+  const l = locker(t.root, clock, faultyStore(t.root, { read: hostRead }));
+  const error = await assertRejects(() => l.acquire(request("s1")), StoreError);
+  assertEquals(error.message.includes("could not release"), false, error.message);
+  assertEquals(await t.files("hv01"), []);
+  const stuck = locker(
+    t.root,
+    clock,
+    faultyStore(t.root, { read: hostRead, remove: () => "before" }),
+  );
+  const left = await assertRejects(() => stuck.acquire(request("s1")), StoreError);
+  assertOk(left.message.includes("could not release hv01/Generic-s1"), left.message);
+  assertEquals(await t.files("hv01"), ["Generic-s1.lock"]);
+});
+
+Deno.test("a store fault on one host of an attempt takes back the locks the attempt made on the others", async () => {
+  await using t = await tempStore();
+  const clock = new FakeClock();
+  const l = locker(
+    t.root,
+    clock,
+    faultyStore(t.root, { create: (host) => host === "db01" ? "before" : undefined }),
+  );
+  for (const type of ["Host", "Generic"] as const) {
+    await assertRejects(
+      () => l.acquire(request("s1", { type, hosts: ["app01", "db01", "web01"] })),
+      StoreError,
+    );
+    for (const host of ["app01", "db01", "web01"]) assertEquals(await t.files(host), [], host);
+  }
+});
+
+Deno.test("a drain that meets a store fault releases the Host lock it took", async () => {
+  await using t = await tempStore();
+  const clock = new FakeClock();
+  let failList = false;
+  const l = locker(
+    t.root,
+    clock,
+    faultyStore(t.root, { list: () => failList ? "before" : undefined }),
+  );
+  await l.acquire(request("reader"));
+  const error = await assertRejects(
+    () =>
+      l.acquire(request("writer", {
+        type: "Host",
+        drainTimeoutMs: 60_000,
+        onProgress: () => failList = true,
+      })),
+    StoreError,
+  );
+  assertEquals(error.message, "list failed");
+  assertEquals(await t.files("hv01"), ["Generic-reader.lock"]);
+});
+
+// --- src/lock_ref.ts ----------------------------------------------------------
+
+Deno.test("validateSessionId() takes up to 128 letters, digits, '.', '_', '-' starting with a letter or digit", () => {
+  for (const id of ["a", "0", "A.b_c-1", "x".repeat(128)]) assertEquals(validateSessionId(id), id);
+  for (const id of ["", ".a", "-a", "a/b", "a b", "x".repeat(129), 7 as unknown as string]) {
+    refuses(String(id), () => validateSessionId(id));
+  }
+});
+
+Deno.test("lock ids: Host alone, shared ones with their session; anything else is no lock id", () => {
+  assertEquals(lockIdOf("Host", "s1"), "Host");
+  assertEquals(lockIdOf("Generic", "s1"), "Generic-s1");
+  assertEquals(lockIdOf("File", "s1"), "File-s1");
+  assertEquals(parseLockId("Host"), { type: "Host" });
+  assertEquals("sessionId" in parseLockId("Host")!, false);
+  assertEquals(parseLockId("Generic-s1"), { type: "Generic", sessionId: "s1" });
+  assertEquals(parseLockId("File-a-b"), { type: "File", sessionId: "a-b" });
+  for (const id of ["host", "Generic-", "Generic", "Other-s1", "xGeneric-s1", "Host-s1"]) {
+    assertEquals(parseLockId(id), undefined, id);
+  }
+});
+
+Deno.test("FileNames turns lock ids into file names and back, for any prefix and suffix", () => {
+  const names = new FileNames("rl-{0}.lock");
+  assertEquals(names.fileName("Host"), "rl-Host.lock");
+  assertEquals(names.lockId("rl-Host.lock"), "Host");
+  assertEquals(names.lockId("rl-Generic-s1.lock"), "Generic-s1");
+  for (const name of ["Host.lock", "rl-Host.lck", "rl-Other.lock", "rl-.lock", "x-Host.lock"]) {
+    assertEquals(names.lockId(name), undefined, name);
+  }
+  assertEquals(names.historyLockId("rl-Host.lock-0f0e"), "Host");
+  assertEquals(names.historyLockId("rl-Generic-s1.lock"), "Generic-s1");
+  for (const name of ["rl-Host.lockx", "Host.lock-0f0e", "rl-Generic-s1.lock-0f0e"]) {
+    assertEquals(names.historyLockId(name), undefined, name);
+  }
+  const bare = new FileNames("{0}");
+  assertEquals(bare.lockId("Host"), "Host");
+  assertEquals(bare.fileName("File-s1"), "File-s1");
+  for (const template of ["lock", "{0}{0}", "a{0}b{0}", "dir/{0}", "dir\\{0}"]) {
+    refuses(template, () => new FileNames(template));
+  }
+});
+
+Deno.test("lock refs: a Host ref names its session after '@', a shared one in its id", () => {
+  assertEquals(formatLockRef("dc01", "Host", "s1"), "dc01/Host@s1");
+  assertEquals(formatLockRef("dc01", "Host"), "dc01/Host");
+  assertEquals(formatLockRef("dc01", "Host", ""), "dc01/Host");
+  assertEquals(formatLockRef("dc01", "Generic-s1", "s1"), "dc01/Generic-s1");
+  assertEquals(parseLockRef(" DC01/Host@s1 "), {
+    host: "dc01",
+    lockId: "Host",
+    type: "Host",
+    sessionId: "s1",
+  });
+  assertEquals(parseLockRef("dc01/Host"), { host: "dc01", lockId: "Host", type: "Host" });
+  assertEquals(parseLockRef("dc01/File-s1"), {
+    host: "dc01",
+    lockId: "File-s1",
+    type: "File",
+    sessionId: "s1",
+  });
+  assertEquals(parseLockRef("dc01/Generic-s1@s1").sessionId, "s1");
+  for (
+    const ref of [
+      "dc01/Generic-s1@s2",
+      "dc01/Other",
+      "dc01",
+      "dc01/Host@",
+      "dc01/Host@s1/x",
+      "a/b/Host",
+      "dc01/Host@.bad",
+      "../x/Host",
+      42 as unknown as string,
+    ]
+  ) {
+    refuses(String(ref), () => parseLockRef(ref));
+  }
+});
+
+// --- src/dependencies.ts: reading and checking maps ----------------------------
+
+Deno.test("validateDependencyMap() refuses what is no object of host lists, saying so", () => {
+  for (const value of [null, 5, "hv01", true, ["hv01"]]) {
+    let thrown: unknown;
+    try {
+      validateDependencyMap(value, "m.json");
+    } catch (error) {
+      thrown = error;
+    }
+    assertOk(thrown instanceof InputError, `${value}: ${thrown}`);
+    assertStringIncludes(thrown.message, "expected an object of host name arrays");
+  }
+  // An object whose entries cannot be read (a getter that throws) is refused, not a crash.
+  const hostile = Object.defineProperty({}, "hv01", {
+    enumerable: true,
+    get() {
+      throw new Error("boom\nsecond line");
+    },
+  });
+  let thrown: unknown;
+  try {
+    validateDependencyMap(hostile, "m.json");
+  } catch (error) {
+    thrown = error;
+  }
+  assertOk(thrown instanceof InputError, String(thrown));
+  assertStringIncludes(thrown.message, "cannot be read: boom");
+  assertEquals(thrown.message.includes("second line"), false);
+});
+
+function utf32(text: string, bigEndian: boolean): Uint8Array {
+  const points = [0xfeff, ...Array.from(text, (c) => c.codePointAt(0)!)];
+  const bytes = new Uint8Array(points.length * 4);
+  const view = new DataView(bytes.buffer);
+  points.forEach((point, i) => view.setUint32(i * 4, point, !bigEndian));
+  return bytes;
+}
+
+Deno.test("readDependencyMap() reads UTF-32 either way round and UTF-16 BE without a BOM, to the last character", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "rl-map-" });
+  try {
+    const text = '{"hv01":["dc01"]}'; // no line end: the last character counts
+    const be16 = new Uint8Array(text.length * 2);
+    for (let i = 0; i < text.length; i++) be16[i * 2 + 1] = text.charCodeAt(i);
+    const cases: [string, Uint8Array][] = [
+      ["UTF-32 BE", utf32(text, true)],
+      ["UTF-32 LE", utf32(text, false)],
+      ["UTF-16 BE without BOM", be16],
+    ];
+    for (const [name, bytes] of cases) {
+      await Deno.writeFile(`${dir}/map.json`, bytes);
+      assertEquals({ ...await readDependencyMap(`${dir}/map.json`) }, { hv01: ["dc01"] }, name);
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("readDependencyMap() decodes UTF-32 up to U+10FFFF and replaces what lies beyond, naming the entry", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "rl-map-" });
+  try {
+    const file = `${dir}/map.json`;
+    const points = (text: string) => Array.from(text, (c) => c.codePointAt(0)!);
+    for (const [point, shown] of [[0x10ffff, "\u{10FFFF}"], [0x110000, "\uFFFD"]] as const) {
+      const all = [0xfeff, ...points('{"hv'), point, ...points('": []}')];
+      const bytes = new Uint8Array(all.length * 4);
+      all.forEach((p, i) => new DataView(bytes.buffer).setUint32(i * 4, p, true));
+      await Deno.writeFile(file, bytes);
+      const error = await assertRejects(() => readDependencyMap(file), InputError);
+      assertStringIncludes(error.message, `"hv${shown}"`);
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("readDependencyMap(): a missing map says how to name one, a path it cannot reach is a store error, bad JSON says why", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "rl-map-" });
+  try {
+    const missing = await assertRejects(() => readDependencyMap(`${dir}/none.json`), InputError);
+    assertStringIncludes(missing.message, "does not exist: create it");
+    await Deno.writeTextFile(`${dir}/file`, "{}");
+    await assertRejects(() => readDependencyMap(`${dir}/file/map.json`), StoreError);
+    await Deno.writeTextFile(`${dir}/bad.json`, "{");
+    const bad = await assertRejects(() => readDependencyMap(`${dir}/bad.json`), InputError);
+    assertStringIncludes(bad.message, "not JSON: ");
+    assertEquals(bad.message.includes("undefined"), false, bad.message);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+// --- src/resource_lock.ts -------------------------------------------------------
+
+/** A ResourceLock over `l` for what `req` asks, as lockResource makes it. */
+async function held(l: Locker, clock: FakeClock, req: AcquireRequest): Promise<ResourceLock> {
+  return new ResourceLock(l, {
+    host: req.hosts[req.hosts.length - 1]!,
+    type: req.type,
+    sessionId: req.sessionId,
+    locks: await l.acquire(req),
+    ttlMs: req.ttlMs,
+    clock,
+  });
+}
+
+Deno.test("renew() without a lease, or after release, does nothing and writes nothing", async () => {
+  await using t = await tempStore();
+  const clock = new FakeClock();
+  const l = locker(t.root, clock);
+  const plain = await held(l, clock, request("s1", { type: "Host" }));
+  const before = await Deno.readTextFile(`${t.root}/hv01/Host.lock`);
+  await plain.renew();
+  assertEquals(await Deno.readTextFile(`${t.root}/hv01/Host.lock`), before);
+  await plain.release();
+  const leased = await held(l, clock, request("s2", { type: "Host", ttlMs: 60_000 }));
+  await leased.release();
+  await leased.renew(); // released: nothing to renew, nothing lost
+  assertEquals(leased.signal.aborted, false);
+  assertEquals(await t.files("hv01"), []);
+});
+
+Deno.test("release() twice answers already-released the second time and touches nothing", async () => {
+  await using t = await tempStore();
+  const clock = new FakeClock();
+  const l = locker(t.root, clock);
+  const lock = await held(l, clock, request("s1", { hosts: ["a01", "b01"] }));
+  assertEquals((await lock.release()).map((r) => r.status), ["released", "released"]);
+  assertEquals(lock.released, true);
+  // Another session takes a01 meanwhile: a second release must not even look.
+  await l.acquire(request("s2", { hosts: ["a01"], type: "Host" }));
+  assertEquals(
+    await lock.release(),
+    lock.refs.map((ref) => ({ ref, status: "already-released" as const })),
+  );
+  assertEquals(await t.files("a01"), ["Host.lock"]);
+  assertEquals((await t.history("a01")).length, 1);
+});
+
+Deno.test("a release that meets a store fault can be called again and releases only what is left", async () => {
+  await using t = await tempStore();
+  const clock = new FakeClock();
+  let failB = true;
+  const store = faultyStore(t.root, {
+    archive: (host) => host === "b01" && failB ? "before" : undefined,
+  });
+  const l = locker(t.root, clock, store);
+  const lock = await held(l, clock, request("s1", { hosts: ["a01", "b01"], type: "Host" }));
+  await assertRejects(() => lock.release(), StoreError);
+  assertEquals(lock.released, false);
+  assertEquals(await t.files("a01"), []);
+  assertEquals(await t.files("b01"), ["Host.lock"]);
+  // a01 is free again; someone else takes it before the retry.
+  await l.acquire(request("s2", { hosts: ["a01"], type: "Host" }));
+  failB = false;
+  assertEquals((await lock.release()).map((r) => r.status), ["released", "released"]);
+  assertEquals(lock.released, true);
+  assertEquals(lock.signal.aborted, false);
+  assertEquals(await t.files("a01"), ["Host.lock"], "the new holder's lock is left alone");
+  assertEquals(await t.files("b01"), []);
+});
+
+/** A fake clock that tells when the next call is scheduled (a renewal that ended schedules the next). */
+class WatchedClock extends FakeClock {
+  #waiters: (() => void)[] = [];
+  override schedule(fn: () => void, ms: number): () => void {
+    const cancel = super.schedule(fn, ms);
+    this.#waiters.splice(0).forEach((resolve) => resolve());
+    return cancel;
+  }
+  /** Resolves at the next call of schedule(). */
+  nextSchedule(): Promise<void> {
+    return new Promise((resolve) => this.#waiters.push(resolve));
+  }
+}
+
+Deno.test("a short lease is renewed every 50 ms at the most often", async () => {
+  await using t = await tempStore();
+  const clock = new WatchedClock();
+  const l = locker(t.root, clock);
+  const lock = await held(l, clock, request("s1", { type: "Host", ttlMs: 90 }));
+  clock.advance(49);
+  clock.runDue();
+  assertEquals(clock.scheduledCount, 1, "not due before 50 ms");
+  clock.advance(1);
+  const rescheduled = clock.nextSchedule();
+  clock.runDue();
+  await rescheduled; // the renewal is over
+  assertEquals((await readLock(t.root, "hv01")).RenewedAtUtc, new Date(clock.now()).toISOString());
+  await lock.release();
+});
+
+// --- src/locker.ts: messages, more session rules, races -------------------------
+
+Deno.test("describeHolders() names kind, caller, description and time of at most three holders", () => {
+  assertEquals(describeHolders([]), "no lock in the way any more");
+  const at = new Date(Date.UTC(2026, 0, 2, 3, 4, 5));
+  assertEquals(
+    describeHolders([{
+      lockId: "Host",
+      caller: "Invoke-Maintenance",
+      description: "patch",
+      lockedAt: at,
+    }]),
+    'Host lock held by "Invoke-Maintenance" ("patch") since 2026-01-02T03:04:05.000Z',
+  );
+  assertEquals(describeHolders([{ lockId: "File-s1" }]), "File lock held by an unknown caller");
+  const three = [{ lockId: "Generic-a" }, { lockId: "Generic-b" }, { lockId: "Generic-c" }];
+  assertEquals(describeHolders(three).split("; ").length, 3);
+  assertEquals(describeHolders(three).includes("more"), false);
+  assertEquals(
+    describeHolders([...three, { lockId: "Generic-d" }, { lockId: "Generic-e" }]).endsWith(
+      "Generic lock held by an unknown caller and 2 more",
+    ),
+    true,
+  );
+});
+
+Deno.test("retries wait the delay times 0.75 to 1.25 plus up to 20 ms", async () => {
+  await using t = await tempStore();
+  const clock = new FakeClock();
+  const l = locker(t.root, clock);
+  await l.acquire(request("holder", { type: "Host" }));
+  const random = Math.random;
+  try {
+    for (const [r, expected] of [[0, 7_500], [0.5, 10_010], [0.999, 12_515]] as const) {
+      Math.random = () => r;
+      clock.sleeps.length = 0;
+      await assertRejects(
+        () => l.acquire(request("s1", { retryDelayMs: 10_000, attempts: 2 })),
+        LockBusyError,
+      );
+      assertEquals(clock.sleeps, [expected], `random ${r}`);
+    }
+  } finally {
+    Math.random = random;
+  }
+});
+
+Deno.test("a session's own Host lock lets its shared locks in; its earlier shared lock survives a refusal", async () => {
+  await using t = await tempStore();
+  const clock = new FakeClock();
+  const l = locker(t.root, clock);
+  await l.acquire(request("s1", { type: "Host" }));
+  const [shared] = await l.acquire(request("s1"));
+  assertEquals(shared!.lockId, "Generic-s1");
+  // s2 holds a shared lock, then a Host lock of s3 is put beside it (no drain).
+  await l.acquire(request("s2", { hosts: ["db01"] }));
+  await l.acquire(request("s3", { hosts: ["db01"], type: "Host", drain: false }));
+  await assertRejects(() => l.acquire(request("s2", { hosts: ["db01"] })), LockBusyError);
+  assertEquals(await t.files("db01"), ["Generic-s2.lock", "Host.lock"], "s2's lock stays");
+});
+
+Deno.test("a broken shared lock goes to History under its own name and its holder learns it was lost", async () => {
+  await using t = await tempStore();
+  const clock = new FakeClock();
+  const l = locker(t.root, clock);
+  const [mine] = await l.acquire(request("s1", { ttlMs: 1_000 }));
+  clock.advance(5_000);
+  await l.breakLock(mine!, "old", false);
+  assertEquals(await t.history("hv01"), ["Generic-s1.lock"]);
+  const [entry] = await l.history("hv01");
+  assertEquals([entry!.lockId, entry!.breakReason], ["Generic-s1", "old"]);
+  const result = await l.release(mine!);
+  assertEquals([result.status, result.breakReason], ["lost", "old"]);
+});
+
+Deno.test("the newest break of a session's Host lock is the one reported, never another session's", async () => {
+  await using t = await tempStore();
+  const clock = new FakeClock();
+  const l = locker(t.root, clock);
+  for (
+    const [session, reason] of [["s1", "first"], ["s2", "other"], ["s1", "second"], [
+      "s2",
+      "later other",
+    ]]
+  ) {
+    const [lock] = await l.acquire(request(session!, { type: "Host" }));
+    clock.advance(1_000);
+    await l.breakLock(lock!, reason!, true);
+  }
+  assertEquals((await t.history("hv01")).length, 4, "each break keeps its own History entry");
+  const result = await l.release({ host: "hv01", lockId: "Host", type: "Host", sessionId: "s1" });
+  assertEquals([result.status, result.breakReason], ["lost", "second"]);
+  assertEquals(result.brokenAt?.getTime(), clock.now() - 1_000);
+  const unknown = await l.release({ host: "hv01", lockId: "Host", type: "Host", sessionId: "s9" });
+  assertEquals(unknown.status, "already-released");
+});
+
+Deno.test("BrokenBy is host:pid when no user is known", async () => {
+  await using t = await tempStore();
+  const clock = new FakeClock();
+  const l = new Locker({
+    store: openFsStore(t.store, { historyFolderName: "History" }),
+    names: new FileNames("{0}.lock"),
+    clock,
+    skewMs: 0,
+    holder: { host: "box", pid: 7 },
+  });
+  const [lock] = await l.acquire(request("s1", { type: "Host" }));
+  await l.breakLock(lock!, "why", true);
+  assertEquals((await l.history("hv01"))[0]?.brokenBy, "box:7");
+});
+
+Deno.test("release() of a lock whose file names no session needs force; break of a missing lock says so", async () => {
+  await using t = await tempStore();
+  const clock = new FakeClock();
+  const l = locker(t.root, clock);
+  await Deno.mkdir(`${t.root}/hv01`);
+  await Deno.writeTextFile(`${t.root}/hv01/Host.lock`, '{"Caller":"powershell"}');
+  const ref = { host: "hv01", lockId: "Host", type: "Host" as const, sessionId: "s1" };
+  await assertRejects(() => l.release(ref), InputError, "names no session");
+  assertEquals(await t.files("hv01"), ["Host.lock"]);
+  assertEquals((await l.release(ref, true)).status, "released");
+  await assertRejects(() => l.breakLock(ref, "gone", true), InputError, "no such lock");
+});
+
+Deno.test("a release whose lock keeps changing gives up after six rounds", async () => {
+  await using t = await tempStore();
+  const clock = new FakeClock();
+  const fs = openFsStore(t.store, { historyFolderName: "History" });
+  let archives = 0;
+  const store: LockStore = { ...fs, archive: () => (archives++, Promise.resolve(false)) };
+  const l = locker(t.root, clock, store);
+  const [lock] = await l.acquire(request("s1", { type: "Host" }));
+  await assertRejects(() => l.release(lock!), StoreError, "kept changing");
+  assertEquals(archives, 6);
+});
+
+Deno.test("a break that finds the lock released meanwhile says so", async () => {
+  await using t = await tempStore();
+  const clock = new FakeClock();
+  const l = locker(t.root, clock);
+  const [lock] = await l.acquire(request("s1", { type: "Host" }));
+  const { result } = await pausedAt(
+    "locker.break.judged",
+    () => l.breakLock(lock!, "stuck", true).then(() => "broken", (error) => error),
+    () => l.release(lock!),
+  );
+  assertOk(result instanceof InputError, String(result));
+  assertStringIncludes(result.message, "released meanwhile");
+});
+
+Deno.test("a drain that times out while its Host lock cannot be taken back names it", async () => {
+  await using t = await tempStore();
+  const clock = new FakeClock();
+  const l = locker(t.root, clock, faultyStore(t.root, { remove: () => "before" }));
+  await l.acquire(request("reader"));
+  const error = await assertRejects(
+    () => l.acquire(request("writer", { type: "Host" })),
+    DrainTimeoutError,
+  );
+  assertStringIncludes(error.message, "could not release hv01/Host@writer");
+  assertEquals(error.host, "hv01");
+});
