@@ -495,12 +495,8 @@ export class Locker {
       // Shared lock: ours is in place, now look for a Host lock (create, then check).
       const taken: TakeResult = { ok: true, lock, owned: created };
       try {
-        const current = await this.#read(host, "Host");
+        const current = await this.#inTheWay(host, "Host", request.sessionId);
         if (!current || current.info.sessionId === request.sessionId) return taken;
-        if (current.info.expired) {
-          await this.#breakEntry(host, current, "lease expired");
-          return taken;
-        }
         if (created) await this.#store.remove(host, name, version!);
         return { ok: false, host, holders: [current.info] };
       } catch (error) {
@@ -514,6 +510,29 @@ export class Locker {
       }
     }
     return { ok: false, host, holders: [] };
+  }
+
+  /**
+   * The lock `lockId` on `host` as it stands in the way: breaks it when its
+   * lease ran out (unless it is the session's own), and judges again when
+   * the break finds it changed meanwhile (renewed, released or retaken by
+   * then): a lost break never counts as a free host.
+   * @returns the lock in the way, or undefined when there is none (any more)
+   */
+  async #inTheWay(
+    host: string,
+    lockId: string,
+    sessionId: string,
+  ): Promise<CurrentLock | undefined> {
+    let current = await this.#read(host, lockId);
+    for (let round = 0; round < 3; round++) {
+      if (!current || !current.info.expired || current.info.sessionId === sessionId) {
+        return current;
+      }
+      if (await this.#breakEntry(host, current, "lease expired")) return undefined;
+      current = await this.#read(host, lockId);
+    }
+    return current; // kept changing while expired: still in the way
   }
 
   /** Removes a lock entry if it carries our session; true when none of ours is left. */
@@ -604,13 +623,8 @@ export class Locker {
           });
         const found: LockInfo[] = [];
         for (const id of shared) {
-          const current = await this.#read(lock.host, id);
-          if (!current) continue;
-          if (current.info.expired) {
-            await this.#breakEntry(lock.host, current, "lease expired");
-            continue;
-          }
-          found.push(current.info);
+          const current = await this.#inTheWay(lock.host, id, request.sessionId);
+          if (current) found.push(current.info);
         }
         return found;
       });
@@ -717,11 +731,9 @@ export class Locker {
   async renewAll(locks: readonly HeldLock[], ttlMs: number): Promise<void> {
     const results = await mapLimit(locks, this.#concurrency, async (lock) => {
       const current = await this.#read(lock.host, lock.lockId);
-      if (
-        !current ||
-        (current.info.sessionId !== undefined &&
-          current.info.sessionId !== lock.sessionId)
-      ) {
+      // Ours only when the file itself names our session: a file that
+      // names none (PowerShell's, or an empty one) replaced ours.
+      if (!current || current.content.sessionId !== lock.sessionId) {
         throw new LockLostError(
           lock.ref,
           `Lock "${lock.ref}" was lost: ${

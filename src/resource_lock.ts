@@ -41,6 +41,8 @@ export class ResourceLock implements AsyncDisposable {
   readonly #lost = new AbortController();
   #cancelTimer: (() => void) | undefined;
   #released = false;
+  /** Set when release() starts: a renewal failing after that is the release's doing. */
+  #releasing = false;
   /** Locks this object released (or found lost) already, for a release retried after a fault. */
   readonly #releasedRefs = new Set<string>();
   #renewedAt: number;
@@ -139,7 +141,9 @@ export class ResourceLock implements AsyncDisposable {
       await this.#locker.renewAll(this.locks, this.ttlMs);
       this.#renewedAt = this.#clock.now();
     } catch (error) {
-      if (error instanceof LockLostError) this.#lose(error);
+      // A renewal still under way when the release went through finds the
+      // locks gone: that is the release, not a loss.
+      if (error instanceof LockLostError && !this.#releasing) this.#lose(error);
       throw error;
     }
   }
@@ -159,6 +163,7 @@ export class ResourceLock implements AsyncDisposable {
    * @throws {StoreError} when the store cannot be reached (call again to retry)
    */
   async release(): Promise<ReleaseResult[]> {
+    this.#releasing = true;
     this.#cancelTimer?.();
     this.#cancelTimer = undefined;
     if (this.#released) {

@@ -25,6 +25,7 @@ import {
 } from "../mod.ts";
 import { FakeClock, tempStore } from "./_helpers.ts";
 import { pausedAt } from "./_seams.ts";
+import { openFsStore } from "../src/stores/fs.ts";
 import { runCli, spawnCli } from "./_cli_helpers.ts";
 import { parseDuration } from "../src/duration.ts";
 import { LIGHT_CLOCK, MAX_TIMER_MS, SYSTEM_CLOCK } from "../src/clock.ts";
@@ -376,4 +377,78 @@ Deno.test("a drain that fails keeps the session's earlier Host locks (re-entered
   assertEquals(await t.files("x01"), [`Generic-${reader.sessionId}.lock`]);
   await earlier.release();
   await reader.release();
+});
+
+Deno.test("a break that loses to the holder's renewal never counts as a free host", async () => {
+  await using t = await tempStore();
+  const clock = new FakeClock();
+  const holder = await lockResource("hv01", opts(t.store, { type: "Host", ttl: 1, clock }));
+  clock.advance(5_000); // the lease ran out, but nobody broke it yet
+  const { result } = await pausedAt(
+    "locker.break.judged",
+    () =>
+      lockResource("hv01", opts(t.store, { clock })).then(
+        () => "granted",
+        (error) => error,
+      ),
+    () => holder.renew(), // the holder renews between the judgement and the break
+  );
+  assertOk(result instanceof LockBusyError, `a shared lock beside a renewed Host lock: ${result}`);
+  assertEquals(holder.signal.aborted, false);
+  assertEquals(await t.files("hv01"), ["Host.lock"]);
+  await holder.release();
+});
+
+Deno.test("a draining Host lock keeps waiting for a shared lock whose break lost to its renewal", async () => {
+  await using t = await tempStore();
+  const clock = new FakeClock();
+  const reader = await lockResource("hv01", opts(t.store, { ttl: 1, clock }));
+  clock.advance(5_000);
+  const { result } = await pausedAt(
+    "locker.break.judged",
+    () =>
+      lockResource("hv01", opts(t.store, { type: "Host", clock, drainTimeout: 0 })).then(
+        () => "granted",
+        (error) => error,
+      ),
+    () => reader.renew(),
+  );
+  assertOk(result instanceof Error && /did not drain/.test(result.message), String(result));
+  assertEquals(await t.files("hv01"), [`Generic-${reader.sessionId}.lock`]);
+  await reader.release();
+});
+
+Deno.test("a renewal never rewrites a lock file that names no session (PowerShell's in place of ours)", async () => {
+  await using t = await tempStore();
+  const holder = await lockResource("hv01", opts(t.store, { type: "Host", ttl: 60 }));
+  await Deno.remove(`${t.root}/hv01/Host.lock`);
+  await Deno.writeTextFile(`${t.root}/hv01/Host.lock`, "Invoke-Maintenance"); // PowerShell's first write
+  await assertRejects(() => holder.renew(), LockLostError);
+  assertEquals(await Deno.readTextFile(`${t.root}/hv01/Host.lock`), "Invoke-Maintenance");
+  assertOk(holder.signal.aborted);
+});
+
+Deno.test("a read meeting a renewal's rename between its look and its open reads the new file", async () => {
+  await using t = await tempStore();
+  const store = openFsStore(`${t.root}/{0}`, { historyFolderName: "History" });
+  const other = openFsStore(`${t.root}/{0}`, { historyFolderName: "History" });
+  const v1 = (await store.create("hv01", "Host.lock", new TextEncoder().encode("one")))!;
+  const { result } = await pausedAt(
+    "fs.read.looked",
+    () => store.read("hv01", "Host.lock"),
+    () => other.replace("hv01", "Host.lock", v1, new TextEncoder().encode("two")),
+  );
+  assertEquals(new TextDecoder().decode(result?.data), "two");
+});
+
+Deno.test("a renewal under way when the release goes through is not a loss", async () => {
+  await using t = await tempStore();
+  const lock = await lockResource("hv01", opts(t.store, { type: "Host", ttl: 60 }));
+  const { competing } = await pausedAt(
+    "locker.renew.checked",
+    () => lock.renew().catch((error) => error),
+    () => lock.release(),
+  );
+  assertEquals(competing.map((r) => r.status), ["released"]);
+  assertEquals(lock.signal.aborted, false);
 });

@@ -61,6 +61,8 @@ const MAX_ENTRY_BYTES = 1 << 20;
 const GUARD_WAIT_MS = 15_000;
 
 const latin1 = new TextDecoder("latin1");
+/** What a read found when the name pointed at another file by the time it was opened. */
+const REPLACED = Symbol("replaced");
 
 function versionOf(info: Deno.FileInfo, data: Uint8Array): string {
   return `${info.dev}:${info.ino ?? ""}:${latin1.decode(data)}`;
@@ -128,6 +130,21 @@ export function openFsStore(
    * and the opened file must be the one looked at.
    */
   async function readEntry(path: string): Promise<StoreEntry | undefined> {
+    // A renewal renames a new file over the lock between our look and our
+    // open: read the new one (a few times at most; it only takes a moment).
+    for (let round = 0;; round++) {
+      const entry = await readOnce(path);
+      if (entry !== REPLACED) return entry;
+      if (round >= 8) {
+        throw new StoreError(
+          path,
+          `Cannot read "${path}": it kept being replaced while being read`,
+        );
+      }
+    }
+  }
+
+  async function readOnce(path: string): Promise<StoreEntry | undefined | typeof REPLACED> {
     let seen: Deno.FileInfo;
     try {
       seen = await Deno.lstat(path);
@@ -144,6 +161,8 @@ export function openFsStore(
         }, not a lock file; left alone`,
       );
     }
+    const p = pause("read.looked", "", path);
+    if (p) await p;
     let file: Deno.FsFile;
     try {
       file = await Deno.open(path, { read: true });
@@ -153,9 +172,7 @@ export function openFsStore(
     }
     try {
       const info = file.statSync();
-      if (!info.isFile || info.ino !== seen.ino || info.dev !== seen.dev) {
-        throw new StoreError(path, `Cannot read "${path}": it was replaced while being read`);
-      }
+      if (!info.isFile || info.ino !== seen.ino || info.dev !== seen.dev) return REPLACED;
       const chunks: Uint8Array[] = [];
       let size = 0;
       for (;;) {
