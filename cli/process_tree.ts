@@ -50,6 +50,9 @@ export const TREE_ENV = "RESOURCE_LOCKER_RUN_TREE";
 /** How long processes may take to die after SIGKILL before they are reported. */
 export const KILL_WAIT_MS = 5_000;
 
+/** The longest one read of `/proc` may take. */
+const SCAN_TIMEOUT_MS = 5_000;
+
 const LINUX = Deno.build.os === "linux";
 const WINDOWS = Deno.build.os === "windows";
 
@@ -92,17 +95,17 @@ export function delay(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, Math.max(0, Math.min(ms, 2 ** 31 - 1))));
 }
 
-/** Whether `promise` settled within `ms`; never rejects. */
-async function settlesWithin(promise: Promise<unknown>, ms: number): Promise<boolean> {
+/** What `promise` resolves to within `ms`, else undefined; never rejects. */
+async function within<T>(promise: Promise<T>, ms: number): Promise<T | undefined> {
   let timer: ReturnType<typeof setTimeout> | undefined;
-  const done = await Promise.race([
-    promise.then(() => true, () => true),
-    new Promise<false>((resolve) => {
-      timer = setTimeout(() => resolve(false), Math.max(0, Math.min(ms, 2 ** 31 - 1)));
+  const result = await Promise.race([
+    promise.catch(() => undefined),
+    new Promise<undefined>((resolve) => {
+      timer = setTimeout(() => resolve(undefined), Math.max(0, Math.min(ms, 2 ** 31 - 1)));
     }),
   ]);
   clearTimeout(timer);
-  return done;
+  return result;
 }
 
 /**
@@ -255,24 +258,33 @@ export class CommandTree {
   /** Reads `/proc`; undefined when it cannot (not Linux, no `sh`, no `/proc`). */
   async #scan(): Promise<Scan | undefined> {
     for (let attempt = 1; this.#canScan; attempt++) {
-      let output: Deno.CommandOutput;
+      let reader: Deno.ChildProcess;
       try {
-        output = await new Deno.Command("/bin/sh", {
+        reader = new Deno.Command("/bin/sh", {
           args: ["-c", SCAN_SCRIPT, "sh", this.#token],
           env: { [TREE_ENV]: "" }, // the reader is not part of any tree
           stdin: "null",
           stdout: "piped",
           stderr: "null",
           detached: true, // out of the terminal's foreground group: Ctrl-C is not for it
-        }).output();
+        }).spawn();
       } catch {
         this.#canScan = false; // no sh
         return undefined;
       }
-      const text = new TextDecoder().decode(output.stdout);
-      const split = text.lastIndexOf("@\n");
-      if (output.success && split >= 0 && (split === 0 || text[split - 1] === "\n")) {
-        return this.#parse(text, split);
+      // Bounded: reading a process's environ waits for its memory map, which a
+      // process stuck in the kernel (a hung NFS mount) can hold for ever.
+      const output = await within(reader.output(), SCAN_TIMEOUT_MS);
+      if (output === undefined) {
+        try {
+          reader.kill("SIGKILL");
+        } catch { /* gone */ }
+      } else {
+        const text = new TextDecoder().decode(output.stdout);
+        const split = text.lastIndexOf("@\n");
+        if (output.success && split >= 0 && (split === 0 || text[split - 1] === "\n")) {
+          return this.#parse(text, split);
+        }
       }
       if (attempt === 3) this.#canScan = false; // killed, or no /proc: not to be read here
     }
@@ -388,7 +400,7 @@ export class CommandTree {
 
   /** Waits until the tree is gone, at most until `deadline` (epoch ms); whether it is. */
   async #gone(deadline: number): Promise<boolean> {
-    if (!this.#exited && !await settlesWithin(this.status, deadline - Date.now())) return false;
+    if (!this.#exited && !await within(this.status, deadline - Date.now())) return false;
     for (let interval = 10;; interval = Math.min(interval * 2, 200)) {
       if ((await this.members()).length === 0) return true;
       const left = deadline - Date.now();
