@@ -370,7 +370,9 @@ export async function runCommand(request: RunRequest, io: RunIo): Promise<number
       () => undefined,
       () => undefined, // the loss is already told; the other locks are released
     );
-    if (loss !== undefined) io.err(`${new Date().toISOString()}: ${loss}`);
+    if (loss !== undefined) {
+      io.err(`${new Date().toISOString()}: ${loss} (the command had ended with ${code})`);
+    }
     return lost !== undefined || loss !== undefined ? EXIT_LOST : code;
   } finally {
     handlers.forEach((remove) => remove());

@@ -259,6 +259,7 @@ export function registerRunSuite(
         assertEquals(out.code, 5, out.stderr);
         assertEquals(lossLines(out.stderr).length, 1, out.stderr);
         assertStringIncludes(lossLines(out.stderr)[0]!, "thief");
+        assertStringIncludes(lossLines(out.stderr)[0]!, "(the command had ended with 0)");
         assertEquals(await refOn("hv01", e), thief.stdout.trim(), "the new holder's lock stays");
         assertEquals((await cli(["unlock", thief.stdout.trim()], e)).code, 0);
       }),
