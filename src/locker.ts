@@ -898,38 +898,44 @@ export class Locker {
     reason: string,
     force = false,
   ): Promise<LockInfo> {
-    const current = await this.#read(ref.host, ref.lockId);
     const refText = formatLockRef(ref.host, ref.lockId, ref.sessionId);
-    if (!current) {
-      throw new InputError(`Cannot break "${refText}": there is no such lock`);
+    // A lock renewed between our judgement and our break is judged again.
+    for (let round = 0;; round++) {
+      const current = await this.#read(ref.host, ref.lockId);
+      if (!current) {
+        throw new InputError(
+          `Cannot break "${refText}": ${
+            round === 0 ? "there is no such lock" : "it was released meanwhile"
+          }`,
+        );
+      }
+      // A ref that names a session breaks only that session's lock.
+      if (ref.sessionId !== undefined && ref.sessionId !== current.info.sessionId) {
+        throw new LockNotOwnedError(
+          refText,
+          `Cannot break "${refText}": the lock there now belongs to another session: ${
+            describeHolders([current.info])
+          }`,
+          current.info,
+        );
+      }
+      if (!current.info.expired && !force) {
+        throw new LockBusyError(
+          ref.host,
+          `Cannot break "${refText}": it has not expired (${
+            describeHolders([current.info])
+          }); pass --force to break it anyway`,
+          [current.info],
+        );
+      }
+      if (await this.#breakEntry(ref.host, current, reason)) return current.info;
+      if (round >= 5) {
+        throw new StoreError(
+          this.#store.describe(ref.host),
+          `Cannot break "${refText}": it kept changing while being broken`,
+        );
+      }
     }
-    if (
-      ref.sessionId !== undefined && current.info.sessionId !== undefined &&
-      ref.sessionId !== current.info.sessionId
-    ) {
-      throw new LockNotOwnedError(
-        refText,
-        `Cannot break "${refText}": the lock there now belongs to another session: ${
-          describeHolders([current.info])
-        }`,
-        current.info,
-      );
-    }
-    if (!current.info.expired && !force) {
-      throw new LockBusyError(
-        ref.host,
-        `Cannot break "${refText}": it has not expired (${
-          describeHolders([current.info])
-        }); pass --force to break it anyway`,
-        [current.info],
-      );
-    }
-    if (!(await this.#breakEntry(ref.host, current, reason))) {
-      throw new InputError(
-        `Cannot break "${refText}": it was released meanwhile`,
-      );
-    }
-    return current.info;
   }
 }
 

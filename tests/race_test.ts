@@ -452,3 +452,28 @@ Deno.test("a renewal under way when the release goes through is not a loss", asy
   assertEquals(competing.map((r) => r.status), ["released"]);
   assertEquals(lock.signal.aborted, false);
 });
+
+Deno.test("break --force of a lock renewed between judgement and break breaks it all the same", async () => {
+  await using t = await tempStore();
+  const holder = await lockResource("hv01", opts(t.store, { type: "Host", ttl: 60 }));
+  const { result } = await pausedAt(
+    "locker.break.judged",
+    () => breakResourceLock(holder.refs[0]!, { store: t.store, force: true, reason: "stuck" }),
+    () => holder.renew(),
+  );
+  assertEquals(result.ref, holder.refs[0]);
+  assertEquals(await t.files("hv01"), []);
+  await assertRejects(() => holder.renew(), LockLostError);
+});
+
+Deno.test("a ref naming a session never breaks a lock that names another or none", async () => {
+  await using t = await tempStore();
+  await Deno.mkdir(`${t.root}/hv01`);
+  await Deno.writeTextFile(`${t.root}/hv01/Host.lock`, "Invoke-Maintenance"); // PowerShell's
+  await assertRejects(
+    () => breakResourceLock(`hv01/Host@${crypto.randomUUID()}`, { store: t.store, force: true }),
+    Error,
+    "another session",
+  );
+  assertEquals(await Deno.readTextFile(`${t.root}/hv01/Host.lock`), "Invoke-Maintenance");
+});
