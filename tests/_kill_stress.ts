@@ -602,7 +602,11 @@ export async function runKillStress(
   };
 
   try {
-    for (let epoch = 0; epoch < epochs; epoch++) {
+    // Up to three more epochs while a required step has not been killed in
+    // yet (a loaded machine can keep the seam workers from reaching it).
+    const owedSteps = () =>
+      Object.values(options.seams.required).some((points) => !points.some((p) => seamHits[p]));
+    for (let epoch = 0; epoch < epochs || (owedSteps() && epoch < epochs + 3); epoch++) {
       // Six warm workers start at once (the first epoch waits for them to warm).
       const first: Proc[] = [];
       const setupDeadline = Date.now() + 30_000;
