@@ -161,9 +161,10 @@ ${GLOBAL_HELP}`,
 
 Locks <host> (with dependencies), runs the command with
 RESOURCE_LOCKER_SESSION and RESOURCE_LOCKER_REFS in its environment,
-renews the lease while it runs, forwards SIGINT and SIGTERM, releases on
-every way out and exits with the command's code (5 if the lock is lost:
-the command is stopped with SIGTERM, then SIGKILL).
+renews the lease while it runs, and exits with the command's code. On
+lock loss (exit 5), SIGTERM, SIGINT, SIGHUP or SIGQUIT it signals the
+command's whole process tree, SIGKILLs what is left after --grace, and
+releases the lock only once the tree is gone.
 
 ${LOCK_OPTIONS}
   --grace TIME           time the command's processes have to end after a signal (lock lost,
