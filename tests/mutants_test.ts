@@ -76,6 +76,11 @@ Deno.test("exitCodeOf() maps every error code to its exit code", () => {
     [new StoreError("/x", "unreachable"), EXIT.STORE],
     [new Error("anything else"), EXIT.STORE],
     ["not even an error", EXIT.STORE],
+    [null, EXIT.STORE],
+    [undefined, EXIT.STORE],
+    // Only our own errors carry meaning: a foreign error with a look-alike code is a fault.
+    [Object.assign(new Error("foreign"), { code: "LOCK_LOST" }), EXIT.STORE],
+    [Object.assign(new Error("foreign"), { code: "BAD_INPUT" }), EXIT.STORE],
   ];
   for (const [error, code] of cases) {
     const name = error instanceof ResourceLockerError ? error.code : String(error);
@@ -833,4 +838,143 @@ Deno.test("a drain that times out while its Host lock cannot be taken back names
   );
   assertStringIncludes(error.message, "could not release hv01/Host@writer");
   assertEquals(error.host, "hv01");
+});
+
+Deno.test("after a lost create, a Host.lock naming no session is left alone and named, and so is one that cannot be read", async () => {
+  await using t = await tempStore();
+  const clock = new FakeClock();
+  await Deno.mkdir(`${t.root}/hv01`);
+  await Deno.writeTextFile(`${t.root}/hv01/Host.lock`, ""); // PowerShell's first write step, or ours
+  const l = locker(t.root, clock, faultyStore(t.root, { create: () => "after" }));
+  const error = await assertRejects(() => l.acquire(request("s1", { type: "Host" })), StoreError);
+  assertStringIncludes(error.message, "could not release hv01/Host@s1");
+  assertEquals(await Deno.readTextFile(`${t.root}/hv01/Host.lock`), "", "left as it was");
+  // An empty shared lock file of ours is ours by its name: removed.
+  await Deno.writeTextFile(`${t.root}/hv01/Generic-s1.lock`, "");
+  await Deno.remove(`${t.root}/hv01/Host.lock`);
+  const shared = await assertRejects(() => l.acquire(request("s1")), StoreError);
+  assertEquals(shared.message.includes("could not release"), false, shared.message);
+  assertEquals(await t.files("hv01"), []);
+  const blind = locker(
+    t.root,
+    clock,
+    faultyStore(t.root, { create: () => "after", read: () => "before" }),
+  );
+  const unread = await assertRejects(() => blind.acquire(request("s2")), StoreError);
+  assertStringIncludes(unread.message, "could not release hv01/Generic-s2");
+});
+
+Deno.test("a rollback leaves alone a lock that another session took in its place meanwhile", async () => {
+  await using t = await tempStore();
+  const clock = new FakeClock();
+  const fs = openFsStore(t.store, { historyFolderName: "History" });
+  const other = locker(t.root, clock);
+  let swapped = false;
+  // Hosts are taken one after the other (concurrency 1): when b01 is
+  // checked, a01 (ours by then) is broken and retaken by s2.
+  const store: LockStore = {
+    ...fs,
+    read: async (host, name) => {
+      if (host === "b01" && !swapped) {
+        swapped = true;
+        const [ours] = await other.status("a01");
+        await other.breakLock(parseLockRef(ours!.ref), "taken over", true);
+        await other.acquire(request("s2", { hosts: ["a01"], type: "Host" }));
+      }
+      return await fs.read(host, name);
+    },
+  };
+  await other.acquire(request("holder", { hosts: ["b01"], type: "Host" }));
+  const l = new Locker({
+    store,
+    names: new FileNames("{0}.lock"),
+    clock,
+    skewMs: 0,
+    concurrency: 1,
+    holder: { host: "test", pid: 1 },
+  });
+  await assertRejects(
+    () => l.acquire(request("s1", { hosts: ["a01", "b01"], type: "Host" })),
+    LockBusyError,
+  );
+  assertEquals((await readLock(t.root, "a01")).SessionId, "s2");
+});
+
+Deno.test("test() counts only the types asked for; status() gives no holder for a file without one", async () => {
+  await using t = await tempStore();
+  const clock = new FakeClock();
+  const l = locker(t.root, clock);
+  await l.acquire(request("s1"));
+  assertEquals(await l.test("hv01", ["Host", "File"]), false);
+  assertEquals(await l.test("hv01", ["Generic"]), true);
+  await Deno.writeTextFile(`${t.root}/hv01/File-ps.lock`, '{"Caller":"ps","Holder":"pc01"}');
+  const ps = (await l.status("hv01")).find((i) => i.lockId === "File-ps");
+  assertEquals(ps?.holder, undefined);
+  assertEquals(ps?.sessionId, "ps");
+  assertEquals(await l.test("hv01", ["File"]), true);
+});
+
+Deno.test("history() skips an entry that vanished between listing and reading", async () => {
+  await using t = await tempStore();
+  const clock = new FakeClock();
+  const fs = openFsStore(t.store, { historyFolderName: "History" });
+  const store: LockStore = {
+    ...fs,
+    listHistory: async (host) => [...await fs.listHistory(host), "Host.lock-gone"],
+  };
+  const l = locker(t.root, clock, store);
+  const [lock] = await l.acquire(request("s1", { type: "Host" }));
+  await l.release(lock!);
+  assertEquals((await l.history("hv01")).map((e) => e.sessionId), ["s1"]);
+});
+
+Deno.test("an aborted signal takes nothing; a caller's own error from onProgress comes back untouched", async () => {
+  await using t = await tempStore();
+  const clock = new FakeClock();
+  const l = locker(t.root, clock, faultyStore(t.root, { remove: () => "before" }));
+  const abort = new AbortController();
+  abort.abort(new Error("stop"));
+  await assertRejects(() => l.acquire(request("s1", { signal: abort.signal })), Error, "stop");
+  assertEquals(await t.files("hv01"), []);
+  await l.acquire(request("reader"));
+  const mine = new Error("progress handler failed");
+  const thrown = await assertRejects(
+    () =>
+      l.acquire(request("writer", {
+        type: "Host",
+        drainTimeoutMs: 60_000,
+        onProgress: () => {
+          throw mine;
+        },
+      })),
+    Error,
+  );
+  assertOk(thrown === mine);
+  assertEquals(mine.message, "progress handler failed");
+});
+
+Deno.test("a lock lost for want of renewal stays lost: renew() and release() say so once the store is back", async () => {
+  await using t = await tempStore();
+  const clock = new WatchedClock();
+  let down = true;
+  const l = locker(
+    t.root,
+    clock,
+    faultyStore(t.root, { replace: () => down ? "before" : undefined }),
+  );
+  const lock = await held(l, clock, request("s1", { type: "Host", ttlMs: 60_000 }));
+  clock.advance(20_000);
+  const retried = clock.nextSchedule();
+  clock.runDue(); // fails; the lease still runs: tried again later
+  await retried;
+  assertEquals(lock.signal.aborted, false);
+  const lost = new Promise((resolve) => lock.signal.addEventListener("abort", resolve));
+  clock.advance(40_000);
+  clock.runDue(); // fails at the end of the lease: lost
+  await lost;
+  down = false;
+  await assertRejects(() => lock.renew(), LockLostError, "not renewed before they expired");
+  await assertRejects(() => lock.release(), LockLostError, "not renewed before they expired");
+  assertEquals(await t.files("hv01"), [], "released all the same");
+  assertEquals(clock.scheduledCount, 0, "no renewal scheduled after the loss");
 });
