@@ -162,8 +162,11 @@ export async function readDependencyMap(
 /**
  * The hosts that must be locked with `host`: every host X whose list holds
  * `host`, then, level by level, the hosts whose lists hold one of those;
- * never `host` itself, each once, cycles allowed. Order as the original:
- * the direct ones by name, then each further level by name.
+ * never `host` itself, each once, cycles allowed. Order as the original's
+ * `Get-ResourceDependence` (checked against it by the PowerShell interop
+ * suite): the direct ones by name (ordinal, ignoring case, as .NET sorts
+ * them: `_` after letters), then each further level in the order of the
+ * host that led to it, and by name among the hosts one host led to.
  *
  * @param host the host to be locked
  * @param map the dependency map
@@ -182,7 +185,7 @@ export function resolveDependencies(
   map: DependencyMap,
 ): string[] {
   const self = normalizeHost(host);
-  const names = Object.keys(map).sort();
+  const names = Object.keys(map).sort(byNameIgnoringCase);
   const dependents = (target: string) => names.filter((name) => map[name]!.includes(target));
   const seen = new Set<string>([self]);
   const result: string[] = [];
@@ -192,9 +195,16 @@ export function resolveDependencies(
     for (const item of level) {
       for (const name of dependents(item)) if (!seen.has(name)) next.add(name);
     }
-    level = [...next].sort();
+    level = [...next];
     for (const name of level) seen.add(name);
     result.push(...level);
   }
   return result;
+}
+
+/** .NET's ordinal ignore-case order (upper-cased code units), as PowerShell sorts member names. */
+function byNameIgnoringCase(a: string, b: string): number {
+  const x = a.toUpperCase();
+  const y = b.toUpperCase();
+  return x < y ? -1 : x > y ? 1 : 0;
 }
