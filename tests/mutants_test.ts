@@ -977,3 +977,92 @@ Deno.test("a lock lost for want of renewal stays lost: renew() and release() say
   assertEquals(await t.files("hv01"), [], "released all the same");
   assertEquals(clock.scheduledCount, 0, "no renewal scheduled after the loss");
 });
+
+Deno.test("a store clock that cannot be read counts as no offset; leases reach the store's create", async () => {
+  await using t = await tempStore();
+  const clock = new FakeClock();
+  const fs = openFsStore(t.store, { historyFolderName: "History" });
+  const options: unknown[] = [];
+  const store: LockStore = {
+    ...fs,
+    clockOffsetMs: () => Promise.reject(new Error("no server time")),
+    create: (host, name, data, createOptions) => {
+      options.push(createOptions);
+      return fs.create(host, name, data, createOptions);
+    },
+  };
+  const l = locker(t.root, clock, store);
+  await l.acquire(request("s1", { type: "Host", ttlMs: 60_000 }));
+  await l.acquire(request("s2", { hosts: ["db01"] }));
+  assertEquals(options, [{ ttlMs: 60_000 }, {}]);
+  const content = await readLock(t.root, "hv01");
+  assertEquals(content.ExpiresAtUtc, new Date(clock.now() + 60_000).toISOString());
+  assertEquals(content.TtlSeconds, 60);
+  assertEquals("TtlSeconds" in await readLock(t.root, "db01", "Generic-s2.lock"), false);
+});
+
+Deno.test("a Host lock that vanishes at every look is tried three times, then reported busy with nobody in the way", async () => {
+  await using t = await tempStore();
+  const fs = openFsStore(t.store, { historyFolderName: "History" });
+  let creates = 0;
+  const store: LockStore = {
+    ...fs,
+    create: () => (creates++, Promise.resolve(undefined)), // "exists"…
+    read: () => Promise.resolve(undefined), // …and gone when looked at
+  };
+  const l = locker(t.root, new FakeClock(), store);
+  const error = await assertRejects(
+    () => l.acquire(request("s1", { type: "Host" })),
+    LockBusyError,
+    "no lock in the way any more",
+  );
+  assertEquals(error.holders, []);
+  assertEquals(creates, 3);
+});
+
+Deno.test("progress tells how long the retry waits and how long the drain may still take", async () => {
+  await using t = await tempStore();
+  const clock = new FakeClock();
+  const l = locker(t.root, clock);
+  await l.acquire(request("holder", { type: "Host" }));
+  const retries: number[] = [];
+  await assertRejects(
+    () =>
+      l.acquire(request("s1", {
+        retryDelayMs: 1_000,
+        attempts: 2,
+        onProgress: (p) => retries.push(p.waitMs),
+      })),
+    LockBusyError,
+  );
+  assertEquals(retries, clock.sleeps);
+  const drains: number[] = [];
+  await l.acquire(request("reader", { hosts: ["db01"] }));
+  await assertRejects(
+    () =>
+      l.acquire(request("writer", {
+        hosts: ["db01"],
+        type: "Host",
+        drainTimeoutMs: 1_000,
+        onProgress: (p) => drains.push(p.waitMs),
+      })),
+    DrainTimeoutError,
+  );
+  assertEquals(drains, [1_000, 800, 600, 400, 200]);
+});
+
+Deno.test("a released shared lock keeps its name in History; a ref without a session is never told 'lost'", async () => {
+  await using t = await tempStore();
+  const clock = new FakeClock();
+  const l = locker(t.root, clock);
+  const [shared] = await l.acquire(request("s1"));
+  await l.release(shared!);
+  assertEquals(await t.history("hv01"), ["Generic-s1.lock"]);
+  // A broken Host lock in History that names no session (PowerShell's).
+  await Deno.writeTextFile(
+    `${t.root}/hv01/History/Host.lock-0f0e`,
+    '{"Caller":"ps","BrokenBy":"someone","BreakReason":"stuck"}',
+  );
+  const bare = { host: "hv01", lockId: "Host", type: "Host" as const };
+  assertEquals((await l.release(bare, true)).status, "already-released");
+});
