@@ -24,16 +24,14 @@
  * Deno 2.9 lets a program read `/proc` only with `--allow-all`; the command
  * line runs with `--allow-run`, so a short `sh` reads `/proc` for it (a few
  * ms on a host, 25-50 ms in a small loaded VM): when the tree is stopped,
- * with a terminal once after the command and on each Ctrl-C, and without
- * one only when the command's process group outlives it. `grep` reads
+ * once after the command ended (so a process that left the group with
+ * `setsid` or `setpgid` is found by its mark), and with a terminal on each
+ * Ctrl-C. `grep` reads
  * `run`'s ignored signals once at its start.
  *
  * What does not hold: a process that both left the group and cleared its
  * environment (`env -i`, `sudo`'s default, a double-forking daemon that
- * resets it) and whose parent died is not found; without a terminal, a
- * process that left the group (`setsid`) and outlives a command that ended
- * by itself is not looked for (that would cost a `/proc` read on every
- * run); processes of another user (`sudo`) cannot be signalled by an
+ * resets it) and whose parent died is not found; processes of another user (`sudo`) cannot be signalled by an
  * unprivileged `run`; a pid can be reused between a read of `/proc` and the
  * signal (milliseconds; pids wrap only after `pid_max`). Without `/proc`
  * (macOS, BSD) only the process group is signalled, and with a terminal
@@ -347,12 +345,15 @@ export class CommandTree {
   }
 
   /**
-   * What the command left running after it ended. Without a terminal, an
-   * empty process group answers at once, without reading `/proc`.
+   * What the command left running after it ended: on Linux always read from
+   * `/proc` (a process that left the group with `setsid` or `setpgid` still
+   * carries the tree's mark); elsewhere what is left in the process group.
    */
   async leftovers(): Promise<TreeProcess[]> {
-    if (this.group !== undefined && send(-this.group, 0) === "gone") return [];
-    if (this.group === undefined && !this.#canScan) return [];
+    if (!this.#canScan) {
+      if (this.group !== undefined && send(-this.group, 0) === "gone") return [];
+      if (this.group === undefined) return [];
+    }
     return await this.members();
   }
 

@@ -205,3 +205,25 @@ Deno.test(
       assertEquals(await listNames(`${dir}/locks/hv01`), ["History"]);
     }),
 );
+
+Deno.test(
+  "a process the command moved out of its group (setsid, set -m) is stopped before the release",
+  () =>
+    local(async (env, dir) => {
+      for (
+        const script of [
+          "setsid sleep 300 </dev/null >/dev/null 2>&1 & echo leftover=$!; sleep 0.2; exit 0",
+          "set -m; sleep 300 </dev/null >/dev/null 2>&1 & echo leftover=$!; exit 0",
+        ]
+      ) {
+        await using run = await spawnRun(["run", "hv01", "--", "bash", "-c", script], { env });
+        const leftover = await number(run, "leftover");
+        const out = await run.end();
+        assertEquals(out.code, 0, out.stderr);
+        assertStringIncludes(out.stderr, "leaving 1 process");
+        assertOk(!alive(leftover), `${script}: the escaped process is gone`);
+        assertEquals(run.tree(), []);
+        assertEquals(await listNames(`${dir}/locks/hv01`), ["History"]);
+      }
+    }),
+);
