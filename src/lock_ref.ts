@@ -110,7 +110,7 @@ export class FileNames {
     );
     return parseLockId(id) ? id : undefined;
   }
-  /** Lock id of a history entry (`Host.lock-<guid>` is the Host lock). */
+  /** Lock id of a history entry (`Host.lock-<suffix>` is the Host lock). */
   historyLockId(fileName: string): string | undefined {
     const direct = this.lockId(fileName);
     if (direct) return direct;

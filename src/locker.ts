@@ -174,7 +174,7 @@ type TakeResult =
   | { ok: false; host: string; holders: HolderInfo[] };
 
 const DRAIN_POLL_MS = 200;
-/** History entries of a Host lock read to learn whether a vanished lock was broken. */
+/** History entries of one session's Host lock read, at most, to learn whether it was broken. */
 const FATE_SCAN_LIMIT = 256;
 
 /** Runs `fn` over `items` with at most `limit` at once; settles all before rejecting. */
@@ -427,7 +427,7 @@ export class Locker {
     reason: string,
   ): Promise<boolean> {
     const name = this.#names.fileName(current.info.lockId);
-    const historyName = current.info.lockId === "Host" ? `${name}-${crypto.randomUUID()}` : name;
+    const historyName = this.#historyName(name, current.info.lockId, current.info.sessionId);
     const instant = await this.#instant(host);
     const at = new Date(instant.at).toISOString();
     const fields = {
@@ -808,7 +808,7 @@ export class Locker {
         }
       }
       const name = this.#names.fileName(ref.lockId);
-      const historyName = ref.lockId === "Host" ? `${name}-${crypto.randomUUID()}` : name;
+      const historyName = this.#historyName(name, ref.lockId, current.info.sessionId);
       const fields: Record<string, unknown> = { ...current.content.fields };
       if (
         current.content.state === "partial" &&
@@ -840,6 +840,17 @@ export class Locker {
   }
 
   /**
+   * The History name of a lock: shared locks keep theirs; Host locks get the
+   * session that held them (when known) and a unique suffix,
+   * `Host.lock-<session>.<uuid>`, so the fate of a session's Host lock is
+   * found by name, however long History grows.
+   */
+  #historyName(name: string, lockId: string, sessionId: string | undefined): string {
+    if (lockId !== "Host") return name;
+    return `${name}-${sessionId !== undefined ? `${sessionId}.` : ""}${crypto.randomUUID()}`;
+  }
+
+  /**
    * What became of a lock that is gone: broken by someone (History holds it
    * with `BrokenBy` and our session) or released.
    */
@@ -847,10 +858,11 @@ export class Locker {
     const released: ReleaseResult = { ref: refText, status: "already-released" };
     if (ref.sessionId === undefined) return released;
     const name = this.#names.fileName(ref.lockId);
-    // Shared locks keep their name in History; Host locks get a suffix, and
-    // only the newest few hundred are looked at.
+    // Shared locks keep their name in History; a Host lock's name starts
+    // with its session (a prefix only: the content says whose it is).
     const names = ref.lockId === "Host"
-      ? (await this.#store.listHistory(ref.host)).filter((n) => n.startsWith(`${name}-`))
+      ? (await this.#store.listHistory(ref.host))
+        .filter((n) => n.startsWith(`${name}-${ref.sessionId}.`))
         .slice(-FATE_SCAN_LIMIT)
       : [name];
     const found = await mapLimit(names, this.#concurrency, async (historyName) => {

@@ -477,3 +477,22 @@ Deno.test("a ref naming a session never breaks a lock that names another or none
   );
   assertEquals(await Deno.readTextFile(`${t.root}/hv01/Host.lock`), "Invoke-Maintenance");
 });
+
+Deno.test("a broken Host lock is reported lost however long History has grown", async () => {
+  await using t = await tempStore();
+  await Deno.mkdir(`${t.root}/hv01/History`, { recursive: true });
+  // A long History of other sessions' Host locks, in no particular order.
+  for (let i = 0; i < 600; i++) {
+    await Deno.writeTextFile(
+      `${t.root}/hv01/History/Host.lock-${crypto.randomUUID()}`,
+      JSON.stringify({ SessionId: crypto.randomUUID(), BrokenBy: "someone" }),
+    );
+  }
+  for (let round = 0; round < 5; round++) {
+    const lock = await lockResource("hv01", opts(t.store, { type: "Host" }));
+    await breakResourceLock(lock.refs[0]!, { store: t.store, force: true, reason: `r${round}` });
+    const [result] = await unlockResource(lock.refs, { store: t.store });
+    assertEquals(result?.status, "lost");
+    assertEquals(result?.breakReason, `r${round}`);
+  }
+});

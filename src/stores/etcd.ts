@@ -14,7 +14,7 @@
  * | key | what |
  * | --- | --- |
  * | `/resource-locks/dc01/Host.lock` | a live lock entry (JSON as in lock files) |
- * | `/resource-locks/dc01/History/Host.lock-<guid>` | a released lock |
+ * | `/resource-locks/dc01/History/Host.lock-<session>.<guid>` | a released lock |
  *
  * An entry's version is its key's mod revision: etcd gives every put a new
  * one, so it names the incarnation and the content. `read` returns it, and
