@@ -100,12 +100,6 @@ export function openFsStore(
   const history = (host: string) => join(folder(host), options.historyFolderName);
   const temporary = (dir: string) => join(dir, `${PRIVATE_PREFIX}-${crypto.randomUUID()}.tmp`);
   const ensured = new Set<string>();
-  /**
-   * Folders and guard files this process found real (not planted links or
-   * special files): checked once per process, as the host folder's creation
-   * is, not on every change.
-   */
-  const real = new Set<string>();
 
   async function ensureFolder(host: string): Promise<void> {
     const path = folder(host);
@@ -275,7 +269,7 @@ export function openFsStore(
   async function guarded<T>(host: string, fn: () => Promise<T>): Promise<T> {
     const path = join(folder(host), GUARD);
     await realFolder(folder(host));
-    const planted = real.has(path) ? undefined : await Deno.lstat(path).catch(() => undefined);
+    const planted = await Deno.lstat(path).catch(() => undefined);
     if (planted && !planted.isFile) {
       throw new StoreError(
         path,
@@ -290,7 +284,6 @@ export function openFsStore(
     } catch (error) {
       fail("open the guard", path, error);
     }
-    real.add(path);
     try {
       const timeout = AbortSignal.timeout(GUARD_WAIT_MS);
       await new Promise<void>((resolve, reject) => {
@@ -322,7 +315,6 @@ export function openFsStore(
 
   /** A folder that must be a real folder, not a link to somewhere else (host folder, History). */
   async function realFolder(path: string): Promise<boolean> {
-    if (real.has(path)) return true;
     let info: Deno.FileInfo;
     try {
       info = await Deno.lstat(path);
@@ -338,7 +330,6 @@ export function openFsStore(
         }, not a lock folder; left alone`,
       );
     }
-    real.add(path);
     return true;
   }
 
