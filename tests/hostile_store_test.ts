@@ -9,7 +9,9 @@
 
 import { assertEquals, assertOk, assertStringIncludes } from "./_assert.ts";
 import { runCli, snapshotTree } from "./_cli_helpers.ts";
-import { tempStore } from "./_helpers.ts";
+import { tempStore, within } from "./_helpers.ts";
+import { openFsStore } from "../src/stores/fs.ts";
+import { setSeamHook } from "../src/_seam.ts";
 
 /** A store and a decoy tree beside it that no command may touch. */
 async function hostile(
@@ -131,4 +133,61 @@ Deno.test("a host folder that is a symlink, or a planted guard, is refused", asy
     },
     async (run) => assertRefused(await run(["unlock", "hv01/Host", "--force"]), 4, "guard"),
   );
+});
+
+Deno.test("a FIFO or a link swapped in between a look and an open hangs nothing, also under the guard", async () => {
+  await using t = await tempStore();
+  const store = openFsStore(`${t.root}/{0}`, { historyFolderName: "History" });
+  const dir = `${t.root}/hv01`;
+  const fifo = `${t.root}/fifo`;
+  const made = await new Deno.Command("mkfifo", { args: [fifo] }).output();
+  assertEquals(made.code, 0);
+  const swapIn = async () => {
+    await Deno.remove(`${dir}/Host.lock`);
+    await Deno.symlink(fifo, `${dir}/Host.lock`);
+  };
+  // A plain read, and a change whose check under the guard meets the swap.
+  for (const act of ["read", "remove"] as const) {
+    const version = (await store.create("hv01", "Host.lock", new TextEncoder().encode("{}")))!;
+    let swapped = false;
+    const previous = setSeamHook((event) => {
+      if (swapped || event.point !== "fs.read.looked") return undefined;
+      if (act === "remove" && !event.name.endsWith("Host.lock")) return undefined;
+      swapped = true;
+      return swapIn();
+    });
+    try {
+      const attempt: Promise<unknown> = act === "read"
+        ? store.read("hv01", "Host.lock")
+        : store.remove("hv01", "Host.lock", version);
+      const outcome = await within(10_000, attempt).then(
+        () => "done",
+        (error) => (error as Error).message,
+      );
+      assertOk(swapped, "the swap happened");
+      assertStringIncludes(String(outcome), "symbolic link");
+    } finally {
+      setSeamHook(previous);
+      await Deno.remove(`${dir}/Host.lock`);
+    }
+  }
+  // The guard is free again: another change goes through at once.
+  const v = (await store.create("hv01", "Host.lock", new Uint8Array()))!;
+  assertEquals(await within(5_000, store.remove("hv01", "Host.lock", v)), true);
+});
+
+Deno.test("a guard replaced by a link to a file elsewhere is refused, and nothing is made there", async () => {
+  await using t = await tempStore();
+  const store = openFsStore(`${t.root}/{0}`, { historyFolderName: "History" });
+  const v1 = (await store.create("hv01", "Host.lock", new TextEncoder().encode("a")))!;
+  const v2 = (await store.replace("hv01", "Host.lock", v1, new TextEncoder().encode("b")))!;
+  const outside = `${t.root}/outside-made-by-guard`;
+  await Deno.remove(`${t.root}/hv01/.resource-locker.guard`);
+  await Deno.symlink(outside, `${t.root}/hv01/.resource-locker.guard`);
+  const error = await store.replace("hv01", "Host.lock", v2, new TextEncoder().encode("c")).then(
+    () => undefined,
+    (e) => e as Error,
+  );
+  assertStringIncludes(error?.message ?? "", "symbolic link");
+  assertEquals(await Deno.lstat(outside).then(() => true, () => false), false);
 });

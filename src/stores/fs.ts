@@ -163,9 +163,17 @@ export function openFsStore(
     }
     const p = pause("read.looked", "", path);
     if (p) await p;
+    // Opened for reading and writing (nothing is written): an open for
+    // reading alone would block for ever on a FIFO swapped in since the
+    // look above; read-write opens of a FIFO return at once, and the check
+    // below then finds it is not the file looked at. A reader that may not
+    // write (a read-only view of the store) opens for reading.
     let file: Deno.FsFile;
     try {
-      file = await Deno.open(path, { read: true });
+      file = await Deno.open(path, { read: true, write: true }).catch((error) => {
+        if (error instanceof Deno.errors.NotFound) throw error;
+        return Deno.open(path, { read: true }); // not ours to write (read-only view or mount)
+      });
     } catch (error) {
       if (error instanceof Deno.errors.NotFound) return undefined;
       fail("read", path, error);
@@ -278,12 +286,7 @@ export function openFsStore(
         }, not our guard; left alone`,
       );
     }
-    let file: Deno.FsFile;
-    try {
-      file = await Deno.open(path, { read: true, write: true, create: true });
-    } catch (error) {
-      fail("open the guard", path, error);
-    }
+    const file = await openGuard(path);
     try {
       const timeout = AbortSignal.timeout(GUARD_WAIT_MS);
       await new Promise<void>((resolve, reject) => {
@@ -306,6 +309,44 @@ export function openFsStore(
     } finally {
       file.close(); // releases the flock (a late lock() releases it when it returns)
     }
+  }
+
+  /**
+   * Opens the guard file without following a link planted in its place: an
+   * existing one is opened, else a new one made with an exclusive create
+   * (which never follows a link); either way it must then be the regular
+   * file the name holds.
+   */
+  async function openGuard(path: string): Promise<Deno.FsFile> {
+    for (let round = 0; round < 3; round++) {
+      let file: Deno.FsFile;
+      try {
+        file = await Deno.open(path, { read: true, write: true });
+      } catch (error) {
+        if (!(error instanceof Deno.errors.NotFound)) fail("open the guard", path, error);
+        try {
+          file = await Deno.open(path, { read: true, write: true, createNew: true });
+        } catch (error) {
+          if (error instanceof Deno.errors.AlreadyExists) continue;
+          fail("open the guard", path, error);
+        }
+      }
+      const opened = file.statSync();
+      const named = await Deno.lstat(path).catch(() => undefined);
+      if (opened.isFile && named?.isFile && named.ino === opened.ino && named.dev === opened.dev) {
+        return file;
+      }
+      file.close();
+      if (named && !named.isFile) {
+        throw new StoreError(
+          path,
+          `Cannot use "${path}": it is ${
+            named.isSymlink ? "a symbolic link" : "not a regular file"
+          }, not our guard; left alone`,
+        );
+      }
+    }
+    throw new StoreError(path, `Cannot use "${path}": it kept changing while being opened`);
   }
 
   /** Under the guard: the entry at `path` when it still is `version`. */
