@@ -160,7 +160,8 @@ Deno.test("lock … | unlock - releases every lock of the session into History",
     for (const host of ["dc01", "dc02", "hv01"]) {
       const history = await listNames(join(root, host, "History"));
       assert.equal(history.length, 1, host);
-      assert.match(history[0]!, new RegExp(`^Host\\.lock-${GUID}$`));
+      const session = refs[0]!.split("@")[1]!;
+      assert.match(history[0]!, new RegExp(`^Host\\.lock-${session}\\.${GUID}$`));
       assert.equal((await cli(["test", host])).code, 1);
     }
 
@@ -460,7 +461,7 @@ Deno.test("history lists released locks newest first, with --limit and --json", 
     const [entry] = limited.entries;
     assert.equal(entry.sessionId, sessions[1]);
     assert.equal(entry.caller, "second-caller");
-    assert.match(entry.name, new RegExp(`^Host\\.lock-${GUID}$`));
+    assert.match(entry.name, new RegExp(`^Host\\.lock-${sessions[1]}\\.${GUID}$`));
     assert.ok(Date.parse(entry.unlockedAt) >= Date.parse(entry.lockedAt));
     assert.equal(entry.brokenBy, null);
     assertOneLineError(await cli(["history", "dc01", "--limit", "0"]), 2, "--limit");
@@ -744,7 +745,7 @@ Deno.test("break moves an expired lock into History with BrokenBy and BreakReaso
     assert.match(broken.stderr, /^Broke dc01\/Host@old-session /);
     assert.deepEqual(await listNames(join(root, "dc01")), ["History"]);
     const [entry] = await listNames(join(root, "dc01", "History"));
-    assert.match(entry!, new RegExp(`^Host\\.lock-${GUID}$`));
+    assert.match(entry!, new RegExp(`^Host\\.lock-old-session\\.${GUID}$`));
     const fields = parseJsonExact(
       await Deno.readTextFile(join(root, "dc01", "History", entry!)),
     ) as Record<string, unknown>;
