@@ -197,7 +197,7 @@ etcdTest(
       assert.equal(history.length, 1);
       assert.equal(history[0]!.caller, "Invoke-Maintenance");
       assert.ok(history[0]!.unlockedAt instanceof Date);
-      assert.match(history[0]!.name, /^Host\.lock-[0-9a-f-]{36}$/);
+      assert.match(history[0]!.name, /^Host\.lock-[0-9a-f-]{36}\.[0-9a-f-]{36}$/);
       const historyKeys = await etcdKeys(
         etcd,
         "/resource-locks/dc01/History/",

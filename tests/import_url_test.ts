@@ -168,7 +168,7 @@ Deno.test("a script outside the project imports mod.ts by URL with an empty cach
     assert.deepEqual(await listNames(join(root, "web01")), ["History"]);
     const history = await listNames(join(root, "web01", "History"));
     assert.equal(history.length, 1);
-    assert.match(history[0]!, /^Host\.lock-[0-9a-f-]{36}$/);
+    assert.match(history[0]!, /^Host\.lock-[0-9a-f-]{36}\.[0-9a-f-]{36}$/);
     const fields = parseJsonExact(
       await Deno.readTextFile(join(root, "web01", "History", history[0]!)),
     ) as Record<string, unknown>;
