@@ -45,6 +45,7 @@ import {
   type ResourceLock,
 } from "../mod.ts";
 import { installSeamFromEnv } from "../src/_seam.ts";
+import { seededRandom as random } from "./_helpers.ts";
 
 /** What the parent passes, as JSON in the first argument. */
 export interface WorkerOptions {
@@ -90,18 +91,6 @@ function log(event: Record<string, unknown>): void {
   const bytes = encoder.encode(JSON.stringify(event) + "\n");
   let written = 0;
   while (written < bytes.length) written += logFile.writeSync(bytes.subarray(written));
-}
-
-/** mulberry32: small, seeded, good enough for test choices. */
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 const rand = random(options.seed);

@@ -67,6 +67,7 @@
  */
 
 import { assertEquals, assertOk } from "./_assert.ts";
+import { seededRandom as mulberry32 } from "./_helpers.ts";
 
 /** One live entry of a host, read straight from the store. */
 export interface RawEntry {
@@ -335,17 +336,6 @@ function seamPointsInSources(): Set<string> {
   };
   walk(root);
   return found;
-}
-
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));

@@ -29,7 +29,7 @@ import {
   TEST_TZ,
   TEST_TZ_OFFSET_MINUTES,
 } from "./_cli_helpers.ts";
-import { GUARD_FILE } from "./_helpers.ts";
+import { GUARD_FILE, seededRandom as random } from "./_helpers.ts";
 import {
   installPsModule,
   psModuleSource,
@@ -777,18 +777,6 @@ function documentedOrder(map: RawMap, host: string): string[] {
     result.push(...level);
   }
   return result;
-}
-
-/** A small seeded generator (mulberry32), so a failing map can be made again. */
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 const POOL = ["hv01", "hv02", "dc01", "dc_02", "ab", "a_b", "fs-01", "vm.01", "z9", "q"];
