@@ -594,12 +594,15 @@ Deno.test("renew() without a lease, or after release, does nothing and writes no
   const clock = new FakeClock();
   const l = locker(t.root, clock);
   const plain = await held(l, clock, request("s1", { type: "Host" }));
+  assertEquals(clock.scheduledCount, 0, "no renewal scheduled without a lease");
   const before = await Deno.readTextFile(`${t.root}/hv01/Host.lock`);
   await plain.renew();
   assertEquals(await Deno.readTextFile(`${t.root}/hv01/Host.lock`), before);
   await plain.release();
   const leased = await held(l, clock, request("s2", { type: "Host", ttlMs: 60_000 }));
+  assertEquals(clock.scheduledCount, 1);
   await leased.release();
+  assertEquals(clock.scheduledCount, 0, "the renewal is cancelled by the release");
   await leased.renew(); // released: nothing to renew, nothing lost
   assertEquals(leased.signal.aborted, false);
   assertEquals(await t.files("hv01"), []);
@@ -1065,4 +1068,187 @@ Deno.test("a released shared lock keeps its name in History; a ref without a ses
   );
   const bare = { host: "hv01", lockId: "Host", type: "Host" as const };
   assertEquals((await l.release(bare, true)).status, "already-released");
+});
+
+// --- src/locker.ts: what a folder or History holds besides our locks ----------
+
+Deno.test("status() and test() pass over files that are no locks, locks that vanish, and fields a file lacks", async () => {
+  await using t = await tempStore();
+  const clock = new FakeClock();
+  const fs = openFsStore(t.store, { historyFolderName: "History" });
+  // The folder lists a lock that is gone by the time it is read.
+  const store: LockStore = {
+    ...fs,
+    list: async (host) => [...await fs.list(host), "Generic-gone.lock"],
+  };
+  const l = locker(t.root, clock, store);
+  assertOk(l.store === store);
+  await Deno.mkdir(`${t.root}/hv01`);
+  await Deno.writeTextFile(`${t.root}/hv01/notes.txt`, "not a lock");
+  await Deno.writeTextFile(`${t.root}/hv01/undefined.lock`, "{}");
+  await Deno.writeTextFile(`${t.root}/hv01/Host.lock`, '{"Holder":{"Host":5,"Pid":"x"}}');
+  const [info, ...rest] = await l.status("hv01");
+  assertEquals(rest, []);
+  assertEquals(info, {
+    host: "hv01",
+    lockId: "Host",
+    type: "Host",
+    ref: "hv01/Host",
+    expired: false,
+    state: "ok",
+    holder: {},
+  });
+  assertEquals(await l.test("hv01", ["Generic", "File"]), false);
+  assertEquals(await l.test("hv01", ["Host"]), true);
+  // A Host lock drains past the vanished shared lock.
+  await Deno.remove(`${t.root}/hv01/Host.lock`);
+  await l.acquire(request("s1", { type: "Host", drainTimeoutMs: 1_000 }));
+});
+
+Deno.test("history() fails when an entry cannot be read, and gives released entries no break fields", async () => {
+  await using t = await tempStore();
+  const clock = new FakeClock();
+  const fs = openFsStore(t.store, { historyFolderName: "History" });
+  let fail = false;
+  const store: LockStore = {
+    ...fs,
+    readHistory: (host, name) =>
+      fail ? Promise.reject(new StoreError(t.root, "cannot read")) : fs.readHistory(host, name),
+  };
+  const l = locker(t.root, clock, store);
+  const [lock] = await l.acquire(request("s1"));
+  await l.release(lock!);
+  await Deno.writeTextFile(`${t.root}/hv01/History/Generic-x.lock`, "{}"); // no time at all
+  const [released, timeless] = await l.history("hv01");
+  assertEquals("brokenBy" in released!, false);
+  assertEquals("breakReason" in released!, false);
+  assertEquals(timeless?.lockId, "Generic-x", "an entry without any time sorts last");
+  fail = true;
+  await assertRejects(() => l.history("hv01"), StoreError, "cannot read");
+});
+
+Deno.test("an empty caller or description is not written", async () => {
+  await using t = await tempStore();
+  const l = locker(t.root, new FakeClock());
+  await l.acquire(request("s1", { type: "Host", caller: "", description: "" }));
+  const content = await readLock(t.root, "hv01");
+  assertEquals(["Caller" in content, "Description" in content], [false, false]);
+});
+
+Deno.test("stores that can watch are waited on instead of the clock, for retries and drains", async () => {
+  await using t = await tempStore();
+  const clock = new FakeClock();
+  const fs = openFsStore(t.store, { historyFolderName: "History" });
+  const waits: [string, number][] = [];
+  const store: LockStore = {
+    ...fs,
+    waitForChange: (host, ms) => {
+      waits.push([host, ms]);
+      clock.advance(ms);
+      return Promise.resolve();
+    },
+  };
+  const l = locker(t.root, clock, store);
+  await l.acquire(request("holder", { type: "Host" }));
+  const random = Math.random;
+  Math.random = () => 0.5;
+  try {
+    await assertRejects(
+      () => l.acquire(request("s1", { retryDelayMs: 1_000, attempts: 2 })),
+      LockBusyError,
+    );
+  } finally {
+    Math.random = random;
+  }
+  await l.acquire(request("reader", { hosts: ["db01"] }));
+  await assertRejects(
+    () => l.acquire(request("writer", { hosts: ["db01"], type: "Host", drainTimeoutMs: 300 })),
+    DrainTimeoutError,
+  );
+  assertEquals(waits, [["hv01", 1_010], ["db01", 200], ["db01", 100]]);
+  assertEquals(clock.sleeps, [], "the clock was not slept on");
+});
+
+Deno.test("a drain waits out only what is left of its timeout", async () => {
+  await using t = await tempStore();
+  const clock = new FakeClock();
+  const l = locker(t.root, clock);
+  await l.acquire(request("reader"));
+  await assertRejects(
+    () => l.acquire(request("writer", { type: "Host", drainTimeoutMs: 300 })),
+    DrainTimeoutError,
+  );
+  assertEquals(clock.sleeps, [200, 100]);
+});
+
+Deno.test("the newest break of a session is found whatever the order of History's names", async () => {
+  // Host entries are named `Host.lock-<session>.<unique>` (older ones `Host.lock-<unique>`).
+  for (
+    const [older, newer] of [["Host.lock-s1.a", "Host.lock-s1.b"], [
+      "Host.lock-s1.b",
+      "Host.lock-s1.a",
+    ]]
+  ) {
+    await using t = await tempStore();
+    const l = locker(t.root, new FakeClock());
+    await Deno.mkdir(`${t.root}/hv01/History`, { recursive: true });
+    const entry = (reason: string, at?: string) =>
+      JSON.stringify({
+        SessionId: "s1",
+        BrokenBy: "x",
+        BreakReason: reason,
+        ...(at ? { BrokenAtUtc: at } : {}),
+      });
+    await Deno.writeTextFile(`${t.root}/hv01/History/Host.lock-s1.0`, entry("no time"));
+    await Deno.writeTextFile(
+      `${t.root}/hv01/History/${older}`,
+      entry("older", "2026-01-01T00:00:00.000Z"),
+    );
+    await Deno.writeTextFile(
+      `${t.root}/hv01/History/${newer}`,
+      entry("newer", "2026-01-02T00:00:00.000Z"),
+    );
+    const ref = { host: "hv01", lockId: "Host", type: "Host" as const, sessionId: "s1" };
+    const result = await l.release(ref);
+    assertEquals([result.status, result.breakReason], ["lost", "newer"], older);
+  }
+  // A break without time or reason reports neither.
+  await using t = await tempStore();
+  const l = locker(t.root, new FakeClock());
+  await Deno.mkdir(`${t.root}/hv01/History`, { recursive: true });
+  await Deno.writeTextFile(
+    `${t.root}/hv01/History/Generic-s1.lock`,
+    '{"SessionId":"s1","BrokenBy":"x"}',
+  );
+  const result = await l.release({
+    host: "hv01",
+    lockId: "Generic-s1",
+    type: "Generic",
+    sessionId: "s1",
+  });
+  assertEquals(result, { ref: "hv01/Generic-s1", status: "lost", brokenBy: "x" });
+});
+
+Deno.test("a Host ref's fate is looked for among Host entries only", async () => {
+  await using t = await tempStore();
+  const clock = new FakeClock();
+  const l = locker(t.root, clock);
+  const [shared] = await l.acquire(request("s1", { ttlMs: 1_000 }));
+  clock.advance(5_000);
+  await l.breakLock(shared!, "shared lock broken", false);
+  const [host] = await l.acquire(request("s1", { type: "Host" }));
+  await l.release(host!);
+  assertEquals((await l.release(host!)).status, "already-released");
+});
+
+Deno.test("breakLock(): a live lock needs force by default; a ref without a session breaks whoever holds it", async () => {
+  await using t = await tempStore();
+  const l = locker(t.root, new FakeClock());
+  const [lock] = await l.acquire(request("s1", { type: "Host" }));
+  await assertRejects(() => l.breakLock(lock!, "why"), LockBusyError);
+  const bare = { host: "hv01", lockId: "Host", type: "Host" as const };
+  assertEquals((await l.breakLock(bare, "bare", true)).sessionId, "s1");
+  await Deno.writeTextFile(`${t.root}/hv01/Host.lock`, '{"Caller":"powershell"}');
+  assertEquals((await l.breakLock(bare, "ps", true)).caller, "powershell");
+  assertEquals(await t.files("hv01"), []);
 });
