@@ -28,6 +28,7 @@ import {
 } from "../src/dependencies.ts";
 import { type AcquireRequest, describeHolders, Locker } from "../src/locker.ts";
 import { pausedAt } from "./_seams.ts";
+import { setSeamHook } from "../src/_seam.ts";
 import {
   FileNames,
   formatLockRef,
@@ -220,11 +221,12 @@ Deno.test("history() reads our entries, PowerShell's ticks and breaks, newest fi
   const [host] = await l.acquire(request("s2", { type: "Host", caller: "broken" }));
   clock.advance(60_000);
   await l.breakLock(host!, "stuck", true); // broken at start + 2 min
-  // PowerShell released a Host lock at start + 3 min: local ticks, no UnlockedAtUtc.
+  // PowerShell released a Host lock at start + 45 s: local ticks, no UnlockedAtUtc.
+  // (Newest first is then not the order of the names.)
   const ticks = (ms: number) => 621_355_968_000_000_000n + BigInt(ms + 120 * 60_000) * 10_000n;
   await Deno.writeTextFile(
     `${t.root}/hv01/History/Host.lock-0f0e`,
-    `{"Caller":"powershell","LockedAt":${ticks(start)},"UnlockedAt":${ticks(start + 180_000)}}`,
+    `{"Caller":"powershell","LockedAt":${ticks(start)},"UnlockedAt":${ticks(start + 45_000)}}`,
   );
   // Never unlocked: sorted by when it was taken (start + 30 s).
   await Deno.writeTextFile(
@@ -233,9 +235,9 @@ Deno.test("history() reads our entries, PowerShell's ticks and breaks, newest fi
   );
   await Deno.writeTextFile(`${t.root}/hv01/History/notes.txt`, "not a lock");
   const history = await l.history("hv01");
-  assertEquals(history.map((e) => e.caller), ["powershell", "broken", "ours", "taken only"]);
-  const [ps, broken, ours] = history;
-  assertEquals(ps!.unlockedAt?.getTime(), start + 180_000);
+  assertEquals(history.map((e) => e.caller), ["broken", "ours", "powershell", "taken only"]);
+  const [broken, ours, ps] = history;
+  assertEquals(ps!.unlockedAt?.getTime(), start + 45_000);
   assertEquals(ps!.lockedAt?.getTime(), start);
   assertEquals(ps!.lockId, "Host");
   assertEquals(ps!.name, "Host.lock-0f0e");
@@ -244,7 +246,7 @@ Deno.test("history() reads our entries, PowerShell's ticks and breaks, newest fi
   assertEquals([ours!.brokenBy, ours!.breakReason], [undefined, undefined]);
   assertEquals(ours!.unlockedAt?.getTime(), start + 60_000);
   assertOk(history.every((e) => e.expired === false));
-  assertEquals((await l.history("hv01", 2)).map((e) => e.caller), ["powershell", "broken"]);
+  assertEquals((await l.history("hv01", 2)).map((e) => e.caller), ["broken", "ours"]);
 });
 
 // --- src/locker.ts: drain ----------------------------------------------------
@@ -328,7 +330,8 @@ Deno.test("a create whose answer was lost leaves no lock of ours, and never touc
   const other = locker(t.root, clock);
   await other.acquire(request("other", { type: "Host" }));
   lose = true;
-  await assertRejects(() => l.acquire(request("s1", { type: "Host" })), StoreError);
+  const theirs = await assertRejects(() => l.acquire(request("s1", { type: "Host" })), StoreError);
+  assertEquals(theirs.message.includes("could not release"), false, theirs.message);
   assertEquals((await readLock(t.root, "hv01")).SessionId, "other");
 });
 
@@ -696,12 +699,9 @@ Deno.test("describeHolders() names kind, caller, description and time of at most
   const three = [{ lockId: "Generic-a" }, { lockId: "Generic-b" }, { lockId: "Generic-c" }];
   assertEquals(describeHolders(three).split("; ").length, 3);
   assertEquals(describeHolders(three).includes("more"), false);
-  assertEquals(
-    describeHolders([...three, { lockId: "Generic-d" }, { lockId: "Generic-e" }]).endsWith(
-      "Generic lock held by an unknown caller and 2 more",
-    ),
-    true,
-  );
+  const five = describeHolders([...three, { lockId: "Generic-d" }, { lockId: "Generic-e" }]);
+  assertEquals(five.split("; ").length, 3, five);
+  assertEquals(five.endsWith("Generic lock held by an unknown caller and 2 more"), true, five);
 });
 
 Deno.test("retries wait the delay times 0.75 to 1.25 plus up to 20 ms", async () => {
@@ -1251,4 +1251,119 @@ Deno.test("breakLock(): a live lock needs force by default; a ref without a sess
   await Deno.writeTextFile(`${t.root}/hv01/Host.lock`, '{"Caller":"powershell"}');
   assertEquals((await l.breakLock(bare, "ps", true)).caller, "powershell");
   assertEquals(await t.files("hv01"), []);
+});
+
+Deno.test("status() puts the Host lock first and orders the rest whatever order the store lists them in", async () => {
+  await using t = await tempStore();
+  const clock = new FakeClock();
+  const fs = openFsStore(t.store, { historyFolderName: "History" });
+  const store: LockStore = { ...fs, list: async (host) => (await fs.list(host)).reverse() };
+  const l = locker(t.root, clock, store);
+  await l.acquire(request("zz"));
+  await l.acquire(request("aa"));
+  await l.acquire(request("hh", { type: "Host", drain: false }));
+  assertEquals((await l.status("hv01")).map((i) => i.lockId), ["Host", "Generic-aa", "Generic-zz"]);
+});
+
+Deno.test("history() trusts UnlockedAtUtc over the writer's local ticks", async () => {
+  await using t = await tempStore();
+  const l = locker(t.root, new FakeClock()); // reads at UTC
+  await Deno.mkdir(`${t.root}/hv01/History`, { recursive: true });
+  // Written at UTC+2: ticks of 12:00 local, the same instant as 10:00Z.
+  const ticks = 621_355_968_000_000_000n +
+    BigInt(Date.UTC(2026, 0, 1, 12)) * 10_000n;
+  await Deno.writeTextFile(
+    `${t.root}/hv01/History/Generic-s1.lock`,
+    `{"UnlockedAt":${ticks},"UnlockedAtUtc":"2026-01-01T10:00:00.000Z"}`,
+  );
+  assertEquals((await l.history("hv01"))[0]?.unlockedAt?.toISOString(), "2026-01-01T10:00:00.000Z");
+});
+
+/** The local store under `root`, recording every remove it is asked for. */
+function recordingRemoves(root: string, read?: LockStore["read"]) {
+  const fs = openFsStore(`${root}/{0}`, { historyFolderName: "History" });
+  const removes: string[] = [];
+  const store: LockStore = {
+    ...fs,
+    read: read ?? fs.read.bind(fs),
+    remove: (host, name, version) => {
+      removes.push(`${host}/${name}`);
+      return fs.remove(host, name, version);
+    },
+  };
+  return { store, removes };
+}
+
+Deno.test("a shared lock the session held already is never removed, refused or failing", async () => {
+  await using t = await tempStore();
+  const clock = new FakeClock();
+  let failHost = false;
+  const fs = openFsStore(t.store, { historyFolderName: "History" });
+  const { store, removes } = recordingRemoves(
+    t.root,
+    (host, name) =>
+      failHost && name === "Host.lock"
+        ? Promise.reject(new StoreError(t.root, "read failed"))
+        : fs.read(host, name),
+  );
+  const l = locker(t.root, clock, store);
+  await l.acquire(request("s1"));
+  await l.acquire(request("s2", { type: "Host", drain: false }));
+  await assertRejects(() => l.acquire(request("s1")), LockBusyError);
+  failHost = true;
+  const error = await assertRejects(() => l.acquire(request("s1")), StoreError, "read failed");
+  assertEquals(error.message.includes("could not release"), false, error.message);
+  assertEquals(removes, [], "nothing removed");
+  assertEquals(await t.files("hv01"), ["Generic-s1.lock", "Host.lock"]);
+});
+
+Deno.test("a create that failed before making anything leaves nothing to name", async () => {
+  await using t = await tempStore();
+  const l = locker(t.root, new FakeClock(), faultyStore(t.root, { create: () => "before" }));
+  for (const type of ["Host", "Generic"] as const) {
+    const error = await assertRejects(() => l.acquire(request("s1", { type })), StoreError);
+    assertEquals(error.message, "create failed", type);
+  }
+});
+
+Deno.test("each race seam holds its change until it is let go", async () => {
+  await using t = await tempStore();
+  const clock = new FakeClock();
+  const fs = openFsStore(t.store, { historyFolderName: "History" });
+  const changes: string[] = [];
+  const store: LockStore = {
+    ...fs,
+    replace: (...args) => (changes.push("replace"), fs.replace(...args)),
+    archive: (...args) => (changes.push("archive"), fs.archive(...args)),
+  };
+  const l = locker(t.root, clock, store);
+  for (const point of ["locker.renew.checked", "locker.release.checked", "locker.break.judged"]) {
+    const [lock] = await l.acquire(request("s1", { type: "Host", ttlMs: 60_000 }));
+    changes.length = 0;
+    let reached!: () => void;
+    const atSeam = new Promise<void>((resolve) => reached = resolve);
+    let letGo!: () => void;
+    const gate = new Promise<void>((resolve) => letGo = resolve);
+    const previous = setSeamHook((event) => {
+      if (event.point !== point) return undefined;
+      reached();
+      return gate;
+    });
+    try {
+      const change = point === "locker.renew.checked"
+        ? l.renewAll([lock!], 60_000)
+        : point === "locker.release.checked"
+        ? l.release(lock!)
+        : l.breakLock(lock!, "test", true);
+      await atSeam;
+      // A change that did not wait at the seam has called the store by now.
+      assertEquals(changes, [], `${point}: the store is not changed while held`);
+      letGo();
+      await change;
+      assertEquals(changes.length, 1, point);
+    } finally {
+      setSeamHook(previous);
+    }
+    if (point === "locker.renew.checked") await l.release(lock!);
+  }
 });
