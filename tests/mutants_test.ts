@@ -981,6 +981,25 @@ Deno.test("a lock lost for want of renewal stays lost: renew() and release() say
   assertEquals(clock.scheduledCount, 0, "no renewal scheduled after the loss");
 });
 
+Deno.test("a release that finds a lock broken reports that break, even after an earlier loss", async () => {
+  await using t = await tempStore();
+  const clock = new WatchedClock();
+  let down = true;
+  const l = locker(
+    t.root,
+    clock,
+    faultyStore(t.root, { replace: () => down ? "before" : undefined }),
+  );
+  const lock = await held(l, clock, request("s1", { type: "Host", ttlMs: 60_000 }));
+  const lost = new Promise((resolve) => lock.signal.addEventListener("abort", resolve));
+  clock.advance(60_000);
+  clock.runDue(); // not renewed before the end of the lease: lost
+  await lost;
+  down = false;
+  await l.breakLock(lock.locks[0]!, "taken over", true);
+  await assertRejects(() => lock.release(), LockLostError, "was broken by");
+});
+
 Deno.test("a store clock that cannot be read counts as no offset; leases reach the store's create", async () => {
   await using t = await tempStore();
   const clock = new FakeClock();
