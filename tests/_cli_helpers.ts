@@ -201,3 +201,19 @@ export function expectedLocalTicks(
 export const TEST_TZ = "Asia/Kolkata";
 /** Its offset from UTC in minutes. */
 export const TEST_TZ_OFFSET_MINUTES = 330;
+
+/**
+ * Runs the command line's `main` in this process (no spawn), collecting its
+ * output lines; stdin is empty. For tests that need hundreds of calls.
+ */
+export async function runCliInProcess(args: string[]): Promise<Omit<CliResult, "ms">> {
+  const { main } = await import("../cli.ts");
+  let stdout = "";
+  let stderr = "";
+  const code = await main(args, {
+    out: (text) => void (stdout += text + "\n"),
+    err: (text) => void (stderr += text + "\n"),
+    stdin: () => Promise.resolve(""),
+  });
+  return { code, stdout, stderr };
+}

@@ -19,13 +19,13 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { main } from "../cli.ts";
 import { getResourceLockStatus, lockResource } from "../mod.ts";
 import {
   expectedLocalTicks,
   lines,
   parseJsonExact,
   runCli,
+  runCliInProcess,
   TEST_TZ,
   TEST_TZ_OFFSET_MINUTES,
 } from "./_cli_helpers.ts";
@@ -99,24 +99,13 @@ async function withWorld(fn: (world: World) => Promise<void>): Promise<void> {
         });
         return { code: result.code, stdout: result.stdout, stderr: result.stderr };
       },
-      inProcess: (args) => inProcess([...args, "--store", store]),
+      inProcess: (args) => runCliInProcess([...args, "--store", store]),
     };
     await fn(world);
   } finally {
     await ps.run("Get-PSBreakpoint | Remove-PSBreakpoint").catch(() => {});
     await Deno.remove(root, { recursive: true });
   }
-}
-
-async function inProcess(args: string[]): Promise<Cli> {
-  let stdout = "";
-  let stderr = "";
-  const code = await main(args, {
-    out: (text) => void (stdout += text + "\n"),
-    err: (text) => void (stderr += text + "\n"),
-    stdin: () => Promise.resolve(""),
-  });
-  return { code, stdout, stderr };
 }
 
 /** A value as a PowerShell expression: JSON in a verbatim here-string, parsed by PowerShell. */
@@ -884,7 +873,7 @@ foreach ($j in (Get-Content -Raw -LiteralPath ${
         for (const host of m.queries) {
           tally.queries++;
           const ps = psAnswers[n++]!;
-          const ours = await inProcess(["deps", host, "--file", m.file, "--json"]);
+          const ours = await runCliInProcess(["deps", host, "--file", m.file, "--json"]);
           const what = `${m.file} (${JSON.stringify(m.map)}) deps ${host}`;
           assertEquals(ours.code, 0, `${what}: ${ours.stderr}`);
           const oursList = (JSON.parse(ours.stdout) as { dependencies: string[] }).dependencies;

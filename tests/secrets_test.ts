@@ -9,9 +9,8 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { main } from "../cli.ts";
 import { InputError, lockResource } from "../mod.ts";
-import { runCli } from "./_cli_helpers.ts";
+import { runCli, runCliInProcess } from "./_cli_helpers.ts";
 
 /** A closed port on this machine: connections are refused at once. */
 const CLOSED = "127.0.0.1:1";
@@ -160,19 +159,6 @@ async function withEnv<T>(env: Record<string, string>, fn: () => Promise<T>): Pr
   }
 }
 
-async function inProcess(
-  args: string[],
-): Promise<{ code: number; stdout: string; stderr: string }> {
-  let stdout = "";
-  let stderr = "";
-  const code = await main(args, {
-    out: (text) => void (stdout += text + "\n"),
-    err: (text) => void (stderr += text + "\n"),
-    stdin: () => Promise.resolve(""),
-  });
-  return { code, stdout, stderr };
-}
-
 async function withSources(fn: (source: Source, args: string[]) => Promise<void>): Promise<void> {
   const dir = await Deno.makeTempDir({ prefix: "rl-secrets-" });
   try {
@@ -199,7 +185,7 @@ Deno.test("no command prints a planted password on stdout, stderr, --json or --v
       for (const command of COMMANDS) {
         for (const mode of MODES) {
           const args = [...globals, ...mode, ...command];
-          const result = await inProcess(args);
+          const result = await runCliInProcess(args);
           runs++;
           const context = `${source.name}: ${args.join(" ")} (exit ${result.code})`;
           assertNoLeak(result.stdout, source.password, `${context}, stdout`);
@@ -236,7 +222,10 @@ Deno.test("the spawned command line leaks no planted password either, with --ver
 Deno.test("config errors name the misspelled key and suggest the right one, without its value", async () => {
   await withSources(async (source, globals) => {
     if (!source.name.startsWith("misspelled")) return;
-    const result = await withEnv(source.env ?? {}, () => inProcess([...globals, "status", "hv01"]));
+    const result = await withEnv(
+      source.env ?? {},
+      () => runCliInProcess([...globals, "status", "hv01"]),
+    );
     assert.equal(result.code, 2);
     assert.match(result.stderr, /unknown setting "smb\.Password" \(did you mean "password"\?\)/);
   });
