@@ -4,6 +4,13 @@
  * - lock id: the file name without its extension: `Host`, `Generic-<session>`, `File-<session>`;
  * - lock ref: `<host>/<lock id>[@<session>]`, e.g. `dc01/Host@3f2a…`.
  *
+ * Sessions we make, and sessions callers choose, use letters, digits, `.`,
+ * `_` and `-` only. Lock files written by others may carry anything in their
+ * name (`Generic-a@b.lock`, `Generic-a\..\x.lock`); they count as locks, so
+ * they must be nameable: a ref writes every other character of a session
+ * as `%XX` (its UTF-8 bytes), and parsing a ref decodes it. Refs of sessions
+ * made here never change.
+ *
  * @module
  */
 
@@ -140,7 +147,63 @@ export function formatLockRef(
   lockId: string,
   sessionId?: string,
 ): string {
-  return lockId === "Host" && sessionId ? `${host}/Host@${sessionId}` : `${host}/${lockId}`;
+  if (lockId === "Host") {
+    // A session read from a Host lock's content that no ref could carry
+    // (huge, NUL) is left out: the ref still names the lock.
+    const named = sessionId && sessionId.length <= 255 && !sessionId.includes("\0");
+    return named ? `${host}/Host@${encodeSession(sessionId)}` : `${host}/Host`;
+  }
+  const parsed = parseLockId(lockId);
+  if (parsed?.sessionId === undefined) return `${host}/${lockId}`;
+  return `${host}/${parsed.type}-${encodeSession(parsed.sessionId)}`;
+}
+
+/** Characters a ref shows as they are; every other one is `%XX`. */
+const PLAIN = /^[A-Za-z0-9_.-]$/;
+
+function encodeSession(sessionId: string): string {
+  if (SESSION.test(sessionId)) return sessionId;
+  let out = "";
+  for (const char of sessionId) {
+    if (PLAIN.test(char)) {
+      out += char;
+      continue;
+    }
+    for (const byte of new TextEncoder().encode(char)) {
+      out += `%${byte.toString(16).toUpperCase().padStart(2, "0")}`;
+    }
+  }
+  return out;
+}
+
+/** Decodes the session of a ref; undefined when its `%` escapes are not well-formed UTF-8. */
+function decodeSession(text: string): string | undefined {
+  if (!text.includes("%")) return text;
+  if (/%(?![0-9A-Fa-f]{2})/.test(text)) return undefined;
+  try {
+    return decodeURIComponent(text);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Checks the session of a lock that exists (named in a ref or a lock object).
+ * Rules as strict as for new sessions would leave files that count as locks
+ * but that nobody could release. In a lock id it is part of a file name, so
+ * it must stay one name: no `/`, no NUL; each store refuses what its system
+ * cannot hold (`\` on Windows and SMB).
+ */
+function checkNamedSession(sessionId: string, inFileName: boolean): string {
+  if (SESSION.test(sessionId)) return sessionId;
+  const shown = JSON.stringify(sessionId.slice(0, 80));
+  if (sessionId === "" || sessionId.length > 255 || sessionId.includes("\0")) {
+    throw new InputError(`Invalid session id ${shown}: empty, too long or with a NUL`);
+  }
+  if (inFileName && sessionId.includes("/")) {
+    throw new InputError(`Invalid session id ${shown}: "/" cannot be in a lock file name`);
+  }
+  return sessionId;
 }
 
 /**
@@ -165,31 +228,31 @@ export function parseLockRef(ref: string): LockRef {
     );
   }
   const match = /^([^/\\@]+)\/([^/\\@]+)(?:@([^/\\@]+))?$/.exec(ref.trim());
-  if (!match) {
-    throw new InputError(
-      `Invalid lock ref ${
-        JSON.stringify(ref)
-      }: expected <host>/<lock id>[@<session>], e.g. dc01/Host@<session>`,
-    );
-  }
+  const bad = (why: string) => new InputError(`Invalid lock ref ${showValue(ref)}: ${why}`);
+  if (!match) throw bad("expected <host>/<lock id>[@<session>], e.g. dc01/Host@<session>");
   const host = normalizeHost(match[1]!);
-  const lockId = match[2]!;
-  const parsed = parseLockId(lockId);
+  const parsed = parseLockId(match[2]!);
   if (!parsed) {
-    throw new InputError(
-      `Invalid lock ref ${
-        JSON.stringify(ref)
-      }: "${lockId}" is not Host, Generic-<session> or File-<session>`,
-    );
+    throw bad(`${showValue(match[2])} is not Host, Generic-<session> or File-<session>`);
   }
-  const sessionId = match[3] ?? parsed.sessionId;
-  if (match[3] && parsed.sessionId && match[3] !== parsed.sessionId) {
-    throw new InputError(
-      `Invalid lock ref ${JSON.stringify(ref)}: two different sessions`,
-    );
+  const decode = (text: string, inFileName: boolean) => {
+    const decoded = decodeSession(text);
+    if (decoded === undefined) throw bad(`the session has a broken %XX escape`);
+    try {
+      return checkNamedSession(decoded, inFileName);
+    } catch (error) {
+      throw bad((error as Error).message);
+    }
+  };
+  const named = parsed.sessionId === undefined ? undefined : decode(parsed.sessionId, true);
+  const given = match[3] === undefined ? undefined : decode(match[3], false);
+  if (named !== undefined && given !== undefined && named !== given) {
+    throw bad("two different sessions");
   }
+  const lockId = named === undefined ? "Host" : `${parsed.type}-${named}`;
   const result: LockRef = { host, lockId, type: parsed.type };
-  if (sessionId !== undefined) result.sessionId = validateSessionId(sessionId);
+  const sessionId = named ?? given;
+  if (sessionId !== undefined) result.sessionId = sessionId;
   return result;
 }
 
@@ -255,7 +318,7 @@ export function toLockRef(value: unknown): LockRef {
   const result: LockRef = { host: normal, lockId, type: parsed.type };
   if (session !== undefined) {
     try {
-      result.sessionId = validateSessionId(session);
+      result.sessionId = checkNamedSession(session, parsed.sessionId !== undefined);
     } catch (error) {
       throw bad((error as Error).message);
     }

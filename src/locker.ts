@@ -28,6 +28,7 @@ import {
   toLocalTicks,
 } from "./lock_file.ts";
 import { type FileNames, formatLockRef, type LockRef, parseLockId } from "./lock_ref.ts";
+import { showField } from "./_text.ts";
 import type { LockStore } from "./store.ts";
 
 /** A lock as read from a store. */
@@ -205,9 +206,11 @@ export async function mapLimit<T, R>(
 }
 
 function describeHolder(holder: HolderInfo): string {
+  // Every field comes from a lock file anyone may have written: cut and
+  // escaped one by one, so a huge caller cannot push the rest out of sight.
   const kind = holder.lockId === "Host" ? "Host lock" : `${holder.lockId.split("-")[0]} lock`;
-  const who = holder.caller !== undefined ? `"${holder.caller}"` : "an unknown caller";
-  const what = holder.description !== undefined ? ` (${JSON.stringify(holder.description)})` : "";
+  const who = holder.caller !== undefined ? `"${showField(holder.caller)}"` : "an unknown caller";
+  const what = holder.description !== undefined ? ` ("${showField(holder.description)}")` : "";
   const since = holder.lockedAt ? ` since ${holder.lockedAt.toISOString()}` : "";
   return `${kind} held by ${who}${what}${since}`;
 }

@@ -191,3 +191,30 @@ Deno.test("a guard replaced by a link to a file elsewhere is refused, and nothin
   assertStringIncludes(error?.message ?? "", "symbolic link");
   assertEquals(await Deno.lstat(outside).then(() => true, () => false), false);
 });
+
+Deno.test("lock files with odd names count, are shown escaped, and can be named and released", async () => {
+  const odd = ["Generic-a@b.lock", "Generic-a\\..\\..\\x.lock", "File-\x1b[31mred.lock"];
+  await hostile(
+    async (dir) => {
+      for (const name of odd) await Deno.writeTextFile(`${dir}/${name}`, '{"Caller":"other"}');
+    },
+    async (run, dir) => {
+      const blocked = await run(["lock", "hv01", "--hard", "--drain-timeout", "50ms"]);
+      assertEquals(blocked.code, 3, blocked.stderr);
+      assertOk(!blocked.stderr.includes("\x1b"), `no raw escape: ${JSON.stringify(blocked.stderr)}`);
+      const status = await run(["status", "hv01", "--json"]);
+      assertEquals(status.code, 0, status.stderr);
+      const refs: string[] = JSON.parse(status.stdout).locks.map((l: { ref: string }) => l.ref);
+      assertEquals(refs.length, odd.length, status.stdout);
+      for (const ref of refs) {
+        const result = await run(["unlock", ref, "--force"]);
+        assertEquals(result.code, 0, `${ref}: ${result.stderr}`);
+      }
+      for (const name of odd) {
+        assertEquals(await Deno.lstat(`${dir}/${name}`).then(() => true, () => false), false, name);
+      }
+      const locked = await run(["lock", "hv01", "--hard"]);
+      assertEquals(locked.code, 0, locked.stderr);
+    },
+  );
+});

@@ -476,7 +476,7 @@ Deno.test("lock refs: a Host ref names its session after '@', a shared one in it
       "dc01/Host@",
       "dc01/Host@s1/x",
       "a/b/Host",
-      "dc01/Host@.bad",
+      "dc01/Host@%zz",
       "../x/Host",
       42 as unknown as string,
     ]

@@ -25,7 +25,8 @@
  */
 
 import { joinPath as join, parentPath as dirname } from "../path.ts";
-import { StoreError } from "../errors.ts";
+import { InputError, StoreError } from "../errors.ts";
+import { showField } from "../_text.ts";
 import { seam } from "../_seam.ts";
 import type { LockStore, StoreEntry } from "../store.ts";
 
@@ -392,7 +393,7 @@ export function openFsStore(
     async create(host, name, data) {
       await ensureFolder(host);
       const dir = folder(host);
-      const path = join(dir, name);
+      const path = entryPath(dir, name);
       let written: { path: string; info: Deno.FileInfo };
       try {
         written = await writeTemporary(dir, data);
@@ -424,10 +425,10 @@ export function openFsStore(
       }
     },
     list: (host) => listFiles(folder(host), true),
-    read: (host, name) => readEntry(join(folder(host), name)),
+    read: async (host, name) => await readEntry(entryPath(folder(host), name)),
     replace: (host, name, version, data) =>
       guarded(host, async () => {
-        const path = join(folder(host), name);
+        const path = entryPath(folder(host), name);
         if (!(await check(path, version))) return undefined;
         const p = pause("replace.verified", host, name);
         if (p) await p;
@@ -444,12 +445,12 @@ export function openFsStore(
       }),
     archive: (host, name, version, historyName, data) =>
       guarded(host, async () => {
-        const path = join(folder(host), name);
+        const path = entryPath(folder(host), name);
         if (!(await check(path, version))) return false;
         const p = pause("archive.verified", host, name);
         if (p) await p;
         await ensureHistory(host);
-        const target = join(history(host), historyName);
+        const target = entryPath(history(host), historyName);
         try {
           await Deno.rename(path, target);
         } catch (error) {
@@ -471,7 +472,7 @@ export function openFsStore(
       }),
     remove: (host, name, version) =>
       guarded(host, async () => {
-        const path = join(folder(host), name);
+        const path = entryPath(folder(host), name);
         if (!(await check(path, version))) return false;
         const p = pause("remove.verified", host, name);
         if (p) await p;
@@ -485,9 +486,25 @@ export function openFsStore(
       }),
     listHistory: async (host) =>
       (await realFolder(history(host))) ? await listFiles(history(host)) : [],
-    readHistory: async (host, name) => (await readEntry(join(history(host), name)))?.data,
+    readHistory: async (host, name) => (await readEntry(entryPath(history(host), name)))?.data,
     close: () => Promise.resolve(),
   };
+}
+
+/**
+ * The path of an entry in a host's folder or its History. The locker only
+ * passes names it made or listed, but a lock id from a ref may carry any
+ * character a lock file written by someone else had: the name must stay one
+ * entry of that folder, never a path.
+ */
+function entryPath(dir: string, name: string): string {
+  const separators = Deno.build.os === "windows" ? /[\\/:]/ : /\//;
+  if (
+    name === "" || name === "." || name === ".." || name.includes("\0") || separators.test(name)
+  ) {
+    throw new InputError(`Bad lock entry name "${showField(name)}": not one name in a folder`);
+  }
+  return join(dir, name);
 }
 
 /** A link that failed because the file system has no hard links (FAT, some mounts). */
