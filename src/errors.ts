@@ -189,16 +189,27 @@ export class StoreError extends ResourceLockerError {
   /** Where: a folder, share or endpoint (never a secret). */
   readonly location: string;
   /**
+   * True when the store is sure the failed call changed nothing (it failed
+   * before its request went out, or the server answered with an error). A
+   * lost answer leaves it false: the change may have happened.
+   */
+  readonly unchanged: boolean;
+  /**
    * Creates the error.
    *
    * @param location where it failed
    * @param message one-line message
-   * @param options standard error options (cause)
+   * @param options standard error options (cause), and `unchanged`
    */
-  constructor(location: string, message: string, options?: ErrorOptions) {
+  constructor(
+    location: string,
+    message: string,
+    options?: ErrorOptions & { unchanged?: boolean },
+  ) {
     super("STORE_UNREACHABLE", message, options);
     this.name = "StoreError";
     this.location = location;
+    this.unchanged = options?.unchanged === true;
   }
 }
 

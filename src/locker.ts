@@ -476,6 +476,8 @@ export class Locker {
       try {
         version = await this.#store.create(host, name, data, createOptions);
       } catch (error) {
+        // Sure that nothing was made (refused, or never sent): nothing to undo.
+        if (error instanceof StoreError && error.unchanged) throw error;
         // The create may have made our entry before failing (a reply lost
         // on the way back): remove it when it is ours, else name it.
         const clean = await this.#removeIfOurs(host, lockId, request.sessionId);
@@ -962,6 +964,7 @@ function withLeftBehind(error: unknown, left: readonly string[]): unknown {
   if (error instanceof StoreError) {
     return new StoreError(error.location, error.message + suffix, {
       cause: error.cause,
+      unchanged: error.unchanged,
     });
   }
   if (error instanceof ResourceLockerError) {

@@ -58,7 +58,9 @@ export interface LockStore {
    * exists, atomically with its content. Creates the host's folder when the
    * folder above it exists.
    * @returns the version created, or undefined when an entry of that name exists
-   * @throws {StoreError} when the store cannot be reached or the folder is missing
+   * @throws {StoreError} when the store cannot be reached or the folder is
+   *   missing; with `unchanged` set when the store is sure nothing was
+   *   created (the locker then has nothing to clean up and no lock to name)
    */
   create(
     host: string,

@@ -52,6 +52,8 @@ function assertRefused(result: { code: number; stderr: string }, code: number, n
   const lines = result.stderr.trim().split("\n");
   assertEquals(lines.length, 1, result.stderr);
   assertStringIncludes(lines[0]!, names);
+  // Nothing was made, so no advice to release something by force.
+  assertOk(!lines[0]!.includes("could not release"), lines[0]);
 }
 
 const COMMANDS: [string, string[]][] = [
@@ -118,7 +120,14 @@ Deno.test("a History that is a symlink out of the store receives nothing", async
   );
 });
 
-Deno.test("a host folder that is a symlink, or a planted guard, is refused", async () => {
+Deno.test("a host folder that is a symlink or a file, or a planted guard, is refused", async () => {
+  await hostile(
+    async (dir) => {
+      await Deno.remove(dir);
+      await Deno.writeTextFile(dir, "x");
+    },
+    async (run) => assertRefused(await run(["lock", "hv01", "--hard"]), 4, "not a folder"),
+  );
   await hostile(
     async (dir, decoy) => {
       await Deno.remove(dir);
@@ -201,7 +210,10 @@ Deno.test("lock files with odd names count, are shown escaped, and can be named 
     async (run, dir) => {
       const blocked = await run(["lock", "hv01", "--hard", "--drain-timeout", "50ms"]);
       assertEquals(blocked.code, 3, blocked.stderr);
-      assertOk(!blocked.stderr.includes("\x1b"), `no raw escape: ${JSON.stringify(blocked.stderr)}`);
+      assertOk(
+        !blocked.stderr.includes("\x1b"),
+        `no raw escape: ${JSON.stringify(blocked.stderr)}`,
+      );
       const status = await run(["status", "hv01", "--json"]);
       assertEquals(status.code, 0, status.stderr);
       const refs: string[] = JSON.parse(status.stdout).locks.map((l: { ref: string }) => l.ref);

@@ -39,7 +39,19 @@ export interface FsStoreOptions {
 }
 
 function fail(what: string, path: string, error: unknown): never {
-  if (error instanceof StoreError) throw error;
+  throw failure(what, path, error);
+}
+
+function failure(
+  what: string,
+  path: string,
+  error: unknown,
+  options: { unchanged?: boolean } = {},
+): StoreError {
+  if (error instanceof StoreError) {
+    if (!options.unchanged || error.unchanged) return error;
+    return new StoreError(error.location, error.message, { cause: error.cause, unchanged: true });
+  }
   const reason = error instanceof Deno.errors.PermissionDenied
     ? "access denied"
     : error instanceof Deno.errors.NotADirectory
@@ -47,8 +59,9 @@ function fail(what: string, path: string, error: unknown): never {
     : error instanceof Deno.errors.IsADirectory
     ? "a folder stands where a lock file should be"
     : (error as Error).message ?? String(error);
-  throw new StoreError(path, `Cannot ${what} "${path}": ${reason}`, {
+  return new StoreError(path, `Cannot ${what} "${path}": ${reason}`, {
     cause: error,
+    ...options,
   });
 }
 
@@ -387,41 +400,56 @@ export function openFsStore(
     }
   }
 
+  async function createEntry(
+    host: string,
+    name: string,
+    data: Uint8Array,
+  ): Promise<string | undefined> {
+    await ensureFolder(host);
+    const dir = folder(host);
+    const path = entryPath(dir, name);
+    let written: { path: string; info: Deno.FileInfo };
+    try {
+      written = await writeTemporary(dir, data);
+    } catch (error) {
+      if (error instanceof Deno.errors.NotFound) ensured.delete(dir);
+      fail("create lock file", path, error);
+    }
+    try {
+      const p = pause("create.written", host, name);
+      if (p) await p;
+      try {
+        await Deno.link(written.path, path);
+      } catch (error) {
+        if (error instanceof Deno.errors.AlreadyExists) return undefined;
+        if (!linkUnsupported(error)) fail("create lock file", path, error);
+        // No hard links here: rename into place under the guard.
+        const made = await guarded(host, async () => {
+          if (await Deno.lstat(path).then(() => true, () => false)) return false;
+          await Deno.rename(written.path, path);
+          return true;
+        });
+        if (!made) return undefined;
+      }
+      const q = pause("create.linked", host, name);
+      if (q) await q;
+      return versionOf(written.info, data);
+    } finally {
+      await Deno.remove(written.path).catch(() => {});
+    }
+  }
+
   return {
     kind: "fs",
     describe: folder,
     async create(host, name, data) {
-      await ensureFolder(host);
-      const dir = folder(host);
-      const path = entryPath(dir, name);
-      let written: { path: string; info: Deno.FileInfo };
       try {
-        written = await writeTemporary(dir, data);
+        return await createEntry(host, name, data);
       } catch (error) {
-        if (error instanceof Deno.errors.NotFound) ensured.delete(dir);
-        fail("create lock file", path, error);
-      }
-      try {
-        const p = pause("create.written", host, name);
-        if (p) await p;
-        try {
-          await Deno.link(written.path, path);
-        } catch (error) {
-          if (error instanceof Deno.errors.AlreadyExists) return undefined;
-          if (!linkUnsupported(error)) fail("create lock file", path, error);
-          // No hard links here: rename into place under the guard.
-          const made = await guarded(host, async () => {
-            if (await Deno.lstat(path).then(() => true, () => false)) return false;
-            await Deno.rename(written.path, path);
-            return true;
-          });
-          if (!made) return undefined;
-        }
-        const q = pause("create.linked", host, name);
-        if (q) await q;
-        return versionOf(written.info, data);
-      } finally {
-        await Deno.remove(written.path).catch(() => {});
+        // Until the link (or rename) succeeds nothing is in place, and after
+        // it nothing can fail: a failed create changed nothing.
+        if (error instanceof InputError) throw error;
+        throw failure("create lock file", join(folder(host), name), error, { unchanged: true });
       }
     },
     list: (host) => listFiles(folder(host), true),
