@@ -78,7 +78,9 @@ export function registerRunSuite(
       withConfig(async (config) => {
         await using s = await open();
         const holder = spawnCli(
-          ["run", "hv01", "--hard", "--ttl", "1s", "--caller", "doomed", "--", "sleep", "4"],
+          // A lease long enough that the check below, one command start
+          // away, runs well before it ends even on a loaded machine.
+          ["run", "hv01", "--hard", "--ttl", "4s", "--caller", "doomed", "--", "sleep", "10"],
           { env: env(s, config), stdout: "null", stderr: "null" },
         );
         await waitFor("the Host lock", async () => (await s.files("hv01")).includes("Host.lock"));
@@ -92,7 +94,7 @@ export function registerRunSuite(
           "hv01",
           "--hard",
           "--retries",
-          "40",
+          "100",
           "--timeout",
           "100ms",
           "--quiet",
