@@ -69,6 +69,13 @@ export interface LockResourceOptions extends StoreOptions {
   timeout?: number | string;
   /** Attempts in all (`-Retry`). @default 3 */
   retries?: number;
+  /**
+   * Wait up to this long in all instead of counting attempts: seconds,
+   * `"2h"`, or `"forever"`. A waiter wakes when the host may be free (the
+   * store tells of changes, or a lease runs out), not on a timer.
+   * @default none: `retries` attempts `timeout` apart
+   */
+  wait?: number | string;
   /** Lease: the lock expires unless renewed; renewed by itself while held. @default none: never expires */
   ttl?: number | string;
   /** Host locks wait for shared locks to drain. @default true */
@@ -197,6 +204,7 @@ const LOCK_OPTION_KINDS: Record<string, OptionKind> = {
   dependenciesFile: "string",
   timeout: "duration",
   retries: "number",
+  wait: "duration",
   ttl: "duration",
   drain: "boolean",
   drainTimeout: "duration",
@@ -412,6 +420,7 @@ export async function lockResource(
       ? parseDuration(options.timeout, "timeout")
       : config.lockTimeoutMs,
     attempts: options.retries ?? config.lockRetries,
+    ...options.wait !== undefined ? { waitMs: parseWait(options.wait) } : {},
     drain: options.drain ?? config.drain,
     drainTimeoutMs: options.drainTimeout !== undefined
       ? parseDuration(options.drainTimeout, "drain timeout")
@@ -428,6 +437,12 @@ export async function lockResource(
     ttlMs,
     clock,
   });
+}
+
+/** A total wait: a duration, or `"forever"` (also `Infinity`). */
+function parseWait(value: number | string): number {
+  if (value === "forever" || value === Infinity) return Infinity;
+  return parseDuration(value, "wait");
 }
 
 /**
@@ -457,7 +472,8 @@ export async function tryLockResource(
 ): Promise<ResourceLock | undefined> {
   options = checkOptions(options, LOCK_OPTION_KINDS, "tryLockResource");
   try {
-    return await lockResource(host, { ...options, retries: 1 });
+    const { wait: _wait, ...once } = options;
+    return await lockResource(host, { ...once, retries: 1 });
   } catch (error) {
     if (error instanceof LockBusyError) return undefined;
     throw error;

@@ -36,6 +36,14 @@ export interface ResourceLockerConfig {
   folderPathTemplate?: string;
   /** Host locks wait for shared locks to drain. @default true */
   drain?: boolean;
+  /**
+   * How a waiter on a local or mounted folder learns of changes:
+   * `"notify"` (file-system notifications), `"poll"` (looks every half
+   * second), `"auto"`: notifications except on network file systems (NFS,
+   * SMB/CIFS mounts, FUSE), where other machines' changes are not notified.
+   * @default "auto"
+   */
+  watch?: "auto" | "notify" | "poll";
   /** How long a Host lock waits for shared locks to drain. @default "1h" (as AutomaticMaintenance) */
   drainTimeout?: number | string;
   /** Lease of every lock; none means locks never expire, as in the original. @default undefined */
@@ -90,6 +98,8 @@ export interface ResolvedConfig {
   defaultStore: boolean;
   /** Drain on Host locks. */
   drain: boolean;
+  /** How waiters on a folder store learn of changes. */
+  watch: "auto" | "notify" | "poll";
   /** Drain timeout in milliseconds. */
   drainTimeoutMs: number;
   /** Lease in milliseconds, or undefined. */
@@ -199,6 +209,7 @@ type Kind =
   | "count"
   | "boolean"
   | "positive"
+  | "watch"
   | "object";
 
 /** Every setting and its kind; a Map, so `constructor` or `__proto__` is no setting. */
@@ -210,6 +221,7 @@ const KEYS: ReadonlyMap<string, Kind> = new Map([
   ["fileNameTemplate", "string"],
   ["folderPathTemplate", "string"],
   ["drain", "boolean"],
+  ["watch", "watch"],
   ["drainTimeout", "duration"],
   ["lease", "lease"],
   ["runLease", "lease"],
@@ -327,6 +339,9 @@ export function validateConfig(
     }
     if (kind === "boolean" && typeof value !== "boolean") {
       throw bad("must be true or false");
+    }
+    if (kind === "watch" && value !== "auto" && value !== "notify" && value !== "poll") {
+      throw bad('must be "auto", "notify" or "poll"');
     }
     if (kind === "positive" && (!Number.isInteger(value) || (value as number) < 1)) {
       throw bad("must be a whole number >= 1");
@@ -568,6 +583,7 @@ export async function resolveConfig(
     folderPathTemplate,
     defaultStore: c.folderPathTemplate === undefined,
     drain: c.drain ?? true,
+    watch: c.watch ?? "auto",
     drainTimeoutMs: parseDuration(c.drainTimeout ?? "1h", "drainTimeout"),
     leaseMs: c.lease === undefined ? undefined : parseDuration(c.lease, "lease"),
     runLeaseMs: parseDuration(c.runLease ?? "60s", "runLease"),

@@ -85,18 +85,28 @@ export interface HeldLock {
   ref: string;
 }
 
-/** Progress while waiting for a lock. */
+/**
+ * Progress while waiting for a lock. It comes when the state changes (another
+ * host or other locks in the way) and otherwise at most every 30 s, so a
+ * long wait stays readable in a log.
+ */
 export interface LockProgress {
   /** `retry`: an attempt failed and another follows; `drain`: waiting for shared locks to go. */
   phase: "retry" | "drain";
   /** The host in the way. */
   host: string;
-  /** Attempt just made (retry) and how many in all. */
+  /** Attempt just made (retry). */
   attempt?: number;
-  /** Attempts in all. */
+  /** Attempts in all; absent when waiting for a time (`wait`) instead. */
   attempts?: number;
-  /** Milliseconds until the next attempt (retry) or until the drain gives up. */
+  /**
+   * Milliseconds until the next attempt at the latest (retry; it comes at
+   * once when the way clears), or until the wait or the drain gives up.
+   * `Infinity` when waiting for as long as it takes.
+   */
   waitMs: number;
+  /** When this was reported. */
+  at: Date;
   /** The locks in the way. */
   holders: HolderInfo[];
 }
@@ -113,10 +123,15 @@ export interface AcquireRequest {
   caller?: string;
   /** Description to write. */
   description?: string;
-  /** Milliseconds between attempts. */
+  /** Milliseconds between attempts at the latest: a change of the way in wakes a waiter at once. */
   retryDelayMs: number;
-  /** Attempts in all (at least 1). */
+  /** Attempts in all (at least 1); ignored when `waitMs` is given. */
   attempts: number;
+  /**
+   * Waits up to this long in all (`Infinity`: as long as it takes) instead
+   * of counting attempts; woken by changes, not by a timer.
+   */
+  waitMs?: number;
   /** Host locks wait for shared locks to drain. */
   drain: boolean;
   /** How long a Host lock waits for shared locks. */
@@ -174,7 +189,38 @@ type TakeResult =
   | { ok: true; lock: HeldLock; owned: boolean }
   | { ok: false; host: string; holders: HolderInfo[] };
 
-const DRAIN_POLL_MS = 200;
+/** Without change notifications from the store, a waiter looks at the locks in its way this often. */
+const POLL_MS = 500;
+/** With them (a hint, never the truth), it still looks this often. */
+const RECHECK_MS = 30_000;
+/** Progress repeats an unchanged state at most this often. */
+const PROGRESS_EVERY_MS = 30_000;
+
+/** Passes progress on when the state changed or a while has passed. */
+class ProgressGate {
+  readonly #clock: Clock;
+  readonly #onProgress: ((progress: LockProgress) => void) | undefined;
+  #state = "";
+  #at = -Infinity;
+  constructor(clock: Clock, onProgress: ((progress: LockProgress) => void) | undefined) {
+    this.#clock = clock;
+    this.#onProgress = onProgress;
+  }
+  report(progress: Omit<LockProgress, "at">): void {
+    if (!this.#onProgress) return;
+    const now = this.#clock.now();
+    const state = [progress.phase, progress.host, ...progress.holders.map(holderKey).sort()]
+      .join("\n");
+    if (state === this.#state && now - this.#at < PROGRESS_EVERY_MS) return;
+    this.#state = state;
+    this.#at = now;
+    this.#onProgress({ ...progress, at: new Date(now) });
+  }
+}
+
+function holderKey(holder: HolderInfo): string {
+  return `${holder.lockId}@${holder.sessionId ?? ""}`;
+}
 /** History entries of one session's Host lock read, at most, to learn whether it was broken. */
 const FATE_SCAN_LIMIT = 256;
 
@@ -615,6 +661,7 @@ export class Locker {
     // Called with the locks taken; whoever calls it rolls back on any throw.
     const start = this.#clock.now();
     const deadline = start + request.drainTimeoutMs;
+    const progress = new ProgressGate(this.#clock, request.onProgress);
     let renewedAt = start;
     while (true) {
       const pending: LockInfo[] = [];
@@ -649,21 +696,86 @@ export class Locker {
           pending,
         );
       }
-      request.onProgress?.({
+      progress.report({
         phase: "drain",
         host: pendingHost,
         waitMs: deadline - now,
         holders: pending,
       });
-      if (request.ttlMs !== undefined && now - renewedAt > request.ttlMs / 3) {
+      const renewEvery = request.ttlMs !== undefined ? request.ttlMs / 3 : Infinity;
+      if (now - renewedAt >= renewEvery) {
         await renew();
         renewedAt = now;
       }
-      const wait = Math.min(DRAIN_POLL_MS, deadline - now);
-      if (this.#store.waitForChange) {
-        await this.#store.waitForChange(pendingHost, wait, request.signal);
-      } else await this.#clock.sleep(wait, request.signal);
+      await this.#waitWhileBlocked(
+        pendingHost,
+        pending.filter((lock) => lock.host === pendingHost),
+        Math.min(deadline, renewedAt + renewEvery),
+        request.signal,
+      );
     }
+  }
+
+  /**
+   * Waits while the locks in the way stay as they are: until one of them is
+   * gone, changed hands or ran out, until `untilMs` (on this clock), or until
+   * aborted. The store's change notifications wake it early; they are a
+   * hint, so it looks again and waits on when nothing that matters changed.
+   * Without them it looks every {@linkcode POLL_MS}. Each look comes after
+   * the wait is armed, so a change between the caller's look and the wait
+   * is never missed.
+   */
+  async #waitWhileBlocked(
+    host: string,
+    blockers: readonly HolderInfo[],
+    untilMs: number,
+    signal: AbortSignal | undefined,
+  ): Promise<void> {
+    const notified = this.#store.waitForChange !== undefined;
+    while (true) {
+      signal?.throwIfAborted();
+      const now = this.#clock.now();
+      if (now >= untilMs) return;
+      const stop = new AbortController();
+      const abort = () => stop.abort();
+      signal?.addEventListener("abort", abort, { once: true });
+      const change = notified
+        ? this.#store.waitForChange!(host, Math.min(untilMs - now, RECHECK_MS), stop.signal)
+          .catch(() => {})
+        : undefined;
+      try {
+        const blockedMs = await this.#blockedFor(host, blockers);
+        if (blockedMs === 0) return;
+        const ms = Math.min(untilMs - now, blockedMs, notified ? RECHECK_MS : POLL_MS);
+        const timer = this.#clock.sleep(ms, stop.signal).catch(() => {});
+        await (change ? Promise.race([change, timer]) : timer);
+      } finally {
+        stop.abort();
+        signal?.removeEventListener("abort", abort);
+        await change;
+      }
+    }
+  }
+
+  /**
+   * How long the locks in the way keep blocking as they stand now: 0 when
+   * one of them is gone, belongs to another session now or ran out (worth
+   * another attempt), else the milliseconds until the first lease runs out.
+   */
+  async #blockedFor(host: string, blockers: readonly HolderInfo[]): Promise<number> {
+    if (blockers.length === 0) return POLL_MS; // nobody named: look again soon
+    let ms = Infinity;
+    for (const blocker of blockers) {
+      const current = await this.#read(host, blocker.lockId);
+      if (!current || current.info.expired || current.info.sessionId !== blocker.sessionId) {
+        return 0;
+      }
+      const expiresAt = current.info.expiresAt?.getTime();
+      if (expiresAt !== undefined) {
+        ms = Math.min(ms, expiresAt + this.#skewMs + 1 - (await this.#now(host)));
+      }
+    }
+    return Math.max(1, ms);
   }
 
   /**
@@ -677,7 +789,9 @@ export class Locker {
    * @throws {StoreError} when the store fails; locks taken so far are released
    */
   async acquire(request: AcquireRequest): Promise<HeldLock[]> {
-    const attempts = Math.max(1, request.attempts);
+    const waitUntil = request.waitMs !== undefined ? this.#clock.now() + request.waitMs : undefined;
+    const attempts = waitUntil !== undefined ? Infinity : Math.max(1, request.attempts);
+    const progress = new ProgressGate(this.#clock, request.onProgress);
     for (let attempt = 1;; attempt++) {
       request.signal?.throwIfAborted();
       const result = await this.#attempt(request);
@@ -699,7 +813,8 @@ export class Locker {
         }
         return result.taken;
       }
-      if (attempt >= attempts) {
+      const now = this.#clock.now();
+      if (attempt >= attempts || (waitUntil !== undefined && now >= waitUntil)) {
         throw new LockBusyError(
           result.host,
           `Cannot lock "${result.host}": ${describeHolders(result.holders)} (${attempt} attempt${
@@ -708,21 +823,19 @@ export class Locker {
           result.holders,
         );
       }
-      const waitMs = Math.round(
+      const waitMs = waitUntil !== undefined ? waitUntil - now : Math.round(
         request.retryDelayMs * (0.75 + Math.random() / 2) + Math.random() * 20,
       );
-      request.onProgress?.({
+      progress.report({
         phase: "retry",
         host: result.host,
         attempt,
-        attempts,
+        ...waitUntil === undefined ? { attempts } : {},
         waitMs,
         holders: result.holders,
       });
-      // Stores that can watch wake the waiter as soon as the host changes.
-      if (this.#store.waitForChange) {
-        await this.#store.waitForChange(result.host, waitMs, request.signal);
-      } else await this.#clock.sleep(waitMs, request.signal);
+      // The next attempt comes when the way may be clear, at the latest after waitMs.
+      await this.#waitWhileBlocked(result.host, result.holders, now + waitMs, request.signal);
     }
   }
 

@@ -89,12 +89,16 @@ export class FakeClock implements Clock {
   advance(ms: number): void {
     this.#now += ms;
   }
-  /** Records the sleep, moves time, yields once to the event loop. */
+  /**
+   * Yields once to the event loop, then moves time and records the sleep;
+   * a sleep aborted meanwhile (a waiter woken by a change) takes no time.
+   */
   async sleep(ms: number, signal?: AbortSignal): Promise<void> {
+    signal?.throwIfAborted();
+    await sleep(0);
     signal?.throwIfAborted();
     this.sleeps.push(ms);
     this.#now += ms;
-    await sleep(0);
   }
   /** UTC. */
   utcOffsetMinutes(): number {

@@ -76,7 +76,7 @@ Deno.test("LockBusyError names who holds the host, with description and since wh
   await lock.release();
 });
 
-Deno.test("lockResource() makes `retries` attempts `timeout` apart, with jitter, and reports progress", async () => {
+Deno.test("lockResource() makes `retries` attempts `timeout` apart, with jitter, reporting a change at once and the same state every 30 s", async () => {
   await using t = await tempStore();
   const clock = new FakeClock();
   const holder = await lockResource("dc01", opts(t.store, { type: "Host", clock }));
@@ -94,10 +94,30 @@ Deno.test("lockResource() makes `retries` attempts `timeout` apart, with jitter,
     LockBusyError,
   );
   assertStringIncludes(error.message, "(4 attempts)");
-  assertEquals(progress, ["retry 1/4 dc01", "retry 2/4 dc01", "retry 3/4 dc01"]);
+  // The same holder all along: one line, then one every 30 s at most.
+  assertEquals(progress, ["retry 1/4 dc01"]);
   assertEquals(clock.sleeps.length, 3);
   for (const ms of clock.sleeps) assertOk(ms >= 7_500 && ms <= 12_520, `jittered sleep ${ms}`);
   assertOk(new Set(clock.sleeps).size > 1, "sleeps are jittered");
+  progress.length = 0;
+  const at: number[] = [];
+  await assertRejects(
+    () =>
+      lockResource("dc01", {
+        store: t.store,
+        ...NO_DEPS,
+        clock,
+        timeout: 40,
+        retries: 3,
+        onProgress: (p) => {
+          progress.push(`${p.phase} ${p.attempt}/${p.attempts} ${p.host}`);
+          at.push(p.at.getTime());
+        },
+      }),
+    LockBusyError,
+  );
+  assertEquals(progress, ["retry 1/3 dc01", "retry 2/3 dc01"], "40 s apart: every attempt");
+  assertOk(at[1]! - at[0]! >= 30_000, "stamped with the clock's time");
   await holder.release();
 });
 

@@ -584,14 +584,26 @@ class _EtcdStore implements LockStore {
     return result!.json as T;
   }
 
-  async #range(key: string, what: string): Promise<_KeyValue | undefined> {
+  async #range(key: string, what: string, host?: string): Promise<_KeyValue | undefined> {
     const answer = await this.#call<_RangeResponse>(
       "/v3/kv/range",
       { key: _key(key) },
       what,
       { idempotent: true },
     );
+    if (host !== undefined) this.#seen(host, answer.header?.revision);
     return answer.kvs?.[0];
+  }
+
+  /**
+   * Notes the revision a look at a host's keys saw: a watch starts after it,
+   * so whatever changed since that look wakes the waiter (none is missed)
+   * and nothing older does (no wake-up for what the look already saw).
+   */
+  #seen(host: string, revision: string | undefined): void {
+    if (!revision) return;
+    const value = BigInt(revision);
+    if (value > (this.#listRevision.get(host) ?? 0n)) this.#listRevision.set(host, value);
   }
 
   async #revoke(lease: string | undefined): Promise<void> {
@@ -802,13 +814,7 @@ class _EtcdStore implements LockStore {
       `list "${prefix}"`,
       { idempotent: true },
     );
-    const revision = answer.header?.revision;
-    if (revision) {
-      const value = BigInt(revision);
-      if (value > (this.#listRevision.get(host) ?? 0n)) {
-        this.#listRevision.set(host, value);
-      }
-    }
+    this.#seen(host, answer.header?.revision);
     const names: string[] = [];
     for (const part of answer.responses ?? []) {
       for (const kv of part.response_range?.kvs ?? []) {
@@ -821,7 +827,7 @@ class _EtcdStore implements LockStore {
 
   async read(host: string, name: string): Promise<StoreEntry | undefined> {
     const key = this.#entryKey(host, name);
-    const kv = await this.#range(key, `read "${key}"`);
+    const kv = await this.#range(key, `read "${key}"`, host);
     if (!kv?.mod_revision) {
       this.#leases.delete(key);
       return undefined;
@@ -1161,8 +1167,8 @@ class _EtcdStore implements LockStore {
 
   /**
    * Resolves at the first change under the host's prefix since the last
-   * `list` of that host (at once if there was one), or after `ms`, or when
-   * the store is closed.
+   * `list` or `read` of that host (at once if there was one), or after
+   * `ms`, or when the store is closed.
    * @throws the signal's reason when `signal` aborts
    * @throws {StoreError} when no endpoint accepts the watch in time
    */

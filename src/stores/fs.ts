@@ -28,6 +28,7 @@ import { joinPath as join, parentPath as dirname } from "../path.ts";
 import { InputError, StoreError } from "../errors.ts";
 import { showField } from "../_text.ts";
 import { seam } from "../_seam.ts";
+import { waitForFolderChange, type WatchMode } from "./_folder_watch.ts";
 import type { LockStore, StoreEntry } from "../store.ts";
 
 /** Options for {@linkcode openFsStore}. */
@@ -36,6 +37,13 @@ export interface FsStoreOptions {
   historyFolderName: string;
   /** Create the folders above a host's folder when missing (the embedded default store). */
   createRoot?: boolean;
+  /**
+   * How waiters learn that a host's folder changed: `notify` (file-system
+   * notifications), `poll` (look every half second), or `auto`: notify,
+   * except on network file systems, where other machines' changes are not
+   * notified. @default "auto"
+   */
+  watch?: WatchMode;
 }
 
 function fail(what: string, path: string, error: unknown): never {
@@ -515,6 +523,12 @@ export function openFsStore(
     listHistory: async (host) =>
       (await realFolder(history(host))) ? await listFiles(history(host)) : [],
     readHistory: async (host, name) => (await readEntry(entryPath(history(host), name)))?.data,
+    waitForChange: (host, ms, signal) =>
+      waitForFolderChange(folder(host), ms, {
+        mode: options.watch ?? "auto",
+        ignorePrefix: PRIVATE_PREFIX,
+        signal,
+      }),
     close: () => Promise.resolve(),
   };
 }

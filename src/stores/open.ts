@@ -113,5 +113,6 @@ export async function openStore(config: ResolvedConfig): Promise<LockStore> {
   return openFsStore(template, {
     historyFolderName: config.historyFolderName,
     createRoot: config.defaultStore,
+    watch: config.watch,
   });
 }

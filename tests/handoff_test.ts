@@ -1,0 +1,118 @@
+/**
+ * Instant handoff on the local store (issue 12): a waiter wakes when the way
+ * may be clear (a change in the host's folder, a lease running out), not at
+ * its next poll; with notifications off it still wakes by looking. Times are
+ * asserted loosely: far below the 30 s between attempts the waiters are
+ * given, so only a waiter that slept through the change fails.
+ *
+ * @module
+ */
+
+import { assertEquals, assertOk, assertRejects } from "./_assert.ts";
+import { tempStore, waitFor } from "./_helpers.ts";
+import { LockBusyError, lockResource, type LockResourceOptions } from "../mod.ts";
+import { openWatchers } from "../src/stores/_folder_watch.ts";
+
+/** A retry every 30 s: a waiter that only polls would take that long. */
+const SLOW = { timeout: "30s", retries: 3 };
+
+function options(
+  store: string,
+  watch: "notify" | "poll",
+  extra: LockResourceOptions = {},
+): LockResourceOptions {
+  return { store, dependencies: {}, config: { watch, clockSkew: "100ms" }, ...extra };
+}
+
+for (const watch of ["notify", "poll"] as const) {
+  Deno.test(`[${watch}] a waiter holds the host soon after the holder lets go, not at its next attempt`, async () => {
+    await using t = await tempStore();
+    const holder = await lockResource("hv01", options(t.store, watch, { type: "Host" }));
+    let waiting = false;
+    const waiter = lockResource(
+      "hv01",
+      options(t.store, watch, { type: "Host", ...SLOW, onProgress: () => (waiting = true) }),
+    );
+    await waitFor("the waiter's first attempt", () => waiting);
+    const releasedAt = Date.now();
+    await holder.release();
+    const lock = await waiter;
+    const tookMs = Date.now() - releasedAt;
+    assertOk(tookMs < 5_000, `handed over in ${tookMs} ms`);
+    await lock.release();
+  });
+
+  Deno.test(`[${watch}] a drain ends soon after the last shared lock goes`, async () => {
+    await using t = await tempStore();
+    const reader = await lockResource("hv01", options(t.store, watch));
+    let draining = false;
+    const writer = lockResource(
+      "hv01",
+      options(t.store, watch, {
+        type: "Host",
+        drainTimeout: "60s",
+        onProgress: (p) => (draining = p.phase === "drain"),
+      }),
+    );
+    await waitFor("the drain", () => draining);
+    const releasedAt = Date.now();
+    await reader.release();
+    const lock = await writer;
+    const tookMs = Date.now() - releasedAt;
+    assertOk(tookMs < 5_000, `drained in ${tookMs} ms`);
+    await lock.release();
+  });
+}
+
+Deno.test("a waiter wakes when the holder's lease runs out, with nothing changing in the folder", async () => {
+  await using t = await tempStore();
+  await Deno.mkdir(`${t.root}/hv01`);
+  const expires = new Date(Date.now() + 1_000).toISOString();
+  await Deno.writeTextFile(
+    `${t.root}/hv01/Host.lock`,
+    JSON.stringify({ Caller: "dead", SessionId: "gone", ExpiresAtUtc: expires, TtlSeconds: 1 }),
+  );
+  const lock = await lockResource("hv01", options(t.store, "notify", { wait: "forever" }));
+  const afterExpiryMs = Date.now() - Date.parse(expires);
+  assertOk(
+    afterExpiryMs >= 100 && afterExpiryMs < 4_000,
+    `taken ${afterExpiryMs} ms after the lease ran out (100 ms of skew allowed)`,
+  );
+  await lock.release();
+});
+
+Deno.test("wait gives up after its time, however many attempts that was; forever waits on", async () => {
+  await using t = await tempStore();
+  const holder = await lockResource("hv01", options(t.store, "notify", { type: "Host" }));
+  const start = Date.now();
+  await assertRejects(
+    () => lockResource("hv01", options(t.store, "notify", { wait: "1s", retries: 1 })),
+    LockBusyError,
+  );
+  const tookMs = Date.now() - start;
+  assertOk(tookMs >= 1_000 && tookMs < 10_000, `gave up after ${tookMs} ms, not after 1 attempt`);
+  const forever = lockResource("hv01", options(t.store, "notify", { wait: "forever" }));
+  let settled = false;
+  forever.finally(() => (settled = true)).catch(() => {});
+  await new Promise((resolve) => setTimeout(resolve, 1_500));
+  assertEquals(settled, false, "still waiting after more than the retries would take");
+  await holder.release();
+  await (await forever).release();
+});
+
+Deno.test("waiters in one process share one watcher per folder, closed when the last is done", async () => {
+  await using t = await tempStore();
+  const holder = await lockResource("hv01", options(t.store, "notify", { type: "Host" }));
+  let waiting = 0;
+  const waiters = Array.from({ length: 5 }, () =>
+    lockResource(
+      "hv01",
+      options(t.store, "notify", { ...SLOW, retries: 100, onProgress: () => void waiting++ }),
+    ));
+  await waitFor("every waiter's first attempt", () => waiting >= 5);
+  const folder = `${t.root}/hv01`;
+  assertEquals(openWatchers().filter((path) => path === folder), [folder]);
+  await holder.release();
+  for (const lock of await Promise.all(waiters)) await lock.release();
+  assertEquals(openWatchers().filter((path) => path === folder), [], "closed: nothing left open");
+});
