@@ -592,11 +592,12 @@ export async function runKillStress(
   };
 
   try {
-    // Up to three more epochs while a required step has not been killed in
-    // yet (a loaded machine can keep the seam workers from reaching it).
+    // Up to six more epochs while a required step has not been killed in
+    // yet (a loaded machine can keep the seam workers from reaching it: at
+    // load 14 on two cores, three were once not enough for SMB renewal).
     const owedSteps = () =>
       Object.values(options.seams.required).some((points) => !points.some((p) => seamHits[p]));
-    for (let epoch = 0; epoch < epochs || (owedSteps() && epoch < epochs + 3); epoch++) {
+    for (let epoch = 0; epoch < epochs || (owedSteps() && epoch < epochs + 6); epoch++) {
       // Six warm workers start at once (the first epoch waits for them to warm).
       const first: Proc[] = [];
       const setupDeadline = Date.now() + 30_000;
