@@ -33,6 +33,13 @@ export interface StoreEntry {
   data: Uint8Array;
   /** Opaque version of this incarnation and content. */
   version: string;
+  /**
+   * When this incarnation was last written, on the store's clock, where the
+   * store tells (a file's modification time, an SMB file's creation time).
+   * Only for judging how old a lock without a date in it is (an empty file
+   * left by a PowerShell writer that died between its two steps).
+   */
+  writtenAt?: Date;
 }
 
 /**
@@ -107,6 +114,16 @@ export interface LockStore {
    * @returns false when the entry is gone or is no longer `version`
    */
   remove(host: string, name: string, version: string): Promise<boolean>;
+  /**
+   * Optional, for stores whose hosts' folders share one root (a folder
+   * template ending in `/{0}`, `smb://server/share/{0}`, etcd): the names of
+   * the folders under that root, unsorted: every host that has one, and
+   * other folders a reader skips (names that are no host names). Absent
+   * where each host has its own server or share: there the hosts must be
+   * named.
+   * @throws {StoreError} when the root cannot be listed or does not exist
+   */
+  listHosts?(): Promise<string[]>;
   /** Names of the entries in a host's history; [] when there is none. */
   listHistory(host: string): Promise<string[]>;
   /** Content of a history entry, or undefined when missing. */

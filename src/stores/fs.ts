@@ -228,7 +228,11 @@ export function openFsStore(
           at += chunk.length;
         }
       }
-      return { data, version: versionOf(info, data) };
+      return {
+        data,
+        version: versionOf(info, data),
+        ...info.mtime ? { writtenAt: info.mtime } : {},
+      };
     } catch (error) {
       fail("read", path, error);
     } finally {
@@ -447,9 +451,26 @@ export function openFsStore(
     }
   }
 
+  /** The folders under the root of a template ending in the host (`/var/lib/locks/{0}`). */
+  async function listHosts(root: string): Promise<string[]> {
+    const names: string[] = [];
+    try {
+      for await (const entry of Deno.readDir(root)) {
+        if (entry.isDirectory && !entry.name.startsWith(PRIVATE_PREFIX)) names.push(entry.name);
+      }
+    } catch (error) {
+      if (!(error instanceof Deno.errors.NotFound)) fail("list the hosts in", root, error);
+      if (options.createRoot === true) return []; // the default store, before its first lock
+      throw new StoreError(root, `Cannot list the hosts in "${root}": it does not exist`);
+    }
+    return names;
+  }
+
+  const root = hostsRoot(template);
   return {
     kind: "fs",
     describe: folder,
+    ...root !== undefined ? { listHosts: () => listHosts(root) } : {},
     async create(host, name, data) {
       try {
         return await createEntry(host, name, data);
@@ -531,6 +552,19 @@ export function openFsStore(
       }),
     close: () => Promise.resolve(),
   };
+}
+
+/**
+ * The folder holding every host's folder, for a template whose last segment
+ * is the host alone (`/var/lib/locks/{0}`, `C:\locks\{host}`); undefined
+ * for any other (`\\{0}\ResourceLocks`, `/mnt/{0}/locks`).
+ */
+function hostsRoot(template: string): string | undefined {
+  const separator = Deno.build.os === "windows" ? "[\\\\/]" : "/";
+  const trimmed = template.replace(new RegExp(`${separator}+$`), "");
+  const match = new RegExp(`^(.*)${separator}(?:\\{0\\}|\\{host\\})$`).exec(trimmed);
+  if (!match || /\{0\}|\{host\}/.test(match[1]!)) return undefined;
+  return match[1] === "" ? "/" : match[1];
 }
 
 /**
