@@ -13,6 +13,8 @@ import { parseDuration } from "./duration.ts";
 import { InputError } from "./errors.ts";
 import { checkSmallFile, SmallFileError } from "./_file.ts";
 import { kindOf, registerSecret, registerUrlSecrets, showValue } from "./_text.ts";
+import { type MaintenanceGroup, validateGroups } from "./groups.ts";
+import { normalizeHost } from "./host.ts";
 
 /**
  * Every setting. Times take seconds (fractions allowed) or a string with a
@@ -54,6 +56,27 @@ export interface ResourceLockerConfig {
   clockSkew?: number | string;
   /** Hosts locked, checked or released at once (a host with many dependencies). @default 64 */
   concurrency?: number;
+  /**
+   * Maintenance groups: at most `max` members of a group hold Host locks at
+   * once. The dependency map file may define more in its `"@groups"` section.
+   * @default []
+   */
+  groups?: MaintenanceGroup[];
+  /**
+   * Hosts `status --all` looks at where the store cannot list its hosts
+   * (a server or share per host), besides the dependency map's hosts and the
+   * groups' members. @default []
+   */
+  hosts?: string[];
+  /**
+   * A file naming more such hosts, one per line (`#` starts a comment);
+   * relative to the config module's folder. @default none
+   */
+  hostsFile?: string;
+  /** An empty lock file older than this is flagged stale (a PowerShell writer died between its two steps). @default "5m" */
+  staleEmptyAfter?: number | string;
+  /** A lock written by PowerShell (no lease) older than this is flagged stale. @default "24h" */
+  stalePowerShellAfter?: number | string;
   /** SMB store settings. */
   smb?: {
     /** User name. */
@@ -110,6 +133,16 @@ export interface ResolvedConfig {
   clockSkewMs: number;
   /** Hosts handled at once. */
   concurrency: number;
+  /** Maintenance groups from the config (the map file's are added where it is read). */
+  groups: MaintenanceGroup[];
+  /** Hosts named for `status --all`. */
+  hosts: string[];
+  /** File naming more hosts, or undefined. */
+  hostsFile: string | undefined;
+  /** Age in milliseconds after which an empty lock file is stale. */
+  staleEmptyMs: number;
+  /** Age in milliseconds after which a PowerShell lock is stale. */
+  stalePowerShellMs: number;
   /** SMB settings. */
   smb: {
     username?: string;
@@ -210,6 +243,8 @@ type Kind =
   | "boolean"
   | "positive"
   | "watch"
+  | "groups"
+  | "hosts"
   | "object";
 
 /** Every setting and its kind; a Map, so `constructor` or `__proto__` is no setting. */
@@ -227,6 +262,11 @@ const KEYS: ReadonlyMap<string, Kind> = new Map([
   ["runLease", "lease"],
   ["clockSkew", "duration"],
   ["concurrency", "positive"],
+  ["groups", "groups"],
+  ["hosts", "hosts"],
+  ["hostsFile", "string"],
+  ["staleEmptyAfter", "duration"],
+  ["stalePowerShellAfter", "duration"],
   ["smb", "object"],
   ["etcd", "object"],
 ]);
@@ -351,6 +391,23 @@ export function validateConfig(
     }
     if (kind === "lease" && parseDuration(value as string | number, key) < MIN_LEASE_MS) {
       throw bad(`must be at least ${MIN_LEASE_MS}ms`);
+    }
+    if (kind === "groups") {
+      copy[key] = validateGroups(value, `config "${source}" setting "groups"`);
+      continue;
+    }
+    if (kind === "hosts") {
+      if (!Array.isArray(value)) throw bad("must be an array of host names");
+      copy[key] = value.map((host: unknown, index) => {
+        try {
+          return normalizeHost(host as string);
+        } catch (error) {
+          throw new InputError(
+            `Invalid config "${source}": setting "hosts"[${index}]: ${(error as Error).message}`,
+          );
+        }
+      });
+      continue;
     }
     if (kind === "object") {
       if (value === null || typeof value !== "object" || Array.isArray(value)) {
@@ -481,6 +538,10 @@ export async function loadConfigModule(
   if (deps !== undefined && url.protocol === "file:" && !isAbsolutePath(deps)) {
     config.dependenciesFilePath = join(parentPath(name), deps.replace(/^\.[\\/]/, ""));
   }
+  const hostsFile = config.hostsFile;
+  if (hostsFile !== undefined && url.protocol === "file:" && !isAbsolutePath(hostsFile)) {
+    config.hostsFile = join(parentPath(name), hostsFile.replace(/^\.[\\/]/, ""));
+  }
   return config;
 }
 
@@ -589,6 +650,11 @@ export async function resolveConfig(
     runLeaseMs: parseDuration(c.runLease ?? "60s", "runLease"),
     clockSkewMs: parseDuration(c.clockSkew ?? "30s", "clockSkew"),
     concurrency: c.concurrency ?? 64,
+    groups: c.groups ?? [],
+    hosts: c.hosts ?? [],
+    hostsFile: c.hostsFile,
+    staleEmptyMs: parseDuration(c.staleEmptyAfter ?? "5m", "staleEmptyAfter"),
+    stalePowerShellMs: parseDuration(c.stalePowerShellAfter ?? "24h", "stalePowerShellAfter"),
     smb: {
       ...c.smb?.username !== undefined ? { username: c.smb.username } : {},
       ...c.smb?.password !== undefined ? { password: c.smb.password } : {},

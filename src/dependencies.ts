@@ -10,6 +10,7 @@ import { kindOf } from "./_text.ts";
 import { InputError, StoreError } from "./errors.ts";
 import { normalizeHost } from "./host.ts";
 import { decodeText } from "./lock_file.ts";
+import { GROUPS_SECTION, type MaintenanceGroup, validateGroups } from "./groups.ts";
 
 /** A dependency map: host → hosts that depend on it (run on it, or must not be down with it). */
 export type DependencyMap = Readonly<Record<string, readonly string[]>>;
@@ -20,7 +21,8 @@ export const MAX_DEPENDENCY_MAP_BYTES = 16 * 1024 * 1024;
 /**
  * Checks a parsed dependency map and returns it with host names normalised.
  * Only the map's own keys count: a host named `constructor` or `__proto__`
- * is a host like any other.
+ * is a host like any other. The second section, `"@groups"`, is no host:
+ * {@linkcode readDependencyFile} reads it.
  *
  * @param value the parsed JSON
  * @param source where it came from, for error messages
@@ -48,6 +50,7 @@ export function validateDependencyMap(
   }
   const map: Record<string, string[]> = Object.create(null);
   for (const [key, list] of entries) {
+    if (key === GROUPS_SECTION) continue; // the maintenance groups, read by readDependencyFile
     const where = `Invalid dependency map "${source}" at ${JSON.stringify(key)}`;
     let host: string;
     try {
@@ -118,6 +121,60 @@ export interface ReadDependencyMapOptions {
   optional?: boolean;
 }
 
+/** A dependency map file's two sections. */
+export interface DependencyFile {
+  /** The map: host → hosts that depend on it. */
+  dependencies: DependencyMap;
+  /** The maintenance groups of its optional `"@groups"` section; [] without one. */
+  groups: MaintenanceGroup[];
+}
+
+/**
+ * Reads a dependency map file with its optional second section, the
+ * maintenance groups under the key `"@groups"` (an array of
+ * `{ name, members, max, home? }`). Maps without it, as the original
+ * module's, read as before; the original reads a map with it as before
+ * too, since no host is named `@groups`.
+ *
+ * @param path the JSON file
+ * @param options `optional` when the map was not named by the user
+ * @returns the map and the groups (both empty when an optional file does not exist)
+ * @throws {InputError} as {@linkcode readDependencyMap}, and for a malformed `@groups` section
+ * @throws {StoreError} when the file exists but cannot be read
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { readDependencyFile } from "./dependencies.ts";
+ * const path = await Deno.makeTempFile({ suffix: ".json" });
+ * await Deno.writeTextFile(path, JSON.stringify({
+ *   hv01: ["dc01"],
+ *   "@groups": [{ name: "hv-cluster-a", members: ["hv01", "hv02"], max: 1 }],
+ * }));
+ * const { dependencies, groups } = await readDependencyFile(path);
+ * assert.deepEqual(Object.keys(dependencies), ["hv01"]);
+ * assert.equal(groups[0]!.name, "hv-cluster-a");
+ * await Deno.remove(path);
+ * ```
+ */
+export async function readDependencyFile(
+  path: string,
+  options: ReadDependencyMapOptions = {},
+): Promise<DependencyFile> {
+  const parsed = await readMapJson(path, options);
+  if (parsed === undefined) return { dependencies: {}, groups: [] };
+  const dependencies = validateDependencyMap(parsed, path);
+  const section = Object.hasOwn(parsed as object, GROUPS_SECTION)
+    ? (parsed as Record<string, unknown>)[GROUPS_SECTION]
+    : undefined;
+  return {
+    dependencies,
+    groups: section === undefined
+      ? []
+      : validateGroups(section, `dependency map "${path}" section "${GROUPS_SECTION}"`),
+  };
+}
+
 /**
  * Reads a dependency map file. Only a regular file of at most
  * {@linkcode MAX_DEPENDENCY_MAP_BYTES} is read: a folder, FIFO or device at
@@ -133,6 +190,15 @@ export async function readDependencyMap(
   path: string,
   options: ReadDependencyMapOptions = {},
 ): Promise<DependencyMap> {
+  const parsed = await readMapJson(path, options);
+  return parsed === undefined ? {} : validateDependencyMap(parsed, path);
+}
+
+/** The parsed JSON of a map file; undefined when an optional file does not exist. */
+async function readMapJson(
+  path: string,
+  options: ReadDependencyMapOptions,
+): Promise<unknown> {
   let bytes: Uint8Array;
   try {
     bytes = await readSmallFile(path, MAX_DEPENDENCY_MAP_BYTES);
@@ -143,7 +209,7 @@ export async function readDependencyMap(
       });
     }
     if (error.reason === "missing") {
-      if (options.optional) return {};
+      if (options.optional) return undefined;
       throw new InputError(
         `Dependency map "${path}" does not exist: create it, or name another with --file, RESOURCE_LOCKER_DEPENDENCIES or dependenciesFilePath`,
       );
@@ -156,7 +222,7 @@ export async function readDependencyMap(
   } catch (error) {
     throw new InputError(`Invalid dependency map "${path}": not JSON: ${firstLine(error)}`);
   }
-  return validateDependencyMap(parsed, path);
+  return parsed;
 }
 
 /**
