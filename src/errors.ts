@@ -26,6 +26,13 @@ export interface HolderInfo {
   lockedAt?: Date;
   /** Session id of the holder, when known. */
   sessionId?: string;
+  /**
+   * For a slot of a maintenance group (a busy group): the group's name;
+   * `lockId` is then the slot's entry name, `Group-<group>.slot-<n>`.
+   */
+  group?: string;
+  /** For a slot: the member host in maintenance that holds it. */
+  member?: string;
 }
 
 /** Base class of every error this library throws on purpose. *

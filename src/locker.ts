@@ -30,6 +30,7 @@ import {
 import { type FileNames, formatLockRef, type LockRef, parseLockId } from "./lock_ref.ts";
 import { showField } from "./_text.ts";
 import type { LockStore } from "./store.ts";
+import { slotName, slotNumber } from "./groups.ts";
 
 /** A lock as read from a store. */
 export interface LockInfo {
@@ -57,6 +58,81 @@ export interface LockInfo {
   state: ContentState;
   /** Host and process that hold it, when written by us. */
   holder?: { host?: string; pid?: number };
+  /**
+   * Who wrote it, as its fields tell: `resource-locker` (our fields),
+   * `powershell` (only the original module's fields, or only its caller
+   * name: its first write step), `unknown` (empty or unreadable).
+   */
+  origin?: "resource-locker" | "powershell" | "unknown";
+  /** When the entry was last written, on the store's clock, where the store tells (file time). */
+  writtenAt?: Date;
+}
+
+/** A slot of a maintenance group to take together with a Host lock on a member. */
+export interface SlotClaim {
+  /** Group name. */
+  group: string;
+  /** Slots in all: at most this many members hold Host locks at once. */
+  max: number;
+  /** Where the group's slots live: its own folder (`@group-<name>`) or its home host's. */
+  home: string;
+  /** The member host the slot is taken for. */
+  member: string;
+}
+
+/** A slot of a maintenance group this process took. */
+export interface HeldSlot {
+  /** Group name. */
+  group: string;
+  /** The member host it was taken for. */
+  member: string;
+  /** Where it lives. */
+  home: string;
+  /** Its entry name, `Group-<group>.slot-<n>`. */
+  name: string;
+  /** Session. */
+  sessionId: string;
+}
+
+/** A slot of a maintenance group as read from the store. */
+export interface SlotInfo {
+  /** Group name. */
+  group: string;
+  /** Slot number, 1 to the group's max (higher ones are left from a larger max). */
+  slot: number;
+  /** Entry name. */
+  name: string;
+  /** Where it lives. */
+  home: string;
+  /** The member in maintenance, when known. */
+  member?: string;
+  /** Session that took it, when known. */
+  sessionId?: string;
+  /** Caller name, when known. */
+  caller?: string;
+  /** Description, when known. */
+  description?: string;
+  /** When it was taken, when known. */
+  lockedAt?: Date;
+  /** Lease expiry; absent when the Host lock it goes with never expires. */
+  expiresAt?: Date;
+  /** True when the lease ran out (skew allowed for): the next taker frees it. */
+  expired: boolean;
+  /**
+   * True when its member's Host lock no longer belongs to its session
+   * (released or broken without the slot): the next taker frees it.
+   */
+  orphaned: boolean;
+  /** Host and process that took it. */
+  holder?: { host?: string; pid?: number };
+}
+
+/** What {@linkcode Locker.acquireAll} took. */
+export interface Acquired {
+  /** The locks, in the order of the request's hosts. */
+  locks: HeldLock[];
+  /** The slots of maintenance groups, one per claim. */
+  slots: HeldSlot[];
 }
 
 /** A released lock from a host's history. */
@@ -109,6 +185,8 @@ export interface LockProgress {
   at: Date;
   /** The locks in the way. */
   holders: HolderInfo[];
+  /** When a maintenance group is full: its name (`holders` are its slots). */
+  group?: string;
 }
 
 /** What to acquire. */
@@ -142,6 +220,11 @@ export interface AcquireRequest {
   signal?: AbortSignal;
   /** Called while waiting. */
   onProgress?: (progress: LockProgress) => void;
+  /**
+   * Slots of maintenance groups to take with Host locks, all or nothing
+   * with the locks; only with `type` Host and {@linkcode Locker.acquireAll}.
+   */
+  slots?: SlotClaim[];
 }
 
 /** Result of releasing one lock. */
@@ -188,6 +271,27 @@ interface CurrentLock {
 type TakeResult =
   | { ok: true; lock: HeldLock; owned: boolean }
   | { ok: false; host: string; holders: HolderInfo[] };
+
+/** Why an attempt failed: a host in the way, or a full group (then `host` is where its slots live). */
+interface Failure {
+  host: string;
+  holders: HolderInfo[];
+  group?: { name: string; max: number; member: string };
+}
+
+type AttemptResult =
+  | { ok: true; taken: HeldLock[]; owned: HeldLock[]; slots: HeldSlot[]; ownedSlots: HeldSlot[] }
+  | ({ ok: false } & Failure);
+
+type SlotTake =
+  | { ok: true; slot: HeldSlot; owned: boolean }
+  | ({ ok: false } & Failure);
+
+interface CurrentSlot {
+  info: SlotInfo;
+  content: LockContent;
+  version: string;
+}
 
 /** Without change notifications from the store, a waiter looks at the locks in its way this often. */
 const POLL_MS = 500;
@@ -254,11 +358,35 @@ export async function mapLimit<T, R>(
 function describeHolder(holder: HolderInfo): string {
   // Every field comes from a lock file anyone may have written: cut and
   // escaped one by one, so a huge caller cannot push the rest out of sight.
+  if (holder.group !== undefined) return describeSlotHolder(holder);
   const kind = holder.lockId === "Host" ? "Host lock" : `${holder.lockId.split("-")[0]} lock`;
   const who = holder.caller !== undefined ? `"${showField(holder.caller)}"` : "an unknown caller";
   const what = holder.description !== undefined ? ` ("${showField(holder.description)}")` : "";
   const since = holder.lockedAt ? ` since ${holder.lockedAt.toISOString()}` : "";
   return `${kind} held by ${who}${what}${since}`;
+}
+
+function describeSlotHolder(holder: HolderInfo): string {
+  const member = holder.member !== undefined ? showField(holder.member) : "an unknown host";
+  const who = holder.caller !== undefined ? `"${showField(holder.caller)}"` : "an unknown caller";
+  const since = holder.lockedAt ? ` since ${holder.lockedAt.toISOString()}` : "";
+  return `${member} by ${who}${since}`;
+}
+
+/**
+ * Describes a full maintenance group, for messages.
+ *
+ * @param group the group's name
+ * @param max its slots
+ * @param holders its slots taken
+ * @returns e.g. `group "hv-a": 1 of 1 in maintenance: hv02 by "Invoke-Maintenance" since 2026-…`
+ */
+export function describeGroup(group: string, max: number, holders: readonly HolderInfo[]): string {
+  const shown = holders.slice(0, 3).map(describeSlotHolder).join("; ");
+  const more = holders.length > 3 ? ` and ${holders.length - 3} more` : "";
+  return `group "${group}": ${holders.length} of ${max} in maintenance${
+    holders.length ? `: ${shown}${more}` : ""
+  }`;
 }
 
 /**
@@ -352,6 +480,7 @@ export class Locker {
       if (typeof holder.Host === "string") info.holder.host = holder.Host;
       if (typeof holder.Pid === "number") info.holder.pid = holder.Pid;
     }
+    info.origin = originOf(content);
     return info;
   }
 
@@ -359,11 +488,21 @@ export class Locker {
     const entry = await this.#store.read(host, this.#names.fileName(lockId));
     if (entry === undefined) return undefined;
     const content = decodeLockContent(entry.data, this.#clock.utcOffsetMinutes(this.#clock.now()));
-    return {
-      info: this.#info(host, lockId, content, await this.#now(host)),
-      content,
-      version: entry.version,
-    };
+    const info = this.#info(host, lockId, content, await this.#now(host));
+    if (entry.writtenAt !== undefined) info.writtenAt = entry.writtenAt;
+    return { info, content, version: entry.version };
+  }
+
+  /**
+   * Now on the store's clock for a host (where the store has a clock of its
+   * own, as an SMB server), in epoch milliseconds: what ages and lease
+   * expiries of the host's locks are judged against.
+   *
+   * @param host host, lower-cased
+   * @returns epoch milliseconds
+   */
+  async storeNow(host: string): Promise<number> {
+    return await this.#now(host);
   }
 
   /**
@@ -608,24 +747,25 @@ export class Locker {
    * before it), each only while it is still the entry created or renewed.
    * @returns refs that could not be removed
    */
-  async #rollback(owned: readonly HeldLock[]): Promise<string[]> {
+  async #rollback(
+    owned: readonly HeldLock[],
+    ownedSlots: readonly HeldSlot[] = [],
+  ): Promise<string[]> {
     const results = await mapLimit(owned, this.#concurrency, async (lock) => {
       const current = await this.#read(lock.host, lock.lockId);
       if (!current || current.info.sessionId !== lock.sessionId) return;
       await this.#store.remove(lock.host, this.#names.fileName(lock.lockId), current.version);
     });
-    return owned.filter((_, i) => results[i]!.status === "rejected").map((l) => l.ref);
+    // Slots after their Host locks: a slot never stands for a member whose
+    // Host lock is held without one.
+    const slots = await this.releaseSlots(ownedSlots);
+    return [
+      ...owned.filter((_, i) => results[i]!.status === "rejected").map((l) => l.ref),
+      ...ownedSlots.filter((_, i) => slots[i]!.status === "rejected").map(slotRef),
+    ];
   }
 
-  async #attempt(
-    request: AcquireRequest,
-  ): Promise<
-    { ok: true; taken: HeldLock[]; owned: HeldLock[] } | {
-      ok: false;
-      host: string;
-      holders: HolderInfo[];
-    }
-  > {
+  async #attempt(request: AcquireRequest): Promise<AttemptResult> {
     const results = await mapLimit(
       request.hosts,
       this.#concurrency,
@@ -646,11 +786,343 @@ export class Locker {
         };}
     });
     if (fault === undefined && failure === undefined) {
-      return { ok: true, taken, owned };
+      const claims = request.slots ?? [];
+      if (claims.length === 0) return { ok: true, taken, owned, slots: [], ownedSlots: [] };
+      // Every Host lock is in place: now a slot of each group per member.
+      const takes = await mapLimit(
+        claims,
+        this.#concurrency,
+        (claim) => this.#takeSlot(claim, request),
+      );
+      const slots: HeldSlot[] = [];
+      const ownedSlots: HeldSlot[] = [];
+      let full: Failure | undefined;
+      for (const take of takes) {
+        if (take.status === "rejected") fault ??= take.reason;
+        else if (take.value.ok) {
+          slots.push(take.value.slot);
+          if (take.value.owned) ownedSlots.push(take.value.slot);
+        } else {
+          const { ok: _, ...rest } = take.value;
+          full ??= rest;
+        }
+      }
+      if (fault === undefined && full === undefined) {
+        return { ok: true, taken, owned, slots, ownedSlots };
+      }
+      const left = await this.#rollback(owned, ownedSlots);
+      if (fault !== undefined) throw withLeftBehind(fault, left);
+      return { ok: false, ...full! };
     }
     const left = await this.#rollback(owned);
     if (fault !== undefined) throw withLeftBehind(fault, left);
     return { ok: false, ...failure! };
+  }
+
+  // -------------------------------------------------------------------------
+  // Slots of maintenance groups: `Group-<group>.slot-<n>` entries, n from 1
+  // to max, made with the store's exclusive create, so no more than max can
+  // exist whatever the races. A slot carries its member and session, and the
+  // lease of the Host lock it goes with; it is taken after its member's Host
+  // lock and released after it. So a slot whose member's Host lock is not
+  // its session's (any more) is left over and may be freed by anyone, as an
+  // expired one: with a compare-and-act remove of the very version judged.
+
+  #slotContent(claim: SlotClaim, request: AcquireRequest, instant: { ticks: bigint; at: number }) {
+    const fields: Record<string, unknown> = {};
+    if (request.caller) fields.Caller = request.caller;
+    if (request.description) fields.Description = request.description;
+    fields.LockedAt = instant.ticks;
+    fields.LockedAtUtc = new Date(instant.at).toISOString();
+    fields.Type = "GroupSlot";
+    fields.Group = claim.group;
+    fields.Member = claim.member;
+    fields.SessionId = request.sessionId;
+    fields.Holder = { Host: this.#holder.host, Pid: this.#holder.pid };
+    if (request.ttlMs !== undefined) {
+      fields.ExpiresAtUtc = new Date(instant.at + request.ttlMs).toISOString();
+      fields.TtlSeconds = request.ttlMs / 1000;
+    }
+    return fields;
+  }
+
+  /**
+   * A slot entry as it stands, or undefined when there is none. With
+   * `judge`, also whether it is left over (its member's Host lock is not
+   * its session's): one more read.
+   */
+  async #readSlot(
+    home: string,
+    group: string,
+    name: string,
+    judge: boolean,
+  ): Promise<CurrentSlot | undefined> {
+    const slot = slotNumber(group, name);
+    if (slot === undefined) return undefined;
+    const entry = await this.#store.read(home, name);
+    if (entry === undefined) return undefined;
+    const content = decodeLockContent(entry.data, this.#clock.utcOffsetMinutes(this.#clock.now()));
+    const f = content.fields;
+    const info: SlotInfo = {
+      group,
+      slot,
+      name,
+      home,
+      expired: content.expiresAt !== undefined &&
+        content.expiresAt.getTime() + this.#skewMs < await this.#now(home),
+      orphaned: false,
+    };
+    if (typeof f.Member === "string") info.member = f.Member;
+    if (content.sessionId !== undefined) info.sessionId = content.sessionId;
+    if (content.caller !== undefined) info.caller = content.caller;
+    if (content.description !== undefined) info.description = content.description;
+    if (content.lockedAt) info.lockedAt = content.lockedAt;
+    if (content.expiresAt) info.expiresAt = content.expiresAt;
+    const holder = f.Holder as { Host?: unknown; Pid?: unknown } | undefined;
+    if (holder && typeof holder === "object") {
+      info.holder = {};
+      if (typeof holder.Host === "string") info.holder.host = holder.Host;
+      if (typeof holder.Pid === "number") info.holder.pid = holder.Pid;
+    }
+    if (judge && info.member !== undefined && info.sessionId !== undefined) {
+      // Only a member that is a host name can hold a Host lock to look at.
+      if (/^[a-z0-9._-]+$/.test(info.member) && !info.member.includes("..")) {
+        const lock = await this.#read(info.member, "Host");
+        info.orphaned = lock === undefined || lock.info.sessionId !== info.sessionId;
+      }
+    }
+    return { info, content, version: entry.version };
+  }
+
+  /** The slots of a group where they live, each read (entries of other groups and non-slots skipped). */
+  async #slots(home: string, group: string, judge: boolean): Promise<CurrentSlot[]> {
+    const names = (await this.#store.list(home)).filter((name) =>
+      slotNumber(group, name) !== undefined
+    );
+    const read = await mapLimit(
+      names,
+      this.#concurrency,
+      (name) => this.#readSlot(home, group, name, judge),
+    );
+    const slots: CurrentSlot[] = [];
+    for (const result of read) {
+      if (result.status === "rejected") throw result.reason;
+      if (result.value) slots.push(result.value);
+    }
+    return slots.sort((a, b) => a.info.slot - b.info.slot);
+  }
+
+  /**
+   * Takes a free slot of the claim's group, or finds the session's own for
+   * the member (touched, so nobody frees it as left over meanwhile), or
+   * frees an expired or left-over one and takes it.
+   */
+  async #takeSlot(claim: SlotClaim, request: AcquireRequest): Promise<SlotTake> {
+    const holders = (slots: CurrentSlot[]): HolderInfo[] =>
+      slots.filter((s) => s.info.slot <= claim.max).map((s) => slotHolder(s.info));
+    const full = (slots: CurrentSlot[]): SlotTake => ({
+      ok: false,
+      host: claim.home,
+      holders: holders(slots),
+      group: { name: claim.group, max: claim.max, member: claim.member },
+    });
+    const held = (name: string): HeldSlot => ({
+      group: claim.group,
+      member: claim.member,
+      home: claim.home,
+      name,
+      sessionId: request.sessionId,
+    });
+    let slots: CurrentSlot[] = [];
+    for (let round = 0; round < 4; round++) {
+      slots = await this.#slots(claim.home, claim.group, true);
+      const data = encodeLockContent(
+        this.#slotContent(claim, request, await this.#instant(claim.home)),
+      );
+      const own = slots.find((s) =>
+        s.info.sessionId === request.sessionId && s.info.member === claim.member
+      );
+      if (own) {
+        // The session's own slot for this member (a lock taken again):
+        // rewritten as of now, only while it is the version just read.
+        const p = seam("locker.slot.own", claim.home, own.info.name);
+        if (p) await p;
+        const renewed = await this.#store.replace(claim.home, own.info.name, own.version, data);
+        if (renewed !== undefined) return { ok: true, slot: held(own.info.name), owned: false };
+        continue; // freed or changed meanwhile: look again
+      }
+      const taken = new Set(slots.map((s) => s.info.slot));
+      const free: number[] = [];
+      for (let n = 1; n <= claim.max; n++) if (!taken.has(n)) free.push(n);
+      const stale = slots.filter((s) =>
+        s.info.slot <= claim.max && (s.info.expired || s.info.orphaned)
+      );
+      if (free.length === 0 && stale.length === 0) return full(slots);
+      // Between the look and the create another taker may take the same
+      // slot: the create is exclusive, so one of the two gets it.
+      const p = seam("locker.slot.checked", claim.home, claim.group);
+      if (p) await p;
+      for (const n of free) {
+        const made = await this.#createSlot(claim, request, slotName(claim.group, n), data);
+        if (made) return { ok: true, slot: held(made), owned: true };
+      }
+      for (const slot of stale) {
+        // Only the very slot judged: renewed or retaken meanwhile, it stays.
+        const q = seam("locker.slot.judged", claim.home, slot.info.name);
+        if (q) await q;
+        if (!(await this.#store.remove(claim.home, slot.info.name, slot.version))) continue;
+        const made = await this.#createSlot(claim, request, slot.info.name, data);
+        if (made) return { ok: true, slot: held(made), owned: true };
+      }
+    }
+    return full(slots);
+  }
+
+  /** Creates a slot entry; its name when made, undefined when it exists. */
+  async #createSlot(
+    claim: SlotClaim,
+    request: AcquireRequest,
+    name: string,
+    data: Uint8Array,
+  ): Promise<string | undefined> {
+    const createOptions = request.ttlMs !== undefined ? { ttlMs: request.ttlMs } : {};
+    try {
+      const version = await this.#store.create(claim.home, name, data, createOptions);
+      return version === undefined ? undefined : name;
+    } catch (error) {
+      if (error instanceof StoreError && error.unchanged) throw error;
+      // The create may have made our slot before failing: remove it when it is ours.
+      const clean = await this.#removeSlotIfOurs(claim.home, claim.group, name, request.sessionId)
+        .catch(() => false);
+      throw withLeftBehind(error, clean ? [] : [`${claim.home}/${name}`]);
+    }
+  }
+
+  async #removeSlotIfOurs(
+    home: string,
+    group: string,
+    name: string,
+    sessionId: string,
+  ): Promise<boolean> {
+    const current = await this.#readSlot(home, group, name, false);
+    if (!current || current.info.sessionId !== sessionId) return true;
+    await this.#store.remove(home, name, current.version);
+    return true;
+  }
+
+  /**
+   * Renews the leases of held slots, as {@linkcode Locker.renewAll} the locks.
+   *
+   * @param slots slots of one session
+   * @param ttlMs new time to live from now
+   * @throws {LockLostError} when a slot is gone or belongs to someone else now
+   */
+  async renewSlots(slots: readonly HeldSlot[], ttlMs: number): Promise<void> {
+    const results = await mapLimit(slots, this.#concurrency, async (slot) => {
+      const current = await this.#readSlot(slot.home, slot.group, slot.name, false);
+      const lost = (why: string) =>
+        new LockLostError(
+          slotRef(slot),
+          `Slot "${slot.name}" of group "${slot.group}" for "${slot.member}" was lost: ${why}`,
+        );
+      if (
+        !current || current.info.sessionId !== slot.sessionId ||
+        current.info.member !== slot.member
+      ) {
+        throw lost(
+          current ? describeGroup(slot.group, 1, [slotHolder(current.info)]) : "it was freed",
+        );
+      }
+      const now = await this.#now(slot.home);
+      const fields = {
+        ...current.content.fields,
+        ExpiresAtUtc: new Date(now + ttlMs).toISOString(),
+        RenewedAtUtc: new Date(now).toISOString(),
+      };
+      const p = seam("locker.slot.renew", slot.home, slot.name);
+      if (p) await p;
+      const renewed = await this.#store.replace(
+        slot.home,
+        slot.name,
+        current.version,
+        encodeLockContent(fields),
+      );
+      if (renewed === undefined) throw lost("it was freed or taken over");
+    });
+    for (const result of results) {
+      if (result.status === "rejected") throw result.reason;
+    }
+  }
+
+  /**
+   * Frees held slots, each only while it is still the session's. A slot
+   * already gone (freed as left over once its Host lock was released, or
+   * expired and taken) is nothing to free.
+   *
+   * @param slots slots of one session
+   * @returns one settled result per slot: true when freed here
+   */
+  releaseSlots(slots: readonly HeldSlot[]): Promise<PromiseSettledResult<boolean>[]> {
+    return mapLimit(slots, this.#concurrency, async (slot) => {
+      for (let round = 0; round < 5; round++) {
+        const current = await this.#readSlot(slot.home, slot.group, slot.name, false);
+        if (
+          !current || current.info.sessionId !== slot.sessionId ||
+          current.info.member !== slot.member
+        ) return false;
+        const p = seam("locker.slot.release", slot.home, slot.name);
+        if (p) await p;
+        if (await this.#store.remove(slot.home, slot.name, current.version)) return true;
+      }
+      throw new StoreError(
+        this.#store.describe(slot.home),
+        `Cannot free slot "${slot.name}" of group "${slot.group}": it kept changing`,
+      );
+    });
+  }
+
+  /**
+   * Frees the slots a session holds for a member in the given groups: what
+   * releasing a Host lock by its ref (`unlock`) frees with it.
+   *
+   * @param member the member host
+   * @param sessionId the session
+   * @param claims the member's groups (where their slots live)
+   * @returns the slots freed
+   */
+  async releaseSlotsOf(
+    member: string,
+    sessionId: string,
+    claims: readonly SlotClaim[],
+  ): Promise<HeldSlot[]> {
+    const found: HeldSlot[] = [];
+    for (const claim of claims) {
+      for (const slot of await this.#slots(claim.home, claim.group, false)) {
+        if (slot.info.sessionId === sessionId && slot.info.member === member) {
+          found.push({
+            group: claim.group,
+            member,
+            home: claim.home,
+            name: slot.info.name,
+            sessionId,
+          });
+        }
+      }
+    }
+    const results = await this.releaseSlots(found);
+    for (const result of results) if (result.status === "rejected") throw result.reason;
+    return found.filter((_, i) => (results[i] as PromiseFulfilledResult<boolean>).value);
+  }
+
+  /**
+   * The slots of a group as they stand: who is in maintenance.
+   *
+   * @param group the group's name
+   * @param home where its slots live
+   * @returns its slots, by number, each judged expired or left over
+   */
+  async groupSlots(group: string, home: string): Promise<SlotInfo[]> {
+    return (await this.#slots(home, group, true)).map((slot) => slot.info);
   }
 
   async #drain(
@@ -766,8 +1238,15 @@ export class Locker {
     if (blockers.length === 0) return POLL_MS; // nobody named: look again soon
     let ms = Infinity;
     for (const blocker of blockers) {
-      const current = await this.#read(host, blocker.lockId);
-      if (!current || current.info.expired || current.info.sessionId !== blocker.sessionId) {
+      // A slot of a full group is in the way like a lock, and also no more
+      // once its member's Host lock is no longer its session's.
+      const current = blocker.group !== undefined
+        ? await this.#readSlot(host, blocker.group, blocker.lockId, true)
+        : await this.#read(host, blocker.lockId);
+      if (
+        !current || current.info.expired || current.info.sessionId !== blocker.sessionId ||
+        ("orphaned" in current.info && current.info.orphaned)
+      ) {
         return 0;
       }
       const expiresAt = current.info.expiresAt?.getTime();
@@ -789,6 +1268,47 @@ export class Locker {
    * @throws {StoreError} when the store fails; locks taken so far are released
    */
   async acquire(request: AcquireRequest): Promise<HeldLock[]> {
+    if (request.slots?.length) {
+      throw new TypeError(
+        "Locker.acquire() takes no slots of maintenance groups: use acquireAll()",
+      );
+    }
+    return (await this.acquireAll(request)).locks;
+  }
+
+  /**
+   * Takes every lock of a request and every slot of maintenance groups it
+   * claims, or none: the Host locks first, then the slots (so a slot never
+   * stands without its member's Host lock, and a slot whose member's Host
+   * lock is not its session's any more can be freed by anyone). A full
+   * group is waited on like a busy host.
+   *
+   * @param request what to lock, with `slots` to take
+   * @returns the locks and the slots taken
+   * @throws {LockBusyError} after the last attempt, naming the host or the full group
+   * @throws {DrainTimeoutError} when shared locks did not drain in time
+   * @throws {InputError} when the request needs more slots of a group than it has
+   * @throws {StoreError} when the store fails; what was taken so far is released
+   */
+  async acquireAll(request: AcquireRequest): Promise<Acquired> {
+    const claims = request.slots ?? [];
+    if (claims.length > 0 && request.type !== "Host") {
+      throw new TypeError("Slots of maintenance groups go with Host locks only");
+    }
+    const needed = new Map<string, number>();
+    for (const claim of claims) needed.set(claim.group, (needed.get(claim.group) ?? 0) + 1);
+    for (const claim of claims) {
+      if (needed.get(claim.group)! > claim.max) {
+        const members = claims.filter((c) => c.group === claim.group).map((c) => c.member);
+        throw new InputError(
+          `Cannot lock ${
+            members.map((m) => `"${m}"`).join(", ")
+          } together: group "${claim.group}" lets ${claim.max} of its members into maintenance at once, this needs ${
+            needed.get(claim.group)
+          }`,
+        );
+      }
+    }
     const waitUntil = request.waitMs !== undefined ? this.#clock.now() + request.waitMs : undefined;
     const attempts = waitUntil !== undefined ? Infinity : Math.max(1, request.attempts);
     const progress = new ProgressGate(this.#clock, request.onProgress);
@@ -802,24 +1322,31 @@ export class Locker {
             await this.#drain(
               request,
               result.taken,
-              () => this.renewAll(result.taken, request.ttlMs!),
+              async () => {
+                await this.renewAll(result.taken, request.ttlMs!);
+                await this.renewSlots(result.slots, request.ttlMs!);
+              },
             );
           }
         } catch (error) {
           // Interrupted (signal, a throwing onProgress) or failed while
           // draining: nothing this attempt took stays behind.
-          const left = await this.#rollback(result.owned);
+          const left = await this.#rollback(result.owned, result.ownedSlots);
           throw withLeftBehind(error, left);
         }
-        return result.taken;
+        return { locks: result.taken, slots: result.slots };
       }
       const now = this.#clock.now();
       if (attempt >= attempts || (waitUntil !== undefined && now >= waitUntil)) {
+        const tries = `(${attempt} attempt${attempt === 1 ? "" : "s"})`;
+        const group = result.group;
         throw new LockBusyError(
-          result.host,
-          `Cannot lock "${result.host}": ${describeHolders(result.holders)} (${attempt} attempt${
-            attempt === 1 ? "" : "s"
-          })`,
+          group ? group.member : result.host,
+          group
+            ? `Cannot lock "${group.member}": ${
+              describeGroup(group.name, group.max, result.holders)
+            } ${tries}`
+            : `Cannot lock "${result.host}": ${describeHolders(result.holders)} ${tries}`,
           result.holders,
         );
       }
@@ -828,11 +1355,12 @@ export class Locker {
       );
       progress.report({
         phase: "retry",
-        host: result.host,
+        host: result.group ? result.group.member : result.host,
         attempt,
         ...waitUntil === undefined ? { attempts } : {},
         waitMs,
         holders: result.holders,
+        ...result.group ? { group: result.group.name } : {},
       });
       // The next attempt comes when the way may be clear, at the latest after waitMs.
       await this.#waitWhileBlocked(result.host, result.holders, now + waitMs, request.signal);
@@ -1067,6 +1595,34 @@ export class Locker {
       }
     }
   }
+}
+
+/** Who wrote a lock, as its fields tell. */
+function originOf(content: LockContent): NonNullable<LockInfo["origin"]> {
+  if (content.state === "empty" || content.state === "unreadable") return "unknown";
+  if (content.state === "partial") return "powershell"; // its first write step: the caller alone
+  const f = content.fields;
+  const ours = ["SessionId", "LockedAtUtc", "Holder", "Type", "ExpiresAtUtc"].some((key) =>
+    Object.hasOwn(f, key)
+  );
+  if (ours) return "resource-locker";
+  return Object.hasOwn(f, "LockedAt") ? "powershell" : "unknown";
+}
+
+/** How a slot shows in messages and errors. */
+function slotRef(slot: HeldSlot): string {
+  return `${slot.home}/${slot.name}`;
+}
+
+/** A slot as a holder in the way. */
+function slotHolder(info: SlotInfo): HolderInfo {
+  const holder: HolderInfo = { lockId: info.name, group: info.group };
+  if (info.member !== undefined) holder.member = info.member;
+  if (info.caller !== undefined) holder.caller = info.caller;
+  if (info.description !== undefined) holder.description = info.description;
+  if (info.lockedAt !== undefined) holder.lockedAt = info.lockedAt;
+  if (info.sessionId !== undefined) holder.sessionId = info.sessionId;
+  return holder;
 }
 
 function withLeftBehind(error: unknown, left: readonly string[]): unknown {

@@ -8,7 +8,7 @@
 import type { Clock } from "./clock.ts";
 import { LockLostError, LockNotOwnedError } from "./errors.ts";
 import type { LockType } from "./lock_file.ts";
-import type { HeldLock, Locker, ReleaseResult } from "./locker.ts";
+import type { HeldLock, HeldSlot, Locker, ReleaseResult } from "./locker.ts";
 
 /**
  * Locks taken by one lock call: a host and its dependencies, one session.
@@ -35,6 +35,11 @@ export class ResourceLock implements AsyncDisposable {
   readonly sessionId: string;
   /** The locks: dependencies first, the host last. */
   readonly locks: readonly HeldLock[];
+  /**
+   * Slots of maintenance groups taken with the Host locks (one per group
+   * of each member locked); renewed and released with the locks.
+   */
+  readonly slots: readonly HeldSlot[];
   /** Lease in milliseconds, or undefined when the locks never expire. */
   readonly ttlMs: number | undefined;
   readonly #locker: Locker;
@@ -45,6 +50,8 @@ export class ResourceLock implements AsyncDisposable {
   #releasing = false;
   /** Locks this object released (or found lost) already, for a release retried after a fault. */
   readonly #releasedRefs = new Set<string>();
+  /** Slots this object freed already, for a release retried after a fault. */
+  readonly #releasedSlots = new Set<HeldSlot>();
   #renewedAt: number;
   readonly #clock: Clock;
 
@@ -61,6 +68,7 @@ export class ResourceLock implements AsyncDisposable {
       type: LockType;
       sessionId: string;
       locks: HeldLock[];
+      slots?: HeldSlot[];
       ttlMs: number | undefined;
       clock: Clock;
     },
@@ -70,6 +78,7 @@ export class ResourceLock implements AsyncDisposable {
     this.type = init.type;
     this.sessionId = init.sessionId;
     this.locks = init.locks;
+    this.slots = init.slots ?? [];
     this.ttlMs = init.ttlMs;
     this.#clock = init.clock;
     this.#renewedAt = init.clock.now();
@@ -139,6 +148,7 @@ export class ResourceLock implements AsyncDisposable {
     if (this.#lost.signal.aborted) throw this.#lost.signal.reason;
     try {
       await this.#locker.renewAll(this.locks, this.ttlMs);
+      await this.#locker.renewSlots(this.slots, this.ttlMs);
       this.#renewedAt = this.#clock.now();
     } catch (error) {
       // A renewal still under way when the release went through finds the
@@ -193,6 +203,15 @@ export class ResourceLock implements AsyncDisposable {
           }${r.breakReason ? ` (${r.breakReason})` : ""}`,
         );
       }
+    });
+    if (fault !== undefined) throw fault;
+    // The slots after the Host locks they go with (a slot never stands for a
+    // member in maintenance without one); one gone already is nothing to free.
+    const slots = this.slots.filter((slot) => !this.#releasedSlots.has(slot));
+    const freed = await this.#locker.releaseSlots(slots);
+    freed.forEach((result, i) => {
+      if (result.status === "rejected") fault ??= result.reason;
+      else this.#releasedSlots.add(slots[i]!);
     });
     if (fault !== undefined) throw fault;
     this.#released = true;
