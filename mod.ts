@@ -30,12 +30,17 @@ export {
   type BreakResourceLockOptions,
   closeStores,
   fileResourceHost,
+  type FleetStatusOptions,
+  getFleetStatus,
+  getGroupStatus,
+  getMaintenanceGroups,
   getResolvedConfig,
   getResourceDependence,
   type GetResourceDependenceOptions,
   getResourceLockHistory,
   getResourceLockId,
   getResourceLockStatus,
+  type GroupOptions,
   type HistoryOptions,
   lockFileResource,
   lockHostResource,
@@ -44,6 +49,7 @@ export {
   lockResource,
   type LockResourceOptions,
   type StoreOptions,
+  testGroupSlot,
   testHostResourceLock,
   type TestHostResourceLockOptions,
   tryLockResource,
@@ -53,11 +59,21 @@ export {
 export { ResourceLock } from "./src/resource_lock.ts";
 export type {
   HeldLock,
+  HeldSlot,
   HistoryEntry,
   LockInfo,
   LockProgress,
   ReleaseResult,
+  SlotInfo,
 } from "./src/locker.ts";
+export type {
+  FleetFailure,
+  FleetLock,
+  FleetStatus,
+  GroupStatus,
+  StaleReason,
+} from "./src/fleet.ts";
+export type { MaintenanceGroup } from "./src/groups.ts";
 export type { ContentState, LockType } from "./src/lock_file.ts";
 export { defineConfig, type ResolvedConfig, type ResourceLockerConfig } from "./src/config.ts";
 export type { DependencyMap } from "./src/dependencies.ts";

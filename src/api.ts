@@ -13,11 +13,15 @@ import {
   validateConfig,
 } from "./config.ts";
 import {
+  type DependencyFile,
   type DependencyMap,
+  readDependencyFile,
   readDependencyMap,
   resolveDependencies,
   validateDependencyMap,
 } from "./dependencies.ts";
+import { type FleetStatus, fleetStatus, type GroupStatus, groupStatus } from "./fleet.ts";
+import { groupsOf, type MaintenanceGroup, mergeGroups, slotHome, slotName } from "./groups.ts";
 import { parseDuration } from "./duration.ts";
 import { InputError, LockBusyError } from "./errors.ts";
 import { normalizeHost } from "./host.ts";
@@ -32,6 +36,7 @@ import {
   type LockProgress,
   mapLimit,
   type ReleaseResult,
+  type SlotClaim,
 } from "./locker.ts";
 import { ResourceLock } from "./resource_lock.ts";
 import type { LockStore } from "./store.ts";
@@ -145,7 +150,8 @@ type OptionKind =
   | "number"
   | "signal"
   | "clock"
-  | "types";
+  | "types"
+  | "strings";
 
 const EXPECTED: Record<OptionKind, string> = {
   string: "a string",
@@ -157,6 +163,7 @@ const EXPECTED: Record<OptionKind, string> = {
   signal: "an AbortSignal",
   clock: "a Clock",
   types: "a lock type or an array of them",
+  strings: "an array of strings",
 };
 
 function isKind(kind: OptionKind, value: unknown): boolean {
@@ -183,6 +190,8 @@ function isKind(kind: OptionKind, value: unknown): boolean {
     case "types":
       return typeof value === "string" ||
         (Array.isArray(value) && value.every((t) => typeof t === "string"));
+    case "strings":
+      return Array.isArray(value) && value.every((t) => typeof t === "string");
   }
 }
 
@@ -323,6 +332,75 @@ async function dependencyMap(
 }
 
 /**
+ * The dependency map and every maintenance group: the config's and the map
+ * file's second section. A map given as an object has no groups of its own.
+ */
+async function mapAndGroups(
+  config: ResolvedConfig,
+  map?: DependencyMap,
+  file?: string,
+): Promise<DependencyFile> {
+  if (map) {
+    return {
+      dependencies: validateDependencyMap(map, "dependencies option"),
+      groups: config.groups,
+    };
+  }
+  const path = file ?? config.dependenciesFilePath;
+  if (path === undefined) return { dependencies: {}, groups: config.groups };
+  const read = await readDependencyFile(path, {
+    optional: file === undefined && config.defaultDependencies,
+  });
+  return {
+    dependencies: read.dependencies,
+    groups: mergeGroups([
+      { groups: config.groups, source: "the config" },
+      { groups: read.groups, source: path },
+    ]),
+  };
+}
+
+/**
+ * The slots a Host lock on `hosts` takes: one of each group of each member.
+ * Where each host has its own server or share, slots live in the home
+ * host's folder; with `check`, a file-name template that would make them
+ * look like locks to PowerShell there is refused.
+ */
+function slotClaims(
+  hosts: readonly string[],
+  groups: readonly MaintenanceGroup[],
+  store: LockStore,
+  fileNameTemplate: string,
+  check: boolean,
+): SlotClaim[] {
+  const shared = store.listHosts !== undefined;
+  const claims: SlotClaim[] = [];
+  for (const host of hosts) {
+    for (const group of groupsOf(host, groups)) {
+      const home = slotHome(group, shared);
+      if (check && !shared) checkSlotName(group, home, fileNameTemplate);
+      claims.push({ group: group.name, max: group.max, home, member: host });
+    }
+  }
+  return claims;
+}
+
+/** Refuses slot names PowerShell's `Test-HostResourceLock` would count as locks of the home host. */
+function checkSlotName(group: MaintenanceGroup, home: string, template: string): void {
+  const at = template.indexOf("{0}");
+  const prefix = template.slice(0, at);
+  const suffix = template.slice(at + 3);
+  const name = slotName(group.name, group.max);
+  if (name.startsWith(prefix) && name.endsWith(suffix)) {
+    throw new InputError(
+      `Cannot use maintenance group "${group.name}": its slots live in "${home}"'s folder as "${name}", which the file-name template ${
+        JSON.stringify(template)
+      } makes a lock to PowerShell; use a template with an extension such as "{0}.lock"`,
+    );
+  }
+}
+
+/**
  * Resolves the settings as the library sees them, for `--verbose` and tools.
  *
  * @param options store and config options
@@ -394,14 +472,17 @@ export async function lockResource(
     );
   }
   const { config, locker, clock } = await context(options);
-  const dependencies = options.noDependencies ? [] : resolveDependencies(
-    main,
-    await dependencyMap(
-      config,
-      options.dependencies,
-      options.dependenciesFile,
-    ),
-  );
+  // A Host lock on a member of maintenance groups takes a slot of each:
+  // the groups come from the config and the map file, read even without
+  // dependencies then.
+  const read = !options.noDependencies || type === "Host"
+    ? await mapAndGroups(config, options.dependencies, options.dependenciesFile)
+    : undefined;
+  const dependencies = options.noDependencies ? [] : resolveDependencies(main, read!.dependencies);
+  const hosts = [...dependencies, main];
+  const slots = type === "Host"
+    ? slotClaims(hosts, read!.groups, locker.store, config.fileNameTemplate, true)
+    : [];
   const ttlMs = options.ttl !== undefined ? parseDuration(options.ttl, "ttl") : config.leaseMs;
   if (ttlMs !== undefined && ttlMs < 100) {
     throw new InputError(
@@ -410,8 +491,9 @@ export async function lockResource(
         : `Invalid setting "lease": at least 100ms, got ${ttlMs}ms`,
     );
   }
-  const locks = await locker.acquire({
-    hosts: [...dependencies, main],
+  const taken = await locker.acquireAll({
+    hosts,
+    ...slots.length > 0 ? { slots } : {},
     type,
     sessionId,
     ...options.caller !== undefined ? { caller: options.caller } : {},
@@ -433,7 +515,8 @@ export async function lockResource(
     host: main,
     type,
     sessionId,
-    locks,
+    locks: taken.locks,
+    slots: taken.slots,
     ttlMs,
     clock,
   });
@@ -631,12 +714,21 @@ export async function unlockResource(
     for (const lock of objects) results.push(...await lock.release());
     return results;
   }
-  const { locker } = await context(options);
+  const { locker, config } = await context(options);
   const results: ReleaseResult[] = [];
   let failure: { error: unknown } | undefined;
+  let groups: MaintenanceGroup[] | undefined;
   for (const ref of [...refs].reverse()) {
     try {
       results.unshift(await locker.release(ref, options.force ?? false));
+      if (ref.type === "Host" && ref.sessionId !== undefined) {
+        // The slots of the member's groups go with its Host lock. Groups
+        // that cannot be read (a map broken since) leave its slots to be
+        // freed by the next taker, who finds them left over.
+        groups ??= await mapAndGroups(config).then((read) => read.groups, () => []);
+        const claims = slotClaims([ref.host], groups, locker.store, "", false);
+        if (claims.length > 0) await locker.releaseSlotsOf(ref.host, ref.sessionId, claims);
+      }
     } catch (error) {
       failure ??= { error };
     }
@@ -891,4 +983,182 @@ export async function breakResourceLock(
     options.reason ?? "broken by hand",
     options.force ?? false,
   );
+}
+
+/** Options of {@linkcode getMaintenanceGroups}, {@linkcode getGroupStatus} and {@linkcode testGroupSlot}. */
+export interface GroupOptions extends StoreOptions {
+  /** The dependency map file, whose `"@groups"` section adds groups. @default the config's `dependenciesFilePath` */
+  dependenciesFile?: string;
+}
+
+const GROUP_OPTION_KINDS: Record<string, OptionKind> = {
+  ...STORE_OPTION_KINDS,
+  dependenciesFile: "string",
+};
+
+/**
+ * The maintenance groups: the config's `groups` and the dependency map
+ * file's `"@groups"` section; with `host`, only the groups it is a member of.
+ *
+ * @param options the map file, and `host` to filter by
+ * @returns the groups
+ * @throws {InputError} on a malformed group or one defined two different ways
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { getMaintenanceGroups } from "./api.ts";
+ * const config = { groups: [{ name: "hv-a", members: ["hv01", "hv02"], max: 1 }] };
+ * const groups = await getMaintenanceGroups({ config, host: "hv02" });
+ * assert.deepEqual(groups.map((g) => g.name), ["hv-a"]);
+ * assert.deepEqual(await getMaintenanceGroups({ config, host: "dc01" }), []);
+ * ```
+ */
+export async function getMaintenanceGroups(
+  options: GroupOptions & { host?: string } = {},
+): Promise<MaintenanceGroup[]> {
+  options = checkOptions(
+    options,
+    { ...GROUP_OPTION_KINDS, host: "string" },
+    "getMaintenanceGroups",
+  );
+  const host = options.host === undefined ? undefined : normalizeHost(options.host);
+  const config = await getResolvedConfig(options);
+  const { groups } = await mapAndGroups(config, undefined, options.dependenciesFile);
+  return host === undefined ? groups : groupsOf(host, groups);
+}
+
+async function findGroup(name: string, options: GroupOptions, fn: string) {
+  options = checkOptions(options, GROUP_OPTION_KINDS, fn);
+  if (typeof name !== "string") {
+    throw new InputError(`Invalid group name: expected a string, got ${kindOf(name)}`);
+  }
+  const wanted = name.toLowerCase();
+  const ctx = await context(options);
+  const { groups } = await mapAndGroups(ctx.config, undefined, options.dependenciesFile);
+  const group = groups.find((g) => g.name === wanted);
+  if (!group) {
+    throw new InputError(
+      `Unknown maintenance group ${JSON.stringify(name.slice(0, 80))}: ${
+        groups.length ? `known: ${groups.map((g) => g.name).join(", ")}` : "no groups are defined"
+      }`,
+    );
+  }
+  return { group, ...ctx };
+}
+
+/**
+ * Who is in maintenance in a group: its slots, each with its member,
+ * caller, session, lease and whether it is expired or left over (its
+ * member's Host lock released or broken without it), and how many are free.
+ *
+ * @param name the group's name
+ * @param options store options and the map file
+ * @returns the group's status
+ * @throws {InputError} when no such group is defined
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { getGroupStatus, lockResource } from "./api.ts";
+ * const root = await Deno.makeTempDir();
+ * const options = { store: `${root}/{0}`, config: { groups: [{ name: "hv-a", members: ["hv01", "hv02"], max: 1 }] } };
+ * await using _lock = await lockResource("hv01", { ...options, type: "Host", dependencies: {}, caller: "patch" });
+ * const status = await getGroupStatus("hv-a", options);
+ * assert.ok(status.used === 1 && status.free === 0 && status.slots[0]!.member === "hv01");
+ * ```
+ */
+export async function getGroupStatus(
+  name: string,
+  options: GroupOptions = {},
+): Promise<GroupStatus> {
+  const { group, locker } = await findGroup(name, options, "getGroupStatus");
+  return await groupStatus(locker, group);
+}
+
+/**
+ * Tells whether a group has a free slot: whether a Host lock on one of its
+ * members (not in maintenance yet) would get past the group now. Expired
+ * and left-over slots count as free: the next taker frees them.
+ *
+ * @param name the group's name
+ * @param options store options and the map file
+ * @returns true when a slot is free
+ * @throws {InputError} when no such group is defined
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { lockResource, testGroupSlot } from "./api.ts";
+ * const root = await Deno.makeTempDir();
+ * const options = { store: `${root}/{0}`, config: { groups: [{ name: "hv-a", members: ["hv01", "hv02"], max: 1 }] } };
+ * assert.ok(await testGroupSlot("hv-a", options));
+ * await using _lock = await lockResource("hv02", { ...options, type: "Host", dependencies: {} });
+ * assert.ok(!(await testGroupSlot("hv-a", options)));
+ * ```
+ */
+export async function testGroupSlot(name: string, options: GroupOptions = {}): Promise<boolean> {
+  const { group, locker } = await findGroup(name, options, "testGroupSlot");
+  return (await groupStatus(locker, group)).free > 0;
+}
+
+/** Options of {@linkcode getFleetStatus}. */
+export interface FleetStatusOptions extends GroupOptions {
+  /** More hosts to look at where the store cannot list its hosts. @default the config's `hosts` */
+  hosts?: readonly string[];
+  /** A file naming more hosts, one per line. @default the config's `hostsFile` */
+  hostsFile?: string;
+}
+
+/**
+ * Every lock of the fleet, stale ones flagged, and every maintenance
+ * group's slots. The hosts are the folders under the store's root where
+ * the hosts' folders share one (a local folder `/…/{0}`,
+ * `smb://server/share/{0}`, etcd); where each host has its own server or
+ * share, the hosts the config names (the dependency map's, the groups'
+ * members, `hosts`, `hostsFile`), looked at `concurrency` at once. A host
+ * that cannot be read is listed in `failures`; the others are still shown.
+ *
+ * @param options store options, named hosts, hosts file, map file
+ * @returns the fleet's locks and groups
+ * @throws {InputError} when the store cannot list its hosts and none are named
+ * @throws {StoreError} when the store's root cannot be listed
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { getFleetStatus, lockResource } from "./api.ts";
+ * const root = await Deno.makeTempDir();
+ * const store = `${root}/{0}`;
+ * await using _a = await lockResource("web01", { store, dependencies: {}, caller: "deploy" });
+ * await using _b = await lockResource("db01", { store, dependencies: {}, type: "Host", ttl: "5m" });
+ * const fleet = await getFleetStatus({ store });
+ * assert.equal(fleet.source, "listing");
+ * assert.deepEqual(fleet.locks.map((l) => `${l.host}:${l.type}`), ["db01:Host", "web01:Generic"]);
+ * assert.deepEqual(fleet.locks.map((l) => l.stale.length), [0, 0]);
+ * ```
+ */
+export async function getFleetStatus(options: FleetStatusOptions = {}): Promise<FleetStatus> {
+  options = checkOptions(
+    options,
+    { ...GROUP_OPTION_KINDS, hosts: "strings", hostsFile: "string" },
+    "getFleetStatus",
+  );
+  const named = (options.hosts ?? []).map((host) => normalizeHost(host));
+  const { config, locker } = await context(options);
+  const { dependencies, groups } = await mapAndGroups(
+    config,
+    undefined,
+    options.dependenciesFile,
+  );
+  return await fleetStatus({
+    locker,
+    groups,
+    dependencies,
+    hosts: [...config.hosts, ...named],
+    hostsFile: options.hostsFile ?? config.hostsFile,
+    concurrency: config.concurrency,
+    staleEmptyMs: config.staleEmptyMs,
+    stalePowerShellMs: config.stalePowerShellMs,
+  });
 }
