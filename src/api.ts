@@ -66,7 +66,10 @@ export interface LockResourceOptions extends StoreOptions {
   sessionId?: string;
   /** Lock only the host, not what it depends on (`-NoDependencies`). @default false */
   noDependencies?: boolean;
-  /** The dependency map itself, instead of the file. */
+  /**
+   * The dependency map itself, instead of the file (whose maintenance
+   * groups are then not read either: give those in `config.groups`).
+   */
   dependencies?: DependencyMap;
   /** The dependency map file. @default the config's `dependenciesFilePath` */
   dependenciesFile?: string;
