@@ -34,8 +34,8 @@ export interface StoreEntry {
   /** Opaque version of this incarnation and content. */
   version: string;
   /**
-   * When this incarnation was last written, on the store's clock, where the
-   * store tells (a file's modification time, an SMB file's creation time).
+   * When this incarnation was written, on the store's clock, where the store
+   * tells (a file's modification time; on SMB the file's creation time).
    * Only for judging how old a lock without a date in it is (an empty file
    * left by a PowerShell writer that died between its two steps).
    */

@@ -1054,6 +1054,12 @@ const VERSION_PREFIX = "smb1:";
 /** Prefix of the version of an entry that stayed busy: no version of a real read starts so. */
 const BUSY_PREFIX = "smb-busy:";
 
+/** A FILETIME (100 ns since 1601, little-endian, as hex) as a date. */
+function fileTimeDate(hex: string): Date {
+  const ticks = Buffer.from(hex, "hex").readBigUInt64LE(0);
+  return new Date(Number((ticks - 116_444_736_000_000_000n) / 10_000n));
+}
+
 /** The version of an incarnation (its CreationTime) holding `data`; the bytes go in as latin1. */
 function versionOf(creation: string, data: Uint8Array): string {
   const bytes = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
@@ -1250,9 +1256,24 @@ class SmbStore implements LockStore {
   readonly #timeoutMs: number;
   readonly #connections = new Map<string, Promise<SmbConnection>>();
   #closed = false;
+  /**
+   * The folders under the root of a template whose last folder is the host
+   * alone on a fixed server and share (`smb://server/share/{0}`); absent for
+   * a server or a share per host (`smb://{0}/…`, `smb://server/{0}`).
+   */
+  readonly listHosts?: () => Promise<string[]>;
 
   constructor(template: SmbTemplate, options: SmbStoreOptions) {
     this.#template = template;
+    const last = template.folder.at(-1);
+    if (
+      last !== undefined && /^(?:\{0\}|\{host\})$/.test(last) &&
+      ![template.server, template.share, ...template.folder.slice(0, -1)].some((part) =>
+        HAS_PLACEHOLDER.test(part)
+      )
+    ) {
+      this.listHosts = () => this.#listHosts();
+    }
     this.#credentials = {
       username: options.username ?? "",
       password: options.password ?? "",
@@ -1551,6 +1572,26 @@ class SmbStore implements LockStore {
     return this.#list("list", host, []);
   }
 
+  async #listHosts(): Promise<string[]> {
+    // The host is the last folder: with it left out, the target is the root.
+    return await this.#run("list the hosts in", "", [], async (connection, target) => {
+      const root = target.folder.slice(0, -1);
+      const entries = await connection.listFolder(root.join("\\"));
+      if (entries === undefined) {
+        throw new SmbFailure(
+          `it does not exist (STATUS_OBJECT_PATH_NOT_FOUND)`,
+          STATUS_OBJECT_PATH_NOT_FOUND,
+        );
+      }
+      return entries
+        .filter((entry) =>
+          (entry.FileAttributes & FILE_ATTRIBUTE_DIRECTORY) !== 0 &&
+          !entry.Filename.startsWith(PRIVATE_PREFIX)
+        )
+        .map((entry) => entry.Filename);
+    });
+  }
+
   listHistory(host: string): Promise<string[]> {
     return this.#list("list the history of", host, [this.#history]);
   }
@@ -1587,7 +1628,11 @@ class SmbStore implements LockStore {
         read!.status !== STATUS_SUCCESS || read!.message.getResponse().Buffer!.length >= handle.size
       ) {
         const data = await contentOf(connection, handle, read!);
-        return { data, version: versionOf(handle.creation, data) };
+        return {
+          data,
+          version: versionOf(handle.creation, data),
+          writtenAt: fileTimeDate(handle.creation),
+        };
       }
       // Larger than one read: open it again and read it all through that handle.
       const [again, first] = await connection.openThen(
@@ -1601,7 +1646,11 @@ class SmbStore implements LockStore {
       const whole = connection.handle(again!);
       try {
         const data = await contentOf(connection, whole, first!);
-        return { data, version: versionOf(whole.creation, data) };
+        return {
+          data,
+          version: versionOf(whole.creation, data),
+          writtenAt: fileTimeDate(whole.creation),
+        };
       } finally {
         await connection.closeHandle(whole).catch(() => {});
       }
