@@ -147,7 +147,11 @@ interface _RangeResponse {
   header?: _Header;
   kvs?: _KeyValue[];
   count?: string;
+  more?: boolean;
 }
+
+/** Keys of one page when listing hosts. */
+const HOST_PAGE_KEYS = 256;
 
 interface _TxnResponse {
   header?: _Header;
@@ -417,11 +421,20 @@ class _EtcdStore implements LockStore {
   readonly #leases = new Map<string, { version: string; lease: string }>();
   #preferred = 0;
   #closed = false;
+  /**
+   * The hosts under the prefix of a template whose last segment is the host
+   * alone (`etcd://…/resource-locks/{0}`); absent for other templates.
+   */
+  readonly listHosts?: () => Promise<string[]>;
 
   constructor(template: string, options: EtcdStoreOptions) {
     const parsed = _parseTemplate(template);
     this.#template = template;
     this.#path = parsed.path;
+    const root = /^(.*\/)(?:\{0\}|\{host\})$/.exec(parsed.path)?.[1];
+    if (root !== undefined && !HAS_PLACEHOLDER.test(root)) {
+      this.listHosts = () => this.#listHosts(root);
+    }
     const endpoints = [parsed.endpoint];
     for (const extra of options.endpoints ?? []) {
       const endpoint = _parseEndpoint(extra, "endpoints");
@@ -823,6 +836,42 @@ class _EtcdStore implements LockStore {
       }
     }
     return names;
+  }
+
+  /**
+   * The hosts with keys under `root` (`/resource-locks/`), by skipping: a
+   * page of keys (keys only) from a cursor, and the cursor then jumps past
+   * the last host seen, so a host's history (up to `historyLimit` keys) is
+   * never read in full. One round trip per page; a page names one host or
+   * more.
+   */
+  async #listHosts(root: string): Promise<string[]> {
+    const hosts: string[] = [];
+    const end = _prefixEnd(root);
+    let from = _key(root);
+    for (;;) {
+      const answer = await this.#call<_RangeResponse>(
+        "/v3/kv/range",
+        { key: from, range_end: end, keys_only: true, limit: HOST_PAGE_KEYS },
+        `list the hosts under "${root}"`,
+        { idempotent: true },
+      );
+      const kvs = answer.kvs ?? [];
+      let last: string | undefined;
+      for (const kv of kvs) {
+        const rest = _keyText(kv.key).slice(root.length);
+        const slash = rest.indexOf("/");
+        if (slash <= 0) continue; // a key right under the root: no host's
+        const host = rest.slice(0, slash);
+        if (host !== last) hosts.push(host);
+        last = host;
+      }
+      if (answer.more !== true || kvs.length === 0) return hosts;
+      // On past every key of the last host seen (always past this page).
+      from = last !== undefined
+        ? _prefixEnd(`${root}${last}/`)
+        : _key(`${_keyText(kvs.at(-1)!.key)}\0`);
+    }
   }
 
   async read(host: string, name: string): Promise<StoreEntry | undefined> {
