@@ -40,6 +40,7 @@ import { mergeGroups, validateGroups } from "../src/groups.ts";
 import { readDependencyFile, readDependencyMap } from "../src/dependencies.ts";
 import { resolveConfig } from "../src/config.ts";
 import { runCliInProcess } from "./_cli_helpers.ts";
+import { registerGroupContentionSuite } from "./_group_contention.ts";
 
 const HV_A: MaintenanceGroup = { name: "hv-a", members: ["hv01", "hv02", "hv03"], max: 1 };
 
@@ -504,3 +505,15 @@ Deno.test("a session's own slot freed as left over while it locks again is not k
   assertEquals((await slotFiles(t.root, "hv-a")).map((s) => s.Member), ["hv02"]);
   await competitor!.release();
 });
+
+// --- contention between processes --------------------------------------------
+
+registerGroupContentionSuite("fs", async () => {
+  const t = await tempStore();
+  return {
+    store: t.store,
+    slotEntries: () => fileNames(join(t.root, "@group-gm-cluster")),
+    hostEntries: (member) => t.files(member),
+    [Symbol.asyncDispose]: () => t[Symbol.asyncDispose](),
+  };
+}, { ignore: false });
