@@ -1138,3 +1138,94 @@ Get-PSBreakpoint | Remove-PSBreakpoint`,
     });
   },
 );
+
+// 7. Maintenance groups (issue 16) -------------------------------------------
+
+pwshTest(
+  "interop: a map with the @groups section reads the same to the original; a slot kept in a member's folder is no lock to it",
+  async () => {
+    await withWorld(async (w) => {
+      const example = join(psModuleSource(), "ResourceLocker-Dependencies-Example.json");
+      const withGroups = join(w.root, "with-groups.json");
+      await Deno.writeTextFile(
+        withGroups,
+        JSON.stringify(
+          {
+            ...JSON.parse(await Deno.readTextFile(example)),
+            "@groups": [{ name: "hv-a", members: ["hv01", "hv02"], max: 1 }],
+          },
+          null,
+          2,
+        ),
+      );
+      const psDeps = (file: string) =>
+        w.ps.run(`
+foreach ($h in ${
+          psData(EXAMPLE_HOSTS)
+        }) { @{ deps = @(Get-ResourceDependence -ResourceName $h -FilePath ${psQuote(file)}) } }`)
+          .then((out) => (out as { deps: string[] }[]).map((o) => o.deps));
+      const plain = await psDeps(example);
+      assertEquals(await psDeps(withGroups), plain, "the section changes nothing for the original");
+      for (const [i, host] of EXAMPLE_HOSTS.entries()) {
+        const ours = json(await w.inProcess(["deps", host, "--file", withGroups, "--json"]));
+        assertEquals(
+          ours.dependencies,
+          plain[i]!.map((h) => h.toLowerCase()),
+          `deps ${host} with @groups`,
+        );
+      }
+
+      // A template where each host has its own folder tree: the slot lives in
+      // the home host's (hv01's) folder, beside where its own locks would be.
+      const store = join(w.root, "trees", "{0}", "locks");
+      for (const host of ["hv01", "hv02"]) {
+        await Deno.mkdir(join(w.root, "trees", host, "locks"), { recursive: true });
+      }
+      await w.ps.importModule(
+        await installPsModule(join(w.root, "ps-trees"), { store, dependencies: w.noDeps }),
+      );
+      const hv01 = join(w.root, "trees", "hv01", "locks");
+      const locked = await w.cli([
+        "lock",
+        "hv02",
+        "--hard",
+        "--caller",
+        "ours",
+        "--file",
+        withGroups,
+      ], {
+        store,
+      });
+      assertEquals(locked.code, 0, locked.stderr);
+      assertEquals(await entries(hv01), ["Group-hv-a.slot-1"]);
+      assertEquals(
+        await w.ps.run(
+          `Test-HostResourceLock -ComputerName 'hv01'; Test-HostResourceLock -ComputerName 'hv01' -Type Host`,
+        ),
+        [false, false],
+        "the slot is no lock of hv01 to the original",
+      );
+      // The original knows no groups: its Host lock on hv01 is taken beside the slot.
+      assertEquals(
+        await w.ps.run(
+          `$l = Lock-HostResource -ComputerName 'hv01' -Hard -CallerName 'PS'; (Split-Path -Leaf $l.FullName); Unlock-Resource -LockObject $l`,
+        ),
+        ["Host.lock"],
+      );
+      // Ours is refused by the group, naming who is in maintenance.
+      const refused = await w.cli(["lock", "hv01", "--hard", ...NO_WAIT, "--file", withGroups], {
+        store,
+      });
+      assertEquals(refused.code, 3);
+      assertMatch(refused.stderr, /group "hv-a": 1 of 1 in maintenance: hv02 by "ours" since /);
+      const unlocked = await w.cli(["unlock", ...lines(locked.stdout)], {
+        store,
+        dependencies: withGroups,
+      });
+      assertEquals(unlocked.code, 0, unlocked.stderr);
+      assertEquals((await entries(hv01)).filter((n) => !n.startsWith(".resource-locker")), [
+        "History",
+      ]);
+    });
+  },
+);
