@@ -40,7 +40,7 @@ export interface GroupStatus {
   members: string[];
   /** Members allowed in maintenance at once. */
   max: number;
-  /** Where its slots live: its own folder (`@group-<name>`) or its home host. */
+  /** Where its slots live: its own folder (`_group-<name>`) or its home host. */
   home: string;
   /** The store location of that folder (a path, share URL or key prefix; no secret). */
   location: string;

@@ -13,7 +13,9 @@
  *
  * - stores whose hosts' folders share one root (a folder template ending in
  *   `/{0}`, `smb://server/share/{0}`, etcd `…/{0}`): a folder of their own
- *   beside the hosts', `@group-<group>`, which no host name can be;
+ *   beside the hosts', `_group-<group>`: a name the host-name check lets
+ *   through (so it is a folder or prefix like any host's) but no host has,
+ *   since host names start with a letter or digit (RFC 1123);
  * - stores with a server or share per host (`\\{0}\ResourceLocks`,
  *   `smb://{0}/…`, `smb://server/{0}`): the folder of one named host, the
  *   group's `home` (default its first member). The slot's name ends in
@@ -45,8 +47,11 @@ export interface MaintenanceGroup {
 /** The key of the dependency map file's second section. */
 export const GROUPS_SECTION = "@groups";
 
-/** Prefix of a group's own folder on stores whose hosts share one root. */
-export const GROUP_FOLDER_PREFIX = "@group-";
+/**
+ * Prefix of a group's own folder on stores whose hosts share one root: no
+ * host name starts with `_` (RFC 1123), and the fleet view skips it.
+ */
+export const GROUP_FOLDER_PREFIX = "_group-";
 
 /** `source` says where, as `config "x.ts"` or `dependency map "m.json"`; `where` the place in it. */
 function bad(source: string, where: string, why: string): InputError {
@@ -239,7 +244,7 @@ export function slotNumber(group: string, name: string): number | undefined {
 }
 
 /**
- * Where a group's slots live: its own folder `@group-<name>` beside the
+ * Where a group's slots live: its own folder `_group-<name>` beside the
  * hosts' on a store whose hosts share one root (it can list them), else
  * the folder of its `home` host, by default its first member.
  *
@@ -252,7 +257,7 @@ export function slotNumber(group: string, name: string): number | undefined {
  * import assert from "node:assert/strict";
  * import { slotHome } from "./groups.ts";
  * const group = { name: "hv-a", members: ["hv01", "hv02"], max: 1 };
- * assert.equal(slotHome(group, true), "@group-hv-a");
+ * assert.equal(slotHome(group, true), "_group-hv-a");
  * assert.equal(slotHome(group, false), "hv01");
  * ```
  */

@@ -74,7 +74,7 @@ export interface SlotClaim {
   group: string;
   /** Slots in all: at most this many members hold Host locks at once. */
   max: number;
-  /** Where the group's slots live: its own folder (`@group-<name>`) or its home host's. */
+  /** Where the group's slots live: its own folder (`_group-<name>`) or its home host's. */
   home: string;
   /** The member host the slot is taken for. */
   member: string;

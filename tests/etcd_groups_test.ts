@@ -1,7 +1,7 @@
 /**
  * Maintenance groups and the fleet view on the etcd store (issue 16),
  * against a private etcd on loopback: slots under the group's own prefix
- * `…/@group-<name>/`, tied to etcd leases like locks; hosts listed by
+ * `…/_group-<name>/`, tied to etcd leases like locks; hosts listed by
  * skipping through the keys (a host's History is never read in full). Keys
  * are read straight from etcd, not through the tool.
  *
@@ -47,7 +47,7 @@ async function names(prefix: string): Promise<string[]> {
 registerGroupContentionSuite("etcd", () =>
   Promise.resolve({
     store: etcdTemplate(etcd!, "/rl-groups"),
-    slotEntries: () => names("/rl-groups/@group-gm-cluster/"),
+    slotEntries: () => names("/rl-groups/_group-gm-cluster/"),
     hostEntries: async (member) =>
       (await names(`/rl-groups/${member}/`)).filter((name) => !name.startsWith("History/")),
     [Symbol.asyncDispose]: () => Promise.resolve(),
@@ -58,8 +58,8 @@ etcdTest("a group's slots live under its own prefix, tied to etcd leases like lo
   const groups = [{ name: "hv-a", members: ["hv01", "hv02"], max: 1 }];
   const options = { store, dependencies: {}, config: { groups }, type: "Host" as const };
   const lock = await lockResource("hv01", { ...options, ttl: "30s", caller: "patch" });
-  const [slot] = await etcdKeys(etcd!, "/rl-slots/@group-hv-a/");
-  assertEquals(slot!.key, "/rl-slots/@group-hv-a/Group-hv-a.slot-1");
+  const [slot] = await etcdKeys(etcd!, "/rl-slots/_group-hv-a/");
+  assertEquals(slot!.key, "/rl-slots/_group-hv-a/Group-hv-a.slot-1");
   assertOk(slot!.lease !== "0", "the slot has an etcd lease of its own");
   assertEquals(JSON.parse(slot!.value).Member, "hv01");
   assertEquals(await tryLockResource("hv02", options), undefined);
@@ -67,7 +67,7 @@ etcdTest("a group's slots live under its own prefix, tied to etcd leases like lo
   assertOk(busy instanceof LockBusyError, String(busy));
   assertStringIncludes(busy.message, 'group "hv-a": 1 of 1 in maintenance: hv01 by "patch"');
   await lock.release();
-  assertEquals(await names("/rl-slots/@group-hv-a/"), []);
+  assertEquals(await names("/rl-slots/_group-hv-a/"), []);
 });
 
 etcdTest(

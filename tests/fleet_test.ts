@@ -79,7 +79,7 @@ Deno.test("status of the fleet lists the store's root: every lock, stale ones fl
   const hv01 = fleet.locks.find((l) => l.host === "hv01")!;
   assertEquals([hv01.caller, hv01.holder?.pid], ["reboot", Deno.pid]);
   assertEquals(fleet.groups.map((g) => [g.name, g.used, g.free, g.home]), [
-    ["hv-a", 0, 1, "@group-hv-a"],
+    ["hv-a", 0, 1, "_group-hv-a"],
   ]);
   assertEquals(
     fleet.groups[0]!.slots.map((s) => [s.member, s.expired]),

@@ -62,7 +62,7 @@ function opts(
 
 /** The slot files of a group's own folder, read on disk: name → parsed content. */
 async function slotFiles(root: string, group: string): Promise<Record<string, unknown>[]> {
-  const folder = join(root, `@group-${group}`);
+  const folder = join(root, `_group-${group}`);
   const out: Record<string, unknown>[] = [];
   for (const name of await fileNames(folder)) {
     out.push({ name, ...JSON.parse(await Deno.readTextFile(join(folder, name))) });
@@ -219,8 +219,8 @@ Deno.test("max 2 lets two members in at once and refuses the third", async () =>
   const c = await lockResource("hv03", opts(t.store, [group]));
   assertEquals(c.slots[0]!.name, "Group-hv-a.slot-1", "the freed slot is taken again");
   const status = await getGroupStatus("HV-A", { store: t.store, config: { groups: [group] } });
-  assertEquals([status.used, status.free, status.home], [2, 0, "@group-hv-a"]);
-  assertEquals(status.location, join(t.root, "@group-hv-a"));
+  assertEquals([status.used, status.free, status.home], [2, 0, "_group-hv-a"]);
+  assertEquals(status.location, join(t.root, "_group-hv-a"));
   assertEquals(status.slots.map((s) => [s.slot, s.member, s.expired, s.orphaned]), [
     [1, "hv03", false, false],
     [2, "hv02", false, false],
@@ -512,7 +512,7 @@ registerGroupContentionSuite("fs", async () => {
   const t = await tempStore();
   return {
     store: t.store,
-    slotEntries: () => fileNames(join(t.root, "@group-gm-cluster")),
+    slotEntries: () => fileNames(join(t.root, "_group-gm-cluster")),
     hostEntries: (member) => t.files(member),
     [Symbol.asyncDispose]: () => t[Symbol.asyncDispose](),
   };

@@ -147,8 +147,8 @@ smbTest(
     ]);
     const ps01 = fleet.locks.find((l) => l.host === "ps01")!;
     assertOk(ps01.writtenAt !== undefined, "SMB tells when the file was made");
-    assertEquals(fleet.groups.map((g) => [g.home, g.used]), [["@group-web", 1]]);
-    assertEquals(await fileNames(join(smbd!.dir("locks"), "@group-web")), ["Group-web.slot-1"]);
+    assertEquals(fleet.groups.map((g) => [g.home, g.used]), [["_group-web", 1]]);
+    assertEquals(await fileNames(join(smbd!.dir("locks"), "_group-web")), ["Group-web.slot-1"]);
     // A root that does not exist is a store error.
     const missing = `smb://127.0.0.1:${smbd!.port}/locks/nowhere/{0}`;
     const error = await assertRejects(
