@@ -46,7 +46,8 @@ function prefixEnd(prefix: string): string {
 export async function etcdSections(context: SectionContext): Promise<Figure[]> {
   const { quick, wants } = context;
   const status = `etcd-status-${quick ? 100 : 500}`;
-  const wanted = ["cli-run-etcd", "etcd-fanout", status].filter((id) => wants(id));
+  const fleet = `etcd-fleet-${quick ? 100 : 500}`;
+  const wanted = ["cli-run-etcd", "etcd-fanout", status, fleet].filter((id) => wants(id));
   if (wanted.length === 0) return [];
   if (!await etcdInstalled()) {
     console.error("etcd figures skipped: etcd is not installed (apt-get install etcd-server)");
@@ -80,6 +81,19 @@ export async function etcdSections(context: SectionContext): Promise<Figure[]> {
         }),
       );
     }
+    if (wants(fleet)) {
+      const endpoint = etcd.endpoint;
+      const f = await context.fleetAtScale(
+        "etcd",
+        `etcd://127.0.0.1:${etcd.clientPort}${FLEET_PREFIX}/{0}`,
+        quick ? 100 : 500,
+        quick ? 3 : 10,
+        { baseline: () => directFleet(endpoint) },
+      );
+      f.baseline = "one range of every key under the prefix (keys only) for the hosts, then " +
+        "one range per host, 64 at once, over etcd's HTTP gateway";
+      figures.push(f);
+    }
   } finally {
     await closeStores();
     await etcd.close();
@@ -102,6 +116,33 @@ function cliRun(store: string, endpoint: string, runs: number): Promise<Figure[]
     env: { RESOURCE_LOCKER_STORE: store, NO_COLOR: "1", ETCDCTL_API: "3" },
     runs,
   });
+}
+
+const FLEET_PREFIX = "/fleet-bench";
+
+/** What the fleet view reads, done directly: the hosts from one range of keys, then each host's range. */
+async function directFleet(endpoint: string): Promise<void> {
+  const root = `${FLEET_PREFIX}/`;
+  const response = await fetch(`${endpoint}/v3/kv/range`, {
+    method: "POST",
+    body: JSON.stringify({ key: btoa(root), range_end: btoa(prefixEnd(root)), keys_only: true }),
+  });
+  const body = await response.json() as { kvs?: { key: string }[] };
+  const hosts = new Set<string>();
+  for (const kv of body.kvs ?? []) hosts.add(atob(kv.key).slice(root.length).split("/")[0]!);
+  const results = await mapLimit([...hosts], 64, async (host) => {
+    const prefix = `${root}${host}/`;
+    const answer = await fetch(`${endpoint}/v3/kv/range`, {
+      method: "POST",
+      body: JSON.stringify({ key: btoa(prefix), range_end: btoa(prefixEnd(prefix)) }),
+    });
+    const kvs = (await answer.json() as { kvs?: { key: string; value?: string }[] }).kvs ?? [];
+    for (const kv of kvs) {
+      if (!atob(kv.key).includes("/History/")) JSON.parse(atob(kv.value ?? ""));
+    }
+  });
+  const failed = results.find((r) => r.status === "rejected");
+  if (failed) throw (failed as PromiseRejectedResult).reason;
 }
 
 /** What `status` reads, done directly: one range (keys and values) per host, 64 at once, as status. */

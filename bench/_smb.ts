@@ -55,6 +55,14 @@ export interface SectionContext {
       baseline?: (names: string[]) => Promise<unknown>;
     },
   ): Promise<Figure>;
+  /** The fleet-view figure on any store. */
+  fleetAtScale(
+    name: string,
+    store: string,
+    hosts: number,
+    runs: number,
+    options: { config?: Record<string, unknown>; baseline: () => Promise<unknown> },
+  ): Promise<Figure>;
 }
 
 const USER = { name: "bench", password: "Bench-pa55word" };
@@ -132,6 +140,7 @@ export async function smbSections(context: SectionContext): Promise<Figure[]> {
     fanOut: context.wants("smb-fanout"),
     fanOutDelayed: context.wants(`smb-${DELAY_MS}ms-fanout`),
     status: context.wants(`smb-status-${statusHosts}`),
+    fleet: context.wants(`smb-fleet-${statusHosts}`),
   };
   if (!Object.values(wanted).some(Boolean)) return [];
   const missing = smbdMissing();
@@ -196,6 +205,37 @@ export async function smbSections(context: SectionContext): Promise<Figure[]> {
         f.baseline = "listing and reading the same lock files with the SMB store's own calls, " +
           "16 hosts at once";
         f.method += "; each side on a fresh connection";
+        figures.push(f);
+      } finally {
+        await reader.close();
+      }
+    }
+    if (wanted.fleet) {
+      // A folder of its own in the share: the fleet view lists it, so it holds these hosts only.
+      await Deno.mkdir(`${smbd.dir(SHARE)}/fleet`);
+      const fleetTemplate = `smb://127.0.0.1:${smbd.port}/${SHARE}/fleet/{0}`;
+      await closeStores();
+      const reader = await openDirect(fleetTemplate);
+      try {
+        const f = await context.fleetAtScale(
+          "smb",
+          fleetTemplate,
+          statusHosts,
+          context.quick ? 3 : 10,
+          {
+            config,
+            baseline: async () => {
+              const hosts = await reader.listHosts!();
+              const results = await mapLimit(hosts, 64, async (host) => {
+                for (const name of await reader.list(host)) await reader.read(host, name);
+              });
+              const failed = results.find((r) => r.status === "rejected");
+              if (failed) throw (failed as PromiseRejectedResult).reason;
+            },
+          },
+        );
+        f.baseline = "listing the root and every host folder, and reading the lock files, " +
+          "with the SMB store's own calls, 64 hosts at once";
         figures.push(f);
       } finally {
         await reader.close();

@@ -8,7 +8,8 @@
  */
 
 import { parseArgs } from "node:util";
-import { closeStores, getResourceLockStatus, lockResource } from "../mod.ts";
+import { closeStores, getFleetStatus, getResourceLockStatus, lockResource } from "../mod.ts";
+import { mapLimit } from "../src/locker.ts";
 import {
   CLI_PERMISSIONS,
   compare,
@@ -110,6 +111,29 @@ try {
     figures.push(await statusAtScale("local", store, quick ? 100 : 500, quick ? 3 : 10));
   }
 
+  if (wants("local-fleet")) {
+    // A root of its own: the fleet view lists it, so it holds these hosts only.
+    const fleetRoot = `${root}/fleet`;
+    await Deno.mkdir(fleetRoot);
+    figures.push(
+      await fleetAtScale("local", `${fleetRoot}/{0}`, quick ? 100 : 500, quick ? 3 : 10, {
+        baseline: async () => {
+          const hosts: string[] = [];
+          for await (const entry of Deno.readDir(fleetRoot)) {
+            if (entry.isDirectory) hosts.push(entry.name);
+          }
+          const results = await mapLimit(hosts, 64, async (host) => {
+            for await (const entry of Deno.readDir(`${fleetRoot}/${host}`)) {
+              if (entry.isFile) await Deno.readFile(`${fleetRoot}/${host}/${entry.name}`);
+            }
+          });
+          const failed = results.find((r) => r.status === "rejected");
+          if (failed) throw (failed as PromiseRejectedResult).reason;
+        },
+      }),
+    );
+  }
+
   if (wants("cli-run-local")) {
     await Deno.writeTextFile(`${root}/empty.ts`, "");
     const deno = Deno.execPath();
@@ -129,7 +153,9 @@ try {
   }
 
   for (const section of [smbSections, etcdSections]) {
-    figures.push(...await section({ quick, runs: RUNS, root, wants, fanOut, statusAtScale }));
+    figures.push(
+      ...await section({ quick, runs: RUNS, root, wants, fanOut, statusAtScale, fleetAtScale }),
+    );
   }
 } finally {
   await closeStores();
@@ -258,6 +284,66 @@ export async function statusAtScale(
     id: `${name}-status-${hosts}`,
     subject: `status of ${hosts} hosts (${name}), 64 at once`,
     baseline: "listing and reading the same lock files directly, all at once",
+    unit: "ms",
+    method: `${runs} interleaved runs each after a warm-up, median`,
+  }, result);
+  f.extra = {
+    msPerHost: result.subject.median / hosts,
+    baselineMsPerHost: result.baseline.median / hosts,
+  };
+  return f;
+}
+
+/**
+ * The fleet view (`status --all`) over many hosts each holding a lock, on a
+ * store root holding only them, against `baseline`: listing the same
+ * folders and reading the same files directly. Time per host.
+ */
+export async function fleetAtScale(
+  name: string,
+  store: string,
+  hosts: number,
+  runs: number,
+  options: { config?: Record<string, unknown>; baseline: () => Promise<unknown> },
+): Promise<Figure> {
+  const names = Array.from({ length: hosts }, (_, i) => `${name}-fl${i}`);
+  const locks = [];
+  for (let i = 0; i < names.length; i += 50) {
+    locks.push(
+      ...await Promise.all(
+        names.slice(i, i + 50).map((host) =>
+          lockResource(host, {
+            store,
+            dependencies: {},
+            retries: 1,
+            caller: "bench",
+            ...options.config ? { config: options.config } : {},
+          })
+        ),
+      ),
+    );
+  }
+  const result = await compare(
+    async () => {
+      const fleet = await getFleetStatus({
+        store,
+        ...options.config ? { config: options.config } : {},
+      });
+      if (fleet.locks.length !== hosts || fleet.failures.length > 0) {
+        throw new Error(`the fleet view saw ${fleet.locks.length} locks, expected ${hosts}`);
+      }
+    },
+    options.baseline,
+    runs,
+    1,
+  );
+  for (let i = 0; i < locks.length; i += 50) {
+    await Promise.all(locks.slice(i, i + 50).map((l) => l.release()));
+  }
+  const f = figure({
+    id: `${name}-fleet-${hosts}`,
+    subject: `status --all over ${hosts} hosts (${name}): the root listed, 64 hosts at once`,
+    baseline: "listing the root and every host folder, and reading the lock files, directly",
     unit: "ms",
     method: `${runs} interleaved runs each after a warm-up, median`,
   }, result);
