@@ -26,12 +26,17 @@ import {
   breakResourceLock,
   type Clock,
   closeStores,
+  type FleetLock,
   formatDuration,
+  getFleetStatus,
+  getGroupStatus,
+  getMaintenanceGroups,
   getResolvedConfig,
   getResourceDependence,
   getResourceLockHistory,
   getResourceLockId,
   getResourceLockStatus,
+  type GroupStatus,
   type HistoryEntry,
   InputError,
   lockFileResource,
@@ -40,10 +45,12 @@ import {
   lockResource,
   type LockResourceOptions,
   type LockType,
+  type MaintenanceGroup,
   parseLockRef,
   type ResourceLock,
   ResourceLockerError,
   type StoreOptions,
+  testGroupSlot,
   testHostResourceLock,
   unlockResource,
 } from "./mod.ts";
@@ -91,9 +98,12 @@ Commands:
   lock-file <path>         File lock on the server a file is on
   unlock <ref>... | -      release locks (refs from stdin with -)
   test <host>              exit 0 when locked, 1 when not
-  deps <host>              hosts locked together with <host>
+  test --group NAME        exit 0 when the group has a free slot, 1 when not
+  deps <host>              hosts locked together with <host>, and their groups
   id <ref>                 lock id of a ref or lock file name
   status <host>...         current locks
+  status --all             every lock of the fleet, stale ones flagged, and the groups
+  status --group NAME      who is in maintenance in a group
   history <host>           released and broken locks
   break <ref>              break a stale lock (any lock with --force)
   run <host> -- <command>  lock, run the command, renew, unlock
@@ -127,13 +137,19 @@ needs --force. Already released: a warning, exit 0.
 
 ${GLOBAL_HELP}`,
   test: `Usage: resource-locker test <host> [--type host,generic,file|any]
+       resource-locker test --group NAME [--file DEPS.json]
 
 Exit 0 when the host has a live lock of those types, 1 when not.
+With --group: exit 0 when the maintenance group has a free slot (a Host
+lock on a member not yet in maintenance would get past the group now),
+1 when all its slots are taken.
 
 ${GLOBAL_HELP}`,
   deps: `Usage: resource-locker deps <host> [--file DEPS.json] [--format list|json|dot|mermaid]
 
-Lists the hosts locked together with <host>, in the original's order.
+Lists the hosts locked together with <host>, in the original's order, one
+per line. The maintenance groups a Host lock on them takes a slot of are
+told on stderr (list), or in the JSON, dot and mermaid forms.
 
 ${GLOBAL_HELP}`,
   id: `Usage: resource-locker id <ref>
@@ -142,8 +158,22 @@ Prints the lock id (Host, Generic-<session>, File-<session>) of a ref or lock fi
 
 ${GLOBAL_HELP}`,
   status: `Usage: resource-locker status <host>...
+       resource-locker status --all [--hosts FILE] [--file DEPS.json]
+       resource-locker status --group NAME [--file DEPS.json]
 
 Shows current locks: type, caller, description, age, expiry, session.
+
+--all shows every lock of the fleet: the hosts are the folders under the
+store's root (a folder /…/{0}, smb://server/share/{0}, etcd), or, where each
+host has its own server or share, the hosts the config names (the
+dependency map's, the groups' members, the hosts setting, hostsFile or
+--hosts FILE: one host per line). STALE flags expired locks nobody broke,
+empty files and PowerShell locks older than staleEmptyAfter (5m) and
+stalePowerShellAfter (24h). Then every maintenance group. A host that
+cannot be read is one line on stderr, and the exit code is 4.
+
+--group shows a maintenance group: its slots (who is in maintenance, since
+when, lease), then its members' locks.
 
 ${GLOBAL_HELP}`,
   history: `Usage: resource-locker history <host> [--limit N]
@@ -204,10 +234,15 @@ const COMMAND_FLAGS = {
   "lock-file": LOCK_FLAGS,
   run: { ...LOCK_FLAGS, grace: { type: "string" } },
   unlock: { force: { type: "boolean" } },
-  test: { type: { type: "string" } },
+  test: { type: { type: "string" }, group: { type: "string" }, file: { type: "string" } },
   deps: { file: { type: "string" }, format: { type: "string" } },
   id: {},
-  status: {},
+  status: {
+    all: { type: "boolean" },
+    group: { type: "string" },
+    hosts: { type: "string" },
+    file: { type: "string" },
+  },
   history: { limit: { type: "string" } },
   break: { reason: { type: "string" }, force: { type: "boolean" } },
 } as const;
@@ -533,7 +568,32 @@ async function unlockCommand(positionals: string[], values: Values, io: Io) {
   return exit;
 }
 
+async function testGroupCommand(positionals: string[], values: Values, io: Io) {
+  if (positionals.length > 0 || values.type !== undefined) {
+    throw new UsageError("test --group NAME takes no host and no --type");
+  }
+  const name = String(values.group);
+  const options = {
+    ...storeOptions(values),
+    ...typeof values.file === "string" ? { dependenciesFile: values.file } : {},
+  };
+  const free = await testGroupSlot(name, options);
+  if (values.json) {
+    const status = await getGroupStatus(name, options);
+    json(io, {
+      command: "test",
+      group: status.name,
+      free,
+      used: status.used,
+      max: status.max,
+    });
+  } else if (!values.quiet) io.out(free ? "free slot" : "no free slot");
+  return free ? EXIT.OK : EXIT.NOT_LOCKED;
+}
+
 async function testCommand(positionals: string[], values: Values, io: Io) {
+  if (values.group !== undefined) return await testGroupCommand(positionals, values, io);
+  if (values.file !== undefined) throw new UsageError("--file goes with --group");
   const host = one(positionals, "host", "test");
   const types = typeof values.type === "string"
     ? values.type.split(",").map((t) => t.trim())
@@ -568,13 +628,37 @@ async function depsCommand(positionals: string[], values: Values, io: Io) {
     ...storeOptions(values),
     ...typeof values.file === "string" ? { file: values.file } : {},
   });
+  // The groups a Host lock on these hosts takes a slot of.
+  const locked = [...hosts, host];
+  const groups = (await getMaintenanceGroups({
+    ...storeOptions(values),
+    ...typeof values.file === "string" ? { dependenciesFile: values.file } : {},
+  })).filter((g) => g.members.some((m) => locked.includes(m)));
+  const inGroup = (g: MaintenanceGroup) => g.members.filter((m) => locked.includes(m));
   if (format === "json") {
-    json(io, { command: "deps", host, dependencies: hosts });
+    json(io, {
+      command: "deps",
+      host,
+      dependencies: hosts,
+      groups: groups.map((g) => ({
+        name: g.name,
+        max: g.max,
+        members: g.members,
+        home: g.home ?? null,
+        locked: inGroup(g),
+      })),
+    });
   } else if (format === "dot") {
     io.out(
       [
         "digraph dependencies {",
         ...hosts.map((h) => `  "${host}" -> "${h}";`),
+        ...groups.flatMap((g) => [
+          `  subgraph "cluster_${g.name}" {`,
+          `    label = "group ${g.name} (max ${g.max})";`,
+          ...g.members.map((m) => `    "${m}";`),
+          "  }",
+        ]),
         "}",
       ].join("\n"),
     );
@@ -584,9 +668,26 @@ async function depsCommand(positionals: string[], values: Values, io: Io) {
       [
         "graph LR",
         ...hosts.map((h) => `  ${id(host)}["${host}"] --> ${id(h)}["${h}"]`),
+        ...groups.flatMap((g) => [
+          `  subgraph group_${id(g.name)}["group ${g.name} (max ${g.max})"]`,
+          ...g.members.map((m) => `    ${id(m)}["${m}"]`),
+          "  end",
+        ]),
       ].join("\n"),
     );
-  } else if (hosts.length) io.out(hosts.join("\n"));
+  } else {
+    if (hosts.length) io.out(hosts.join("\n"));
+    // Told on stderr: stdout stays one host per line for scripts.
+    if (!values.quiet) {
+      for (const g of groups) {
+        io.err(
+          `Group "${g.name}" (at most ${g.max} of ${
+            g.members.join(", ")
+          } in maintenance at once): a Host lock takes a slot for ${inGroup(g).join(", ")}`,
+        );
+      }
+    }
+  }
   return EXIT.OK;
 }
 
@@ -601,9 +702,200 @@ function age(date: Date | undefined, now: number): string {
   return date ? formatDuration(now - date.getTime()) : "?";
 }
 
+function leaseLeft(expiresAt: Date | undefined, expired: boolean, now: number): string {
+  if (!expiresAt) return "never";
+  return expired ? "expired" : `${formatDuration(expiresAt.getTime() - now)} left`;
+}
+
+function fleetLockJson(l: FleetLock, now: number): Record<string, unknown> {
+  return {
+    ...lockJson(l, now),
+    leaseLeftSeconds: l.expiresAt
+      ? Math.max(0, Math.round((l.expiresAt.getTime() - now) / 1000))
+      : null,
+    origin: l.origin ?? "unknown",
+    writtenAt: l.writtenAt?.toISOString() ?? null,
+    stale: l.stale,
+  };
+}
+
+function groupJson(g: GroupStatus, now: number): Record<string, unknown> {
+  return {
+    name: g.name,
+    members: g.members,
+    max: g.max,
+    used: g.used,
+    free: g.free,
+    home: g.home,
+    location: g.location,
+    slots: g.slots.map((slot) => ({
+      slot: slot.slot,
+      name: slot.name,
+      member: slot.member ?? null,
+      sessionId: slot.sessionId ?? null,
+      caller: slot.caller ?? null,
+      description: slot.description ?? null,
+      lockedAt: slot.lockedAt?.toISOString() ?? null,
+      ageSeconds: slot.lockedAt ? Math.round((now - slot.lockedAt.getTime()) / 1000) : null,
+      expiresAt: slot.expiresAt?.toISOString() ?? null,
+      expired: slot.expired,
+      orphaned: slot.orphaned,
+      holder: slot.holder ?? null,
+    })),
+  };
+}
+
+function groupRows(groups: readonly GroupStatus[]): string[][] {
+  const rows = [["GROUP", "IN MAINTENANCE", "FREE", "MEMBERS", "SLOTS IN"]];
+  for (const g of groups) {
+    const live = g.slots.filter((s) => s.slot <= g.max && !s.expired && !s.orphaned);
+    rows.push([
+      g.name,
+      `${g.used} of ${g.max}${
+        live.length ? `: ${live.map((s) => s.member ?? "?").join(", ")}` : ""
+      }`,
+      String(g.free),
+      g.members.join(","),
+      g.location,
+    ]);
+  }
+  return rows;
+}
+
+async function statusAllCommand(positionals: string[], values: Values, io: Io) {
+  if (positionals.length > 0 || values.group !== undefined) {
+    throw new UsageError("status --all takes no host names and no --group");
+  }
+  const fleet = await getFleetStatus({
+    ...storeOptions(values),
+    ...typeof values.hosts === "string" ? { hostsFile: values.hosts } : {},
+    ...typeof values.file === "string" ? { dependenciesFile: values.file } : {},
+  });
+  const now = Date.now();
+  if (values.json) {
+    json(io, {
+      command: "status",
+      all: true,
+      source: fleet.source,
+      hosts: fleet.hosts,
+      skipped: fleet.skipped,
+      locks: fleet.locks.map((l) => fleetLockJson(l, now)),
+      groups: fleet.groups.map((g) => groupJson(g, now)),
+      failures: fleet.failures,
+    });
+  } else {
+    if (fleet.locks.length > 0) {
+      const rows = [["HOST", "TYPE", "CALLER", "HOLDER", "AGE", "LEASE", "STALE", "REF"]];
+      for (const l of fleet.locks) {
+        rows.push([
+          l.host,
+          l.type,
+          l.caller ?? (l.state === "ok" ? "-" : `(unknown: ${l.state} file)`),
+          l.holder ? `${l.holder.host ?? "?"}:${l.holder.pid ?? "?"}` : "-",
+          age(l.lockedAt ?? l.writtenAt, now),
+          leaseLeft(l.expiresAt, l.expired, now),
+          l.stale.length ? l.stale.join(",") : "-",
+          l.ref,
+        ]);
+      }
+      io.out(table(rows));
+    } else if (!values.quiet) {
+      io.err(
+        `No locks on the ${fleet.hosts.length} host${
+          fleet.hosts.length === 1 ? "" : "s"
+        } looked at`,
+      );
+    }
+    if (fleet.groups.length > 0) {
+      if (fleet.locks.length > 0) io.out("");
+      io.out(table(groupRows(fleet.groups)));
+    }
+  }
+  for (const failure of fleet.failures) {
+    if (!values.json) {
+      io.err(
+        `Error: ${
+          failure.group !== undefined ? `group "${failure.group}"` : failure.host
+        }: ${failure.message}`,
+      );
+    }
+  }
+  return fleet.failures.length > 0 ? EXIT.STORE : EXIT.OK;
+}
+
+async function statusGroupCommand(positionals: string[], values: Values, io: Io) {
+  if (positionals.length > 0 || values.hosts !== undefined) {
+    throw new UsageError("status --group NAME takes no host names and no --hosts");
+  }
+  const group = await getGroupStatus(String(values.group), {
+    ...storeOptions(values),
+    ...typeof values.file === "string" ? { dependenciesFile: values.file } : {},
+  });
+  const locks = await getResourceLockStatus(group.members, storeOptions(values));
+  const now = Date.now();
+  if (values.json) {
+    json(io, {
+      command: "status",
+      group: groupJson(group, now),
+      locks: locks.map((l) => lockJson(l, now)),
+    });
+    return EXIT.OK;
+  }
+  io.out(
+    `Group "${group.name}": ${group.used} of ${group.max} in maintenance, ${group.free} free; members ${
+      group.members.join(", ")
+    }; slots in ${group.location}`,
+  );
+  if (group.slots.length > 0) {
+    const rows = [["SLOT", "MEMBER", "CALLER", "HOLDER", "AGE", "LEASE", "STATE", "SESSION"]];
+    for (const slot of group.slots) {
+      rows.push([
+        String(slot.slot),
+        slot.member ?? "?",
+        slot.caller ?? "-",
+        slot.holder ? `${slot.holder.host ?? "?"}:${slot.holder.pid ?? "?"}` : "-",
+        age(slot.lockedAt, now),
+        leaseLeft(slot.expiresAt, slot.expired, now),
+        slot.orphaned
+          ? "left over (its Host lock is gone)"
+          : slot.expired
+          ? "expired"
+          : slot.slot > group.max
+          ? "above max"
+          : "in maintenance",
+        slot.sessionId ?? "?",
+      ]);
+    }
+    io.out(table(rows));
+  }
+  if (locks.length > 0) {
+    const rows = [["HOST", "TYPE", "CALLER", "AGE", "LEASE", "SESSION"]];
+    for (const l of locks) {
+      rows.push([
+        l.host,
+        l.type,
+        l.caller ?? (l.state === "ok" ? "-" : `(unknown: ${l.state} file)`),
+        age(l.lockedAt, now),
+        leaseLeft(l.expiresAt, l.expired, now),
+        l.sessionId ?? "?",
+      ]);
+    }
+    io.out("");
+    io.out(table(rows));
+  }
+  return EXIT.OK;
+}
+
 async function statusCommand(positionals: string[], values: Values, io: Io) {
+  if (values.all) return await statusAllCommand(positionals, values, io);
+  if (values.group !== undefined) return await statusGroupCommand(positionals, values, io);
+  if (values.hosts !== undefined || values.file !== undefined) {
+    throw new UsageError("--hosts and --file go with status --all or --group");
+  }
   if (positionals.length === 0) {
-    throw new UsageError("Missing host: resource-locker status <host>...");
+    throw new UsageError(
+      "Missing host: resource-locker status <host>... (or --all, or --group NAME)",
+    );
   }
   const locks = await getResourceLockStatus(positionals, storeOptions(values));
   const now = Date.now();

@@ -276,7 +276,8 @@ type TakeResult =
 interface Failure {
   host: string;
   holders: HolderInfo[];
-  group?: { name: string; max: number; member: string };
+  /** `needs`: the members of this request in the group, each needing a slot. */
+  group?: { name: string; max: number; member: string; needs?: string[] };
 }
 
 type AttemptResult =
@@ -378,15 +379,22 @@ function describeSlotHolder(holder: HolderInfo): string {
  *
  * @param group the group's name
  * @param max its slots
- * @param holders its slots taken
+ * @param holders its slots taken by others
+ * @param needs the members a lock asked slots for, when more than one
  * @returns e.g. `group "hv-a": 1 of 1 in maintenance: hv02 by "Invoke-Maintenance" since 2026-…`
  */
-export function describeGroup(group: string, max: number, holders: readonly HolderInfo[]): string {
+export function describeGroup(
+  group: string,
+  max: number,
+  holders: readonly HolderInfo[],
+  needs: readonly string[] = [],
+): string {
   const shown = holders.slice(0, 3).map(describeSlotHolder).join("; ");
   const more = holders.length > 3 ? ` and ${holders.length - 3} more` : "";
+  const asked = needs.length > 1 ? `; locking ${needs.join(", ")} needs ${needs.length} slots` : "";
   return `group "${group}": ${holders.length} of ${max} in maintenance${
     holders.length ? `: ${shown}${more}` : ""
-  }`;
+  }${asked}`;
 }
 
 /**
@@ -804,6 +812,10 @@ export class Locker {
           if (take.value.owned) ownedSlots.push(take.value.slot);
         } else {
           const { ok: _, ...rest } = take.value;
+          if (rest.group) {
+            const name = rest.group.name;
+            rest.group.needs = claims.filter((c) => c.group === name).map((c) => c.member);
+          }
           full ??= rest;
         }
       }
@@ -918,8 +930,10 @@ export class Locker {
    * frees an expired or left-over one and takes it.
    */
   async #takeSlot(claim: SlotClaim, request: AcquireRequest): Promise<SlotTake> {
+    // Others' slots: the session's own, for other members of this request, are no one in the way.
     const holders = (slots: CurrentSlot[]): HolderInfo[] =>
-      slots.filter((s) => s.info.slot <= claim.max).map((s) => slotHolder(s.info));
+      slots.filter((s) => s.info.slot <= claim.max && s.info.sessionId !== request.sessionId)
+        .map((s) => slotHolder(s.info));
     const full = (slots: CurrentSlot[]): SlotTake => ({
       ok: false,
       host: claim.home,
@@ -1030,7 +1044,7 @@ export class Locker {
         current.info.member !== slot.member
       ) {
         throw lost(
-          current ? describeGroup(slot.group, 1, [slotHolder(current.info)]) : "it was freed",
+          current ? `it is ${describeSlotHolder(slotHolder(current.info))} now` : "it was freed",
         );
       }
       const now = await this.#now(slot.home);
@@ -1344,7 +1358,7 @@ export class Locker {
           group ? group.member : result.host,
           group
             ? `Cannot lock "${group.member}": ${
-              describeGroup(group.name, group.max, result.holders)
+              describeGroup(group.name, group.max, result.holders, group.needs)
             } ${tries}`
             : `Cannot lock "${result.host}": ${describeHolders(result.holders)} ${tries}`,
           result.holders,
