@@ -324,6 +324,7 @@ Deno.test('--json prints one document with "version": 1 first and nothing else o
       command: "deps",
       host: "dc01",
       dependencies: ["dc02", "hv01"],
+      groups: [],
     });
     assert.deepEqual(parse(await cli(["id", refs[0]!, "--json"])), {
       version: 1,
@@ -379,6 +380,7 @@ Deno.test("deps prints the original's order as list, json, dot and mermaid, from
       command: "deps",
       host: "dc01",
       dependencies: ["dc02", "hv01"],
+      groups: [],
     });
     assert.equal(
       (await cli(["deps", "dc01", "--format", "dot"])).stdout,
