@@ -60,6 +60,23 @@ export default defineConfig({
   // Hosts locked, checked or released at once (a host with many dependencies, status).
   concurrency: 64,
 
+  // Maintenance groups: at most `max` members hold Host locks at once (status --group, test --group).
+  // The dependency map file may define more in its "@groups" section. `home`: the host whose folder
+  // holds the slots where each host has its own server or share (default: the first member).
+  // groups: [
+  //   { name: "hv-cluster-a", members: ["hv01", "hv02", "hv03", "hv04"], max: 1 },
+  // ],
+
+  // status --all, where each host has its own server or share: hosts to look at besides the
+  // dependency map's and the groups' members; and a file naming more, one per line (--hosts FILE).
+  // hosts: ["dc01", "fs01"],
+  // hostsFile: "./hosts.txt",
+
+  // status --all flags as stale: empty lock files older than this (a PowerShell writer died between
+  // its two steps), and locks written by PowerShell (no lease) older than this.
+  staleEmptyAfter: "5m",
+  stalePowerShellAfter: "24h",
+
   smb: {
     // Or RESOURCE_LOCKER_SMB_USERNAME / _PASSWORD / _DOMAIN. Never printed or logged.
     username: "svc-maintenance",
