@@ -1066,9 +1066,12 @@ async function findGroup(name: string, options: GroupOptions, fn: string) {
  * import { getGroupStatus, lockResource } from "./api.ts";
  * const root = await Deno.makeTempDir();
  * const options = { store: `${root}/{0}`, config: { groups: [{ name: "hv-a", members: ["hv01", "hv02"], max: 1 }] } };
- * await using _lock = await lockResource("hv01", { ...options, type: "Host", dependencies: {}, caller: "patch" });
- * const status = await getGroupStatus("hv-a", options);
- * assert.ok(status.used === 1 && status.free === 0 && status.slots[0]!.member === "hv01");
+ * {
+ *   await using _lock = await lockResource("hv01", { ...options, type: "Host", dependencies: {}, caller: "patch" });
+ *   const status = await getGroupStatus("hv-a", options);
+ *   assert.ok(status.used === 1 && status.free === 0 && status.slots[0]!.member === "hv01");
+ * }
+ * await Deno.remove(root, { recursive: true });
  * ```
  */
 export async function getGroupStatus(
@@ -1096,8 +1099,11 @@ export async function getGroupStatus(
  * const root = await Deno.makeTempDir();
  * const options = { store: `${root}/{0}`, config: { groups: [{ name: "hv-a", members: ["hv01", "hv02"], max: 1 }] } };
  * assert.ok(await testGroupSlot("hv-a", options));
- * await using _lock = await lockResource("hv02", { ...options, type: "Host", dependencies: {} });
- * assert.ok(!(await testGroupSlot("hv-a", options)));
+ * {
+ *   await using _lock = await lockResource("hv02", { ...options, type: "Host", dependencies: {} });
+ *   assert.ok(!(await testGroupSlot("hv-a", options)));
+ * }
+ * await Deno.remove(root, { recursive: true });
  * ```
  */
 export async function testGroupSlot(name: string, options: GroupOptions = {}): Promise<boolean> {
@@ -1133,12 +1139,15 @@ export interface FleetStatusOptions extends GroupOptions {
  * import { getFleetStatus, lockResource } from "./api.ts";
  * const root = await Deno.makeTempDir();
  * const store = `${root}/{0}`;
- * await using _a = await lockResource("web01", { store, dependencies: {}, caller: "deploy" });
- * await using _b = await lockResource("db01", { store, dependencies: {}, type: "Host", ttl: "5m" });
- * const fleet = await getFleetStatus({ store });
- * assert.equal(fleet.source, "listing");
- * assert.deepEqual(fleet.locks.map((l) => `${l.host}:${l.type}`), ["db01:Host", "web01:Generic"]);
- * assert.deepEqual(fleet.locks.map((l) => l.stale.length), [0, 0]);
+ * {
+ *   await using _a = await lockResource("web01", { store, dependencies: {}, caller: "deploy" });
+ *   await using _b = await lockResource("db01", { store, dependencies: {}, type: "Host", ttl: "5m" });
+ *   const fleet = await getFleetStatus({ store });
+ *   assert.equal(fleet.source, "listing");
+ *   assert.deepEqual(fleet.locks.map((l) => `${l.host}:${l.type}`), ["db01:Host", "web01:Generic"]);
+ *   assert.deepEqual(fleet.locks.map((l) => l.stale.length), [0, 0]);
+ * }
+ * await Deno.remove(root, { recursive: true });
  * ```
  */
 export async function getFleetStatus(options: FleetStatusOptions = {}): Promise<FleetStatus> {

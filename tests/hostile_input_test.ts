@@ -12,6 +12,9 @@ import { join } from "node:path";
 import { main } from "../cli.ts";
 import {
   breakResourceLock,
+  getFleetStatus,
+  getGroupStatus,
+  getMaintenanceGroups,
   getResolvedConfig,
   getResourceDependence,
   getResourceLockHistory,
@@ -660,6 +663,29 @@ Deno.test("library calls from untyped JavaScript are InputErrors naming what is 
       ["id null", () => js(getResourceLockId)(null), /got null/],
       ["id 42", () => js(getResourceLockId)(42), /got a number/],
       ["config null options", () => js(getResolvedConfig)(null), /getResolvedConfig/],
+      ["fleet null options", () => js(getFleetStatus)(null), /getFleetStatus/],
+      ["fleet hosts '42'", () => js(getFleetStatus)({ store, hosts: "dc01" }), /"hosts"/],
+      ["fleet hosts [42]", () => js(getFleetStatus)({ store, hosts: [42] }), /"hosts"/],
+      ["fleet hosts ../x", () => js(getFleetStatus)({ store, hosts: ["../x"] }), /host name/],
+      ["fleet hostsFile 42", () => js(getFleetStatus)({ store, hostsFile: 42 }), /"hostsFile"/],
+      ["group name 42", () => js(getGroupStatus)(42, { store }), /Invalid group name/],
+      ["group null options", () => js(getGroupStatus)("g", null), /getGroupStatus/],
+      ["group unknown", () => js(getGroupStatus)("nope", { store }), /Unknown maintenance group/],
+      ["groups host 42", () => js(getMaintenanceGroups)({ host: 42 }), /"host"/],
+      [
+        "groups config max '1'",
+        () =>
+          js(getMaintenanceGroups)({
+            config: { groups: [{ name: "g", members: ["h"], max: "1" }] },
+          }),
+        /group "g" max: expected a whole number >= 1, got a string/,
+      ],
+      [
+        "groups config members null",
+        () =>
+          js(getMaintenanceGroups)({ config: { groups: [{ name: "g", members: null, max: 1 }] } }),
+        /members: expected an array of host names, got null/,
+      ],
     ];
     for (const [name, call, message] of cases) {
       let error: unknown;
