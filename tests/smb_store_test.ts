@@ -151,14 +151,18 @@ smbdTest("SMB store against a real smbd", async (t) => {
       await t.step("create() writes empty and large content", async () => {
         const empty = version(await store.create("dc01", "Generic-empty.lock", new Uint8Array()));
         assertEquals((await Deno.stat(join(dir, "Generic-empty.lock"))).size, 0);
-        assertEquals(await store.read("dc01", "Generic-empty.lock"), {
-          data: new Uint8Array(),
-          version: empty,
-        });
+        const { writtenAt, ...read } = await entry(store, "dc01", "Generic-empty.lock");
+        assertEquals(read, { data: new Uint8Array(), version: empty });
+        const made = (await Deno.stat(join(dir, "Generic-empty.lock"))).mtime!.getTime();
+        assertOk(
+          writtenAt !== undefined && Math.abs(writtenAt.getTime() - made) < 2_000,
+          `writtenAt is the file's creation time: ${writtenAt?.toISOString()}`,
+        );
         const big = new Uint8Array(200_000).map((_, i) => i % 251);
-        const made = version(await store.create("dc01", "Generic-big.lock", big));
+        const madeBig = version(await store.create("dc01", "Generic-big.lock", big));
         assertEquals(await Deno.readFile(join(dir, "Generic-big.lock")), big);
-        assertEquals(await store.read("dc01", "Generic-big.lock"), { data: big, version: made });
+        const { writtenAt: _, ...bigRead } = await entry(store, "dc01", "Generic-big.lock");
+        assertEquals(bigRead, { data: big, version: madeBig });
       });
 
       await t.step("list() names the entries, read() returns content and version", async () => {
