@@ -898,9 +898,15 @@ export class Locker {
     }
     if (judge && info.member !== undefined && info.sessionId !== undefined) {
       // Only a member that is a host name can hold a Host lock to look at.
+      // A member that cannot be read (its own server, down for the very
+      // maintenance the slot is for) cannot be judged: its slot stays in force.
       if (/^[a-z0-9._-]+$/.test(info.member) && !info.member.includes("..")) {
-        const lock = await this.#read(info.member, "Host");
-        info.orphaned = lock === undefined || lock.info.sessionId !== info.sessionId;
+        const lock = await this.#read(info.member, "Host").then(
+          (found) => ({ found }),
+          () => undefined,
+        );
+        info.orphaned = lock !== undefined &&
+          (lock.found === undefined || lock.found.info.sessionId !== info.sessionId);
       }
     }
     return { info, content, version: entry.version };
@@ -1006,8 +1012,13 @@ export class Locker {
     } catch (error) {
       if (error instanceof StoreError && error.unchanged) throw error;
       // The create may have made our slot before failing: remove it when it is ours.
-      const clean = await this.#removeSlotIfOurs(claim.home, claim.group, name, request.sessionId)
-        .catch(() => false);
+      const clean = await this.#removeSlotIfOurs(
+        claim.home,
+        claim.group,
+        name,
+        request.sessionId,
+        claim.member,
+      ).catch(() => false);
       throw withLeftBehind(error, clean ? [] : [`${claim.home}/${name}`]);
     }
   }
@@ -1017,9 +1028,12 @@ export class Locker {
     group: string,
     name: string,
     sessionId: string,
+    member: string,
   ): Promise<boolean> {
     const current = await this.#readSlot(home, group, name, false);
-    if (!current || current.info.sessionId !== sessionId) return true;
+    if (!current || current.info.sessionId !== sessionId || current.info.member !== member) {
+      return true;
+    }
     await this.#store.remove(home, name, current.version);
     return true;
   }

@@ -443,6 +443,25 @@ Deno.test("where hosts have no shared root, slots live in the home host's folder
   assertEquals(await fileNames(join(t.root, "hv01", "locks")), []);
 });
 
+Deno.test("a slot whose member cannot be read (down for its maintenance) stays in force: busy, not a fault", async () => {
+  await using t = await tempStore();
+  const store = join(t.root, "{0}", "locks");
+  for (const host of ["hv01", "hv02", "hv03"]) {
+    await Deno.mkdir(join(t.root, host, "locks"), { recursive: true });
+  }
+  const lock = await lockResource("hv02", opts(store, [HV_A], { caller: "reboot" }));
+  // hv02's lock folder now fails every read (as a server that is down would).
+  await Deno.remove(join(t.root, "hv02", "locks", "Host.lock"));
+  await Deno.mkdir(join(t.root, "hv02", "locks", "Host.lock"));
+  const busy = await assertRejects(() => lockResource("hv03", opts(store, [HV_A])), LockBusyError);
+  assertStringIncludes(busy.message, 'group "hv-a": 1 of 1 in maintenance: hv02 by "reboot"');
+  const status = await getGroupStatus("hv-a", { store, config: { groups: [HV_A] } });
+  assertEquals(status.slots.map((s) => [s.member, s.orphaned]), [["hv02", false]]);
+  await Deno.remove(join(t.root, "hv02", "locks", "Host.lock"));
+  await lock.release().catch(() => {}); // its Host lock is gone: lost; the slot is freed
+  assertEquals(await fileNames(join(t.root, "hv01", "locks")), []);
+});
+
 // --- races, forced with seams ------------------------------------------------
 
 Deno.test("two takers of the last slot: the one paused between its look and its create does not get it", async () => {
