@@ -1573,13 +1573,20 @@ class SmbStore implements LockStore {
   }
 
   async #listHosts(): Promise<string[]> {
-    // The host is the last folder: with it left out, the target is the root.
-    return await this.#run("list the hosts in", "", [], async (connection, target) => {
-      const root = target.folder.slice(0, -1);
-      const entries = await connection.listFolder(root.join("\\"));
+    // The template's last folder is the host: without it, the root (no
+    // placeholder left in it, so nothing to fill in).
+    const t = this.#template;
+    const root: SmbTarget = {
+      server: t.server,
+      port: t.port,
+      share: t.share,
+      folder: t.folder.slice(0, -1),
+    };
+    const list = async () => {
+      const entries = await (await this.#connection(root)).listFolder(root.folder.join("\\"));
       if (entries === undefined) {
         throw new SmbFailure(
-          `it does not exist (STATUS_OBJECT_PATH_NOT_FOUND)`,
+          "it does not exist (STATUS_OBJECT_PATH_NOT_FOUND)",
           STATUS_OBJECT_PATH_NOT_FOUND,
         );
       }
@@ -1589,7 +1596,24 @@ class SmbStore implements LockStore {
           !entry.Filename.startsWith(PRIVATE_PREFIX)
         )
         .map((entry) => entry.Filename);
-    });
+    };
+    try {
+      try {
+        return await list();
+      } catch (error) {
+        if (!sessionLost(error)) throw error;
+        return await list();
+      }
+    } catch (error) {
+      if (error instanceof StoreError || error instanceof InputError) throw error;
+      const location = this.#url(root);
+      const detail = error instanceof SmbFailure
+        ? error.detail
+        : `unexpected SMB client error: ${String((error as Error)?.message)}`;
+      throw new StoreError(location, `Cannot list the hosts in "${location}": ${detail}`, {
+        cause: error,
+      });
+    }
   }
 
   listHistory(host: string): Promise<string[]> {
