@@ -30,6 +30,7 @@ import { showField } from "../_text.ts";
 import { seam } from "../_seam.ts";
 import { waitForFolderChange, type WatchMode } from "./_folder_watch.ts";
 import type { LockStore, StoreEntry } from "../store.ts";
+import { fillHost, parseFolderTemplate } from "./_template.ts";
 
 /** Options for {@linkcode openFsStore}. */
 export interface FsStoreOptions {
@@ -97,9 +98,10 @@ function pause(point: string, host: string, name: string): Promise<void> | undef
 /**
  * Opens the local-folder store for a folder template.
  *
- * @param template folder template with `{0}` or `{host}` for the host
+ * @param template absolute folder template with `{0}` or `{host}` for the host
  * @param options history folder name, root creation
  * @returns the store
+ * @throws {InputError} when the template is not an absolute folder with a host placeholder
  *
  * @example A store in a temporary folder
  * ```ts
@@ -118,7 +120,8 @@ export function openFsStore(
   template: string,
   options: FsStoreOptions,
 ): LockStore {
-  const folder = (host: string) => template.replaceAll("{0}", host).replaceAll("{host}", host);
+  const { folder: hostFolder } = parseFolderTemplate(template);
+  const folder = (host: string) => fillHost(hostFolder, host);
   const history = (host: string) => join(folder(host), options.historyFolderName);
   const temporary = (dir: string) => join(dir, `${PRIVATE_PREFIX}-${crypto.randomUUID()}.tmp`);
   const ensured = new Set<string>();
@@ -460,7 +463,8 @@ export function openFsStore(
         throw failure("create lock file", join(folder(host), name), error, { unchanged: true });
       }
     },
-    list: (host) => listFiles(folder(host), true),
+    // async: a refused host name rejects, as every other failure does
+    list: async (host) => await listFiles(folder(host), true),
     read: async (host, name) => await readEntry(entryPath(folder(host), name)),
     replace: (host, name, version, data) =>
       guarded(host, async () => {
@@ -523,8 +527,8 @@ export function openFsStore(
     listHistory: async (host) =>
       (await realFolder(history(host))) ? await listFiles(history(host)) : [],
     readHistory: async (host, name) => (await readEntry(entryPath(history(host), name)))?.data,
-    waitForChange: (host, ms, signal) =>
-      waitForFolderChange(folder(host), ms, {
+    waitForChange: async (host, ms, signal) =>
+      await waitForFolderChange(folder(host), ms, {
         mode: options.watch ?? "auto",
         ignorePrefix: PRIVATE_PREFIX,
         signal,
