@@ -120,7 +120,7 @@ export interface ResolvedConfig {
  *
  * @example config.ts
  * ```ts
- * import { defineConfig } from "./config.ts";
+ * import { defineConfig } from "@resource-locker/resource-locker";
  * export default defineConfig({ folderPathTemplate: "\\\\{0}\\ResourceLocks", lockRetries: 5 });
  * ```
  */

@@ -28,11 +28,13 @@ export interface HolderInfo {
   sessionId?: string;
 }
 
-/** Base class of every error this library throws on purpose. *
+/**
+ * Base class of every error this library throws on purpose.
+ *
  * @example Switching on the stable code
  * ```ts
  * import assert from "node:assert/strict";
- * import { ResourceLockerError, StoreError } from "./errors.ts";
+ * import { ResourceLockerError, StoreError } from "@resource-locker/resource-locker";
  * const error: unknown = new StoreError("/locks/dc01", 'Cannot list "/locks/dc01": access denied');
  * if (error instanceof ResourceLockerError) assert.ok(error.code === "STORE_UNREACHABLE");
  * ```
@@ -61,7 +63,7 @@ export class ResourceLockerError extends Error {
  * @example Catching a busy host
  * ```ts
  * import assert from "node:assert/strict";
- * import { LockBusyError } from "./errors.ts";
+ * import { LockBusyError } from "@resource-locker/resource-locker";
  * const error = new LockBusyError("dc01", 'Cannot lock "dc01": busy', []);
  * if (error instanceof LockBusyError) assert.ok(error.code === "LOCK_BUSY");
  * ```
@@ -92,11 +94,13 @@ export class LockBusyError extends ResourceLockerError {
   }
 }
 
-/** A Host lock was taken but shared locks did not drain in time; it was released. *
- * @example
+/**
+ * A Host lock was taken but shared locks did not drain in time; it was released.
+ *
+ * @example Telling a drain time-out from a busy host
  * ```ts
  * import assert from "node:assert/strict";
- * import { DrainTimeoutError } from "./errors.ts";
+ * import { DrainTimeoutError } from "@resource-locker/resource-locker";
  * const error = new DrainTimeoutError("hv01", 'Cannot lock "hv01": shared locks did not drain in 60s', []);
  * assert.ok(error.code === "DRAIN_TIMEOUT" && error.host === "hv01");
  * ```
@@ -121,11 +125,13 @@ export class DrainTimeoutError extends ResourceLockerError {
   }
 }
 
-/** A held lock was broken by someone else or could not be renewed before it expired. *
- * @example
+/**
+ * A held lock was broken by someone else or could not be renewed before it expired.
+ *
+ * @example The lost lock's ref
  * ```ts
  * import assert from "node:assert/strict";
- * import { LockLostError } from "./errors.ts";
+ * import { LockLostError } from "@resource-locker/resource-locker";
  * const error = new LockLostError("dc01/Host@s1", 'Lock "dc01/Host@s1" was lost');
  * assert.ok(error.code === "LOCK_LOST" && error.ref === "dc01/Host@s1");
  * ```
@@ -147,11 +153,13 @@ export class LockLostError extends ResourceLockerError {
   }
 }
 
-/** Unlock found another session's lock where ours was. *
- * @example
+/**
+ * Unlock found another session's lock where ours was.
+ *
+ * @example Who holds the lock now
  * ```ts
  * import assert from "node:assert/strict";
- * import { LockNotOwnedError } from "./errors.ts";
+ * import { LockNotOwnedError } from "@resource-locker/resource-locker";
  * const error = new LockNotOwnedError("dc01/Host@s1", "taken over", { lockId: "Host", sessionId: "s2" });
  * assert.ok(error.code === "LOCK_NOT_OWNED" && error.holder.sessionId === "s2");
  * ```
@@ -176,11 +184,13 @@ export class LockNotOwnedError extends ResourceLockerError {
   }
 }
 
-/** The store could not be reached or an I/O operation failed. *
- * @example
+/**
+ * The store could not be reached or an I/O operation failed.
+ *
+ * @example Where the store failed
  * ```ts
  * import assert from "node:assert/strict";
- * import { StoreError } from "./errors.ts";
+ * import { StoreError } from "@resource-locker/resource-locker";
  * const error = new StoreError("smb://fs01/locks", 'Cannot connect to "fs01": connection refused');
  * assert.ok(error.code === "STORE_UNREACHABLE" && error.location === "smb://fs01/locks");
  * ```
@@ -202,11 +212,13 @@ export class StoreError extends ResourceLockerError {
   }
 }
 
-/** Bad input: a host name, template, time, dependency map or setting. *
- * @example
+/**
+ * Bad input: a host name, template, time, dependency map or setting.
+ *
+ * @example Bad input has its own code
  * ```ts
  * import assert from "node:assert/strict";
- * import { InputError } from "./errors.ts";
+ * import { InputError } from "@resource-locker/resource-locker";
  * assert.ok(new InputError('Invalid host name "../x"').code === "BAD_INPUT");
  * ```
  */
