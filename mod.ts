@@ -73,5 +73,6 @@ export {
   LockLostError,
   LockNotOwnedError,
   ResourceLockerError,
+  type ResourceLockerErrorOptions,
   StoreError,
 } from "./src/errors.ts";

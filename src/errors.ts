@@ -28,6 +28,12 @@ export interface HolderInfo {
   sessionId?: string;
 }
 
+/** Options of {@linkcode ResourceLockerError} and its subclasses. */
+export interface ResourceLockerErrorOptions extends ErrorOptions {
+  /** Options of the call that would get past the error; see {@linkcode ResourceLockerError.remedies}. @default [] */
+  remedies?: readonly string[];
+}
+
 /**
  * Base class of every error this library throws on purpose.
  *
@@ -43,16 +49,23 @@ export class ResourceLockerError extends Error {
   /** Stable machine-readable code. */
   readonly code: ErrorCode;
   /**
+   * Options or settings, by their library names, that would get past this
+   * error, such as `force` (the message names them too). A front end shows
+   * them in its own terms: the command line adds the matching flag.
+   */
+  remedies: readonly string[];
+  /**
    * Creates the error.
    *
    * @param code stable code
    * @param message one-line message
-   * @param options standard error options (cause)
+   * @param options standard error options (cause) and `remedies`
    */
-  constructor(code: ErrorCode, message: string, options?: ErrorOptions) {
+  constructor(code: ErrorCode, message: string, options?: ResourceLockerErrorOptions) {
     super(message, options);
     this.name = "ResourceLockerError";
     this.code = code;
+    this.remedies = options?.remedies ?? [];
   }
 }
 
@@ -79,13 +92,13 @@ export class LockBusyError extends ResourceLockerError {
    * @param host the host that failed
    * @param message one-line message
    * @param holders the locks in the way
-   * @param options standard error options
+   * @param options standard error options and `remedies`
    */
   constructor(
     host: string,
     message: string,
     holders: readonly HolderInfo[],
-    options?: ErrorOptions,
+    options?: ResourceLockerErrorOptions,
   ) {
     super("LOCK_BUSY", message, options);
     this.name = "LockBusyError";
@@ -203,9 +216,9 @@ export class StoreError extends ResourceLockerError {
    *
    * @param location where it failed
    * @param message one-line message
-   * @param options standard error options (cause)
+   * @param options standard error options (cause) and `remedies`
    */
-  constructor(location: string, message: string, options?: ErrorOptions) {
+  constructor(location: string, message: string, options?: ResourceLockerErrorOptions) {
     super("STORE_UNREACHABLE", message, options);
     this.name = "StoreError";
     this.location = location;
@@ -221,15 +234,23 @@ export class StoreError extends ResourceLockerError {
  * import { InputError } from "@resource-locker/resource-locker";
  * assert.ok(new InputError('Invalid host name "../x"').code === "BAD_INPUT");
  * ```
+ *
+ * @example The option that gets past it
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { InputError } from "@resource-locker/resource-locker";
+ * const error = new InputError('Cannot unlock "dc01/Host": the ref does not name its session; the force option releases it anyway', { remedies: ["force"] });
+ * assert.deepEqual(error.remedies, ["force"]);
+ * ```
  */
 export class InputError extends ResourceLockerError {
   /**
    * Creates the error.
    *
    * @param message one-line message naming the thing at fault
-   * @param options standard error options
+   * @param options standard error options and `remedies`
    */
-  constructor(message: string, options?: ErrorOptions) {
+  constructor(message: string, options?: ResourceLockerErrorOptions) {
     super("BAD_INPUT", message, options);
     this.name = "InputError";
   }
