@@ -247,7 +247,8 @@ export function openFsStore(
    * Writes `data` to a new temporary file in `dir`: one asynchronous call,
    * the open, which is where a slow share waits; the write of a few hundred
    * bytes, the stat and the close are synchronous. (Deno.writeFile would
-   * load Deno's streams code on first use: 2 ms of a command's start.)
+   * load Deno's streams code on first use: the benchmark's
+   * `startup-write-file` against `startup-open-write`.)
    */
   async function writeTemporary(
     dir: string,
