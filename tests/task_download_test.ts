@@ -80,6 +80,13 @@ Deno.test("deno task demo with an empty cache runs its lock cycle and asks no np
   assert.doesNotMatch(run.stderr, /Download/, run.context);
   // It really ran: the lock, the refused contender and the release are there.
   assert.match(run.stdout, /\$ resource-locker lock dc01 --hard/, run.context);
+  // Its map points as the README says: locking vm01 locks hv01, locking hv01 nothing else.
+  assert.match(
+    run.stdout,
+    /\$ resource-locker deps vm01 .*\n {4}hv01\n {4}\(exit 0\)/,
+    run.context,
+  );
+  assert.match(run.stdout, /\$ resource-locker deps hv01 .*\n {4}\(exit 0\)/, run.context);
   assert.match(run.stdout, /\$ resource-locker unlock -/, run.context);
   assert.match(run.stdout, /Released hv01\/Host@/, run.context);
 });
