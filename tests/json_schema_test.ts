@@ -263,3 +263,15 @@ Deno.test("the schemas reject documents that differ from the output: the check c
     );
   });
 });
+
+Deno.test("the README's example document matches its schema", async () => {
+  const readme = await Deno.readTextFile(join(REPO_ROOT, "README.md"));
+  const start = readme.indexOf("\n## JSON output\n");
+  assert.ok(start >= 0);
+  const section = readme.slice(start, readme.indexOf("\n## ", start + 1));
+  const examples = [...section.matchAll(/```json\n([\s\S]*?)```/g)].map((m) => JSON.parse(m[1]!));
+  assert.ok(examples.length >= 1, "the section shows a document");
+  for (const example of examples) {
+    assert.equal(problems(example.command ?? "error", example), "", JSON.stringify(example));
+  }
+});
