@@ -734,13 +734,24 @@ function errorJson(error: unknown): Record<string, unknown> {
   };
 }
 
+/** The flag for each library option or setting an error names as its remedy. */
+const REMEDY_FLAGS: Readonly<Record<string, string>> = {
+  force: "--force",
+  dependenciesFile: "--dependencies-file",
+  store: "--store",
+};
+
 /**
  * An error's message for one line. Ours are one line by construction, so a
  * line break in one came from data (a lock file's caller) and is kept, to be
- * shown escaped; a foreign error keeps its first line (no stack trace).
+ * shown escaped; a foreign error keeps its first line (no stack trace). The
+ * library names its remedies as options (`force`); the flags are added here.
  */
 function message(error: unknown): string {
-  if (error instanceof ResourceLockerError) return error.message;
+  if (error instanceof ResourceLockerError) {
+    const flags = error.remedies.map((name) => own(REMEDY_FLAGS, name)).filter((f) => f);
+    return flags.length ? `${error.message} (${flags.join(", ")})` : error.message;
+  }
   return error instanceof Error ? String(error.message).split("\n")[0]! : String(error);
 }
 

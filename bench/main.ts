@@ -20,6 +20,7 @@ import {
 } from "./_measure.ts";
 import { smbSections } from "./_smb.ts";
 import { etcdSections } from "./_etcd.ts";
+import { startupSection } from "./_startup.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -127,6 +128,8 @@ try {
       }),
     );
   }
+
+  figures.push(...await startupSection({ quick, root, wants }));
 
   for (const section of [smbSections, etcdSections]) {
     figures.push(...await section({ quick, runs: RUNS, root, wants, fanOut, statusAtScale }));

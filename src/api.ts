@@ -299,7 +299,7 @@ async function context(options: StoreOptions): Promise<Context> {
  *
  * @example
  * ```ts
- * import { closeStores } from "./api.ts";
+ * import { closeStores } from "@resource-locker/resource-locker";
  * await closeStores();
  * ```
  */
@@ -331,7 +331,7 @@ async function dependencyMap(
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { getResolvedConfig } from "./api.ts";
+ * import { getResolvedConfig } from "@resource-locker/resource-locker";
  * const config = await getResolvedConfig({ store: "/var/lib/locks/{0}", config: { lockRetries: 5 } });
  * assert.ok(config.folderPathTemplate === "/var/lib/locks/{0}" && config.lockRetries === 5);
  * ```
@@ -364,7 +364,7 @@ export async function getResolvedConfig(
  * @example Lock and release on a temporary local store
  * ```ts
  * import assert from "node:assert/strict";
- * import { lockResource, unlockResource } from "./api.ts";
+ * import { lockResource, unlockResource } from "@resource-locker/resource-locker";
  * const root = await Deno.makeTempDir();
  * const lock = await lockResource("dc01", { type: "Host", caller: "example", store: `${root}/{0}`, dependencies: {} });
  * assert.ok(lock.refs[0]!.startsWith("dc01/Host@"));
@@ -456,7 +456,7 @@ function parseWait(value: number | string): number {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { tryLockResource } from "./api.ts";
+ * import { tryLockResource } from "@resource-locker/resource-locker";
  * const root = await Deno.makeTempDir();
  * const store = `${root}/{0}`;
  * const first = await tryLockResource("hv01", { type: "Host", store, dependencies: {} });
@@ -492,7 +492,7 @@ export async function tryLockResource(
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { lockHostResource } from "./api.ts";
+ * import { lockHostResource } from "@resource-locker/resource-locker";
  * const root = await Deno.makeTempDir();
  * {
  *   await using lock = await lockHostResource("hv01", { hard: true, store: `${root}/{0}`, dependencies: {} });
@@ -522,7 +522,7 @@ export async function lockHostResource(
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { fileResourceHost } from "./api.ts";
+ * import { fileResourceHost } from "@resource-locker/resource-locker";
  * assert.ok(fileResourceHost("\\\\fs01\\images\\win.wim") === "fs01");
  * ```
  */
@@ -550,7 +550,7 @@ export function fileResourceHost(path: string): string {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { lockFileResource } from "./api.ts";
+ * import { lockFileResource } from "@resource-locker/resource-locker";
  * const root = await Deno.makeTempDir();
  * const lock = await lockFileResource("\\\\fs01\\images\\win.wim", { store: `${root}/{0}`, dependencies: {} });
  * assert.ok(lock.host === "fs01" && lock.type === "File");
@@ -605,7 +605,7 @@ function refsOf(locks: unknown): LockRef[] {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { lockResource, unlockResource } from "./api.ts";
+ * import { lockResource, unlockResource } from "@resource-locker/resource-locker";
  * const root = await Deno.makeTempDir();
  * const store = `${root}/{0}`;
  * const lock = await lockResource("web01", { store, dependencies: {} });
@@ -682,7 +682,7 @@ function typesOf(type: TestHostResourceLockOptions["type"]): LockType[] {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { lockResource, testHostResourceLock } from "./api.ts";
+ * import { lockResource, testHostResourceLock } from "@resource-locker/resource-locker";
  * const root = await Deno.makeTempDir();
  * const store = `${root}/{0}`;
  * await using _lock = await lockResource("web01", { store, dependencies: {} });
@@ -717,7 +717,7 @@ export async function testHostResourceLock(
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { getResourceDependence } from "./api.ts";
+ * import { getResourceDependence } from "@resource-locker/resource-locker";
  * const dependencies = { hv01: ["dc01", "vmm01"], dc01: ["dc02"], dc02: ["dc01"] };
  * assert.ok((await getResourceDependence("dc02", { dependencies })).join() === "dc01,hv01");
  * ```
@@ -749,7 +749,7 @@ export async function getResourceDependence(
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { getResourceLockId } from "./api.ts";
+ * import { getResourceLockId } from "@resource-locker/resource-locker";
  * assert.ok(getResourceLockId("dc01/Host@abc") === "Host");
  * assert.ok(getResourceLockId("\\\\dc01\\ResourceLocks\\Generic-abc.lock") === "Generic-abc");
  * ```
@@ -782,7 +782,7 @@ export function getResourceLockId(lock: LockLike): string {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { getResourceLockStatus, lockResource } from "./api.ts";
+ * import { getResourceLockStatus, lockResource } from "@resource-locker/resource-locker";
  * const root = await Deno.makeTempDir();
  * const store = `${root}/{0}`;
  * await using _lock = await lockResource("web01", { store, caller: "deploy", dependencies: {} });
@@ -825,7 +825,7 @@ export async function getResourceLockStatus(
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { getResourceLockHistory, lockResource } from "./api.ts";
+ * import { getResourceLockHistory, lockResource } from "@resource-locker/resource-locker";
  * const root = await Deno.makeTempDir();
  * const store = `${root}/{0}`;
  * await (await lockResource("web01", { store, dependencies: {} })).release();
@@ -866,7 +866,7 @@ export async function getResourceLockHistory(
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { breakResourceLock, lockResource, testHostResourceLock } from "./api.ts";
+ * import { breakResourceLock, lockResource, testHostResourceLock } from "@resource-locker/resource-locker";
  * const root = await Deno.makeTempDir();
  * const store = `${root}/{0}`;
  * const lock = await lockResource("web01", { type: "Host", store, dependencies: {} });

@@ -130,7 +130,7 @@ export interface ResolvedConfig {
  *
  * @example config.ts
  * ```ts
- * import { defineConfig } from "./config.ts";
+ * import { defineConfig } from "@resource-locker/resource-locker";
  * export default defineConfig({ folderPathTemplate: "\\\\{0}\\ResourceLocks", lockRetries: 5 });
  * ```
  */
@@ -156,13 +156,15 @@ function env(name: string): string | undefined {
  */
 function stateDir(): string {
   const fix =
-    "set it to an absolute folder, or choose a store with --store, RESOURCE_LOCKER_STORE or folderPathTemplate";
+    "set it to an absolute folder, or choose a store with RESOURCE_LOCKER_STORE, the folderPathTemplate setting or the store option";
+  const remedies = { remedies: ["store"] };
   const absolute = (name: string, value: string) => {
     if (!isAbsolutePath(value)) {
       throw new InputError(
         `Cannot use the default store: ${name} ${
           JSON.stringify(value)
         } is not an absolute path; ${fix}`,
+        remedies,
       );
     }
     return value;
@@ -176,6 +178,7 @@ function stateDir(): string {
     }
     throw new InputError(
       `Cannot use the default store: LOCALAPPDATA and USERPROFILE are not set; ${fix}`,
+      remedies,
     );
   }
   const state = env("XDG_STATE_HOME");
@@ -183,7 +186,8 @@ function stateDir(): string {
   const home = env("HOME");
   if (home) return join(absolute("HOME", home), ".local", "state", "resource-locker");
   throw new InputError(
-    `Cannot use the default store: HOME is not set or empty; set HOME or XDG_STATE_HOME to an absolute folder, or choose a store with --store, RESOURCE_LOCKER_STORE or folderPathTemplate`,
+    `Cannot use the default store: HOME is not set or empty; set HOME or XDG_STATE_HOME to an absolute folder, or choose a store with RESOURCE_LOCKER_STORE, the folderPathTemplate setting or the store option`,
+    remedies,
   );
 }
 

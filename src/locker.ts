@@ -906,13 +906,15 @@ export class Locker {
       if (!force) {
         if (ref.sessionId === undefined) {
           throw new InputError(
-            `Cannot unlock "${refText}": the ref does not name its session; pass --force (force: true) to release it anyway`,
+            `Cannot unlock "${refText}": the ref does not name its session; the force option releases it anyway`,
+            { remedies: ["force"] },
           );
         }
         const owner = current.info.sessionId;
         if (owner === undefined) {
           throw new InputError(
-            `Cannot unlock "${refText}": the lock file names no session (written by PowerShell?); pass --force (force: true) to release it`,
+            `Cannot unlock "${refText}": the lock file names no session (written by PowerShell?); the force option releases it`,
+            { remedies: ["force"] },
           );
         }
         if (owner !== ref.sessionId) {
@@ -1054,8 +1056,9 @@ export class Locker {
           ref.host,
           `Cannot break "${refText}": it has not expired (${
             describeHolders([current.info])
-          }); pass --force to break it anyway`,
+          }); the force option breaks it anyway`,
           [current.info],
+          { remedies: ["force"] },
         );
       }
       if (await this.#breakEntry(ref.host, current, reason)) return current.info;
@@ -1071,17 +1074,16 @@ export class Locker {
 
 function withLeftBehind(error: unknown, left: readonly string[]): unknown {
   if (left.length === 0) return error;
-  const suffix = `; could not release ${
-    left.join(", ")
-  }: release them with "resource-locker unlock --force"`;
+  const suffix = `; could not release ${left.join(", ")}: unlock them with the force option`;
   if (error instanceof StoreError) {
     return new StoreError(error.location, error.message + suffix, {
       cause: error.cause,
-      unchanged: error.unchanged,
+      remedies: [...error.remedies, "force"],
     });
   }
   if (error instanceof ResourceLockerError) {
     error.message += suffix;
+    error.remedies = [...error.remedies, "force"];
     return error;
   }
   return error;

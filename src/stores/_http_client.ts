@@ -3,11 +3,12 @@
  * gateway: POST a body, read the answer (`Content-Length` or chunked), keep
  * the connection for the next request; or stream a chunked answer (watches).
  *
- * Why not `fetch`: its first call in a process costs 7-10 ms before a byte
- * leaves (Deno loads its HTTP stack, reads the system's CA certificates, even
- * for plain http, and calibrates a timer), and `Deno.createHttpClient` 1-4 ms
- * more: together more than all the etcd work of `resource-locker run`. A
- * socket costs well under 1 ms.
+ * Why not `fetch`: before its first call in a process sends a byte, Deno
+ * loads its HTTP stack, reads the system's CA certificates (even for plain
+ * http) and calibrates a timer, and `Deno.createHttpClient` adds more:
+ * together more than all the etcd work of `resource-locker run`, where a
+ * socket costs next to nothing (the benchmark's `startup-fetch` and
+ * `startup-connect` figures).
  *
  * @module
  */

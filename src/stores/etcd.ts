@@ -1,9 +1,10 @@
 /**
  * The etcd store: locks as keys in an etcd v3 cluster, reached through etcd's
  * own HTTP/JSON gateway (`/v3/...`). No npm client: a process that opens this
- * store and reads one key starts in about 18 ms, against about 120 ms with
+ * store and reads one key starts several times faster than one using
  * `npm:etcd3` over gRPC (measured, see the README). Not `fetch` either: its
- * first call costs a Deno process 7-10 ms; the store speaks HTTP/1.1 over a
+ * first call is dear (the benchmark's `startup-fetch` against
+ * `startup-connect`); the store speaks HTTP/1.1 over a
  * kept-alive socket (`_http_client.ts`) and sends requests that belong
  * together back to back (pipelined: etcd handles them in order).
  *
@@ -187,7 +188,7 @@ const _decoder = new TextDecoder();
 
 /**
  * The engine's own base64 (V8 13) where there is one: the first `btoa` of a
- * Deno 2.9 process loads a script (0.8 ms).
+ * process loads a script (the benchmark's `startup-btoa` figure).
  */
 const _NATIVE_BASE64 = typeof Uint8Array.fromBase64 === "function" &&
   typeof Uint8Array.prototype.toBase64 === "function";
@@ -466,8 +467,8 @@ class _EtcdStore implements LockStore {
     for (let i = 0; i < count; i++) {
       const index = (first + i) % count;
       const endpoint = this.#endpoints[index]!;
-      // Not setTimeout: the first one of a Deno 2.9 process loads Node's
-      // timers (3.5 ms). This timer holds the process only while the client
+      // Not setTimeout: the first one of a process loads Node's timers (the
+      // benchmark's startup-set-timeout). This timer holds the process only while the client
       // listens to it, during the request.
       const timeout = AbortSignal.timeout(this.#timeoutMs);
       const failed = (error: unknown) =>

@@ -59,7 +59,11 @@ function failure(
 ): StoreError {
   if (error instanceof StoreError) {
     if (!options.unchanged || error.unchanged) return error;
-    return new StoreError(error.location, error.message, { cause: error.cause, unchanged: true });
+    return new StoreError(error.location, error.message, {
+      cause: error.cause,
+      remedies: error.remedies,
+      unchanged: true,
+    });
   }
   const reason = error instanceof Deno.errors.PermissionDenied
     ? "access denied"
@@ -272,7 +276,8 @@ export function openFsStore(
    * Writes `data` to a new temporary file in `dir`: one asynchronous call,
    * the open, which is where a slow share waits; the write of a few hundred
    * bytes, the stat and the close are synchronous. (Deno.writeFile would
-   * load Deno's streams code on first use: 2 ms of a command's start.)
+   * load Deno's streams code on first use: the benchmark's
+   * `startup-write-file` against `startup-open-write`.)
    */
   async function writeTemporary(
     dir: string,
