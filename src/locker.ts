@@ -9,6 +9,7 @@
 
 import type { Clock } from "./clock.ts";
 import { seam } from "./_seam.ts";
+import { describeHolders } from "./_text.ts";
 import {
   DrainTimeoutError,
   type HolderInfo,
@@ -202,26 +203,6 @@ export async function mapLimit<T, R>(
     Array.from({ length: Math.min(limit, items.length) }, worker),
   );
   return results;
-}
-
-function describeHolder(holder: HolderInfo): string {
-  const kind = holder.lockId === "Host" ? "Host lock" : `${holder.lockId.split("-")[0]} lock`;
-  const who = holder.caller !== undefined ? `"${holder.caller}"` : "an unknown caller";
-  const what = holder.description !== undefined ? ` (${JSON.stringify(holder.description)})` : "";
-  const since = holder.lockedAt ? ` since ${holder.lockedAt.toISOString()}` : "";
-  return `${kind} held by ${who}${what}${since}`;
-}
-
-/**
- * Describes the locks in the way, for messages.
- *
- * @param holders locks
- * @returns e.g. `Host lock held by "Invoke-Maintenance" since 2026-…`
- */
-export function describeHolders(holders: readonly HolderInfo[]): string {
-  if (holders.length === 0) return "no lock in the way any more";
-  const first = holders.slice(0, 3).map(describeHolder).join("; ");
-  return holders.length > 3 ? `${first} and ${holders.length - 3} more` : first;
 }
 
 /** The locking rules over one store. */
