@@ -24,10 +24,10 @@ export default defineConfig({
   // dependenciesFile: "/etc/resource-locker/dependencies.json", // example
 
   // Time between lock attempts (the original's $ModuleWideLockTimeout; --timeout).
-  // lockTimeout: 10,
+  // timeout: 10,
 
   // Attempts in all (the original's $ModuleWideLockRetries; --retries).
-  // lockRetries: 3,
+  // retries: 3,
 
   // Where released locks go (the original's $ModuleWideLockHistoryFolderName).
   // historyFolderName: "History",
@@ -44,19 +44,25 @@ export default defineConfig({
   //   "etcd://127.0.0.1:2379/resource-locks/{0}"  the etcd store
   // By default a folder under your state directory (~/.local/state/resource-locker/locks/{0};
   // Windows: %LOCALAPPDATA%). Templates must be absolute (exit 2 otherwise).
-  // folderPathTemplate: "\\\\{0}\\ResourceLocks", // example
+  // store: "\\\\{0}\\ResourceLocks", // example
 
   // Host locks wait for shared locks to drain (false: --no-drain).
   // drain: true,
+
+  // How a waiter on a local or mounted folder learns that the host may be free: "notify"
+  // (file-system notifications), "poll" (looks every half second), or "auto": notify, except
+  // on network file systems (NFS, SMB/CIFS mounts, FUSE), whose other machines' changes are
+  // not notified.
+  // watch: "auto",
 
   // How long a Host lock waits for shared locks (--drain-timeout).
   // drainTimeout: "1h",
 
   // Lease of every lock (--ttl). By default none: locks never expire, as in the original.
-  // lease: "10m", // example
+  // ttl: "10m", // example
 
   // Lease of the locks `run` takes, renewed while the command runs.
-  // runLease: "60s",
+  // runTtl: "60s",
 
   // Clock skew allowed between machines before a lease counts as expired.
   // clockSkew: "30s",

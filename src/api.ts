@@ -37,6 +37,11 @@ import { ResourceLock } from "./resource_lock.ts";
 import type { LockStore } from "./store.ts";
 import { openStore } from "./stores/open.ts";
 
+/** The lock type {@linkcode lockResource} takes when none is given. */
+export const DEFAULT_LOCK_TYPE: LockType = "Generic";
+/** The reason {@linkcode breakResourceLock} records when none is given. */
+export const DEFAULT_BREAK_REASON = "broken by hand";
+
 /** Where locks live and which settings apply; every function takes these. */
 export interface StoreOptions {
   /** Folder template choosing the store, e.g. `smb://{0}/ResourceLocks`. @default the config's, else the local default store */
@@ -47,6 +52,12 @@ export interface StoreOptions {
   configFile?: string;
   /** Source of time (tests inject one). @default the system clock */
   clock?: Clock;
+  /**
+   * Told each deprecated name this call met (an old setting name in a config
+   * file or the `config` option, an old option name), one line each, on
+   * every call. The library never prints them. @default none: not reported
+   */
+  onWarning?: (message: string) => void;
 }
 
 /** Options of {@linkcode lockResource}. */
@@ -63,7 +74,7 @@ export interface LockResourceOptions extends StoreOptions {
   noDependencies?: boolean;
   /** The dependency map itself, instead of the file. */
   dependencies?: DependencyMap;
-  /** The dependency map file. @default the config's `dependenciesFilePath` */
+  /** The dependency map file. @default the config's `dependenciesFile` */
   dependenciesFile?: string;
   /** Time between attempts: seconds or `"250ms"`, `"30s"` (`-Timeout`). @default 10 */
   timeout?: number | string;
@@ -108,7 +119,9 @@ export interface TestHostResourceLockOptions extends StoreOptions {
 
 /** Options of {@linkcode getResourceDependence}. */
 export interface GetResourceDependenceOptions extends StoreOptions {
-  /** The dependency map file. @default the config's `dependenciesFilePath` */
+  /** The dependency map file. @default the config's `dependenciesFile` */
+  dependenciesFile?: string;
+  /** @deprecated Use `dependenciesFile` (still read, reported through `onWarning`). */
   file?: string;
   /** The map itself, instead of a file. */
   dependencies?: DependencyMap;
@@ -191,6 +204,7 @@ const STORE_OPTION_KINDS: Record<string, OptionKind> = {
   config: "object",
   configFile: "string",
   clock: "clock",
+  onWarning: "function",
 };
 
 const LOCK_OPTION_KINDS: Record<string, OptionKind> = {
@@ -236,6 +250,30 @@ function checkOptions<T extends object>(
     }
   }
   return options;
+}
+
+/**
+ * The value of an option that has a new name: the new one, or the old one
+ * (reported through `onWarning`). Both at once is an error.
+ */
+function renamedOption<T extends StoreOptions, Old extends keyof T, New extends keyof T>(
+  options: T,
+  old: Old,
+  now: New,
+  fn: string,
+): T[New] | T[Old] {
+  if (options[old] === undefined) return options[now];
+  if (options[now] !== undefined) {
+    throw new InputError(
+      `Invalid options of ${fn}(): "${String(old)}" and "${String(now)}" are one option: keep "${
+        String(now)
+      }"`,
+    );
+  }
+  options.onWarning?.(
+    `Option "${String(old)}" of ${fn}() is deprecated: use "${String(now)}"`,
+  );
+  return options[old];
 }
 
 interface Context {
@@ -316,7 +354,7 @@ async function dependencyMap(
 ): Promise<DependencyMap> {
   if (map) return validateDependencyMap(map, "dependencies option");
   // A map the user named must exist; only the built-in default may be absent.
-  const path = file ?? config.dependenciesFilePath;
+  const path = file ?? config.dependenciesFile;
   return path === undefined
     ? {}
     : await readDependencyMap(path, { optional: file === undefined && config.defaultDependencies });
@@ -332,7 +370,7 @@ async function dependencyMap(
  * ```ts
  * import assert from "node:assert/strict";
  * import { getResolvedConfig } from "@resource-locker/resource-locker";
- * const config = await getResolvedConfig({ store: "/var/lib/locks/{0}", config: { lockRetries: 5 } });
+ * const config = await getResolvedConfig({ store: "/var/lib/locks/{0}", config: { retries: 5 } });
  * assert.ok(config.folderPathTemplate === "/var/lib/locks/{0}" && config.lockRetries === 5);
  * ```
  */
@@ -342,8 +380,10 @@ export async function getResolvedConfig(
   options = checkOptions(options, STORE_OPTION_KINDS, "getResolvedConfig");
   // Checked here, read once: a getter that throws is an InputError naming the option.
   const overrides = validateConfig(options.config ?? {}, "options");
-  if (options.store !== undefined) overrides.folderPathTemplate = options.store;
-  return await resolveConfig(overrides, options.configFile);
+  if (options.store !== undefined) overrides.store = options.store;
+  const config = await resolveConfig(overrides, options.configFile);
+  for (const warning of config.warnings) options.onWarning?.(warning);
+  return config;
 }
 
 /**
@@ -378,7 +418,7 @@ export async function lockResource(
 ): Promise<ResourceLock> {
   options = checkOptions(options, LOCK_OPTION_KINDS, "lockResource");
   const main = normalizeHost(host);
-  const type = options.type ?? "Generic";
+  const type = options.type ?? DEFAULT_LOCK_TYPE;
   if (!LOCK_TYPES.includes(type)) {
     throw new InputError(
       `Invalid lock type ${JSON.stringify(type)}: expected Host, Generic or File`,
@@ -407,7 +447,7 @@ export async function lockResource(
     throw new InputError(
       options.ttl !== undefined
         ? `Invalid ttl: at least 100ms, got ${ttlMs}ms`
-        : `Invalid setting "lease": at least 100ms, got ${ttlMs}ms`,
+        : `Invalid setting "ttl": at least 100ms, got ${ttlMs}ms`,
     );
   }
   const locks = await locker.acquire({
@@ -728,14 +768,15 @@ export async function getResourceDependence(
 ): Promise<string[]> {
   options = checkOptions(
     options,
-    { ...STORE_OPTION_KINDS, file: "string", dependencies: "object" },
+    { ...STORE_OPTION_KINDS, dependenciesFile: "string", file: "string", dependencies: "object" },
     "getResourceDependence",
   );
+  const file = renamedOption(options, "file", "dependenciesFile", "getResourceDependence");
   const name = normalizeHost(host);
   const config = options.dependencies ? undefined : await getResolvedConfig(options);
   const map = options.dependencies
     ? validateDependencyMap(options.dependencies, "dependencies option")
-    : await dependencyMap(config!, undefined, options.file);
+    : await dependencyMap(config!, undefined, file);
   return resolveDependencies(name, map);
 }
 
@@ -888,7 +929,7 @@ export async function breakResourceLock(
   const { locker } = await context(options);
   return await locker.breakLock(
     parsed,
-    options.reason ?? "broken by hand",
+    options.reason ?? DEFAULT_BREAK_REASON,
     options.force ?? false,
   );
 }

@@ -9,6 +9,7 @@
 
 import type { Clock } from "./clock.ts";
 import { seam } from "./_seam.ts";
+import { describeHolders } from "./_text.ts";
 import {
   DrainTimeoutError,
   type HolderInfo,
@@ -28,7 +29,6 @@ import {
   toLocalTicks,
 } from "./lock_file.ts";
 import { type FileNames, formatLockRef, type LockRef, parseLockId } from "./lock_ref.ts";
-import { showField } from "./_text.ts";
 import type { LockStore } from "./store.ts";
 
 /** A lock as read from a store. */
@@ -249,28 +249,6 @@ export async function mapLimit<T, R>(
     Array.from({ length: Math.min(limit, items.length) }, worker),
   );
   return results;
-}
-
-function describeHolder(holder: HolderInfo): string {
-  // Every field comes from a lock file anyone may have written: cut and
-  // escaped one by one, so a huge caller cannot push the rest out of sight.
-  const kind = holder.lockId === "Host" ? "Host lock" : `${holder.lockId.split("-")[0]} lock`;
-  const who = holder.caller !== undefined ? `"${showField(holder.caller)}"` : "an unknown caller";
-  const what = holder.description !== undefined ? ` ("${showField(holder.description)}")` : "";
-  const since = holder.lockedAt ? ` since ${holder.lockedAt.toISOString()}` : "";
-  return `${kind} held by ${who}${what}${since}`;
-}
-
-/**
- * Describes the locks in the way, for messages.
- *
- * @param holders locks
- * @returns e.g. `Host lock held by "Invoke-Maintenance" since 2026-…`
- */
-export function describeHolders(holders: readonly HolderInfo[]): string {
-  if (holders.length === 0) return "no lock in the way any more";
-  const first = holders.slice(0, 3).map(describeHolder).join("; ");
-  return holders.length > 3 ? `${first} and ${holders.length - 3} more` : first;
 }
 
 /** The locking rules over one store. */

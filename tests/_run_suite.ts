@@ -63,7 +63,7 @@ export function registerRunSuite(
       await Deno.writeTextFile(`${dir}/none.json`, "{}");
       await Deno.writeTextFile(
         config,
-        `export default { clockSkew: "200ms", lockTimeout: "100ms", dependenciesFilePath: "${dir}/none.json" };`,
+        `export default { clockSkew: "200ms", timeout: "100ms", dependenciesFile: "${dir}/none.json" };`,
       );
       await fn(config, dir);
     } finally {

@@ -17,15 +17,16 @@ const MOD_URL = new URL("../mod.ts", import.meta.url).href;
 const SETTINGS = {
   top: [
     "dependenciesFile",
-    "lockTimeout",
-    "lockRetries",
+    "timeout",
+    "retries",
     "historyFolderName",
     "fileNameTemplate",
-    "folderPathTemplate",
+    "store",
     "drain",
+    "watch",
     "drainTimeout",
-    "lease",
-    "runLease",
+    "ttl",
+    "runTtl",
     "clockSkew",
     "concurrency",
   ],
@@ -113,13 +114,14 @@ Deno.test("config.example.ts: the settings shown with a value, uncommented, give
   const defaults = commentedSettings(text).filter((s) => !s.example).map((s) => s.path);
   // The ones whose default has no fixed value are examples; all others show their value.
   assert.deepEqual(defaults, [
-    "lockTimeout",
-    "lockRetries",
+    "timeout",
+    "retries",
     "historyFolderName",
     "fileNameTemplate",
     "drain",
+    "watch",
     "drainTimeout",
-    "runLease",
+    "runTtl",
     "clockSkew",
     "concurrency",
     "smb.port",
@@ -138,7 +140,7 @@ Deno.test("config.example.ts: the settings shown with a value, uncommented, give
     assert.deepEqual(await resolvedWith(path), await resolvedWith());
   });
   // The comparison can fail: one value off its default is seen.
-  await withConfigFile(uncommented.replace("lockRetries: 3,", "lockRetries: 4,"), async (path) => {
+  await withConfigFile(uncommented.replace("retries: 3,", "retries: 4,"), async (path) => {
     assert.notDeepEqual(await resolvedWith(path), await resolvedWith());
   });
 });

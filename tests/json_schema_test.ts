@@ -27,6 +27,7 @@ const SCHEMA_OF_COMMAND: Readonly<Record<string, string>> = {
   history: "history",
   break: "break",
   run: "error",
+  completions: "error",
 };
 
 async function loadSchemas(): Promise<Map<string, ValidateFunction>> {
@@ -106,7 +107,7 @@ Deno.test("every command's --json document has a schema, and every schema file i
 
 Deno.test("lock, lock-file, status, test, id, deps, history, break and unlock print documents their schemas accept", async () => {
   await withStore(async ({ root, store, deps }) => {
-    const map = ["--file", deps];
+    const map = ["--dependencies-file", deps];
     // lock with dependencies and a lease
     const lock = assertDocument(
       await json(store, "lock", "dc01", "--hard", "--caller", "json-test", "--ttl", "5m", ...map),
@@ -189,8 +190,9 @@ Deno.test("failing commands print an error document its schema accepts, with the
       [["lock", "db01", "--no-such-flag"], 2, "BAD_INPUT"],
       [["no-such-command"], 2, "BAD_INPUT"],
       [["status", "../etc"], 2, "BAD_INPUT"],
-      [["deps", "dc01", "--file", `${deps}.missing`], 2, "BAD_INPUT"],
+      [["deps", "dc01", "--dependencies-file", `${deps}.missing`], 2, "BAD_INPUT"],
       [["run", "db02", "--json", "--store", store, "--", "true"], 2, "BAD_INPUT"],
+      [["completions", "bash", "--json"], 2, "BAD_INPUT"],
     ];
     for (const [args, code, errorCode] of cases) {
       const result = args.includes("--") ? await runCliInProcess(args) : await json(store, ...args);

@@ -35,7 +35,7 @@ async function deps(map: unknown, host: string, ...args: string[]): Promise<stri
     const result = await runCliInProcess([
       "deps",
       host,
-      "--file",
+      "--dependencies-file",
       file,
       "--store",
       join(dir, "{0}"),

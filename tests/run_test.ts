@@ -27,7 +27,7 @@ async function local(fn: (env: Record<string, string>, dir: string) => Promise<v
     await Deno.writeTextFile(`${dir}/deps.json`, "{}");
     await Deno.writeTextFile(
       `${dir}/config.ts`,
-      `export default { dependenciesFilePath: "${dir}/deps.json" };`,
+      `export default { dependenciesFile: "${dir}/deps.json" };`,
     );
     await Deno.mkdir(`${dir}/locks`);
     await fn({

@@ -168,7 +168,7 @@ async function withSources(fn: (source: Source, args: string[]) => Promise<void>
       if (source.config !== undefined) {
         const file = join(dir, `config-${n++}.ts`);
         await Deno.writeTextFile(file, source.config);
-        args.push("--config", file);
+        args.push("--config-file", file);
       }
       await fn(source, args);
     }
