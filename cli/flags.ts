@@ -102,6 +102,13 @@ export const LOCK_FLAGS: readonly FlagDeclaration[] = [
     default: configDefault("retries"),
   },
   {
+    name: "wait",
+    value: "TIME",
+    help:
+      'wait up to TIME in all, or "forever", woken when the host may be free; attempts are not counted',
+    default: "none",
+  },
+  {
     name: "ttl",
     value: "TIME",
     help: "lease: the lock expires unless renewed",

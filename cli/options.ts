@@ -83,6 +83,7 @@ export function lockOptions(values: Values, store: StoreOptions, io: Io): LockRe
   if (typeof values.timeout === "string") options.timeout = values.timeout;
   const retries = wholeNumber(values, "retries", 0);
   if (retries !== undefined) options.retries = retries;
+  if (typeof values.wait === "string") options.wait = values.wait;
   if (typeof values.ttl === "string") options.ttl = values.ttl;
   if (values["no-drain"]) {
     if (values["drain-timeout"] !== undefined) {
@@ -97,15 +98,27 @@ export function lockOptions(values: Values, store: StoreOptions, io: Io): LockRe
   return options;
 }
 
-/** One line of progress: waiting for a busy host, or for shared locks to drain. */
+/**
+ * One line of progress, stamped with its time: waiting for a busy host, or
+ * for shared locks to drain. The library reports a change at once and the
+ * same state at most every 30 s, so a long wait stays readable in a log.
+ */
 export function describeProgress(progress: LockProgress): string {
   const holders = progress.holders.length ? describeHolders(progress.holders, 2) : "a lock";
+  const at = progress.at.toISOString();
+  const left = (what: string) =>
+    Number.isFinite(progress.waitMs)
+      ? `${what} ${formatDuration(progress.waitMs)}`
+      : "waiting as long as it takes";
   if (progress.phase === "retry") {
-    return `Waiting for "${progress.host}": ${holders} (attempt ${progress.attempt} of ${progress.attempts}, next in ${
-      formatDuration(progress.waitMs)
-    })`;
+    const attempt = progress.attempts !== undefined
+      ? `attempt ${progress.attempt} of ${progress.attempts}, next in ${
+        formatDuration(progress.waitMs)
+      } at the latest`
+      : `attempt ${progress.attempt}, ${left("giving up in")}`;
+    return `${at} Waiting for "${progress.host}": ${holders} (${attempt})`;
   }
-  return `Draining "${progress.host}": waiting for ${progress.holders.length} shared lock${
+  return `${at} Draining "${progress.host}": waiting for ${progress.holders.length} shared lock${
     progress.holders.length === 1 ? "" : "s"
-  } (${holders}; giving up in ${formatDuration(progress.waitMs)})`;
+  } (${holders}; ${left("giving up in")})`;
 }

@@ -240,7 +240,7 @@ Deno.test("waiting for a busy host shows 'attempt k of n' and the holder on stde
     assert.deepEqual(rest, []);
     assert.match(
       progress!,
-      /^Waiting for "dc01": Host lock held by "holder-x" since \S+Z \(attempt 1 of 2, next in \d+ms\)$/,
+      /^\S+Z Waiting for "dc01": Host lock held by "holder-x" since \S+Z \(attempt 1 of 2, next in \d+ms at the latest\)$/,
     );
     assert.match(
       error!,

@@ -767,7 +767,7 @@ Deno.test("store content reaches the terminal escaped and cut; --json keeps it e
     ]);
     checkText(busy, "lock");
     assert.equal(busy.code, 3);
-    assert.match(busy.stderr, /^Waiting for "hv01": .*evil\\x1b\]0;pwned.*attempt 1 of 2/m);
+    assert.match(busy.stderr, /^\S+Z Waiting for "hv01": .*evil\\x1b\]0;pwned.*attempt 1 of 2/m);
     assert.match(busy.stderr, /^Error: .*evil\\x1b\]0;pwned.*$/m);
 
     const json = await cli(["status", "hv01", "--store", store, "--json"]);
