@@ -67,6 +67,12 @@ export interface ResourceLockerConfig {
     historyLimit?: number;
     /** Timeout of every request. @default "5s" */
     timeout?: number | string;
+    /** PEM file of the CA that signed the servers' certificates; endpoints then speak TLS. */
+    ca?: string;
+    /** PEM file of the client certificate shown to etcd; with `key`. */
+    cert?: string;
+    /** PEM file of the client certificate's private key. */
+    key?: string;
   };
 }
 
@@ -109,7 +115,14 @@ export interface ResolvedConfig {
     timeoutMs: number;
   };
   /** etcd settings. */
-  etcd: { endpoints: string[]; historyLimit: number; timeoutMs: number };
+  etcd: {
+    endpoints: string[];
+    historyLimit: number;
+    timeoutMs: number;
+    ca?: string;
+    cert?: string;
+    key?: string;
+  };
 }
 
 /**
@@ -243,8 +256,15 @@ const SUB_KEYS: Readonly<
     ]],
     ["historyLimit", ["a whole number >= 1", (v) => Number.isInteger(v) && (v as number) > 0]],
     ["timeout", ['seconds or a duration like "5s"', isDuration]],
+    ["ca", ["a file path", isPath]],
+    ["cert", ["a file path", isPath]],
+    ["key", ["a file path", isPath]],
   ]),
 };
+
+function isPath(value: unknown): boolean {
+  return typeof value === "string" && value !== "";
+}
 
 function isDuration(value: unknown): boolean {
   if (typeof value !== "number" && typeof value !== "string") return false;
@@ -466,6 +486,12 @@ export async function loadConfigModule(
   if (deps !== undefined && url.protocol === "file:" && !isAbsolutePath(deps)) {
     config.dependenciesFilePath = join(parentPath(name), deps.replace(/^\.[\\/]/, ""));
   }
+  for (const file of ["ca", "cert", "key"] as const) {
+    const path = config.etcd?.[file];
+    if (path !== undefined && url.protocol === "file:" && !isAbsolutePath(path)) {
+      config.etcd![file] = join(parentPath(name), path.replace(/^\.[\\/]/, ""));
+    }
+  }
   return config;
 }
 
@@ -584,6 +610,9 @@ export async function resolveConfig(
       endpoints: c.etcd?.endpoints ?? [],
       historyLimit: c.etcd?.historyLimit ?? 1000,
       timeoutMs: parseDuration(c.etcd?.timeout ?? "5s", "etcd.timeout"),
+      ...c.etcd?.ca !== undefined ? { ca: c.etcd.ca } : {},
+      ...c.etcd?.cert !== undefined ? { cert: c.etcd.cert } : {},
+      ...c.etcd?.key !== undefined ? { key: c.etcd.key } : {},
     },
   };
 }

@@ -14,10 +14,36 @@
 
 import { eventually } from "./_helpers.ts";
 
+/**
+ * How the helpers here reach an etcd straight (not through the tool): a
+ * `fetch` client trusting its CA and showing a client certificate (TLS),
+ * and the root user's credentials once authentication is on.
+ */
+export interface EtcdAccess {
+  /** For `fetch` over TLS. */
+  client?: Deno.HttpClient;
+  /** The root user, once {@linkcode enableAuth} turned authentication on. */
+  root?: { name: string; password: string };
+}
+
+/** TLS of a private etcd's client port. */
+export interface EtcdTlsOptions {
+  /** The server's certificate and key (PEM files). */
+  server: { cert: string; key: string };
+  /** The CA (PEM file) that signs the clients' certificates, and the helpers' trust. */
+  ca: string;
+  /** Whether etcd demands a client certificate signed by `ca` (`--client-cert-auth`). */
+  clientCertAuth: boolean;
+  /** The helpers' own client certificate (needed with `clientCertAuth`). */
+  client?: { cert: string; key: string };
+}
+
 /** A running (or stopped) private etcd. */
 export interface EtcdServer extends AsyncDisposable {
-  /** Client URL, e.g. `http://127.0.0.1:41234`. */
+  /** Client URL, e.g. `http://127.0.0.1:41234` (`https://` with TLS). */
   readonly endpoint: string;
+  /** How the helpers reach it straight. */
+  readonly access: EtcdAccess;
   /** Client port on 127.0.0.1. */
   readonly clientPort: number;
   /** Peer port on 127.0.0.1. */
@@ -62,6 +88,10 @@ export interface StartEtcdOptions {
    * @default {false}
    */
   quiet?: boolean;
+  /** TLS on the client port; plain HTTP without. */
+  tls?: EtcdTlsOptions;
+  /** More etcd flags, e.g. `--auth-token-ttl=1`. */
+  args?: string[];
 }
 
 const ETCD_BINARY = Deno.env.get("ETCD_BINARY") ?? "etcd";
@@ -165,12 +195,13 @@ async function drain(
 }
 
 /** One GET /health with its own timeout; true when etcd says healthy. */
-async function healthy(endpoint: string): Promise<boolean> {
+async function healthy(endpoint: string, access: EtcdAccess): Promise<boolean> {
   const controller = new AbortController();
   const timer = setTimeout(() => controller.abort(), 1000);
   try {
     const response = await fetch(`${endpoint}/health`, {
       signal: controller.signal,
+      ...access.client ? { client: access.client } : {},
     });
     const body = await response.text();
     return response.ok && body.includes('"true"');
@@ -195,6 +226,19 @@ export async function startEtcd(
   const readyTimeoutMs = options.readyTimeoutMs ?? 15_000;
   const stopGraceMs = options.stopGraceMs ?? 3_000;
   const quiet = options.quiet ?? false;
+  const tls = options.tls;
+  const access: EtcdAccess = {};
+  if (tls) {
+    access.client = Deno.createHttpClient({
+      caCerts: [await Deno.readTextFile(tls.ca)],
+      ...tls.client
+        ? {
+          cert: await Deno.readTextFile(tls.client.cert),
+          key: await Deno.readTextFile(tls.client.key),
+        }
+        : {},
+    });
+  }
   const dataDir = await Deno.makeTempDir({ prefix: "resource-locker-etcd-" });
   let clientPort = 0;
   let peerPort = 0;
@@ -205,7 +249,7 @@ export async function startEtcd(
   const sink = { text: "" };
 
   function endpointOf(): string {
-    return `http://127.0.0.1:${clientPort}`;
+    return `${tls ? "https" : "http"}://127.0.0.1:${clientPort}`;
   }
 
   function spawn(): void {
@@ -228,6 +272,17 @@ export async function startEtcd(
         // leader election quick (minimum lease TTL is 1.5 election timeouts)
         "--heartbeat-interval=50",
         "--election-timeout=500",
+        // users' passwords checked fast (etcd's default cost takes 50-100 ms a check)
+        "--bcrypt-cost=4",
+        ...tls
+          ? [
+            `--cert-file=${tls.server.cert}`,
+            `--key-file=${tls.server.key}`,
+            `--trusted-ca-file=${tls.ca}`,
+            `--client-cert-auth=${tls.clientCertAuth}`,
+          ]
+          : [],
+        ...options.args ?? [],
       ],
       stdin: "null",
       stdout: "null",
@@ -262,7 +317,7 @@ export async function startEtcd(
             `etcd exited with code ${status?.code} before it was ready:\n${logText()}`,
           );
         }
-        return await healthy(endpointOf());
+        return await healthy(endpointOf(), access);
       },
       readyTimeoutMs,
       50,
@@ -320,6 +375,7 @@ export async function startEtcd(
       const portClash = /address already in use/i.test(logText());
       if (!portClash || attempt >= 3) {
         await Deno.remove(dataDir, { recursive: true }).catch(() => {});
+        access.client?.close();
         throw error;
       }
       await Deno.remove(`${dataDir}/data`, { recursive: true }).catch(() => {});
@@ -333,6 +389,7 @@ export async function startEtcd(
     get endpoint() {
       return endpointOf();
     },
+    access,
     get clientPort() {
       return clientPort;
     },
@@ -356,10 +413,12 @@ export async function startEtcd(
       closed = true;
       await halt("SIGTERM");
       await Deno.remove(dataDir, { recursive: true }).catch(() => {});
+      access.client?.close();
     },
     log: logText,
     killSync() {
       closed = true;
+      access.client?.close();
       if (child && !exitedNow) {
         try {
           child.kill("SIGKILL");
@@ -402,20 +461,77 @@ export function etcdTemplate(etcd: EtcdServer, prefix: string = ETCD_PREFIX): st
  * @throws {Error} on an HTTP error status
  */
 export async function etcdGateway(
-  etcd: Pick<EtcdServer, "endpoint">,
+  etcd: Pick<EtcdServer, "endpoint"> & { access?: EtcdAccess },
   path: string,
   body: unknown,
   timeoutMs = 2000,
 ): Promise<Record<string, unknown>> {
-  const response = await fetch(`${etcd.endpoint}${path}`, {
-    method: "POST",
-    body: JSON.stringify(body),
-    signal: AbortSignal.timeout(timeoutMs),
-  });
-  if (!response.ok) {
-    throw new Error(`etcd ${path}: HTTP ${response.status}: ${await response.text()}`);
+  const signal = AbortSignal.timeout(timeoutMs);
+  const access = etcd.access ?? {};
+  const post = async (to: string, json: unknown, token?: string) => {
+    const response = await fetch(`${etcd.endpoint}${to}`, {
+      method: "POST",
+      body: JSON.stringify(json),
+      signal,
+      ...token ? { headers: { Authorization: token } } : {},
+      ...access.client ? { client: access.client } : {},
+    });
+    if (!response.ok) {
+      throw new Error(`etcd ${to}: HTTP ${response.status}: ${await response.text()}`);
+    }
+    return await response.json() as Record<string, unknown>;
+  };
+  // as root, logged in for each call (a token may have expired meanwhile)
+  const token = access.root
+    ? (await post("/v3/auth/authenticate", access.root)).token as string
+    : undefined;
+  return await post(path, body, token);
+}
+
+/** A user of {@linkcode enableAuth} and the key prefixes it may use. */
+export interface EtcdUser {
+  /** User name. */
+  name: string;
+  /** Password. */
+  password: string;
+  /** Its role's permissions: a key prefix each, read or read and write. */
+  grants: { prefix: string; permission: "READ" | "READWRITE" }[];
+}
+
+/**
+ * Turns etcd's authentication on, as an operator would: a root user (with
+ * etcd's root role), then for each user a role of its own holding exactly
+ * the grants given (`role grant-permission --prefix=true`), and `auth
+ * enable`. The helpers then log in as root.
+ *
+ * @param rootPassword the root user's password
+ * @param users the users to add
+ */
+export async function enableAuth(
+  etcd: EtcdServer,
+  rootPassword: string,
+  users: EtcdUser[],
+): Promise<void> {
+  await etcdGateway(etcd, "/v3/auth/user/add", { name: "root", password: rootPassword });
+  await etcdGateway(etcd, "/v3/auth/user/grant", { user: "root", role: "root" });
+  for (const user of users) {
+    const role = `${user.name}-role`;
+    await etcdGateway(etcd, "/v3/auth/role/add", { name: role });
+    for (const grant of user.grants) {
+      await etcdGateway(etcd, "/v3/auth/role/grant", {
+        name: role,
+        perm: {
+          key: btoa(grant.prefix),
+          range_end: btoa(prefixEnd(grant.prefix)),
+          permType: grant.permission,
+        },
+      });
+    }
+    await etcdGateway(etcd, "/v3/auth/user/add", { name: user.name, password: user.password });
+    await etcdGateway(etcd, "/v3/auth/user/grant", { user: user.name, role });
   }
-  return await response.json();
+  await etcdGateway(etcd, "/v3/auth/enable", {});
+  etcd.access.root = { name: "root", password: rootPassword };
 }
 
 /** A key of etcd as read straight from it, decoded. */
@@ -440,7 +556,7 @@ function prefixEnd(prefix: string): string {
  * @returns the keys in etcd's (byte) order
  */
 export async function etcdKeys(
-  etcd: Pick<EtcdServer, "endpoint">,
+  etcd: Pick<EtcdServer, "endpoint"> & { access?: EtcdAccess },
   key: string,
   options: { exact?: boolean; keysOnly?: boolean; timeoutMs?: number } = {},
 ): Promise<EtcdKv[]> {
@@ -458,7 +574,7 @@ export async function etcdKeys(
 
 /** Live (non-History) keys of a host under {@linkcode ETCD_PREFIX}, read straight from etcd. */
 export async function liveKeys(
-  etcd: Pick<EtcdServer, "endpoint">,
+  etcd: Pick<EtcdServer, "endpoint"> & { access?: EtcdAccess },
   host: string,
 ): Promise<EtcdKv[]> {
   return (await etcdKeys(etcd, `${ETCD_PREFIX}/${host}/`)).filter((kv) =>

@@ -65,7 +65,8 @@
 
 import { InputError } from "../errors.ts";
 import type { LockStore } from "../store.ts";
-import { parseEndpoint } from "./etcd/gateway.ts";
+import type { HttpTlsOptions } from "./_http_client.ts";
+import { endpointUrls, type ParsedEndpoint, parseEndpoint } from "./etcd/gateway.ts";
 import { EtcdStore } from "./etcd/store.ts";
 
 export { _leaseIds } from "./etcd/store.ts";
@@ -73,11 +74,26 @@ export { _leaseIds } from "./etcd/store.ts";
 /** Options for {@linkcode openEtcdStore}. */
 export interface EtcdStoreOptions {
   /**
-   * More endpoints of the same cluster (`http://host:port`, `host:port`),
-   * tried in turn after the template's when one cannot be connected to.
+   * More endpoints of the same cluster (`https://host:port`,
+   * `http://host:port`, `host:port`), tried in turn after the template's
+   * when one cannot be connected to. One `https://` endpoint makes every
+   * endpoint speak TLS, the template's too.
    * @default {[]}
    */
   endpoints?: string[];
+  /**
+   * Path of a PEM file with the CA certificate(s) that signed the servers'
+   * certificates, trusted besides Deno's root store. Setting it (or `cert`)
+   * makes every endpoint speak TLS.
+   */
+  ca?: string;
+  /**
+   * Path of a PEM file with the client certificate (chain) shown to etcd
+   * (`--client-cert-auth`); with `key`.
+   */
+  cert?: string;
+  /** Path of the PEM file with the private key of `cert`. */
+  key?: string;
   /** Name of the history "folder" under each host's prefix, e.g. `History`. */
   historyFolderName: string;
   /**
@@ -125,23 +141,73 @@ export function openEtcdStore(
   options: EtcdStoreOptions,
 ): LockStore {
   const parsed = _parseTemplate(template);
-  const endpoints = [parsed.endpoint];
-  for (const extra of options.endpoints ?? []) {
-    const endpoint = parseEndpoint(extra, "endpoints");
-    if (!endpoints.includes(endpoint)) endpoints.push(endpoint);
-  }
+  const given = [
+    parsed.endpoint,
+    ...(options.endpoints ?? []).map((extra) => parseEndpoint(extra, "endpoints")),
+  ];
+  const tls = _loadTls(options);
   return new EtcdStore({
     template,
     path: parsed.path,
-    endpoints,
+    endpoints: endpointUrls(given, tls !== undefined),
+    ...tls ? { tls } : {},
     historyFolderName: options.historyFolderName,
     historyLimit: options.historyLimit ?? DEFAULT_HISTORY_LIMIT,
     timeoutMs: options.timeoutMs ?? DEFAULT_TIMEOUT_MS,
   });
 }
 
+/**
+ * Reads the PEM files the TLS options name; undefined when none is named.
+ * @throws {InputError} naming the setting and file when one cannot be read
+ * or holds no PEM of its kind, or when `cert` comes without `key`
+ */
+function _loadTls(options: EtcdStoreOptions): HttpTlsOptions | undefined {
+  const { ca, cert, key } = options;
+  if (ca === undefined && cert === undefined && key === undefined) return undefined;
+  if ((cert === undefined) !== (key === undefined)) {
+    throw new InputError(
+      `Invalid etcd TLS settings: etcd.cert and etcd.key go together (${
+        cert === undefined ? "etcd.key" : "etcd.cert"
+      } alone is given)`,
+    );
+  }
+  const tls: HttpTlsOptions = {};
+  if (ca !== undefined) tls.caCerts = [_readPem(ca, "etcd.ca", /-----BEGIN CERTIFICATE-----/)];
+  if (cert !== undefined && key !== undefined) {
+    tls.cert = _readPem(cert, "etcd.cert", /-----BEGIN CERTIFICATE-----/);
+    tls.key = _readPem(key, "etcd.key", /-----BEGIN [A-Z ]*PRIVATE KEY-----/);
+  }
+  return tls;
+}
+
+/** Largest PEM file read: a certificate chain is a few KiB. */
+const _MAX_PEM_BYTES = 1024 * 1024;
+
+function _readPem(path: string, setting: string, kind: RegExp): string {
+  let text: string;
+  try {
+    const info = Deno.statSync(path);
+    if (!info.isFile) throw new Error("not a file");
+    if (info.size > _MAX_PEM_BYTES) throw new Error("larger than 1 MiB");
+    text = Deno.readTextFileSync(path);
+  } catch (error) {
+    const reason = (error instanceof Error ? error.message : String(error))
+      .replace(/\s*\(os error \d+\)/, "").split(/[\n:]/)[0];
+    throw new InputError(`Cannot read ${setting} "${path}": ${reason}`);
+  }
+  if (!kind.test(text)) {
+    throw new InputError(
+      `Invalid ${setting} "${path}": no PEM ${
+        setting === "etcd.key" ? "private key" : "certificate"
+      } in it`,
+    );
+  }
+  return text;
+}
+
 interface _ParsedTemplate {
-  endpoint: string;
+  endpoint: ParsedEndpoint;
   path: string;
 }
 

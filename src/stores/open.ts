@@ -108,6 +108,9 @@ export async function openStore(config: ResolvedConfig): Promise<LockStore> {
       endpoints: config.etcd.endpoints,
       historyLimit: config.etcd.historyLimit,
       timeoutMs: config.etcd.timeoutMs,
+      ...config.etcd.ca !== undefined ? { ca: config.etcd.ca } : {},
+      ...config.etcd.cert !== undefined ? { cert: config.etcd.cert } : {},
+      ...config.etcd.key !== undefined ? { key: config.etcd.key } : {},
     });
   }
   return openFsStore(template, {

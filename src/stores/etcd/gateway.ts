@@ -13,6 +13,7 @@ import {
   HttpClient,
   type HttpResponse,
   type HttpStream,
+  type HttpTlsOptions,
   HttpTransportError,
 } from "../_http_client.ts";
 import type { Part } from "./requests.ts";
@@ -58,19 +59,28 @@ export interface CallOptions {
   idempotent?: boolean;
 }
 
+/** An endpoint as given: its scheme when it names one, host and port. */
+export interface ParsedEndpoint {
+  /** `http:` or `https:`; undefined for `host:port` or `etcd://host:port`. */
+  scheme: "http:" | "https:" | undefined;
+  /** `host:port` (IPv6 in brackets), the port filled in. */
+  authority: string;
+  /** The endpoint as given, for messages. */
+  text: string;
+}
+
 /**
  * Parses an endpoint: `host:port`, `http://host:port`, `https://host:port`
- * (`etcd://` is read as `http://`).
+ * (`etcd://host:port` is `host:port`).
  *
  * @param text the endpoint
  * @param context where it was given, for messages
- * @returns `http://host:port` or `https://host:port`
+ * @returns its scheme, if any, and `host:port`
  * @throws {InputError} when it is not a host and port
  */
-export function parseEndpoint(text: string, context: string): string {
-  const withScheme = /^[a-z][a-z0-9+.-]*:\/\//i.test(text)
-    ? text.replace(/^etcd:\/\//i, "http://")
-    : `http://${text}`;
+export function parseEndpoint(text: string, context: string): ParsedEndpoint {
+  const named = /^[a-z][a-z0-9+.-]*:\/\//i.test(text) && !/^etcd:\/\//i.test(text);
+  const withScheme = named ? text : `http://${text.replace(/^etcd:\/\//i, "")}`;
   let url: URL;
   try {
     url = new URL(withScheme);
@@ -89,7 +99,40 @@ export function parseEndpoint(text: string, context: string): string {
       `Invalid etcd endpoint "${text}" in "${context}": give only host and port`,
     );
   }
-  return `${url.protocol}//${url.hostname}:${url.port || DEFAULT_PORT}`;
+  return {
+    scheme: named ? url.protocol as "http:" | "https:" : undefined,
+    authority: `${url.hostname}:${url.port || DEFAULT_PORT}`,
+    text,
+  };
+}
+
+/**
+ * The URLs of endpoints as given: `https://` for every one when any names
+ * `https://` or when `tls` is set, else `http://`; one cluster speaks one or
+ * the other.
+ *
+ * @param endpoints the endpoints, parsed, in order
+ * @param tls whether TLS settings (a CA or a client certificate) are given
+ * @returns the URLs, without repeats, in order
+ * @throws {InputError} when one names `http://` and another `https://`, or
+ * `http://` beside TLS settings
+ */
+export function endpointUrls(endpoints: readonly ParsedEndpoint[], tls: boolean): string[] {
+  const secure = tls || endpoints.some((e) => e.scheme === "https:");
+  const plain = endpoints.find((e) => e.scheme === "http:");
+  if (secure && plain) {
+    throw new InputError(
+      `Invalid etcd endpoint "${plain.text}": ${
+        tls ? "TLS settings (etcd.ca, etcd.cert) are given" : "another endpoint is https://"
+      }; use https:// for every endpoint of the cluster`,
+    );
+  }
+  const urls: string[] = [];
+  for (const endpoint of endpoints) {
+    const url = `${secure ? "https:" : "http:"}//${endpoint.authority}`;
+    if (!urls.includes(url)) urls.push(url);
+  }
+  return urls;
 }
 
 /** Whether an answer says the lease does not exist (any more). */
@@ -109,7 +152,43 @@ export function reasonOf(error: unknown): string {
     return error.message;
   }
   const text = error instanceof Error ? error.message : String(error);
-  return oneLine(text.replace(/\s*\(os error \d+\)/, "")) || "request failed";
+  return tlsReason(oneLine(text.replace(/\s*\(os error \d+\)/, ""))) || "request failed";
+}
+
+/**
+ * A TLS failure in words, with the setting to look at; other text as it is.
+ * What Deno (rustls) says is kept after a colon where it adds something.
+ */
+function tlsReason(text: string): string {
+  const peer = /invalid peer certificate: (.*)$/i.exec(text)?.[1];
+  if (peer !== undefined) {
+    if (/UnknownIssuer/i.test(peer)) {
+      return "TLS: the server's certificate is not signed by a trusted CA (etcd.ca names the CA files to trust)";
+    }
+    const name = /not valid for name "([^"]*)"/i.exec(peer)?.[1];
+    if (name !== undefined) {
+      const valid = /only valid for (.*)$/i.exec(peer)?.[1];
+      return `TLS: the server's certificate is not valid for "${name}"${
+        valid ? ` (it names ${valid.replace(/\b(?:DnsName|IpAddress)\(([^)]*)\)/g, "$1")})` : ""
+      }`;
+    }
+    if (/Expired/i.test(peer)) return "TLS: the server's certificate has expired";
+    if (/NotValidYet/i.test(peer)) return "TLS: the server's certificate is not valid yet";
+    return `TLS: the server's certificate is refused: ${peer}`;
+  }
+  const alert = /received fatal alert: (\w+)/i.exec(text)?.[1];
+  if (alert !== undefined) {
+    return /Certificate|UnknownCA|AccessDenied|DecryptError/i.test(alert)
+      ? `TLS: the server refused the client certificate (etcd.cert and etcd.key; none given, or not signed by a CA it trusts): ${alert}`
+      : `TLS: the server ended the handshake: ${alert}`;
+  }
+  if (/InvalidContentType|corrupt message/i.test(text)) {
+    return "TLS: the server does not speak TLS (an http:// endpoint?)";
+  }
+  if (/KeyMismatch|keys may not be consistent/i.test(text)) {
+    return "TLS: the client certificate and key do not belong together (etcd.cert, etcd.key)";
+  }
+  return text;
 }
 
 /** True when the request surely never reached the server. */
@@ -149,24 +228,27 @@ function resultOf(endpoint: string, what: string, answer: HttpResponse): Result 
 
 /** Options of {@linkcode EtcdGateway}. */
 export interface EtcdGatewayOptions {
-  /** Endpoints, parsed ({@linkcode parseEndpoint}), the preferred first. */
+  /** Endpoint URLs ({@linkcode endpointUrls}), the preferred first. */
   endpoints: string[];
   /** Timeout of every request, in milliseconds. */
   timeoutMs: number;
+  /** CA and client certificate for `https://` endpoints. */
+  tls?: HttpTlsOptions;
 }
 
 /** Requests to an etcd cluster: endpoints, failover, timeouts. */
 export class EtcdGateway {
   readonly #endpoints: string[];
   readonly #timeoutMs: number;
-  readonly #http = new HttpClient();
+  readonly #http: HttpClient;
   #preferred = 0;
   #closed = false;
 
-  /** @param options endpoints and timeout */
+  /** @param options endpoints, timeout, TLS */
   constructor(options: EtcdGatewayOptions) {
     this.#endpoints = [...options.endpoints];
     this.#timeoutMs = options.timeoutMs;
+    this.#http = new HttpClient(options.tls ? { tls: options.tls } : {});
   }
 
   /** Every endpoint, for messages. */
@@ -201,7 +283,8 @@ export class EtcdGateway {
    * @throws {StoreError} when no endpoint took the batch
    */
   async callAll(parts: readonly Part[], options: CallOptions = {}): Promise<Result[]> {
-    const what = parts[0]!.what;
+    // the batch's own request is its last (a lease grant or keep-alive goes before it)
+    const what = parts.at(-1)!.what;
     if (this.#closed) throw this.closedError(what);
     const requests = parts.map((part) => ({
       path: part.path,
@@ -209,6 +292,8 @@ export class EtcdGateway {
     }));
     const count = this.#endpoints.length;
     const failures: string[] = [];
+    /** Whether every endpoint tried surely did not get the batch. */
+    let unsent = true;
     const first = this.#preferred;
     for (let i = 0; i < count; i++) {
       const index = (first + i) % count;
@@ -233,6 +318,7 @@ export class EtcdGateway {
         if (count > 1) this.#preferred = (index + 1) % count;
         if (!timeout.aborted && (notSent(error) || options.idempotent)) {
           failures.push(`"${endpoint}": ${reason}`);
+          if (!notSent(error)) unsent = false;
           continue;
         }
         if (options.idempotent) {
@@ -260,6 +346,7 @@ export class EtcdGateway {
       const head = results[0]!;
       if (!head.ok && head.unavailable && i + 1 < count) {
         failures.push(`"${endpoint}": ${head.message}`);
+        unsent = false;
         this.#preferred = (index + 1) % count;
         continue;
       }
@@ -284,6 +371,7 @@ export class EtcdGateway {
       count === 1
         ? `Cannot ${what} in etcd at ${failures[0]}`
         : `Cannot ${what} in etcd: no endpoint answered: ${failures.join("; ")}`,
+      { unchanged: unsent },
     );
   }
 

@@ -10,6 +10,7 @@
 import { seam } from "../../_seam.ts";
 import { InputError, StoreError } from "../../errors.ts";
 import type { CreateOptions, LockStore, StoreEntry } from "../../store.ts";
+import type { HttpTlsOptions } from "../_http_client.ts";
 import { EtcdGateway, leaseGone } from "./gateway.ts";
 import {
   archivePart,
@@ -49,6 +50,8 @@ export interface EtcdStoreInit {
   historyLimit: number;
   /** Timeout of every request, in milliseconds. */
   timeoutMs: number;
+  /** CA and client certificate for `https://` endpoints. */
+  tls?: HttpTlsOptions;
 }
 
 /** etcd's default --max-txn-ops is 128. */
@@ -118,7 +121,11 @@ export class EtcdStore implements LockStore {
         `Invalid timeoutMs ${init.timeoutMs}: expected a positive number`,
       );
     }
-    this.#gateway = new EtcdGateway({ endpoints: init.endpoints, timeoutMs: init.timeoutMs });
+    this.#gateway = new EtcdGateway({
+      endpoints: init.endpoints,
+      timeoutMs: init.timeoutMs,
+      ...init.tls ? { tls: init.tls } : {},
+    });
     this.#watcher = new EtcdWatcher(this.#gateway);
   }
 
