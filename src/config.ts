@@ -73,6 +73,10 @@ export interface ResourceLockerConfig {
     cert?: string;
     /** PEM file of the client certificate's private key. */
     key?: string;
+    /** etcd user, when etcd has authentication on. */
+    username?: string;
+    /** Its password; never printed or logged. */
+    password?: string;
   };
 }
 
@@ -122,6 +126,8 @@ export interface ResolvedConfig {
     ca?: string;
     cert?: string;
     key?: string;
+    username?: string;
+    password?: string;
   };
 }
 
@@ -259,6 +265,8 @@ const SUB_KEYS: Readonly<
     ["ca", ["a file path", isPath]],
     ["cert", ["a file path", isPath]],
     ["key", ["a file path", isPath]],
+    ["username", ["a string", (v) => typeof v === "string"]],
+    ["password", ["a string", (v) => typeof v === "string"]],
   ]),
 };
 
@@ -391,6 +399,7 @@ export function validateConfig(
   }
   const c = copy as ResourceLockerConfig;
   registerSecret(c.smb?.password);
+  registerSecret(c.etcd?.password);
   if (c.folderPathTemplate) registerUrlSecrets(c.folderPathTemplate);
   for (const endpoint of c.etcd?.endpoints ?? []) registerUrlSecrets(endpoint);
   return c;
@@ -510,11 +519,14 @@ function fromEnvironment(): ResourceLockerConfig {
   if (domain) smb.domain = domain;
   if (Object.keys(smb).length) c.smb = smb;
   const endpoints = env("RESOURCE_LOCKER_ETCD_ENDPOINTS");
-  if (endpoints) {
-    c.etcd = {
-      endpoints: endpoints.split(",").map((e) => e.trim()).filter(Boolean),
-    };
-  }
+  const etcd: NonNullable<ResourceLockerConfig["etcd"]> = {};
+  if (endpoints) etcd.endpoints = endpoints.split(",").map((e) => e.trim()).filter(Boolean);
+  const etcdUser = env("RESOURCE_LOCKER_ETCD_USERNAME");
+  const etcdPassword = env("RESOURCE_LOCKER_ETCD_PASSWORD");
+  if (etcdUser) etcd.username = etcdUser;
+  if (etcdPassword) etcd.password = etcdPassword;
+  if (Object.keys(etcd).length) c.etcd = etcd;
+  registerSecret(etcdPassword);
   registerSecret(password);
   if (store) registerUrlSecrets(store);
   if (endpoints) registerUrlSecrets(endpoints);
@@ -613,6 +625,8 @@ export async function resolveConfig(
       ...c.etcd?.ca !== undefined ? { ca: c.etcd.ca } : {},
       ...c.etcd?.cert !== undefined ? { cert: c.etcd.cert } : {},
       ...c.etcd?.key !== undefined ? { key: c.etcd.key } : {},
+      ...c.etcd?.username !== undefined ? { username: c.etcd.username } : {},
+      ...c.etcd?.password !== undefined ? { password: c.etcd.password } : {},
     },
   };
 }

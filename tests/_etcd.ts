@@ -457,6 +457,7 @@ export function etcdTemplate(etcd: EtcdServer, prefix: string = ETCD_PREFIX): st
  * @param path e.g. `/v3/kv/range`
  * @param body the request, sent as JSON
  * @param timeoutMs bound on the whole request
+ * @param token the token to send; by default root's, once authentication is on
  * @returns the JSON answer
  * @throws {Error} on an HTTP error status
  */
@@ -465,6 +466,7 @@ export async function etcdGateway(
   path: string,
   body: unknown,
   timeoutMs = 2000,
+  token?: string,
 ): Promise<Record<string, unknown>> {
   const signal = AbortSignal.timeout(timeoutMs);
   const access = etcd.access ?? {};
@@ -482,7 +484,7 @@ export async function etcdGateway(
     return await response.json() as Record<string, unknown>;
   };
   // as root, logged in for each call (a token may have expired meanwhile)
-  const token = access.root
+  token ??= access.root
     ? (await post("/v3/auth/authenticate", access.root)).token as string
     : undefined;
   return await post(path, body, token);

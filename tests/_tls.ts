@@ -4,7 +4,9 @@
  *
  * - `ca`: the CA the tests trust; it signs `server` (127.0.0.1 and
  *   localhost, server and client use: etcd's gateway connects to its own
- *   gRPC port with it), `client` (client use) and `wrongName` (only
+ *   gRPC port with it), `client` (client use, no Common Name: with
+ *   authentication on, etcd's gateway refuses a client certificate that has
+ *   one), `namedClient` (one with a Common Name) and `wrongName` (only
  *   `wrong.example`);
  * - `otherCa`: a CA nobody trusts; it signs `rogueClient`.
  *
@@ -32,8 +34,10 @@ export interface TestCertificates extends AsyncDisposable {
   ca: CertFiles;
   /** etcd's certificate: 127.0.0.1 and localhost, signed by `ca`. */
   server: CertFiles;
-  /** A client certificate signed by `ca`. */
+  /** A client certificate signed by `ca`, without a Common Name. */
   client: CertFiles;
+  /** A client certificate signed by `ca`, with a Common Name. */
+  namedClient: CertFiles;
   /** A server certificate for `wrong.example` only, signed by `ca`. */
   wrongName: CertFiles;
   /** A CA nobody trusts. */
@@ -115,7 +119,7 @@ async function makeLeaf(
     "-out",
     csr,
     "-subj",
-    `/CN=${init.subject}`,
+    init.subject,
   ]);
   await Deno.writeTextFile(
     ext,
@@ -163,22 +167,23 @@ export async function makeCertificates(): Promise<TestCertificates> {
       makeCa(dir, "ca", "resource-locker test CA"),
       makeCa(dir, "other-ca", "untrusted test CA"),
     ]);
-    const [server, client, wrongName, rogueClient] = await Promise.all([
+    const [server, client, namedClient, wrongName, rogueClient] = await Promise.all([
       makeLeaf(dir, "server", {
-        subject: "etcd-server",
+        subject: "/CN=etcd-server",
         names: "IP:127.0.0.1,DNS:localhost",
         usage: "serverAuth,clientAuth",
         ca,
       }),
-      makeLeaf(dir, "client", { subject: "resource-locker", usage: "clientAuth", ca }),
+      makeLeaf(dir, "client", { subject: "/O=resource-locker", usage: "clientAuth", ca }),
+      makeLeaf(dir, "named-client", { subject: "/CN=locker", usage: "clientAuth", ca }),
       makeLeaf(dir, "wrong-name", {
-        subject: "etcd-server",
+        subject: "/CN=etcd-server",
         names: "DNS:wrong.example",
         usage: "serverAuth,clientAuth",
         ca,
       }),
       makeLeaf(dir, "rogue-client", {
-        subject: "resource-locker",
+        subject: "/O=resource-locker",
         usage: "clientAuth",
         ca: otherCa,
       }),
@@ -188,6 +193,7 @@ export async function makeCertificates(): Promise<TestCertificates> {
       ca,
       server,
       client,
+      namedClient,
       wrongName,
       otherCa,
       rogueClient,

@@ -94,6 +94,14 @@ export interface EtcdStoreOptions {
   cert?: string;
   /** Path of the PEM file with the private key of `cert`. */
   key?: string;
+  /**
+   * etcd user to log in as, when etcd has authentication on; its role
+   * needs read and write on the template's prefix (`/resource-locks/`), no
+   * more.
+   */
+  username?: string;
+  /** Password of `username`; never shown. */
+  password?: string;
   /** Name of the history "folder" under each host's prefix, e.g. `History`. */
   historyFolderName: string;
   /**
@@ -117,7 +125,7 @@ const HAS_PLACEHOLDER = /\{0\}|\{host\}/;
  * first request does.
  *
  * @param template `etcd://host[:port]/prefix/{0}`; `{host}` works as `{0}`
- * @param options endpoints, history folder name and bound, timeout
+ * @param options endpoints, TLS, user, history folder name and bound, timeout
  * @returns the store; call `close()` when done
  * @throws {InputError} when the template or an endpoint is malformed
  * @throws {RangeError} when `historyLimit` or `timeoutMs` is not a positive number
@@ -146,11 +154,17 @@ export function openEtcdStore(
     ...(options.endpoints ?? []).map((extra) => parseEndpoint(extra, "endpoints")),
   ];
   const tls = _loadTls(options);
+  if (options.password !== undefined && options.username === undefined) {
+    throw new InputError("Invalid etcd settings: etcd.password is given without etcd.username");
+  }
   return new EtcdStore({
     template,
     path: parsed.path,
     endpoints: endpointUrls(given, tls !== undefined),
     ...tls ? { tls } : {},
+    ...options.username !== undefined
+      ? { auth: { username: options.username, password: options.password ?? "" } }
+      : {},
     historyFolderName: options.historyFolderName,
     historyLimit: options.historyLimit ?? DEFAULT_HISTORY_LIMIT,
     timeoutMs: options.timeoutMs ?? DEFAULT_TIMEOUT_MS,

@@ -111,6 +111,8 @@ export async function openStore(config: ResolvedConfig): Promise<LockStore> {
       ...config.etcd.ca !== undefined ? { ca: config.etcd.ca } : {},
       ...config.etcd.cert !== undefined ? { cert: config.etcd.cert } : {},
       ...config.etcd.key !== undefined ? { key: config.etcd.key } : {},
+      ...config.etcd.username !== undefined ? { username: config.etcd.username } : {},
+      ...config.etcd.password !== undefined ? { password: config.etcd.password } : {},
     });
   }
   return openFsStore(template, {

@@ -9,6 +9,7 @@
  */
 
 import { InputError, StoreError } from "../../errors.ts";
+import { registerSecret } from "../../_text.ts";
 import {
   HttpClient,
   type HttpResponse,
@@ -36,17 +37,39 @@ export class EtcdAnswerError extends Error {
   }
 }
 
-/** gRPC status codes that mean "not applied, another member may serve it". */
-const UNAVAILABLE = 14;
+/**
+ * Answers that refuse the token a request carried (expired, revoked by a
+ * password change or `auth disable`, none when one is wanted): etcd checks
+ * it before it acts, so the request was not applied and can be sent again
+ * with a new token.
+ */
+const TOKEN_REFUSED = /invalid auth token|auth store is old|user name is empty/i;
+/** The answer to logging in when etcd has no authentication on. */
+const AUTH_OFF = /authentication is not enabled/i;
+
+/**
+ * gRPC codes of error answers that can come while or after a request is
+ * applied: canceled, unknown, deadline exceeded ("request timed out"),
+ * internal, unavailable ("server stopped"). Any other error answer is a
+ * refusal: etcd did nothing.
+ */
+const MAYBE_APPLIED = new Set([1, 2, 4, 13, 14]);
+/** Among those, answers given before anything was done. */
+const REFUSED_FIRST = /no leader|too many requests|not capable/i;
+/** Refusals that another member, or the same a moment later, may not make. */
+const TRY_AGAIN = /no leader|too many requests|not capable/i;
 /** gRPC NOT_FOUND, as for "requested lease not found". */
 const NOT_FOUND = 5;
+/** First pause before trying a cluster again that said "try again" (no leader). */
+const RETRY_FIRST_MS = 50;
 
 /** The answer to one request of a batch. */
 export type Result =
   | { ok: true; json: unknown }
   | {
     ok: false;
-    unavailable: boolean;
+    /** Refused before anything was done, or idempotent: worth sending again. */
+    retry: boolean;
     /** The request went out and its answer was lost: it may have been applied. */
     lost: boolean;
     message: string;
@@ -196,8 +219,19 @@ function notSent(error: unknown): boolean {
   return error instanceof HttpTransportError && !error.sent;
 }
 
-/** Reads one gateway answer: its JSON, or the error it carries. */
-function resultOf(endpoint: string, what: string, answer: HttpResponse): Result {
+/**
+ * Reads one gateway answer: its JSON, or the error it carries and what that
+ * error means. A refusal changed nothing (`unchanged`); an error that may
+ * come after the request was applied ("request timed out", "server
+ * stopped") is, for a change, a lost answer: its caller reads back what
+ * happened; an idempotent request is worth sending again.
+ */
+function resultOf(
+  endpoint: string,
+  what: string,
+  answer: HttpResponse,
+  idempotent: boolean,
+): Result {
   let json: unknown;
   try {
     json = JSON.parse(answer.text);
@@ -211,19 +245,29 @@ function resultOf(endpoint: string, what: string, answer: HttpResponse): Result 
   if (ok && body !== undefined && body.error === undefined) return { ok: true, json };
   const message = oneLine(body?.message ?? body?.error ?? answer.text.slice(0, 200));
   const grpcCode = body?.code ?? 0;
+  const maybeApplied = body === undefined
+    ? answer.status >= 500
+    : MAYBE_APPLIED.has(grpcCode) && !REFUSED_FIRST.test(message);
   return {
     ok: false,
-    unavailable: grpcCode === UNAVAILABLE,
-    lost: false,
+    retry: maybeApplied ? idempotent : TRY_AGAIN.test(message),
+    lost: maybeApplied && !idempotent,
     message,
     error: new StoreError(
       endpoint,
       `Cannot ${what} in etcd at "${endpoint}": HTTP ${answer.status}${
         message ? `: ${message}` : ""
       }`,
-      { cause: new EtcdAnswerError(message, grpcCode) },
+      { cause: new EtcdAnswerError(message, grpcCode), unchanged: !maybeApplied },
     ),
   };
+}
+
+/** Resolves after `ms` (not setTimeout: see {@linkcode EtcdGateway.callAll}). */
+function pause(ms: number): Promise<void> {
+  return new Promise((resolve) =>
+    AbortSignal.timeout(ms).addEventListener("abort", () => resolve(), { once: true })
+  );
 }
 
 /** Options of {@linkcode EtcdGateway}. */
@@ -234,21 +278,45 @@ export interface EtcdGatewayOptions {
   timeoutMs: number;
   /** CA and client certificate for `https://` endpoints. */
   tls?: HttpTlsOptions;
+  /** The etcd user to log in as; none: send no token. */
+  auth?: { username: string; password: string };
 }
 
-/** Requests to an etcd cluster: endpoints, failover, timeouts. */
+/** Whether a failed answer refuses the token its request carried. */
+function tokenRefused(result: Result): boolean {
+  return !result.ok && !result.lost && result.error.cause instanceof EtcdAnswerError &&
+    TOKEN_REFUSED.test(result.error.cause.message);
+}
+
+/**
+ * Requests to an etcd cluster: endpoints, failover, timeouts, and the token
+ * of the user logged in as.
+ *
+ * Authentication: with a user, the first request logs in
+ * (`/v3/auth/authenticate`) and every request carries the token it got
+ * (`Authorization`). A request whose token etcd refuses (expired after
+ * etcd's `--auth-token-ttl` of disuse, revoked by a password change or by
+ * `auth disable`) was not applied: the gateway logs in again, once, and
+ * sends it again. The password and tokens never appear in messages.
+ */
 export class EtcdGateway {
   readonly #endpoints: string[];
   readonly #timeoutMs: number;
   readonly #http: HttpClient;
+  readonly #auth: { username: string; password: string } | undefined;
+  /** The token requests carry: undefined before logging in, "" when etcd wants none. */
+  #token: string | undefined;
+  #loggingIn: Promise<void> | undefined;
   #preferred = 0;
   #closed = false;
 
-  /** @param options endpoints, timeout, TLS */
+  /** @param options endpoints, timeout, TLS, user */
   constructor(options: EtcdGatewayOptions) {
     this.#endpoints = [...options.endpoints];
     this.#timeoutMs = options.timeoutMs;
     this.#http = new HttpClient(options.tls ? { tls: options.tls } : {});
+    this.#auth = options.auth;
+    if (!this.#auth) this.#token = "";
   }
 
   /** Every endpoint, for messages. */
@@ -283,95 +351,195 @@ export class EtcdGateway {
    * @throws {StoreError} when no endpoint took the batch
    */
   async callAll(parts: readonly Part[], options: CallOptions = {}): Promise<Result[]> {
+    if (this.#closed) throw this.closedError(parts.at(-1)!.what);
+    const token = await this.token();
+    const results = await this.#send(parts, options, token);
+    if (!this.#auth) return results.map((result) => this.#explain(result));
+    // The token was refused (not applied): log in again, send those again.
+    const refused = results.flatMap((result, n) => tokenRefused(result) ? [n] : []);
+    if (refused.length > 0) {
+      await this.tokenRefused(token);
+      const again = await this.#send(
+        refused.map((n) => parts[n]!),
+        options,
+        await this.token(),
+      );
+      refused.forEach((n, i) => results[n] = again[i]!);
+    }
+    return results.map((result) => this.#explain(result));
+  }
+
+  /**
+   * The token to send, logging in first when there is none yet.
+   * @returns the token, "" when etcd wants none
+   * @throws {StoreError} when logging in fails (a wrong password: `unchanged`)
+   */
+  async token(): Promise<string> {
+    while (this.#token === undefined) {
+      this.#loggingIn ??= this.#logIn().finally(() => this.#loggingIn = undefined);
+      await this.#loggingIn;
+    }
+    return this.#token;
+  }
+
+  /** etcd refused `used`: the next {@linkcode token} logs in again (once for all callers). */
+  tokenRefused(used: string): Promise<void> {
+    if (this.#auth && this.#token === used) this.#token = undefined;
+    return this.token().then(() => {});
+  }
+
+  async #logIn(): Promise<void> {
+    const { username, password } = this.#auth!;
+    const what = `log in as "${username}"`;
+    const [result] = await this.#send(
+      [{
+        path: "/v3/auth/authenticate",
+        body: { name: username, password },
+        what,
+      }],
+      { idempotent: true },
+      "",
+    );
+    if (result!.ok) {
+      const token = (result!.json as { token?: string }).token ?? "";
+      registerSecret(token);
+      this.#token = token;
+      return;
+    }
+    if (!result!.lost && AUTH_OFF.test(result!.message)) {
+      this.#token = ""; // etcd checks nobody: requests go without a token
+      return;
+    }
+    throw new StoreError(result!.error.location, result!.error.message, {
+      cause: result!.error.cause,
+      unchanged: true,
+    });
+  }
+
+  /** A failed answer with the setting or grant to look at, when etcd refused the user. */
+  #explain(result: Result): Result {
+    if (result.ok || result.lost) return result;
+    const hint = /user name is empty|permission denied/i.test(result.message) && !this.#auth
+      ? "no etcd user given: set etcd.username and etcd.password"
+      : /CommonName of client/i.test(result.message)
+      ? "with authentication on, etcd's HTTP gateway takes no client certificate with a Common Name: use one whose subject has none"
+      : /permission denied/i.test(result.message)
+      ? `the etcd user "${this.#auth!.username}" needs read and write on the lock prefix`
+      : undefined;
+    if (!hint) return result;
+    const error = result.error;
+    return {
+      ...result,
+      error: new StoreError(error.location, `${error.message} (${hint})`, {
+        cause: error.cause,
+        unchanged: error.unchanged,
+      }),
+    };
+  }
+
+  /**
+   * {@linkcode callAll} with `token`, without a second login: the endpoints
+   * in turn, the preferred first, each request bounded by the timeout. A
+   * batch goes to the next endpoint when it surely did not reach this one
+   * (refused connection, TLS refused), when every answer is a refusal worth
+   * trying again ("no leader" in an election), or, for an idempotent batch,
+   * on any failure. When members answered "try again" the cluster is tried
+   * again after a pause, doubling, for as long as the timeout.
+   */
+  async #send(parts: readonly Part[], options: CallOptions, token: string): Promise<Result[]> {
     // the batch's own request is its last (a lease grant or keep-alive goes before it)
     const what = parts.at(-1)!.what;
-    if (this.#closed) throw this.closedError(what);
+    const idempotent = options.idempotent === true;
+    const headers = token ? { Authorization: token } : undefined;
     const requests = parts.map((part) => ({
       path: part.path,
       body: JSON.stringify(part.body),
+      ...headers ? { headers } : {},
     }));
-    const count = this.#endpoints.length;
-    const failures: string[] = [];
-    /** Whether every endpoint tried surely did not get the batch. */
-    let unsent = true;
-    const first = this.#preferred;
-    for (let i = 0; i < count; i++) {
-      const index = (first + i) % count;
-      const endpoint = this.#endpoints[index]!;
-      // Not setTimeout: the first one of a Deno 2.9 process loads Node's
-      // timers (3.5 ms). This timer holds the process only while the client
-      // listens to it, during the request.
-      const timeout = AbortSignal.timeout(this.#timeoutMs);
-      const failed = (error: unknown) =>
-        timeout.aborted ? `no answer within ${this.#timeoutMs} ms` : reasonOf(error);
-      let answers: HttpResponse[];
-      let broken: HttpTransportError | undefined;
-      try {
-        ({ answers, error: broken } = await this.#http.requestAll(
-          endpoint,
-          requests,
-          timeout,
-          options.idempotent === true,
-        ));
-      } catch (error) {
-        const reason = failed(error);
-        if (count > 1) this.#preferred = (index + 1) % count;
-        if (!timeout.aborted && (notSent(error) || options.idempotent)) {
-          failures.push(`"${endpoint}": ${reason}`);
-          if (!notSent(error)) unsent = false;
+    /** The last failure of each endpoint, for the message. */
+    const failures = new Map<string, string>();
+    /** Whether no endpoint tried can have applied any of the batch. */
+    let unchanged = true;
+    const deadline = Date.now() + this.#timeoutMs;
+    for (let wait = RETRY_FIRST_MS;; wait *= 2) {
+      let tryAgain = false;
+      for (const index of this.rotation()) {
+        const endpoint = this.#endpoints[index]!;
+        // Not setTimeout: the first one of a Deno 2.9 process loads Node's
+        // timers (3.5 ms). This timer holds the process only while the client
+        // listens to it, during the request.
+        const timeout = AbortSignal.timeout(this.#timeoutMs);
+        const failed = (error: unknown) =>
+          timeout.aborted ? `no answer within ${this.#timeoutMs} ms` : reasonOf(error);
+        let answers: HttpResponse[];
+        let broken: HttpTransportError | undefined;
+        try {
+          ({ answers, error: broken } = await this.#http.requestAll(
+            endpoint,
+            requests,
+            timeout,
+            idempotent,
+          ));
+        } catch (error) {
+          this.passOver(index);
+          if (notSent(error) || idempotent) {
+            failures.set(endpoint, failed(error));
+            if (!notSent(error)) unchanged = false;
+            continue;
+          }
+          // Sent, no answer: each request may or may not have been applied.
+          // The caller resolves that by reading back (or throws `error`).
+          const reason = failed(error);
+          return parts.map((part) => ({
+            ok: false,
+            retry: false,
+            lost: true,
+            message: reason,
+            error: new StoreError(
+              endpoint,
+              `Cannot ${part.what} in etcd at "${endpoint}": ${reason}`,
+              { cause: error },
+            ),
+          }));
+        }
+        const results = answers.map((answer, n) =>
+          resultOf(endpoint, parts[n]!.what, answer, idempotent)
+        );
+        if (results.length === parts.length && results.every((r) => !r.ok && r.retry)) {
+          const head = results[0] as { message: string; error: StoreError };
+          failures.set(endpoint, head.message);
+          if (!head.error.unchanged) unchanged = false;
+          tryAgain = true;
+          this.passOver(index);
           continue;
         }
-        if (options.idempotent) {
-          throw new StoreError(
-            endpoint,
-            `Cannot ${what} in etcd at "${endpoint}": ${reason}`,
-            { cause: error },
-          );
+        for (let n = results.length; n < parts.length; n++) {
+          results.push({
+            ok: false,
+            retry: false,
+            lost: true,
+            message: failed(broken),
+            error: new StoreError(
+              endpoint,
+              `Cannot ${parts[n]!.what} in etcd at "${endpoint}": ${failed(broken)}`,
+              { cause: broken },
+            ),
+          });
         }
-        // Sent, no answer: each request may or may not have been applied.
-        // The caller resolves that by reading back (or throws `error`).
-        return parts.map((part) => ({
-          ok: false,
-          unavailable: false,
-          lost: true,
-          message: reason,
-          error: new StoreError(
-            endpoint,
-            `Cannot ${part.what} in etcd at "${endpoint}": ${reason}`,
-            { cause: error },
-          ),
-        }));
+        this.#preferred = index;
+        return results;
       }
-      const results = answers.map((answer, n) => resultOf(endpoint, parts[n]!.what, answer));
-      const head = results[0]!;
-      if (!head.ok && head.unavailable && i + 1 < count) {
-        failures.push(`"${endpoint}": ${head.message}`);
-        unsent = false;
-        this.#preferred = (index + 1) % count;
-        continue;
-      }
-      for (let n = results.length; n < parts.length; n++) {
-        results.push({
-          ok: false,
-          unavailable: false,
-          lost: true,
-          message: failed(broken),
-          error: new StoreError(
-            endpoint,
-            `Cannot ${parts[n]!.what} in etcd at "${endpoint}": ${failed(broken)}`,
-            { cause: broken },
-          ),
-        });
-      }
-      this.#preferred = index;
-      return results;
+      const left = deadline - Date.now();
+      if (!tryAgain || left <= 0) break;
+      await pause(Math.min(wait, left));
     }
+    const reasons = [...failures].map(([endpoint, reason]) => `"${endpoint}": ${reason}`);
     throw new StoreError(
       this.location,
-      count === 1
-        ? `Cannot ${what} in etcd at ${failures[0]}`
-        : `Cannot ${what} in etcd: no endpoint answered: ${failures.join("; ")}`,
-      { unchanged: unsent },
+      reasons.length === 1
+        ? `Cannot ${what} in etcd at ${reasons[0]}`
+        : `Cannot ${what} in etcd: no endpoint answered: ${reasons.join("; ")}`,
+      { unchanged },
     );
   }
 
@@ -405,11 +573,29 @@ export class EtcdGateway {
   }
 
   /**
-   * Opens a streamed request (a watch) on a connection of its own.
+   * Opens a streamed request (a watch) on a connection of its own, with
+   * `token` ({@linkcode token}).
    * @throws {HttpTransportError} when the exchange fails
    */
-  stream(endpoint: string, path: string, body: string, signal: AbortSignal): Promise<HttpStream> {
-    return this.#http.stream(endpoint, path, body, signal);
+  stream(
+    endpoint: string,
+    path: string,
+    body: string,
+    signal: AbortSignal,
+    token: string,
+  ): Promise<HttpStream> {
+    return this.#http.stream(
+      endpoint,
+      path,
+      body,
+      signal,
+      token ? { Authorization: token } : undefined,
+    );
+  }
+
+  /** Whether an error text from etcd refuses a token (then {@linkcode tokenRefused}). */
+  static refusesToken(message: string): boolean {
+    return TOKEN_REFUSED.test(message);
   }
 
   /** Closes every connection; requests under way fail. */

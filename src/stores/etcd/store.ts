@@ -52,6 +52,8 @@ export interface EtcdStoreInit {
   timeoutMs: number;
   /** CA and client certificate for `https://` endpoints. */
   tls?: HttpTlsOptions;
+  /** The etcd user to log in as. */
+  auth?: { username: string; password: string };
 }
 
 /** etcd's default --max-txn-ops is 128. */
@@ -125,6 +127,7 @@ export class EtcdStore implements LockStore {
       endpoints: init.endpoints,
       timeoutMs: init.timeoutMs,
       ...init.tls ? { tls: init.tls } : {},
+      ...init.auth ? { auth: init.auth } : {},
     });
     this.#watcher = new EtcdWatcher(this.#gateway);
   }

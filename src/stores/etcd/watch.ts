@@ -8,12 +8,14 @@
 
 import { StoreError } from "../../errors.ts";
 import type { HttpStream } from "../_http_client.ts";
-import { type EtcdGateway, oneLine, reasonOf } from "./gateway.ts";
+import { EtcdGateway, oneLine, reasonOf } from "./gateway.ts";
 import { watchBody } from "./requests.ts";
 
 type Outcome =
   | { kind: "done"; reason?: undefined }
   | { kind: "aborted"; reason?: undefined }
+  /** etcd refused the token: log in again and watch again. */
+  | { kind: "refused"; reason: string }
   | { kind: "unreachable"; reason: string }
   | { kind: "failed"; reason: string };
 
@@ -54,9 +56,25 @@ export class EtcdWatcher {
     const deadline = Date.now() + ms;
     const failures: string[] = [];
     const rotation = this.#gateway.rotation();
-    for (const index of rotation) {
+    let loggedIn = false;
+    for (let i = 0; i < rotation.length; i++) {
+      const index = rotation[i]!;
       const endpoint = this.#gateway.endpoint(index);
-      const outcome = await this.#watchOnce(endpoint, request, deadline - Date.now(), signal);
+      const token = await this.#gateway.token();
+      const outcome = await this.#watchOnce(
+        endpoint,
+        request,
+        deadline - Date.now(),
+        signal,
+        token,
+      );
+      if (outcome.kind === "refused" && !loggedIn) {
+        // the token expired or was revoked: log in again, watch again here
+        loggedIn = true;
+        await this.#gateway.tokenRefused(token);
+        i--;
+        continue;
+      }
       if (outcome.kind === "done") {
         this.#gateway.prefer(index);
         return;
@@ -86,6 +104,7 @@ export class EtcdWatcher {
     request: string,
     ms: number,
     signal: AbortSignal | undefined,
+    token: string,
   ): Promise<Outcome> {
     const timeoutMs = this.#gateway.timeoutMs;
     const controller = new AbortController();
@@ -110,7 +129,13 @@ export class EtcdWatcher {
     stallTimer.addEventListener("abort", onStall, { once: true });
     let response: HttpStream | undefined;
     try {
-      response = await this.#gateway.stream(endpoint, "/v3/watch", request, controller.signal);
+      response = await this.#gateway.stream(
+        endpoint,
+        "/v3/watch",
+        request,
+        controller.signal,
+        token,
+      );
       if (response.status < 200 || response.status >= 300) {
         const text = await response.text();
         return {
@@ -132,11 +157,16 @@ export class EtcdWatcher {
             result?: {
               created?: boolean;
               canceled?: boolean;
+              cancel_reason?: string;
               compact_revision?: string;
               events?: unknown[];
             };
             error?: { message?: string };
           };
+          const refusal = message.error?.message ?? message.result?.cancel_reason;
+          if (refusal && EtcdGateway.refusesToken(refusal)) {
+            return { kind: "refused", reason: oneLine(refusal) };
+          }
           if (message.error) {
             return {
               kind: "failed",
@@ -145,10 +175,15 @@ export class EtcdWatcher {
           }
           const result = message.result ?? {};
           if (result.created) created = true;
-          if (
-            (result.events?.length ?? 0) > 0 || result.canceled ||
-            (result.compact_revision && result.compact_revision !== "0")
-          ) {
+          const compacted = result.compact_revision && result.compact_revision !== "0";
+          if (result.canceled && result.cancel_reason && !compacted) {
+            // refused (permission denied): waking would only look and watch again
+            return {
+              kind: "failed",
+              reason: oneLine(result.cancel_reason.replace(/^rpc error: code = \w+ desc = /, "")),
+            };
+          }
+          if ((result.events?.length ?? 0) > 0 || result.canceled || compacted) {
             return { kind: "done" };
           }
         }
