@@ -754,3 +754,295 @@ export function startEtcdProxy(etcd: Pick<EtcdServer, "clientPort">): EtcdProxy 
   };
   return proxy;
 }
+
+/** A member of a private cluster ({@linkcode startEtcdCluster}). */
+export interface EtcdMember {
+  /** Member name, `m0`, `m1`, … */
+  readonly name: string;
+  /** Client URL, e.g. `http://127.0.0.1:41234`. */
+  readonly endpoint: string;
+  /** Client port on 127.0.0.1. */
+  readonly clientPort: number;
+  /** Whether its process runs (paused counts as running). */
+  readonly running: boolean;
+  /** Whether it is paused (SIGSTOP). */
+  readonly paused: boolean;
+  /** Stops it with SIGTERM (a leader hands over its leadership first), SIGKILL after a grace. */
+  stop(): Promise<void>;
+  /** Kills it with SIGKILL: a crash. */
+  kill(): Promise<void>;
+  /** Starts it again on its ports and data; waits until it answers `/health`. */
+  restart(): Promise<void>;
+  /** Freezes it (SIGSTOP): its sockets stay open and nothing answers. */
+  pause(): void;
+  /** Thaws it (SIGCONT). */
+  resume(): void;
+  /** Its log's tail. */
+  log(): string;
+}
+
+/** A private etcd cluster on loopback. */
+export interface EtcdCluster extends AsyncDisposable {
+  /** Its members. */
+  readonly members: readonly EtcdMember[];
+  /** How the helpers reach it (any running member). */
+  readonly access: EtcdAccess;
+  /** A running, unpaused member's client URL, for the helpers. */
+  readonly endpoint: string;
+  /**
+   * The index of the member that leads now, as the running members see it.
+   * @throws {Error} when none knows a leader within `ms`
+   */
+  leader(ms?: number): Promise<number>;
+  /** Kills every member and removes the data. */
+  close(): Promise<void>;
+  /** Kills every member and removes the data, synchronously (for `unload`). */
+  killSync(): void;
+}
+
+/**
+ * Starts a private cluster of `members` etcd members on loopback (client and
+ * peer ports of their own, a data folder each) and waits until every member
+ * answers `/health`. Raft timers are set for a loaded machine: heartbeat
+ * 100 ms, election 1 s.
+ *
+ * @returns the cluster; `await using` kills it and removes its folders
+ */
+export async function startEtcdCluster(
+  options: { members?: number; readyTimeoutMs?: number } = {},
+): Promise<EtcdCluster> {
+  const size = options.members ?? 3;
+  const readyTimeoutMs = options.readyTimeoutMs ?? 20_000;
+  const base = await Deno.makeTempDir({ prefix: "resource-locker-etcd-cluster-" });
+  const access: EtcdAccess = {};
+  const token = `rl-${crypto.randomUUID()}`;
+
+  interface State {
+    name: string;
+    clientPort: number;
+    peerPort: number;
+    child: Deno.ChildProcess | undefined;
+    exited: Promise<Deno.CommandStatus> | undefined;
+    done: boolean;
+    paused: boolean;
+    /** Started once: a restart joins the existing cluster. */
+    started: boolean;
+  }
+  let states: State[] = [];
+
+  const endpointOf = (state: State) => `http://127.0.0.1:${state.clientPort}`;
+  const logOf = (state: State) => {
+    try {
+      return Deno.readTextFileSync(`${base}/${state.name}.log`).slice(-LOG_KEEP);
+    } catch {
+      return "";
+    }
+  };
+
+  function spawn(state: State): void {
+    const client = endpointOf(state);
+    const peer = `http://127.0.0.1:${state.peerPort}`;
+    state.child = new Deno.Command(ETCD_BINARY, {
+      args: [
+        `--name=${state.name}`,
+        `--data-dir=${base}/${state.name}`,
+        `--listen-client-urls=${client}`,
+        `--advertise-client-urls=${client}`,
+        `--listen-peer-urls=${peer}`,
+        `--initial-advertise-peer-urls=${peer}`,
+        `--initial-cluster=${
+          states.map((s) => `${s.name}=http://127.0.0.1:${s.peerPort}`).join(",")
+        }`,
+        `--initial-cluster-state=${state.started ? "existing" : "new"}`,
+        `--initial-cluster-token=${token}`,
+        "--logger=zap",
+        `--log-outputs=${base}/${state.name}.log`,
+        "--log-level=warn",
+        "--heartbeat-interval=100",
+        "--election-timeout=1000",
+        "--bcrypt-cost=4",
+      ],
+      stdin: "null",
+      stdout: "null",
+      stderr: "null",
+    }).spawn();
+    state.started = true;
+    state.done = false;
+    state.paused = false;
+    state.exited = state.child.status.then((status) => {
+      state.done = true;
+      return status;
+    });
+  }
+
+  async function halt(state: State, signal: "SIGTERM" | "SIGKILL"): Promise<void> {
+    if (!state.child) return;
+    if (!state.done) {
+      try {
+        if (state.paused && signal === "SIGTERM") state.child.kill("SIGCONT");
+        state.child.kill(signal);
+      } catch { /* gone */ }
+      if (signal === "SIGTERM") {
+        let timer: ReturnType<typeof setTimeout> | undefined;
+        const late = await Promise.race([
+          state.exited!.then(() => false),
+          new Promise<boolean>((resolve) => timer = setTimeout(() => resolve(true), 5000)),
+        ]);
+        clearTimeout(timer);
+        if (late) {
+          try {
+            state.child.kill("SIGKILL");
+          } catch { /* gone */ }
+        }
+      }
+    }
+    await state.exited;
+    state.child = undefined;
+    state.paused = false;
+  }
+
+  async function waitHealthy(state: State): Promise<void> {
+    const ok = await eventually(
+      async () => {
+        if (state.done) {
+          throw new Error(`etcd member ${state.name} exited:\n${logOf(state)}`);
+        }
+        return await healthy(endpointOf(state), access);
+      },
+      readyTimeoutMs,
+      100,
+    );
+    if (!ok) {
+      throw new Error(`etcd member ${state.name} not healthy in time:\n${logOf(state)}`);
+    }
+  }
+
+  for (let attempt = 1;; attempt++) {
+    const ports = new Set<number>();
+    while (ports.size < size * 2) ports.add(freePort());
+    const list = [...ports];
+    states = Array.from({ length: size }, (_, i) => ({
+      name: `m${i}`,
+      clientPort: list[2 * i]!,
+      peerPort: list[2 * i + 1]!,
+      child: undefined,
+      exited: undefined,
+      done: true,
+      paused: false,
+      started: false,
+    }));
+    states.forEach(spawn);
+    try {
+      await Promise.all(states.map(waitHealthy));
+      break;
+    } catch (error) {
+      await Promise.all(states.map((state) => halt(state, "SIGKILL")));
+      const clash = states.some((state) => /address already in use/i.test(logOf(state)));
+      for (const state of states) {
+        await Deno.remove(`${base}/${state.name}`, { recursive: true }).catch(() => {});
+        await Deno.remove(`${base}/${state.name}.log`).catch(() => {});
+      }
+      if (!clash || attempt >= 3) {
+        await Deno.remove(base, { recursive: true }).catch(() => {});
+        throw error;
+      }
+    }
+  }
+
+  const members: EtcdMember[] = states.map((state) => ({
+    name: state.name,
+    endpoint: endpointOf(state),
+    clientPort: state.clientPort,
+    get running() {
+      return state.child !== undefined && !state.done;
+    },
+    get paused() {
+      return state.paused;
+    },
+    stop: () => halt(state, "SIGTERM"),
+    kill: () => halt(state, "SIGKILL"),
+    async restart() {
+      await halt(state, "SIGTERM");
+      spawn(state);
+      await waitHealthy(state);
+    },
+    pause() {
+      if (state.child && !state.done && !state.paused) {
+        state.child.kill("SIGSTOP");
+        state.paused = true;
+      }
+    },
+    resume() {
+      if (state.child && !state.done && state.paused) {
+        state.child.kill("SIGCONT");
+        state.paused = false;
+      }
+    },
+    log: () => logOf(state),
+  }));
+
+  const available = () => {
+    const state = states.find((s) => s.child && !s.done && !s.paused);
+    if (!state) throw new Error("no etcd member is running");
+    return endpointOf(state);
+  };
+
+  let closed = false;
+  const cluster: EtcdCluster = {
+    members,
+    access,
+    get endpoint() {
+      return available();
+    },
+    async leader(ms = 10_000) {
+      let found = -1;
+      const ok = await eventually(
+        async () => {
+          for (const [i, state] of states.entries()) {
+            if (!state.child || state.done || state.paused) continue;
+            try {
+              const status = await etcdGateway(
+                { endpoint: endpointOf(state), access },
+                "/v3/maintenance/status",
+                {},
+                1000,
+              ) as { leader?: string; header?: { member_id?: string } };
+              if (
+                status.leader && status.leader !== "0" && status.leader === status.header?.member_id
+              ) {
+                found = i;
+                return true;
+              }
+            } catch { /* this one cannot tell */ }
+          }
+          return false;
+        },
+        ms,
+        100,
+      );
+      if (!ok) throw new Error(`no etcd member leads within ${ms} ms`);
+      return found;
+    },
+    async close() {
+      if (closed) return;
+      closed = true;
+      await Promise.all(states.map((state) => halt(state, "SIGKILL")));
+      await Deno.remove(base, { recursive: true }).catch(() => {});
+    },
+    killSync() {
+      closed = true;
+      for (const state of states) {
+        try {
+          if (state.child && !state.done) state.child.kill("SIGKILL");
+        } catch { /* gone */ }
+      }
+      try {
+        Deno.removeSync(base, { recursive: true });
+      } catch { /* removed */ }
+    },
+    [Symbol.asyncDispose]() {
+      return cluster.close();
+    },
+  };
+  return cluster;
+}

@@ -21,7 +21,8 @@
  * `create` and `replace` the revision of their transaction (the same number).
  *
  * - `create` is one transaction: put only if the key's create revision is 0
- *   (it does not exist). An entry with a TTL is attached to its own etcd
+ *   (it does not exist), and while the create's own fence key does not
+ *   exist (see below). An entry with a TTL is attached to its own etcd
  *   lease, so it vanishes by itself when its holder stops renewing it. The
  *   lease grant (with an id the store picks) and the transaction go out
  *   together: one round trip.
@@ -36,12 +37,18 @@
  *   history in one transaction, then revokes the entry's lease and, past
  *   `historyLimit` entries, deletes the oldest.
  * - A mutation whose answer is lost (sent, then the connection broke or timed
- *   out) is resolved by reading back: a create is ours when the key holds
- *   what we sent on the lease we sent (else our lease is revoked, which also
- *   fences a put still on its way); a replace applied when the same
- *   incarnation holds our bytes at a newer version; an archive applied when
- *   its history entry holds our bytes. When the key still is the version
- *   named, nothing was applied and the request's error is thrown.
+ *   out, or etcd answered "request timed out", "server stopped") is never
+ *   sent again but resolved by reading back. A create first writes its fence
+ *   key (`.resource-locker-fence-<id>` beside the entry, on a lease of a
+ *   day; no lock name matches it and `list` leaves it out), so that the put,
+ *   if it is still on its way (a member that stalled with it, a proposal
+ *   committed after its member died), fails; then it reads: the create is
+ *   ours when the key holds what we sent on the lease we sent; with nothing
+ *   there it surely did nothing and is made again (on another member).
+ *   A replace applied when the same incarnation holds our bytes at a newer
+ *   version; an archive applied when its history entry holds our bytes.
+ *   When the key still is the version named, nothing was applied and the
+ *   request's error is thrown.
  * - `waitForChange` watches the host's keys from the revision of the last
  *   `list`, so a change made after that `list` wakes the waiter at once.
  * - Race test seams (`src/_seam.ts`): `etcd.create.txn`, `etcd.replace.txn`,
@@ -52,8 +59,13 @@
  *   `etcd.create.applied` once a create is in place, before it returns.
  *
  * Every request has a timeout; every failure is a {@linkcode StoreError}
- * naming the endpoint. Extra endpoints are tried in turn when one cannot be
- * connected to.
+ * naming the endpoint. Cluster: the members' client URLs are learned from
+ * the first answer (member list) and join the endpoints given; a request
+ * goes to the next member when it surely did not reach one, "no leader"
+ * answers are tried again for as long as the timeout, and a watch whose
+ * member fails resumes on another from the same revision. TLS (`https://`,
+ * `ca`, `cert`, `key`) and authentication (`username`, `password`: a token
+ * renewed when etcd refuses it) are the gateway's (`etcd/gateway.ts`).
  *
  * The code: this module opens the store; `etcd/gateway.ts` is the way to the
  * cluster (endpoints, failover, timeouts, what a failure means),
@@ -102,6 +114,12 @@ export interface EtcdStoreOptions {
   username?: string;
   /** Password of `username`; never shown. */
   password?: string;
+  /**
+   * Learn the cluster's other members from the first answer (etcd's member
+   * list) and fail over to them too, after the endpoints given.
+   * @default {true}
+   */
+  discover?: boolean;
   /** Name of the history "folder" under each host's prefix, e.g. `History`. */
   historyFolderName: string;
   /**
@@ -165,6 +183,7 @@ export function openEtcdStore(
     ...options.username !== undefined
       ? { auth: { username: options.username, password: options.password ?? "" } }
       : {},
+    discover: options.discover ?? true,
     historyFolderName: options.historyFolderName,
     historyLimit: options.historyLimit ?? DEFAULT_HISTORY_LIMIT,
     timeoutMs: options.timeoutMs ?? DEFAULT_TIMEOUT_MS,

@@ -280,6 +280,12 @@ export interface EtcdGatewayOptions {
   tls?: HttpTlsOptions;
   /** The etcd user to log in as; none: send no token. */
   auth?: { username: string; password: string };
+  /**
+   * Learn the cluster's members from the first answer (member list) and
+   * fail over to them too, after the endpoints given.
+   * @default {true}
+   */
+  discover?: boolean;
 }
 
 /** Whether a failed answer refuses the token its request carried. */
@@ -298,6 +304,11 @@ function tokenRefused(result: Result): boolean {
  * etcd's `--auth-token-ttl` of disuse, revoked by a password change or by
  * `auth disable`) was not applied: the gateway logs in again, once, and
  * sends it again. The password and tokens never appear in messages.
+ *
+ * Members: the first batch also asks for the member list (pipelined, no
+ * round trip of its own), and the members' client URLs join the endpoints
+ * given, after them; so a store configured with one member fails over to
+ * the others.
  */
 export class EtcdGateway {
   readonly #endpoints: string[];
@@ -309,6 +320,9 @@ export class EtcdGateway {
   #loggingIn: Promise<void> | undefined;
   #preferred = 0;
   #closed = false;
+  /** Member list: to ask with the next batch, or asked already (or not wanted). */
+  #discovery: "pending" | "done";
+  #discoveryTries = 0;
 
   /** @param options endpoints, timeout, TLS, user */
   constructor(options: EtcdGatewayOptions) {
@@ -317,6 +331,39 @@ export class EtcdGateway {
     this.#http = new HttpClient(options.tls ? { tls: options.tls } : {});
     this.#auth = options.auth;
     if (!this.#auth) this.#token = "";
+    this.#discovery = options.discover === false ? "done" : "pending";
+  }
+
+  /** Every endpoint known: the ones given, then the members learned. */
+  get endpoints(): readonly string[] {
+    return this.#endpoints;
+  }
+
+  /** Takes the members' client URLs from a member list answer. */
+  #learn(answer: HttpResponse): void {
+    let members: { clientURLs?: unknown }[] = [];
+    try {
+      members = (JSON.parse(answer.text) as { members?: { clientURLs?: unknown }[] }).members ??
+        [];
+    } catch {
+      return;
+    }
+    const secure = this.#endpoints[0]!.startsWith("https:");
+    for (const member of members) {
+      const urls = Array.isArray(member.clientURLs) ? member.clientURLs : [];
+      for (const url of urls) {
+        if (typeof url !== "string") continue;
+        let parsed: ParsedEndpoint;
+        try {
+          parsed = parseEndpoint(url, "the member list");
+        } catch {
+          continue;
+        }
+        if ((parsed.scheme === "https:") !== secure) continue;
+        const endpoint = `${parsed.scheme}//${parsed.authority}`;
+        if (!this.#endpoints.includes(endpoint)) this.#endpoints.push(endpoint);
+      }
+    }
   }
 
   /** Every endpoint, for messages. */
@@ -456,6 +503,20 @@ export class EtcdGateway {
       body: JSON.stringify(part.body),
       ...headers ? { headers } : {},
     }));
+    // The member list rides along (read-only, answered by the member itself).
+    const discover = this.#discovery === "pending";
+    if (discover) {
+      this.#discovery = "done";
+      requests.push({ path: "/v3/cluster/member/list", body: "{}", ...headers ? { headers } : {} });
+    }
+    const learn = (answers: HttpResponse[]) => {
+      if (!discover) return;
+      if (answers.length > parts.length) {
+        this.#discovery = "done";
+        const list = answers.pop()!;
+        if (list.status >= 200 && list.status < 300) this.#learn(list);
+      } else if (++this.#discoveryTries < 3) this.#discovery = "pending";
+    };
     /** The last failure of each endpoint, for the message. */
     const failures = new Map<string, string>();
     /** Whether no endpoint tried can have applied any of the batch. */
@@ -481,6 +542,7 @@ export class EtcdGateway {
             idempotent,
           ));
         } catch (error) {
+          learn([]);
           this.passOver(index);
           if (notSent(error) || idempotent) {
             failures.set(endpoint, failed(error));
@@ -502,6 +564,7 @@ export class EtcdGateway {
             ),
           }));
         }
+        learn(answers);
         const results = answers.map((answer, n) =>
           resultOf(endpoint, parts[n]!.what, answer, idempotent)
         );
@@ -526,7 +589,11 @@ export class EtcdGateway {
             ),
           });
         }
-        this.#preferred = index;
+        // A member that lost an answer (or broke the pipeline) is passed
+        // over: the reading back goes elsewhere.
+        if (results.some((result) => !result.ok && (result.lost || result.retry))) {
+          this.passOver(index);
+        } else this.#preferred = index;
         return results;
       }
       const left = deadline - Date.now();

@@ -142,20 +142,34 @@ export function grantPart(key: string, lease: string, ttl: string): Part {
 }
 
 /**
- * Puts `key` only while it does not exist, on `lease` ("0": none). With a
- * lease the failure branch reads what is there instead, so that an earlier
- * send of ours can be told (our value on our lease).
+ * Puts `key` only while it does not exist, on `lease` ("0": none), and
+ * while `fence` does not exist either: writing the fence makes this very
+ * request fail wherever it still is on its way. With a lease the failure
+ * branch reads what is there instead, so that an earlier send of ours can
+ * be told (our value on our lease).
  */
-export function createPart(key: string, value: string, lease: string): Part {
+export function createPart(key: string, value: string, lease: string, fence: string): Part {
   return {
     path: "/v3/kv/txn",
     what: `create "${key}"`,
     body: {
-      compare: [isAbsent(key)],
+      compare: [isAbsent(key), isAbsent(fence)],
       success: [{
         request_put: { key: keyOf(key), value, ...(lease !== "0" ? { lease } : {}) },
       }],
       ...(lease !== "0" ? { failure: [{ request_range: { key: keyOf(key) } }] } : {}),
+    },
+  };
+}
+
+/** Writes the fence of a create (see {@linkcode createPart}) on `lease`, unless it is there. */
+export function fencePart(fence: string, lease: string): Part {
+  return {
+    path: "/v3/kv/txn",
+    what: `fence "${fence}"`,
+    body: {
+      compare: [isAbsent(fence)],
+      success: [{ request_put: { key: keyOf(fence), value: "", lease } }],
     },
   };
 }

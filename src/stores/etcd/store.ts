@@ -16,6 +16,7 @@ import {
   archivePart,
   createPart,
   deleteKeysPart,
+  fencePart,
   fromBase64,
   grantPart,
   isRevision,
@@ -54,6 +55,8 @@ export interface EtcdStoreInit {
   tls?: HttpTlsOptions;
   /** The etcd user to log in as. */
   auth?: { username: string; password: string };
+  /** Whether to learn the cluster's members from its member list. */
+  discover: boolean;
 }
 
 /** etcd's default --max-txn-ops is 128. */
@@ -73,6 +76,11 @@ export const _leaseIds: { next(): string } = {
     return String((value! >> 2n) || 1n);
   },
 };
+
+/** Names of the fence keys of lost creates: no lock name matches them. */
+const FENCE_PREFIX = ".resource-locker-fence-";
+/** How long a fence stands, in seconds: far longer than any request can be held up. */
+const FENCE_TTL = String(24 * 3600);
 
 /** Whether a keep-alive answer gives the lease time left. */
 function ttlLeft(json: unknown): boolean {
@@ -128,6 +136,7 @@ export class EtcdStore implements LockStore {
       timeoutMs: init.timeoutMs,
       ...init.tls ? { tls: init.tls } : {},
       ...init.auth ? { auth: init.auth } : {},
+      discover: init.discover,
     });
     this.#watcher = new EtcdWatcher(this.#gateway);
   }
@@ -156,12 +165,18 @@ export class EtcdStore implements LockStore {
     return answer.kvs?.[0];
   }
 
-  async #revoke(lease: string | undefined): Promise<void> {
-    if (!lease || lease === "0") return;
+  /**
+   * Revokes a lease, best effort: an unrevoked lease expires by itself
+   * after its TTL.
+   * @returns true when etcd revoked it now (it existed until then)
+   */
+  async #revoke(lease: string | undefined): Promise<boolean> {
+    if (!lease || lease === "0") return false;
     try {
       await this.#gateway.call(revokePart(lease));
+      return true;
     } catch {
-      // best effort: an unrevoked lease expires by itself after its TTL
+      return false;
     }
   }
 
@@ -217,24 +232,42 @@ export class EtcdStore implements LockStore {
       // With a TTL, the grant and the put in one round trip: the lease id is
       // ours, and etcd handles the grant first.
       const lease = ttl ? _leaseIds.next() : "0";
-      const parts: Part[] = ttl
-        ? [grantPart(key, lease, ttl), createPart(key, value, lease)]
-        : [createPart(key, value, lease)];
+      const fence = this.#fenceKey(host, lease !== "0" ? lease : _leaseIds.next());
+      const create = createPart(key, value, lease, fence);
+      const parts: Part[] = ttl ? [grantPart(key, lease, ttl), create] : [create];
       const paused = seam("etcd.create.txn", host, name);
       if (paused) await paused;
       const results = await this.#gateway.callAll(parts);
       const granted = ttl ? results[0]! : undefined;
       const created = results.at(-1)!;
+      const grantFailed = granted !== undefined && !granted.ok && !granted.lost;
+      /** What a put of ours that went in looks like: our bytes on our lease. */
+      const ours = (kv: KeyValue | undefined): kv is KeyValue & { mod_revision: string } =>
+        !!kv?.mod_revision && (kv.value ?? "") === value && (kv.lease ?? "0") === lease;
       if (!created.ok && created.lost) {
-        // The put may have gone in; what is there now tells.
+        // The put may have gone in, or may still: fence it, then look.
         const reading = seam("etcd.create.readback", host, name);
         if (reading) await reading;
-        const grantFailed = granted !== undefined && !granted.ok && !granted.lost;
+        const kv = await this.#fenceAndRead(key, fence, created.error);
         if (!grantFailed) {
-          return await this.#resolveCreate(key, value, lease, created.error);
+          if (ours(kv)) {
+            this.#noteLease(key, kv.mod_revision, lease);
+            return kv.mod_revision;
+          }
+          await this.#revoke(lease);
+          if (kv) return undefined;
+          // Nothing of ours is there, and the fence keeps it so: create
+          // again (on the next member: the one that lost the answer is
+          // passed over).
+          if (attempt < 3) continue;
+          throw new StoreError(created.error.location, created.error.message, {
+            cause: created.error.cause,
+            unchanged: true,
+          });
         }
-      }
-      if (granted === undefined || granted.ok) {
+        // Not granted: a put that went in rides a lease not ours.
+        if (ours(kv)) await this.#takeBack(key, kv.mod_revision);
+      } else if (granted === undefined || granted.ok) {
         if (!created.ok) {
           await this.#revoke(lease);
           throw created.error;
@@ -249,72 +282,54 @@ export class EtcdStore implements LockStore {
         const done = seam("etcd.create.applied", host, name);
         if (done) await done;
         return version;
-      }
-      // Not granted. Had the id been taken, the put went in on a lease of
-      // someone else: take it back (by its version: only that put).
-      let wrong: string | undefined;
-      if (created.ok) {
+      } else if (created.ok) {
+        // Not granted. Had the id been taken, the put went in on a lease of
+        // someone else: take it back (by its version: only that put).
         const answer = created.json as TxnResponse;
-        if (answer.succeeded) wrong = answer.header?.revision;
-        const kv = answer.responses?.[0]?.response_range?.kvs?.[0];
-        if (
-          !answer.succeeded && kv?.mod_revision && (kv.value ?? "") === value &&
-          kv.lease === lease
-        ) {
-          // The HTTP client sent the batch again after a kept-alive
-          // connection dropped before any answer: the first one went in, the
-          // lease it granted is ours, and so is the key on it.
-          this.#noteLease(key, kv.mod_revision, lease);
-          return kv.mod_revision;
-        }
-      } else if (created.lost) {
-        // unreadable: a put on the other lease goes when that lease does
-        const kv = await this.#range(key, `read back "${key}"`).catch(() => undefined);
-        if (kv && (kv.value ?? "") === value && (kv.lease ?? "0") === lease) {
-          wrong = kv.mod_revision;
-        }
+        if (answer.succeeded) await this.#takeBack(key, this.#revisionOf(answer, what));
       }
-      if (wrong) {
-        await this.#gateway.call(
-          removePart(key, wrong, `take back "${key}" from a lease not ours`),
-        );
-      }
-      const taken = granted.ok ? false : /already exists/i.test(granted.message);
-      if (!taken || attempt >= 3) throw granted.error;
+      const taken = granted!.ok ? false : /already exists/i.test(granted!.message);
+      if (!taken || attempt >= 3) throw (granted as { error: StoreError }).error;
     }
   }
 
+  /** Deletes the entry a put of ours made on a lease not ours (by its version: only that put). */
+  async #takeBack(key: string, version: string): Promise<void> {
+    await this.#gateway.call(removePart(key, version, `take back "${key}" from a lease not ours`));
+  }
+
   /**
-   * After a create whose answer was lost: the key holds what we sent, on the
-   * lease we sent (a lease id is ours alone; a lease-less entry's bytes name
-   * its session), or it does not. Without an entry of ours our lease is
-   * revoked, which also fences a put still on its way.
-   * @returns the version of our entry, or undefined when another entry is there
-   * @throws `lost` when there is no entry (nothing of ours is left), or when
-   * reading back fails (the outcome stays unknown)
+   * The fence of one create: a key that only a create whose answer was
+   * lost writes, and whose absence that create's transaction compares, so
+   * that a put still on its way (held by a member that stalled, or
+   * proposed before a member died and committed after) fails once the
+   * fence is there. Named so that no lock name matches it; `list` leaves it
+   * out.
    */
-  async #resolveCreate(
-    key: string,
-    value: string,
-    lease: string,
-    lost: StoreError,
-  ): Promise<string | undefined> {
-    let kv: KeyValue | undefined;
+  #fenceKey(host: string, id: string): string {
+    return `${this.#prefix(host)}/${FENCE_PREFIX}${id}`;
+  }
+
+  /**
+   * After a create whose answer was lost: writes its fence (kept a day, on
+   * a lease of its own), then reads the key. What the key holds then is
+   * final: a put of ours that went in before the fence is there, and none
+   * can go in after it.
+   * @returns the key as it stands
+   * @throws `lost` when the fence or the read fails (the outcome stays unknown)
+   */
+  async #fenceAndRead(key: string, fence: string, lost: StoreError): Promise<KeyValue | undefined> {
+    const lease = _leaseIds.next();
+    const results = await this.#gateway.callAll([
+      grantPart(fence, lease, FENCE_TTL),
+      fencePart(fence, lease),
+    ]).catch(() => undefined);
+    if (!results?.every((result) => result.ok)) throw lost;
     try {
-      kv = await this.#range(key, `read back "${key}"`);
+      return await this.#range(key, `read back "${key}"`);
     } catch {
       throw lost;
     }
-    if (
-      kv?.mod_revision && (kv.value ?? "") === value &&
-      (kv.lease ?? "0") === lease
-    ) {
-      this.#noteLease(key, kv.mod_revision, lease);
-      return kv.mod_revision;
-    }
-    await this.#revoke(lease);
-    if (kv) return undefined;
-    throw lost;
   }
 
   async list(host: string): Promise<string[]> {
@@ -334,7 +349,7 @@ export class EtcdStore implements LockStore {
     for (const part of answer.responses ?? []) {
       for (const kv of part.response_range?.kvs ?? []) {
         const name = keyText(kv.key).slice(prefix.length);
-        if (name && !name.includes("/")) names.push(name);
+        if (name && !name.includes("/") && !name.startsWith(FENCE_PREFIX)) names.push(name);
       }
     }
     return names;

@@ -3,6 +3,12 @@
  * wakes at the first event from a given revision on, so a change made after
  * the caller's last look (and before the watch was set up) still wakes it.
  *
+ * A member that fails under a watch (its connection breaks, or it accepts
+ * the watch request and stays silent past the request timeout) passes the
+ * watch on to the next member, from the same revision: no event was seen
+ * yet (the first one ends the wait), so none can be missed. A member that
+ * ends the stream wakes the waiter, who looks again.
+ *
  * @module
  */
 
@@ -16,6 +22,7 @@ type Outcome =
   | { kind: "aborted"; reason?: undefined }
   /** etcd refused the token: log in again and watch again. */
   | { kind: "refused"; reason: string }
+  /** The member could not be reached, broke the watch or stayed silent: try the next. */
   | { kind: "unreachable"; reason: string }
   | { kind: "failed"; reason: string };
 
@@ -138,10 +145,10 @@ export class EtcdWatcher {
       );
       if (response.status < 200 || response.status >= 300) {
         const text = await response.text();
-        return {
-          kind: "failed",
-          reason: `HTTP ${response.status}: ${oneLine(text.slice(0, 200))}`,
-        };
+        const reason = `HTTP ${response.status}: ${oneLine(text.slice(0, 200))}`;
+        // 408 and 5xx: the member is shutting down or cannot serve: the next one
+        const refused = response.status !== 408 && response.status < 500;
+        return refused ? { kind: "failed", reason } : { kind: "unreachable", reason };
       }
       let buffer = "";
       while (true) {
@@ -196,11 +203,10 @@ export class EtcdWatcher {
         case "aborted":
           return { kind: "aborted" };
         case "stalled":
-          return { kind: "failed", reason: `no answer within ${timeoutMs} ms` };
+          return { kind: "unreachable", reason: `no answer within ${timeoutMs} ms` };
       }
-      return created
-        ? { kind: "failed", reason: reasonOf(error) }
-        : { kind: "unreachable", reason: reasonOf(error) };
+      // broken before or after the watch was set up: on to the next member
+      return { kind: "unreachable", reason: reasonOf(error) };
     } finally {
       timer.removeEventListener("abort", onTimer);
       stallTimer.removeEventListener("abort", onStall);
