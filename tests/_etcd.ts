@@ -278,8 +278,8 @@ export async function startEtcd(
           ? [
             `--cert-file=${tls.server.cert}`,
             `--key-file=${tls.server.key}`,
-            `--trusted-ca-file=${tls.ca}`,
-            `--client-cert-auth=${tls.clientCertAuth}`,
+            // a trusted CA file alone makes etcd demand client certificates
+            ...tls.clientCertAuth ? [`--trusted-ca-file=${tls.ca}`, "--client-cert-auth=true"] : [],
           ]
           : [],
         ...options.args ?? [],
