@@ -70,9 +70,20 @@ export default defineConfig({
   },
 
   etcd: {
-    // More endpoints besides the template's, tried in turn (env RESOURCE_LOCKER_ETCD_ENDPOINTS).
+    // More endpoints besides the template's, tried in turn (env RESOURCE_LOCKER_ETCD_ENDPOINTS);
+    // the cluster's other members are also learned from its member list.
     endpoints: ["http://127.0.0.1:2379"],
     historyLimit: 1000,
     timeout: "5s",
+    // TLS: the CA that signed the members' certificates; every endpoint then speaks https.
+    // ca: "/etc/resource-locker/etcd-ca.pem",
+    // A client certificate for etcd's --client-cert-auth (with authentication on, its subject
+    // must have no Common Name: etcd's HTTP gateway refuses one).
+    // cert: "/etc/resource-locker/etcd-client.pem",
+    // key: "/etc/resource-locker/etcd-client-key.pem",
+    // The etcd user, when etcd has authentication on; its role needs read and write on the lock
+    // prefix only (env RESOURCE_LOCKER_ETCD_USERNAME / _PASSWORD). Never printed or logged.
+    // username: "resource-locker",
+    // password: "…",   keep passwords out of files you commit; prefer the environment
   },
 });
