@@ -78,7 +78,8 @@
 import { InputError } from "../errors.ts";
 import type { LockStore } from "../store.ts";
 import type { HttpTlsOptions } from "./_http_client.ts";
-import { endpointUrls, type ParsedEndpoint, parseEndpoint } from "./etcd/gateway.ts";
+import { parseEtcdTemplate } from "./_template.ts";
+import { DEFAULT_PORT, endpointUrls, parseEndpoint } from "./etcd/gateway.ts";
 import { EtcdStore } from "./etcd/store.ts";
 
 export { _leaseIds } from "./etcd/store.ts";
@@ -136,7 +137,6 @@ export interface EtcdStoreOptions {
 
 const DEFAULT_HISTORY_LIMIT = 1000;
 const DEFAULT_TIMEOUT_MS = 5000;
-const HAS_PLACEHOLDER = /\{0\}|\{host\}/;
 
 /**
  * Opens an etcd store for a folder template. Opening does not connect; the
@@ -166,9 +166,11 @@ export function openEtcdStore(
   template: string,
   options: EtcdStoreOptions,
 ): LockStore {
-  const parsed = _parseTemplate(template);
+  const parsed = parseEtcdTemplate(template);
+  const server = parsed.server.includes(":") ? `[${parsed.server}]` : parsed.server;
   const given = [
-    parsed.endpoint,
+    // the template names no scheme: TLS settings choose it
+    { scheme: undefined, authority: `${server}:${parsed.port ?? DEFAULT_PORT}`, text: template },
     ...(options.endpoints ?? []).map((extra) => parseEndpoint(extra, "endpoints")),
   ];
   const tls = _loadTls(options);
@@ -176,7 +178,7 @@ export function openEtcdStore(
     throw new InputError("Invalid etcd settings: etcd.password is given without etcd.username");
   }
   return new EtcdStore({
-    template,
+    template: template.replace(/\/+$/, ""),
     path: parsed.path,
     endpoints: endpointUrls(given, tls !== undefined),
     ...tls ? { tls } : {},
@@ -237,36 +239,4 @@ function _readPem(path: string, setting: string, kind: RegExp): string {
     );
   }
   return text;
-}
-
-interface _ParsedTemplate {
-  endpoint: ParsedEndpoint;
-  path: string;
-}
-
-function _parseTemplate(template: string): _ParsedTemplate {
-  const match = /^etcd:\/\/([^/]+)(\/.*)?$/i.exec(template);
-  if (!match) {
-    throw new InputError(
-      `Invalid etcd store template "${template}": expected etcd://host[:port]/prefix/{0}`,
-    );
-  }
-  const authority = match[1]!;
-  const path = (match[2] ?? "").replace(/\/+$/, "");
-  if (HAS_PLACEHOLDER.test(authority)) {
-    throw new InputError(
-      `Invalid etcd store template "${template}": the host placeholder belongs in the path`,
-    );
-  }
-  if (!HAS_PLACEHOLDER.test(path)) {
-    throw new InputError(
-      `Invalid etcd store template "${template}": no {0} or {host} placeholder in the path`,
-    );
-  }
-  if (/[?#]/.test(path)) {
-    throw new InputError(
-      `Invalid etcd store template "${template}": no query or fragment allowed`,
-    );
-  }
-  return { endpoint: parseEndpoint(authority, template), path };
 }

@@ -29,6 +29,7 @@ import { InputError, StoreError } from "../errors.ts";
 import { showField } from "../_text.ts";
 import { seam } from "../_seam.ts";
 import type { LockStore, StoreEntry } from "../store.ts";
+import { fillHost, parseFolderTemplate } from "./_template.ts";
 
 /** Options for {@linkcode openFsStore}. */
 export interface FsStoreOptions {
@@ -89,9 +90,10 @@ function pause(point: string, host: string, name: string): Promise<void> | undef
 /**
  * Opens the local-folder store for a folder template.
  *
- * @param template folder template with `{0}` or `{host}` for the host
+ * @param template absolute folder template with `{0}` or `{host}` for the host
  * @param options history folder name, root creation
  * @returns the store
+ * @throws {InputError} when the template is not an absolute folder with a host placeholder
  *
  * @example A store in a temporary folder
  * ```ts
@@ -110,7 +112,8 @@ export function openFsStore(
   template: string,
   options: FsStoreOptions,
 ): LockStore {
-  const folder = (host: string) => template.replaceAll("{0}", host).replaceAll("{host}", host);
+  const { folder: hostFolder } = parseFolderTemplate(template);
+  const folder = (host: string) => fillHost(hostFolder, host);
   const history = (host: string) => join(folder(host), options.historyFolderName);
   const temporary = (dir: string) => join(dir, `${PRIVATE_PREFIX}-${crypto.randomUUID()}.tmp`);
   const ensured = new Set<string>();
@@ -452,7 +455,8 @@ export function openFsStore(
         throw failure("create lock file", join(folder(host), name), error, { unchanged: true });
       }
     },
-    list: (host) => listFiles(folder(host), true),
+    // async: a refused host name rejects, as every other failure does
+    list: async (host) => await listFiles(folder(host), true),
     read: async (host, name) => await readEntry(entryPath(folder(host), name)),
     replace: (host, name, version, data) =>
       guarded(host, async () => {

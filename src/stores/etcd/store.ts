@@ -11,6 +11,7 @@ import { seam } from "../../_seam.ts";
 import { InputError, StoreError } from "../../errors.ts";
 import type { CreateOptions, LockStore, StoreEntry } from "../../store.ts";
 import type { HttpTlsOptions } from "../_http_client.ts";
+import { fillHost } from "../_template.ts";
 import { EtcdGateway, leaseGone } from "./gateway.ts";
 import {
   archivePart,
@@ -39,7 +40,7 @@ import { EtcdWatcher } from "./watch.ts";
 
 /** What the store is made of, parsed and checked by `openEtcdStore`. */
 export interface EtcdStoreInit {
-  /** The template as given, for `describe`. */
+  /** The template without trailing slashes, for `describe`. */
   template: string;
   /** The key prefix of a host, placeholder still in: `/resource-locks/{0}`. */
   path: string;
@@ -63,7 +64,6 @@ export interface EtcdStoreInit {
 const TXN_CHUNK = 100;
 /** Most keys whose lease a store object keeps in mind. */
 const LEASE_HINTS = 4096;
-const PLACEHOLDER = /\{0\}|\{host\}/g;
 
 /**
  * Where lease ids come from: random, so the grant and the put that uses the
@@ -142,12 +142,12 @@ export class EtcdStore implements LockStore {
   }
 
   describe(host: string): string {
-    return this.#template.replace(/\/+$/, "").replace(PLACEHOLDER, host);
+    return fillHost(this.#template, host);
   }
 
   /** `/resource-locks/dc01` */
   #prefix(host: string): string {
-    return this.#path.replace(PLACEHOLDER, host);
+    return fillHost(this.#path, host);
   }
 
   #entryKey(host: string, name: string): string {
