@@ -86,11 +86,23 @@ export default defineConfig({
   // The etcd store.
   // etcd: {
   //   More endpoints besides the template's, tried in turn (RESOURCE_LOCKER_ETCD_ENDPOINTS),
-  //   such as ["http://etcd2:2379", "http://etcd3:2379"].
+  //   such as ["http://etcd2:2379", "http://etcd3:2379"]; the cluster's other members are
+  //   also learned from its member list.
   //   endpoints: [],
   //   Released locks kept per host.
   //   historyLimit: 1000,
   //   Time-out of every request.
   //   timeout: "5s",
+  //   TLS: the CA that signed the members' certificates; every endpoint then speaks https.
+  //   ca: "/etc/resource-locker/etcd-ca.pem", // example
+  //   A client certificate for etcd's --client-cert-auth (with authentication on, its subject
+  //   must have no Common Name: etcd's HTTP gateway refuses one).
+  //   cert: "/etc/resource-locker/etcd-client.pem", // example
+  //   key: "/etc/resource-locker/etcd-client-key.pem", // example
+  //   The etcd user, when etcd has authentication on; its role needs read and write on the lock
+  //   prefix only (RESOURCE_LOCKER_ETCD_USERNAME / _PASSWORD). Never printed or logged. Keep
+  //   passwords out of files you commit; prefer the environment.
+  //   username: "resource-locker", // example
+  //   password: "…", // example
   // },
 });

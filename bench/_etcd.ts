@@ -5,6 +5,11 @@
  * - `cli-run-etcd`: the whole command `resource-locker run <host> -- true`
  *   on the etcd store against `etcdctl lock <name> true` (issue 6 item 4,
  *   target at most 2 times), and `cli-run-etcd-rss`: peak memory of both;
+ * - `cli-run-etcd-secure`: the same over TLS with authentication (a CA,
+ *   a user and password, etcd's default bcrypt cost) against `etcdctl lock`
+ *   with the same TLS and user, and `cli-run-etcd-secure-vs-plain`: against
+ *   our own `run` on plain etcd, in the same run; `cli-run-etcd-mtls`: with
+ *   a client certificate demanded too, against etcdctl doing the same;
  * - `etcd-fanout-8`, `etcd-fanout-64`: locking a host with 8 and 64
  *   dependency hosts against 1;
  * - `etcd-status-<n>`: `status` over many hosts against the same range reads
@@ -18,7 +23,8 @@
 
 import { closeStores } from "../mod.ts";
 import { mapLimit } from "../src/locker.ts";
-import { etcdInstalled, startEtcd } from "../tests/_etcd.ts";
+import { enableAuth, etcdInstalled, type EtcdServer, startEtcd } from "../tests/_etcd.ts";
+import { makeCertificates, opensslInstalled, type TestCertificates } from "../tests/_tls.ts";
 import { canRun, CLI_PERMISSIONS, compareCommands, type Figure } from "./_measure.ts";
 import type { SectionContext } from "./_smb.ts";
 
@@ -46,7 +52,8 @@ function prefixEnd(prefix: string): string {
 export async function etcdSections(context: SectionContext): Promise<Figure[]> {
   const { quick, wants } = context;
   const status = `etcd-status-${quick ? 100 : 500}`;
-  const wanted = ["cli-run-etcd", "etcd-fanout", status].filter((id) => wants(id));
+  const wanted = ["cli-run-etcd", "cli-run-etcd-secure", "cli-run-etcd-mtls", "etcd-fanout", status]
+    .filter((id) => wants(id));
   if (wanted.length === 0) return [];
   if (!await etcdInstalled()) {
     console.error("etcd figures skipped: etcd is not installed (apt-get install etcd-server)");
@@ -63,6 +70,15 @@ export async function etcdSections(context: SectionContext): Promise<Figure[]> {
         console.error(
           "cli-run-etcd skipped: etcdctl is not installed (Debian package etcd-client)",
         );
+      }
+    }
+    if (wants("cli-run-etcd-secure") || wants("cli-run-etcd-mtls")) {
+      if (!await etcdctlInstalled() || !await opensslInstalled()) {
+        console.error(
+          "cli-run-etcd-secure skipped: etcdctl and openssl are needed (etcd-client, openssl)",
+        );
+      } else {
+        figures.push(...await cliRunSecure(context, store, quick ? 3 : 30));
       }
     }
     if (wants("etcd-fanout")) {
@@ -102,6 +118,117 @@ function cliRun(store: string, endpoint: string, runs: number): Promise<Figure[]
     env: { RESOURCE_LOCKER_STORE: store, NO_COLOR: "1", ETCDCTL_API: "3" },
     runs,
   });
+}
+
+const USER = { name: "bench", password: "Bench-Pw-31f7c0" };
+
+/** An etcd with TLS and authentication on: a user with read and write on the lock and etcdctl prefixes. */
+async function secureEtcd(certs: TestCertificates, clientCertAuth: boolean): Promise<EtcdServer> {
+  const etcd = await startEtcd({
+    tls: {
+      server: certs.server,
+      ca: certs.ca.cert,
+      clientCertAuth,
+      ...clientCertAuth ? { client: certs.client } : {},
+    },
+    // etcd's default cost of checking a password, as in production
+    args: ["--bcrypt-cost=10"],
+    quiet: true,
+  });
+  await enableAuth(etcd, "Root-Pw-bench-8e1", [{
+    ...USER,
+    grants: [
+      { prefix: `${PREFIX}/`, permission: "READWRITE" },
+      { prefix: "etcd-bench01/", permission: "READWRITE" }, // etcdctl lock's keys
+    ],
+  }]);
+  return etcd;
+}
+
+/**
+ * `run <host> -- true` over TLS with authentication against etcdctl with
+ * the same, and against our `run` on plain etcd; then with client
+ * certificates demanded, against etcdctl with the same.
+ */
+async function cliRunSecure(
+  context: SectionContext,
+  plainStore: string,
+  runs: number,
+): Promise<Figure[]> {
+  const figures: Figure[] = [];
+  await using certs = await makeCertificates();
+  const config = `${certs.dir}/config.ts`;
+  for (const mtls of [false, true]) {
+    const id = mtls ? "cli-run-etcd-mtls" : "cli-run-etcd-secure";
+    if (!context.wants(id)) continue;
+    const etcd = await secureEtcd(certs, mtls);
+    try {
+      const port = new URL(etcd.endpoint).port;
+      const store = `etcd://127.0.0.1:${port}${PREFIX}/{0}`;
+      await Deno.writeTextFile(
+        config,
+        `export default ${
+          JSON.stringify({
+            etcd: {
+              ca: certs.ca.cert,
+              ...mtls ? { cert: certs.client.cert, key: certs.client.key } : {},
+              username: USER.name,
+              password: USER.password,
+            },
+          })
+        };\n`,
+      );
+      const run = (target: string, withConfig: boolean) => [
+        Deno.execPath(),
+        "run",
+        ...PERMS,
+        CLI,
+        "run",
+        "etcd-bench01",
+        "--store",
+        target,
+        ...withConfig ? ["--config-file", config] : [],
+        "--",
+        "true",
+      ];
+      const what = mtls ? "TLS, client certificate, user" : "TLS, user";
+      figures.push(
+        ...await compareCommands({
+          id,
+          subject: `resource-locker run <host> -- true (etcd, ${what})`,
+          baseline: `etcdctl lock <name> true (${what})`,
+          subjectCmd: run(store, true),
+          baselineCmd: [
+            ETCDCTL,
+            `--endpoints=${etcd.endpoint}`,
+            `--cacert=${certs.ca.cert}`,
+            ...mtls ? [`--cert=${certs.client.cert}`, `--key=${certs.client.key}`] : [],
+            `--user=${USER.name}:${USER.password}`,
+            "lock",
+            "etcd-bench01",
+            "true",
+          ],
+          env: { NO_COLOR: "1", ETCDCTL_API: "3" },
+          runs,
+        }),
+      );
+      if (!mtls) {
+        const [vsPlain] = await compareCommands({
+          id: "cli-run-etcd-secure-vs-plain",
+          subject: `resource-locker run <host> -- true (etcd, ${what})`,
+          baseline: "resource-locker run <host> -- true (etcd, plain HTTP, no user)",
+          subjectCmd: run(store, true),
+          baselineCmd: run(plainStore, false),
+          env: { NO_COLOR: "1" },
+          runs,
+        });
+        figures.push(vsPlain!);
+      }
+    } finally {
+      await etcd.close();
+    }
+  }
+  return figures;
 }
 
 /** What `status` reads, done directly: one range (keys and values) per host, 64 at once, as status. */

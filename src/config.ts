@@ -92,6 +92,16 @@ export interface ResourceLockerConfig {
     historyLimit?: number;
     /** Timeout of every request. @default "5s" */
     timeout?: number | string;
+    /** PEM file of the CA that signed the servers' certificates; endpoints then speak TLS. */
+    ca?: string;
+    /** PEM file of the client certificate shown to etcd; with `key`. */
+    cert?: string;
+    /** PEM file of the client certificate's private key. */
+    key?: string;
+    /** etcd user, when etcd has authentication on. */
+    username?: string;
+    /** Its password; never printed or logged. */
+    password?: string;
   };
 }
 
@@ -144,6 +154,8 @@ export const SETTING_ENV = {
   "smb.password": "RESOURCE_LOCKER_SMB_PASSWORD",
   "smb.domain": "RESOURCE_LOCKER_SMB_DOMAIN",
   "etcd.endpoints": "RESOURCE_LOCKER_ETCD_ENDPOINTS",
+  "etcd.username": "RESOURCE_LOCKER_ETCD_USERNAME",
+  "etcd.password": "RESOURCE_LOCKER_ETCD_PASSWORD",
 } as const;
 
 /** Settings after resolution, times in milliseconds; each field names the setting it comes from. */
@@ -189,7 +201,16 @@ export interface ResolvedConfig {
     timeoutMs: number;
   };
   /** etcd settings. */
-  etcd: { endpoints: string[]; historyLimit: number; timeoutMs: number };
+  etcd: {
+    endpoints: string[];
+    historyLimit: number;
+    timeoutMs: number;
+    ca?: string;
+    cert?: string;
+    key?: string;
+    username?: string;
+    password?: string;
+  };
   /**
    * One line for each deprecated setting name the config files or options
    * used, e.g. `Setting "lockRetries" of config "/etc/rl.ts" is deprecated:
@@ -330,8 +351,17 @@ const SUB_KEYS: Readonly<
     ]],
     ["historyLimit", ["a whole number >= 1", (v) => Number.isInteger(v) && (v as number) > 0]],
     ["timeout", ['seconds or a duration like "5s"', isDuration]],
+    ["ca", ["a file path", isPath]],
+    ["cert", ["a file path", isPath]],
+    ["key", ["a file path", isPath]],
+    ["username", ["a string", (v) => typeof v === "string"]],
+    ["password", ["a string", (v) => typeof v === "string"]],
   ]),
 };
+
+function isPath(value: unknown): boolean {
+  return typeof value === "string" && value !== "";
+}
 
 function isDuration(value: unknown): boolean {
   if (typeof value !== "number" && typeof value !== "string") return false;
@@ -500,6 +530,7 @@ export function validateConfig(
   }
   const c = copy as ResourceLockerConfig;
   registerSecret(c.smb?.password);
+  registerSecret(c.etcd?.password);
   if (c.store) registerUrlSecrets(c.store);
   for (const endpoint of c.etcd?.endpoints ?? []) registerUrlSecrets(endpoint);
   if (warnings.length) WARNINGS.set(c, warnings);
@@ -596,6 +627,12 @@ export async function loadConfigModule(
   if (deps !== undefined && url.protocol === "file:" && !isAbsolutePath(deps)) {
     config.dependenciesFile = join(parentPath(name), deps.replace(/^\.[\\/]/, ""));
   }
+  for (const file of ["ca", "cert", "key"] as const) {
+    const path = config.etcd?.[file];
+    if (path !== undefined && url.protocol === "file:" && !isAbsolutePath(path)) {
+      config.etcd![file] = join(parentPath(name), path.replace(/^\.[\\/]/, ""));
+    }
+  }
   return config;
 }
 
@@ -614,11 +651,14 @@ function fromEnvironment(): ResourceLockerConfig {
   if (domain) smb.domain = domain;
   if (Object.keys(smb).length) c.smb = smb;
   const endpoints = env(SETTING_ENV["etcd.endpoints"]);
-  if (endpoints) {
-    c.etcd = {
-      endpoints: endpoints.split(",").map((e) => e.trim()).filter(Boolean),
-    };
-  }
+  const etcd: NonNullable<ResourceLockerConfig["etcd"]> = {};
+  if (endpoints) etcd.endpoints = endpoints.split(",").map((e) => e.trim()).filter(Boolean);
+  const etcdUser = env(SETTING_ENV["etcd.username"]);
+  const etcdPassword = env(SETTING_ENV["etcd.password"]);
+  if (etcdUser) etcd.username = etcdUser;
+  if (etcdPassword) etcd.password = etcdPassword;
+  if (Object.keys(etcd).length) c.etcd = etcd;
+  registerSecret(etcdPassword);
   registerSecret(password);
   if (store) registerUrlSecrets(store);
   if (endpoints) registerUrlSecrets(endpoints);
@@ -709,6 +749,11 @@ export async function resolveConfig(
       endpoints: c.etcd?.endpoints ?? [],
       historyLimit: c.etcd?.historyLimit ?? d.etcd.historyLimit,
       timeoutMs: parseDuration(c.etcd?.timeout ?? d.etcd.timeout, "etcd.timeout"),
+      ...c.etcd?.ca !== undefined ? { ca: c.etcd.ca } : {},
+      ...c.etcd?.cert !== undefined ? { cert: c.etcd.cert } : {},
+      ...c.etcd?.key !== undefined ? { key: c.etcd.key } : {},
+      ...c.etcd?.username !== undefined ? { username: c.etcd.username } : {},
+      ...c.etcd?.password !== undefined ? { password: c.etcd.password } : {},
     },
     warnings: [
       ...new Set([...layers, flagFile, overrides, checked].flatMap(configWarnings)),

@@ -31,7 +31,7 @@ const SETTINGS = {
     "concurrency",
   ],
   smb: ["username", "password", "domain", "port", "timeout"],
-  etcd: ["endpoints", "historyLimit", "timeout"],
+  etcd: ["endpoints", "historyLimit", "timeout", "ca", "cert", "key", "username", "password"],
 } as const;
 
 /** A commented setting: `// name: value,` with an optional `// example` mark. */

@@ -94,6 +94,8 @@ Deno.test("validateConfig() names the setting at fault", () => {
     [{ lockTimeOut: 5 }, 'unknown setting "lockTimeOut"'],
     [{ smb: { port: 70000 } }, '"smb.port"'],
     [{ etcd: { endpoints: "x" } }, '"etcd.endpoints"'],
+    [{ etcd: { ca: 1 } }, '"etcd.ca" must be a file path'],
+    [{ etcd: { cert: "" } }, '"etcd.cert" must be a file path'],
   ];
   for (const [config, expected] of cases) {
     const error = assertThrows(() => validateConfig(config, "my.config.ts"), InputError);

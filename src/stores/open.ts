@@ -79,6 +79,11 @@ export async function openStore(config: ResolvedConfig): Promise<LockStore> {
       endpoints: config.etcd.endpoints,
       historyLimit: config.etcd.historyLimit,
       timeoutMs: config.etcd.timeoutMs,
+      ...config.etcd.ca !== undefined ? { ca: config.etcd.ca } : {},
+      ...config.etcd.cert !== undefined ? { cert: config.etcd.cert } : {},
+      ...config.etcd.key !== undefined ? { key: config.etcd.key } : {},
+      ...config.etcd.username !== undefined ? { username: config.etcd.username } : {},
+      ...config.etcd.password !== undefined ? { password: config.etcd.password } : {},
     });
   }
   return openFsStore(template, {
