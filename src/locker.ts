@@ -772,6 +772,7 @@ export class Locker {
     const progress = new ProgressGate(this.#clock, request.onProgress);
     for (let attempt = 1;; attempt++) {
       request.signal?.throwIfAborted();
+      const attemptStart = this.#clock.now();
       const result = await this.#attempt(request);
       if (result.ok) {
         try {
@@ -782,6 +783,13 @@ export class Locker {
               result.taken,
               () => this.renewAll(result.taken, request.ttlMs!),
             );
+          }
+          // The holder renews a third of the lease after this returns: when
+          // taking the locks took that long already (a slow store, many
+          // hosts), renew now, so no lock is handed over near its end.
+          const ttlMs = request.ttlMs;
+          if (ttlMs !== undefined && this.#clock.now() - attemptStart >= ttlMs / 3) {
+            await this.renewAll(result.taken, ttlMs);
           }
         } catch (error) {
           // Interrupted (signal, a throwing onProgress) or failed while
