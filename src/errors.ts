@@ -181,24 +181,37 @@ export class LockNotOwnedError extends ResourceLockerError {
  * ```ts
  * import assert from "node:assert/strict";
  * import { StoreError } from "./errors.ts";
- * const error = new StoreError("smb://fs01/locks", 'Cannot connect to "fs01": connection refused');
+ * const error = new StoreError("smb://fs01/locks", 'Cannot connect to "fs01": connection refused', {
+ *   unchanged: true,
+ * });
  * assert.ok(error.code === "STORE_UNREACHABLE" && error.location === "smb://fs01/locks");
+ * assert.ok(error.unchanged);
  * ```
  */
 export class StoreError extends ResourceLockerError {
   /** Where: a folder, share or endpoint (never a secret). */
   readonly location: string;
   /**
+   * True when the operation failed before it reached the store (it could
+   * not connect or log on): the store is as it was, nothing to clean up.
+   */
+  readonly unchanged: boolean;
+  /**
    * Creates the error.
    *
    * @param location where it failed
    * @param message one-line message
-   * @param options standard error options (cause)
+   * @param options standard error options (cause), and `unchanged`
    */
-  constructor(location: string, message: string, options?: ErrorOptions) {
+  constructor(
+    location: string,
+    message: string,
+    options?: ErrorOptions & { unchanged?: boolean },
+  ) {
     super("STORE_UNREACHABLE", message, options);
     this.name = "StoreError";
     this.location = location;
+    this.unchanged = options?.unchanged ?? false;
   }
 }
 

@@ -473,6 +473,8 @@ export class Locker {
       try {
         version = await this.#store.create(host, name, data, createOptions);
       } catch (error) {
+        // A create that never reached the store made nothing.
+        if (error instanceof StoreError && error.unchanged) throw error;
         // The create may have made our entry before failing (a reply lost
         // on the way back): remove it when it is ours, else name it.
         const clean = await this.#removeIfOurs(host, lockId, request.sessionId);

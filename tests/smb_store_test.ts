@@ -734,15 +734,15 @@ Deno.test("SMB store: a server that never answers times out while connecting", a
   }
 });
 
-Deno.test("SMB store: an answer smb2 cannot parse is a StoreError, not an uncaught exception", async () => {
+Deno.test("SMB store: an answer the client cannot read is a StoreError, not an uncaught exception", async () => {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const port = (listener.addr as Deno.NetAddr).port;
   const conns: Deno.Conn[] = [];
   const serving = (async () => {
     for await (const conn of listener) {
       conns.push(conn);
-      // A well-framed SMB2 header with a command smb2 does not know: its
-      // parser throws from inside the socket's data handler.
+      // A well-framed SMB2 answer to another command than the one asked:
+      // reading it throws from inside the socket's data handler.
       const header = new Uint8Array(64);
       header.set([0xfe, 0x53, 0x4d, 0x42, 64, 0]);
       header[12] = 0x77;
