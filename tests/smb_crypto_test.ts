@@ -336,6 +336,15 @@ Deno.test("verify() refuses those messages after any single changed bit, or unde
   assert.equal(verify("hmac-sha256", hex(key), bytes), false, "another algorithm");
 });
 
+Deno.test("verify() is false when SMB2_FLAGS_SIGNED is clear, even if the signature field matches", () => {
+  const key = hex("73FE7A9A77BEF0BDE49C650D8CCB5F76");
+  const unsigned = request(0x0005);
+  unsigned.set(signature("aes-cmac", key, unsigned), 48);
+  assert.equal(verify("aes-cmac", key, unsigned), false);
+  unsigned[16]! |= 0x08;
+  assert.equal(verify("aes-cmac", key, unsigned), false, "the flag is part of what is signed");
+});
+
 Deno.test("verify() is false for unsigned, short or non-SMB2 bytes, without throwing", () => {
   const { key, message } = SIGNED_BY_WINDOWS[0]!;
   const unsigned = hex(message);
@@ -681,6 +690,43 @@ Deno.test("aesCcmDecrypt() refuses a changed ciphertext, tag, AAD, nonce, key or
   assert.equal(aesCcmDecrypt(key, nonce, ciphertext, aad.subarray(0, 31), tag), undefined);
   assert.equal(aesCcmDecrypt(key, nonce, ciphertext, aad, tag.subarray(0, 15)), undefined);
   assert.equal(aesCcmDecrypt(key, nonce, ciphertext, aad, tag.subarray(0, 8)), undefined);
+});
+
+Deno.test("aesCcmEncrypt() switches the AAD length encoding at 0xFF00 bytes as SP800-38C A.2.2 says", () => {
+  // Known answers computed once with Python cryptography 48.0.0 (OpenSSL 3.0) AESCCM, an
+  // independent implementation: 0xFEFF bytes take the 2-byte length, 0xFF00 the 0xFFFE form.
+  const key = Uint8Array.from({ length: 16 }, (_, i) => i);
+  const nonce = Uint8Array.from({ length: 11 }, (_, i) => i);
+  const plaintext = Uint8Array.from({ length: 40 }, (_, i) => (i * 7) & 0xff);
+  const ciphertext = hex(
+    "3f9b2bbeca6b1b4df9a74ec5cfd3a80232822ac57d757ec83df395dbba24ebb4da212c5960e921f9",
+  );
+  for (
+    const [length, tag] of [[0xfeff, "afe063c1a97835f3e4d497d6b3a230f0"], [
+      0xff00,
+      "0e46f5c3223567c7b345e53e141c68cd",
+    ]] as const
+  ) {
+    const aad = Uint8Array.from({ length }, (_, i) => i & 0xff);
+    assert.deepEqual(
+      aesCcmEncrypt(key, nonce, plaintext, aad),
+      { ciphertext, tag: hex(tag) },
+      `AAD ${length}`,
+    );
+  }
+});
+
+Deno.test("aesCcmEncrypt() with AES-256 and SMB's 11-byte nonce matches an independent implementation", () => {
+  // Computed once with Python cryptography 48.0.0 (OpenSSL 3.0) AESCCM; no published SMB AES-256 vector exists.
+  const key = Uint8Array.from({ length: 32 }, (_, i) => i);
+  const nonce = Uint8Array.from({ length: 11 }, (_, i) => i);
+  const plaintext = Uint8Array.from({ length: 40 }, (_, i) => (i * 7) & 0xff);
+  assert.deepEqual(aesCcmEncrypt(key, nonce, plaintext, new Uint8Array(32)), {
+    ciphertext: hex(
+      "73c71f73466399a587cb50f84c9cbeb22c93fe9f2bc8308482598fcf112f2eb0c480a78a7865cad0",
+    ),
+    tag: hex("dacb2caf4981141a266700f92c1a506d"),
+  });
 });
 
 Deno.test("aesCcmEncrypt() refuses nonces, tag lengths and payloads CCM cannot take", () => {
