@@ -58,6 +58,14 @@ export interface ResourceLockerConfig {
     port?: number;
     /** Timeout of connecting and of every request. @default "15s" */
     timeout?: number | string;
+    /**
+     * `auto`: sign every message whenever the server supports it and check
+     * every answer's signature; `required`: refuse a session that cannot be
+     * signed. @default "auto"
+     */
+    signing?: "auto" | "required";
+    /** `auto`: encrypt when the server or share requires it; `required`: always. @default "auto" */
+    encrypt?: "auto" | "required";
   };
   /** etcd store settings. */
   etcd?: {
@@ -107,6 +115,8 @@ export interface ResolvedConfig {
     domain?: string;
     port?: number;
     timeoutMs: number;
+    signing: "auto" | "required";
+    encrypt: "auto" | "required";
   };
   /** etcd settings. */
   etcd: { endpoints: string[]; historyLimit: number; timeoutMs: number };
@@ -235,6 +245,8 @@ const SUB_KEYS: Readonly<
       (v) => Number.isInteger(v) && (v as number) > 0 && (v as number) < 65536,
     ]],
     ["timeout", ['seconds or a duration like "15s"', isDuration]],
+    ["signing", ['"auto" or "required"', (v) => v === "auto" || v === "required"]],
+    ["encrypt", ['"auto" or "required"', (v) => v === "auto" || v === "required"]],
   ]),
   etcd: new Map([
     ["endpoints", [
@@ -579,6 +591,8 @@ export async function resolveConfig(
       ...c.smb?.domain !== undefined ? { domain: c.smb.domain } : {},
       ...c.smb?.port !== undefined ? { port: c.smb.port } : {},
       timeoutMs: parseDuration(c.smb?.timeout ?? "15s", "smb.timeout"),
+      signing: c.smb?.signing ?? "auto",
+      encrypt: c.smb?.encrypt ?? "auto",
     },
     etcd: {
       endpoints: c.etcd?.endpoints ?? [],

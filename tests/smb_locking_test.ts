@@ -34,6 +34,7 @@ import {
   smbCredentialsEnv,
   smbTemplate,
   startTestSmbd,
+  writeUnderSmbd,
 } from "./_smb_helpers.ts";
 import { type SmbProxy, type SmbRequestInfo, startSmbProxy } from "./_smb_proxy.ts";
 import { type Smbd, smbdTest, type StartSmbdOptions } from "./_smbd.ts";
@@ -162,7 +163,7 @@ smbLockingTest(
 
     // A Host lock on hv01 by PowerShell: locking dc02 (which needs dc01 and
     // hv01) fails on hv01 and leaves nothing on dc01 or dc02.
-    await Deno.writeFile(join(smbd.dir("hv01"), "Host.lock"), windowsPowerShell51Lock());
+    await writeUnderSmbd(join(smbd.dir("hv01"), "Host.lock"), windowsPowerShell51Lock());
     const busy = await assertRejects(
       () => lockResource("dc02", { ...options, type: "Generic", retries: 1 }),
       LockBusyError,
@@ -194,7 +195,7 @@ smbLockingTest(
   async (smbd, options, t) => {
     for (const fixture of psFixtures()) {
       await t.step(fixture.name, async () => {
-        await Deno.writeFile(join(smbd.dir("hv01"), "Host.lock"), fixture.bytes);
+        await writeUnderSmbd(join(smbd.dir("hv01"), "Host.lock"), fixture.bytes);
         assertEquals(await testHostResourceLock("hv01", { ...options, type: "Host" }), true);
         const [info] = await getResourceLockStatus("hv01", options);
         assertEquals(info?.state, fixture.expected.state);
@@ -218,7 +219,7 @@ smbLockingTest(
       "a shared lock of PowerShell is drained, or ignored with drain: false",
       async () => {
         const generic = `Generic-${crypto.randomUUID()}.lock`;
-        await Deno.writeFile(join(smbd.dir("hv01"), generic), windowsPowerShell51Lock());
+        await writeUnderSmbd(join(smbd.dir("hv01"), generic), windowsPowerShell51Lock());
         const drain = await assertRejects(
           () => lockResource("hv01", { ...options, type: "Host", drainTimeout: "300ms" }),
           DrainTimeoutError,

@@ -15,7 +15,13 @@ import type { LockStore, StoreEntry } from "../src/store.ts";
 import type { SmbStoreOptions } from "../src/stores/smb.ts";
 import { assertEquals, assertOk, assertRejects, assertStringIncludes } from "./_assert.ts";
 import { eventually, fileNames, sleep, within } from "./_helpers.ts";
-import { heldOpen, openTestSmbStore, smbTemplate, startTestSmbd } from "./_smb_helpers.ts";
+import {
+  heldOpen,
+  openTestSmbStore,
+  smbTemplate,
+  startTestSmbd,
+  writeUnderSmbd,
+} from "./_smb_helpers.ts";
 import { type Smbd, smbdTest } from "./_smbd.ts";
 import { startSmbProxy } from "./_smb_proxy.ts";
 
@@ -162,7 +168,7 @@ smbdTest("SMB store against a real smbd", async (t) => {
       });
 
       await t.step("list() names the entries, read() returns content and version", async () => {
-        await Deno.writeTextFile(join(dir, "File-from-disk.lock"), "written on the server");
+        await writeUnderSmbd(join(dir, "File-from-disk.lock"), "written on the server");
         await Deno.writeTextFile(join(dir, ".resource-locker-left-by-a-crash.tmp"), "x");
         assertEquals(await store.list("dc01"), [
           "File-from-disk.lock",
@@ -218,7 +224,7 @@ smbdTest("SMB store against a real smbd", async (t) => {
 
       await t.step("a file changed on the server is another version", async () => {
         const before = await entry(store, "dc01", "File-from-disk.lock");
-        await Deno.writeTextFile(join(dir, "File-from-disk.lock"), "written again");
+        await writeUnderSmbd(join(dir, "File-from-disk.lock"), "written again");
         assertEquals(await store.remove("dc01", "File-from-disk.lock", before.version), false);
         assertEquals(
           await store.archive(
@@ -235,7 +241,7 @@ smbdTest("SMB store against a real smbd", async (t) => {
         const same = await entry(store, "dc01", "File-from-disk.lock");
         await Deno.remove(join(dir, "File-from-disk.lock"));
         await sleep(25); // past a tick of the file system's clock (4 ms at HZ=250)
-        await Deno.writeTextFile(join(dir, "File-from-disk.lock"), "written again");
+        await writeUnderSmbd(join(dir, "File-from-disk.lock"), "written again");
         const again = await entry(store, "dc01", "File-from-disk.lock");
         assertEquals(text(again.data), "written again");
         assertOk(again.version !== same.version, "a new incarnation is a new version");
@@ -566,7 +572,7 @@ smbdTest("SMB store against a real smbd", async (t) => {
   });
 
   await t.step("a missing share and a read-only share are StoreErrors naming them", async () => {
-    await Deno.writeTextFile(join(smbd.dir("ro01"), "Host.lock"), "held");
+    await writeUnderSmbd(join(smbd.dir("ro01"), "Host.lock"), "held");
     const store = await openSmb(shareTemplate(smbd));
     try {
       const missing = await assertRejects(() => store.list("nosuchhost"), StoreError);

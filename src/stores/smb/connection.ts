@@ -33,18 +33,22 @@ import {
 
 /** A failure of one SMB step; `detail` is the text after "Cannot … : ". */
 export class SmbFailure extends Error {
+  /** True when the server closed or reset the connection. */
+  readonly closedByServer: boolean;
+
   /**
    * @param detail what went wrong, one line
    * @param status the NTSTATUS behind it, if any
-   * @param options the cause
+   * @param options the cause; `closedByServer` when the server hung up
    */
   constructor(
     readonly detail: string,
     readonly status?: number,
-    options?: ErrorOptions,
+    options?: ErrorOptions & { closedByServer?: boolean },
   ) {
     super(detail, options);
     this.name = "SmbFailure";
+    this.closedByServer = options?.closedByServer ?? false;
   }
 }
 
@@ -96,6 +100,11 @@ export interface Request {
   body: Uint8Array;
   /** TreeId. @default the connection's tree */
   treeId?: number;
+  /**
+   * In a compound, whether the request is related to the one before (works
+   * on the file it opened). @default true, but for the first
+   */
+  related?: boolean;
 }
 
 /** The final answer to one request. */
@@ -217,11 +226,19 @@ export class SmbConnection {
       this.#fail(this.#socketFailure(error));
     });
     socket.on("end", () => {
-      this.#fail(new SmbFailure(`SMB server "${this.server}" closed the connection`));
+      this.#fail(
+        new SmbFailure(`SMB server "${this.server}" closed the connection`, undefined, {
+          closedByServer: true,
+        }),
+      );
     });
     this.#closed = new Promise((resolve) => socket.once("close", () => resolve()));
     socket.on("close", () => {
-      this.#fail(new SmbFailure(`SMB server "${this.server}" closed the connection`));
+      this.#fail(
+        new SmbFailure(`SMB server "${this.server}" closed the connection`, undefined, {
+          closedByServer: true,
+        }),
+      );
     });
     socket.unref();
   }
@@ -243,10 +260,10 @@ export class SmbConnection {
 
   /**
    * From now on every request is signed or sealed and every answer must be
-   * signed or sealed as `protection` says. Set once the session's keys are
-   * known (and again when a tree asks for encryption).
+   * signed or sealed as `protection` says (none with `undefined`). Set once
+   * the session's keys are known (and again when a tree asks for encryption).
    */
-  protect(protection: Protection): void {
+  protect(protection: Protection | undefined): void {
     this.#protection = protection;
   }
 
@@ -265,7 +282,7 @@ export class SmbConnection {
     return new SmbFailure(
       text[code] ?? `connection to SMB server "${this.server}" failed (${code || error.message})`,
       undefined,
-      { cause: error },
+      { cause: error, closedByServer: code === "ECONNRESET" || code === "EPIPE" },
     );
   }
 
@@ -429,7 +446,7 @@ export class SmbConnection {
       };
       this.#pending.add(pending);
       this.#socket.ref();
-      this.#takeCredits(requests.length).then(() => {
+      const go = () => {
         const first = this.#nextMessageId;
         this.#nextMessageId += BigInt(requests.length);
         let sent: Uint8Array[];
@@ -465,7 +482,15 @@ export class SmbConnection {
           });
         });
         this.#socket.write(bytes);
-      }, (error) => pending.reject(error as Error));
+      };
+      // At once when the credits are there (and nobody waits before us):
+      // the frame is on its way when send() returns.
+      if (this.#credits >= requests.length && this.#creditWaiters.length === 0) {
+        this.#credits -= requests.length;
+        go();
+      } else {
+        this.#takeCredits(requests.length).then(go, (error) => pending.reject(error as Error));
+      }
     });
   }
 
@@ -475,7 +500,7 @@ export class SmbConnection {
     const payload = encodeCompound(requests.map((request, i) => ({
       header: {
         command: request.command,
-        flags: i > 0 ? HeaderFlag.RELATED_OPERATIONS : 0,
+        flags: i > 0 && request.related !== false ? HeaderFlag.RELATED_OPERATIONS : 0,
         creditCharge: request.command === Command.NEGOTIATE ? 0 : this.creditCharge,
         credits: CREDITS_ASKED,
         messageId: first + BigInt(i),

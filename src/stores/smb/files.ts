@@ -324,12 +324,18 @@ export class SmbShare {
       },
       (id) => [
         readRequest(id, CHUNK, 0),
-        createRequest({
-          path,
-          access: Access.FILE_READ_ATTRIBUTES | Access.SYNCHRONIZE,
-          disposition: Disposition.FILE_OPEN,
-          options: CreateOption.FILE_NON_DIRECTORY_FILE,
-        }),
+        {
+          ...createRequest({
+            path,
+            access: Access.FILE_READ_ATTRIBUTES | Access.SYNCHRONIZE,
+            disposition: Disposition.FILE_OPEN,
+            options: CreateOption.FILE_NON_DIRECTORY_FILE,
+          }),
+          // Unrelated: Samba 4.17 on SMB 3.x panics on a CREATE related to
+          // an open it has already counted (smb2_server.c,
+          // "op->request_count > 0") and drops the connection.
+          related: false,
+        },
         closeRequest(RELATED_FILE_ID),
       ],
       // A failed first CREATE may fail the CLOSE of the second open too.

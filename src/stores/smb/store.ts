@@ -88,7 +88,12 @@ import {
   writeRequests,
 } from "./files.ts";
 import type { NtlmCredentials } from "./ntlm.ts";
-import { type SessionInfo, setUpSession } from "./session.ts";
+import {
+  type EncryptSetting,
+  type SessionInfo,
+  setUpSession,
+  type SigningSetting,
+} from "./session.ts";
 import {
   Access,
   Attribute,
@@ -120,6 +125,21 @@ export interface SmbStoreOptions {
   historyFolderName: string;
   /** Time limit for connecting and for every request, in ms. @default 10000 */
   timeoutMs?: number;
+  /**
+   * `auto`: every message signed whenever the server supports it (every
+   * SMB2 server does), and every answer's signature checked; `required`:
+   * also tell the server so, and refuse a session that cannot be signed
+   * (a guest logon). `off` is for measuring what signing costs: sign only
+   * when the server requires it (not offered in the config).
+   * @default "auto"
+   */
+  signing?: SigningSetting | "off";
+  /**
+   * `auto`: encrypt when the server requires it for the session or the
+   * share; `required`: always (SMB 3 with a cipher, else an error).
+   * @default "auto"
+   */
+  encrypt?: EncryptSetting;
 }
 
 const DEFAULT_PORT = 445;
@@ -252,6 +272,8 @@ class SmbStore implements LockStore {
   readonly #credentials: NtlmCredentials;
   readonly #history: string;
   readonly #timeoutMs: number;
+  readonly #signing: SigningSetting | "off";
+  readonly #encrypt: EncryptSetting;
   readonly #connections = new Map<string, Promise<Link>>();
   #closed = false;
 
@@ -264,6 +286,8 @@ class SmbStore implements LockStore {
     };
     this.#history = options.historyFolderName;
     this.#timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+    this.#signing = options.signing ?? "auto";
+    this.#encrypt = options.encrypt ?? "auto";
   }
 
   #target(host: string): SmbTarget {
@@ -318,6 +342,8 @@ class SmbStore implements LockStore {
           sharePath: `\\\\${target.server}\\${target.share}`,
           share: target.share,
           timeoutMs: this.#timeoutMs,
+          signing: this.#signing,
+          encrypt: this.#encrypt,
         });
         return { share: new SmbShare(connection), session };
       } catch (error) {
@@ -901,6 +927,12 @@ export function openSmbStore(
   const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   if (!(timeoutMs > 0)) {
     throw new InputError(`Bad SMB timeout ${timeoutMs} ms: must be positive`);
+  }
+  if (options.signing !== undefined && !["auto", "required", "off"].includes(options.signing)) {
+    throw new InputError(`Bad SMB signing setting "${options.signing}": use "auto" or "required"`);
+  }
+  if (options.encrypt !== undefined && !["auto", "required"].includes(options.encrypt)) {
+    throw new InputError(`Bad SMB encrypt setting "${options.encrypt}": use "auto" or "required"`);
   }
   return new SmbStore(parsed, options);
 }
