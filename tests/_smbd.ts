@@ -278,6 +278,16 @@ function freePort(): number {
   return port;
 }
 
+/**
+ * `[global]` lines from `RESOURCE_LOCKER_TEST_SMBD_GLOBAL` (separated by
+ * `;`): runs every SMB suite against another server configuration, e.g.
+ * `server min protocol = SMB3_00;server max protocol = SMB3_00`.
+ */
+function globalFromEnv(): string[] {
+  const value = Deno.env.get("RESOURCE_LOCKER_TEST_SMBD_GLOBAL") ?? "";
+  return value.split(";").map((line) => line.trim()).filter((line) => line !== "");
+}
+
 function smbConf(root: string, port: number, options: StartSmbdOptions): string {
   const global = [
     "[global]",
@@ -303,7 +313,7 @@ function smbConf(root: string, port: number, options: StartSmbdOptions): string 
     "  printing = bsd",
     "  printcap name = /dev/null",
     "  disable spoolss = yes",
-    ...(options.extraGlobal ?? []).map((line) => `  ${line}`),
+    ...[...globalFromEnv(), ...options.extraGlobal ?? []].map((line) => `  ${line}`),
     "",
   ];
   const readOnly = new Set(options.readOnlyShares ?? []);

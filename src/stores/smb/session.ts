@@ -292,11 +292,17 @@ export async function setUpSession(
   if (step2.status !== Status.SUCCESS) {
     throw logonFailure(step2.status, user, server, dialect, serverRequiresSigning);
   }
+  const derived = deriveKeys(dialect, authentication.sessionKey, cipher, session.value);
+  // The last SESSION_SETUP answer, checked before anything in it is read:
+  // signed with the new key (3.1.1 always, which proves that no NEGOTIATE
+  // or SESSION_SETUP message was changed on the way).
+  const answerSigned = (readHeader(step2.message).flags & HeaderFlag.SIGNED) !== 0;
+  if (answerSigned && !verify(signingAlgorithm, derived.signingKey, step2.message)) {
+    throw badSignature(server, "its logon answer");
+  }
   const sessionFlags = decodeSessionSetup(step2.message).sessionFlags;
   const anonymous = (sessionFlags & (SessionFlag.IS_GUEST | SessionFlag.IS_NULL)) !== 0;
-  const keys = anonymous
-    ? undefined
-    : deriveKeys(dialect, authentication.sessionKey, cipher, session.value);
+  const keys = anonymous ? undefined : derived;
 
   // --- signing and sealing from here on -----------------------------------
   const signed = !anonymous && (signingSetting !== "off" || serverRequiresSigning);
@@ -308,18 +314,10 @@ export async function setUpSession(
           : `and smb.signing is "required"`),
     );
   }
-  if (keys !== undefined) {
-    // The last SESSION_SETUP answer: signed with the new key (3.1.1 always,
-    // which proves that no NEGOTIATE or SESSION_SETUP message was changed).
-    const answerSigned = (readHeader(step2.message).flags & HeaderFlag.SIGNED) !== 0;
-    if (answerSigned && !verify(signingAlgorithm, keys.signingKey, step2.message)) {
-      throw badSignature(server, "its logon answer");
-    }
-    if (!answerSigned && dialect === Dialect.SMB311 && signed) {
-      throw new SmbFailure(
-        `SMB server "${server}" did not sign its SMB 3.1.1 logon answer, so the negotiation cannot be trusted`,
-      );
-    }
+  if (!anonymous && !answerSigned && dialect === Dialect.SMB311) {
+    throw new SmbFailure(
+      `SMB server "${server}" did not sign its SMB 3.1.1 logon answer, so the negotiation cannot be trusted`,
+    );
   }
   let encrypted = false;
   /** Signs (`sign`) or seals (`sealAll`) every message from now on, or neither. */

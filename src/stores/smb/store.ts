@@ -103,6 +103,7 @@ import {
   InfoClass,
   renameInformation,
   Status,
+  WireError,
 } from "./wire.ts";
 
 /** Options for {@linkcode openSmbStore}. */
@@ -393,6 +394,8 @@ class SmbStore implements LockStore {
       const location = this.#url(target, ...names);
       const detail = error instanceof SmbFailure
         ? error.detail
+        : error instanceof WireError
+        ? `SMB server "${target.server}" sent an answer this client cannot read (${error.message})`
         : `unexpected SMB client error: ${String((error as Error)?.message)}`;
       throw new StoreError(location, `Cannot ${verb} "${location}": ${detail}`, {
         cause: error,
