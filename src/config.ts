@@ -8,7 +8,7 @@
  * @module
  */
 
-import { joinPath as join, parentPath } from "./path.ts";
+import { isAbsolutePath, joinPath as join, parentPath } from "./path.ts";
 import { parseDuration } from "./duration.ts";
 import { InputError } from "./errors.ts";
 import { checkSmallFile, SmallFileError } from "./_file.ts";
@@ -146,11 +146,6 @@ function env(name: string): string | undefined {
   } catch {
     return undefined; // no --allow-env: environment settings do not apply
   }
-}
-
-/** An absolute path on this system: `/…`; on Windows `C:\…` or `\\server\share…`. */
-export function isAbsolutePath(path: string, os: string = Deno.build.os): boolean {
-  return os === "windows" ? /^(?:[A-Za-z]:[\\/]|[\\/]{2}[^\\/])/.test(path) : path.startsWith("/");
 }
 
 /**

@@ -67,6 +67,7 @@ import {
   type HttpStream,
   HttpTransportError,
 } from "./_http_client.ts";
+import { fillHost, parseEtcdTemplate } from "./_template.ts";
 
 /** Options for {@linkcode openEtcdStore}. */
 export interface EtcdStoreOptions {
@@ -97,8 +98,6 @@ const DEFAULT_TIMEOUT_MS = 5000;
 const TXN_CHUNK = 100;
 /** Most keys whose lease a store object keeps in mind. */
 const LEASE_HINTS = 4096;
-const PLACEHOLDER = /\{0\}|\{host\}/g;
-const HAS_PLACEHOLDER = /\{0\}|\{host\}/;
 
 /**
  * Opens an etcd store for a folder template. Opening does not connect; the
@@ -156,38 +155,6 @@ interface _TxnResponse {
     response_range?: _RangeResponse;
     response_delete_range?: { deleted?: string; prev_kvs?: _KeyValue[] };
   }[];
-}
-
-interface _ParsedTemplate {
-  endpoint: string;
-  path: string;
-}
-
-function _parseTemplate(template: string): _ParsedTemplate {
-  const match = /^etcd:\/\/([^/]+)(\/.*)?$/i.exec(template);
-  if (!match) {
-    throw new InputError(
-      `Invalid etcd store template "${template}": expected etcd://host[:port]/prefix/{0}`,
-    );
-  }
-  const authority = match[1]!;
-  const path = (match[2] ?? "").replace(/\/+$/, "");
-  if (HAS_PLACEHOLDER.test(authority)) {
-    throw new InputError(
-      `Invalid etcd store template "${template}": the host placeholder belongs in the path`,
-    );
-  }
-  if (!HAS_PLACEHOLDER.test(path)) {
-    throw new InputError(
-      `Invalid etcd store template "${template}": no {0} or {host} placeholder in the path`,
-    );
-  }
-  if (/[?#]/.test(path)) {
-    throw new InputError(
-      `Invalid etcd store template "${template}": no query or fragment allowed`,
-    );
-  }
-  return { endpoint: _parseEndpoint(authority, template), path };
 }
 
 function _parseEndpoint(text: string, context: string): string {
@@ -419,10 +386,11 @@ class _EtcdStore implements LockStore {
   #closed = false;
 
   constructor(template: string, options: EtcdStoreOptions) {
-    const parsed = _parseTemplate(template);
-    this.#template = template;
+    const parsed = parseEtcdTemplate(template);
+    this.#template = template.replace(/\/+$/, "");
     this.#path = parsed.path;
-    const endpoints = [parsed.endpoint];
+    const server = parsed.server.includes(":") ? `[${parsed.server}]` : parsed.server;
+    const endpoints = [`http://${server}:${parsed.port ?? DEFAULT_PORT}`];
     for (const extra of options.endpoints ?? []) {
       const endpoint = _parseEndpoint(extra, "endpoints");
       if (!endpoints.includes(endpoint)) endpoints.push(endpoint);
@@ -452,12 +420,12 @@ class _EtcdStore implements LockStore {
   }
 
   describe(host: string): string {
-    return this.#template.replace(/\/+$/, "").replace(PLACEHOLDER, host);
+    return fillHost(this.#template, host);
   }
 
   /** `/resource-locks/dc01` */
   #prefix(host: string): string {
-    return this.#path.replace(PLACEHOLDER, host);
+    return fillHost(this.#path, host);
   }
 
   #entryKey(host: string, name: string): string {

@@ -28,6 +28,7 @@ import { joinPath as join, parentPath as dirname } from "../path.ts";
 import { StoreError } from "../errors.ts";
 import { seam } from "../_seam.ts";
 import type { LockStore, StoreEntry } from "../store.ts";
+import { fillHost, parseFolderTemplate } from "./_template.ts";
 
 /** Options for {@linkcode openFsStore}. */
 export interface FsStoreOptions {
@@ -75,9 +76,10 @@ function pause(point: string, host: string, name: string): Promise<void> | undef
 /**
  * Opens the local-folder store for a folder template.
  *
- * @param template folder template with `{0}` or `{host}` for the host
+ * @param template absolute folder template with `{0}` or `{host}` for the host
  * @param options history folder name, root creation
  * @returns the store
+ * @throws {InputError} when the template is not an absolute folder with a host placeholder
  *
  * @example A store in a temporary folder
  * ```ts
@@ -96,7 +98,8 @@ export function openFsStore(
   template: string,
   options: FsStoreOptions,
 ): LockStore {
-  const folder = (host: string) => template.replaceAll("{0}", host).replaceAll("{host}", host);
+  const { folder: hostFolder } = parseFolderTemplate(template);
+  const folder = (host: string) => fillHost(hostFolder, host);
   const history = (host: string) => join(folder(host), options.historyFolderName);
   const temporary = (dir: string) => join(dir, `${PRIVATE_PREFIX}-${crypto.randomUUID()}.tmp`);
   const ensured = new Set<string>();
@@ -423,8 +426,9 @@ export function openFsStore(
         await Deno.remove(written.path).catch(() => {});
       }
     },
-    list: (host) => listFiles(folder(host), true),
-    read: (host, name) => readEntry(join(folder(host), name)),
+    // async: a refused host name rejects, as every other failure does
+    list: async (host) => await listFiles(folder(host), true),
+    read: async (host, name) => await readEntry(join(folder(host), name)),
     replace: (host, name, version, data) =>
       guarded(host, async () => {
         const path = join(folder(host), name);

@@ -63,6 +63,7 @@ import { Buffer } from "node:buffer";
 import { InputError, StoreError } from "../../errors.ts";
 import { seam } from "../../_seam.ts";
 import type { CreateOptions, LockStore, StoreEntry } from "../../store.ts";
+import { fillHost, parseSmbTemplate } from "../_template.ts";
 import {
   type Reply,
   type Request,
@@ -166,69 +167,14 @@ interface SmbTarget {
   folder: string[];
 }
 
-const PLACEHOLDER = /\{0\}|\{host\}/g;
-const HAS_PLACEHOLDER = /\{0\}|\{host\}/;
-
-/** The template for messages, without any user info someone put in it. */
-function shown(template: string): string {
-  return template.replace(/^(smb:\/\/)[^/\\]*@/i, "$1***@");
-}
-
+/** The template's parts (the shared parser, `../_template.ts`), the port defaulted. */
 function parseTemplate(template: string, defaultPort: number): SmbTemplate {
-  let rest: string;
-  let separator: RegExp;
-  if (/^smb:\/\//i.test(template)) {
-    rest = template.slice("smb://".length);
-    separator = /[\\/]/;
-  } else if (template.startsWith("\\\\") || template.startsWith("//")) {
-    rest = template.slice(2);
-    separator = /[\\/]/;
-  } else {
-    throw new InputError(
-      `Bad SMB template "${
-        shown(template)
-      }": expected smb://server/share/... or \\\\server\\share\\...`,
-    );
-  }
-  if (!HAS_PLACEHOLDER.test(template)) {
-    throw new InputError(
-      `Bad SMB template "${shown(template)}": no {0} or {host} placeholder`,
-    );
-  }
-  const [authority = "", share = "", ...folder] = rest.split(separator);
-  if (authority.includes("@")) {
-    throw new InputError(
-      `Bad SMB template "${
-        shown(template)
-      }": put credentials in the config or RESOURCE_LOCKER_SMB_USERNAME/_PASSWORD, not in the template`,
-    );
-  }
-  let server = authority;
-  let port: number | undefined;
-  const withPort = /^(\[[^\]]+\]|[^:]+):(\d+)$/.exec(authority);
-  if (withPort) {
-    server = withPort[1]!;
-    port = Number(withPort[2]);
-    if (!Number.isInteger(port) || port < 1 || port > 65535) {
-      throw new InputError(`Bad SMB template "${shown(template)}": bad port`);
-    }
-  }
-  server = server.replace(/^\[(.*)\]$/, "$1");
-  if (server === "") {
-    throw new InputError(`Bad SMB template "${shown(template)}": no server`);
-  }
-  if (share === "") {
-    throw new InputError(`Bad SMB template "${shown(template)}": no share`);
-  }
-  const segments = folder.filter((segment) => segment !== "");
-  if (segments.some((segment) => segment === "." || segment === "..")) {
-    throw new InputError(`Bad SMB template "${shown(template)}": "." or ".." in path`);
-  }
-  return { server, port: port ?? defaultPort, share, folder: segments };
+  const { server, port, share, folder } = parseSmbTemplate(template);
+  return { server, port: port ?? defaultPort, share, folder };
 }
 
 function fill(part: string, host: string): string {
-  return part.replace(PLACEHOLDER, host);
+  return fillHost(part, host);
 }
 
 // --- versions and compare-and-act ---------------------------------------------
