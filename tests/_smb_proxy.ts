@@ -17,7 +17,13 @@
 import { sleep } from "./_helpers.ts";
 
 /** What the forwarder does with a request. */
-export type FrameAction = "pass" | "cut" | "freeze";
+/**
+ * What the forwarder does with a request: pass it; cut the connection;
+ * freeze the connection (nothing more either way); or pass it and hold
+ * every answer of the connection from then on (`hold-answers`: the server
+ * acts, the client hears nothing).
+ */
+export type FrameAction = "pass" | "cut" | "freeze" | "hold-answers";
 
 /** One SMB2 request from the client, as far as the rules need it. */
 export interface SmbRequestInfo {
@@ -169,6 +175,8 @@ export function startSmbProxy(targetPort: number, options: SmbProxyOptions = {})
     server: Deno.Conn;
     share: string | undefined;
     frozen: boolean;
+    /** Answers of this connection are held (`hold-answers`). */
+    answersHeld: boolean;
     /** Requests by MessageId, for the answers. */
     requests: Map<bigint, SmbRequestInfo>;
   }
@@ -230,6 +238,11 @@ export function startSmbProxy(targetPort: number, options: SmbProxyOptions = {})
     while ((frozen || pair.frozen) && pairs.has(pair)) await thawed.promise;
   }
 
+  async function holdAnswers(pair: Pair): Promise<void> {
+    while (pair.answersHeld && pairs.has(pair)) await thawed.promise;
+    await hold(pair);
+  }
+
   /** Server to client: bytes as they come, or whole frames when answers are judged. */
   async function pumpBack(pair: Pair): Promise<void> {
     const buffer = new Uint8Array(64 * 1024);
@@ -239,7 +252,7 @@ export function startSmbProxy(targetPort: number, options: SmbProxyOptions = {})
       for (;;) {
         const n = await pair.server.read(buffer);
         if (n === null) break;
-        await hold(pair);
+        await holdAnswers(pair);
         if (judge === undefined) {
           await forward(pair.client, buffer.subarray(0, n));
           continue;
@@ -293,6 +306,7 @@ export function startSmbProxy(targetPort: number, options: SmbProxyOptions = {})
           await hold(pair);
           if (!pairs.has(pair)) return;
           await forward(pair.server, frame);
+          if (action === "hold-answers") pair.answersHeld = true;
         }
       }
     } catch {
@@ -325,6 +339,7 @@ export function startSmbProxy(targetPort: number, options: SmbProxyOptions = {})
         server,
         share: undefined,
         frozen: false,
+        answersHeld: false,
         requests: new Map(),
       };
       pairs.add(pair);
@@ -346,7 +361,10 @@ export function startSmbProxy(targetPort: number, options: SmbProxyOptions = {})
     },
     thaw() {
       frozen = false;
-      for (const pair of pairs) pair.frozen = false;
+      for (const pair of pairs) {
+        pair.frozen = false;
+        pair.answersHeld = false;
+      }
       thawed.resolve();
       thawed = Promise.withResolvers();
     },
