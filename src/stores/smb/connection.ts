@@ -19,7 +19,6 @@ import {
   encodeCompound,
   frame,
   frameLength,
-  HEADER_SIZE,
   HeaderFlag,
   isTransform,
   readHeader,
@@ -253,11 +252,6 @@ export class SmbConnection {
     return this.#failure === undefined;
   }
 
-  /** How answers are checked now: undefined before the session is set up. */
-  get protection(): Protection | undefined {
-    return this.#protection;
-  }
-
   /**
    * From now on every request is signed or sealed and every answer must be
    * signed or sealed as `protection` says (none with `undefined`). Set once
@@ -284,11 +278,6 @@ export class SmbConnection {
       undefined,
       { cause: error, closedByServer: code === "ECONNRESET" || code === "EPIPE" },
     );
-  }
-
-  /** Ends the connection with `failure`: every waiting send is rejected with it. */
-  fail(failure: SmbFailure): void {
-    this.#fail(failure);
   }
 
   #fail(failure: SmbFailure): void {
@@ -532,6 +521,3 @@ export class SmbConnection {
     this.#socket.destroy();
   }
 }
-
-/** The size of the SMB2 header, for callers that read bodies. */
-export { HEADER_SIZE };

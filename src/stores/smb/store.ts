@@ -135,13 +135,13 @@ export interface SmbStoreOptions {
    * when the server requires it (not offered in the config).
    * @default "auto"
    */
-  signing?: SigningSetting | "off";
+  signing?: "auto" | "required" | "off";
   /**
    * `auto`: encrypt when the server requires it for the session or the
    * share; `required`: always (SMB 3 with a cipher, else an error).
    * @default "auto"
    */
-  encrypt?: EncryptSetting;
+  encrypt?: "auto" | "required";
 }
 
 const DEFAULT_PORT = 445;
