@@ -155,10 +155,44 @@ export function authenticateMessage(
   }
   const ntProof = message.subarray(ntOffset, ntOffset + 16);
   // The same user and domain the client's NTLMv2 hash used.
-  const target = domain ?? type2.targetName;
-  const ntlmV2Hash = createHmac("md5", hash.createNTLMHash(credentials.password))
-    .update(Buffer.from(credentials.username.toUpperCase() + target, "ucs2"))
+  const sessionKey = sessionBaseKey(
+    credentials.password,
+    credentials.username,
+    domain ?? type2.targetName,
+    ntProof,
+  );
+  return { message: new Uint8Array(message), sessionKey };
+}
+
+/**
+ * NTLMv2's SessionBaseKey (MS-NLMP 3.3.2): HMAC-MD5 of the NTProofStr keyed
+ * with NTOWFv2, itself HMAC-MD5 of the upper-cased user name and the domain
+ * (UTF-16LE) keyed with the NT hash (MD4 of the UTF-16LE password). Without
+ * key exchange it is the session key.
+ *
+ * @param password the password
+ * @param username the user name as sent
+ * @param domain the domain the response was computed for
+ * @param ntProofStr the first 16 bytes of the NTLMv2 response
+ * @returns the 16-byte key
+ *
+ * @example MS-NLMP 4.2.4 (NTLMv2 authentication)
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { sessionBaseKey } from "./ntlm.ts";
+ * const hex = (s: string) => Uint8Array.from(s.match(/../g)!, (b) => parseInt(b, 16));
+ * const key = sessionBaseKey("Password", "User", "Domain", hex("68cd0ab851e51c96aabc927bebef6a1c"));
+ * assert.deepEqual(key, hex("8de40ccadbc14a82f15cb0ad0de95ca3"));
+ * ```
+ */
+export function sessionBaseKey(
+  password: string,
+  username: string,
+  domain: string,
+  ntProofStr: Uint8Array,
+): Uint8Array {
+  const ntowfV2 = createHmac("md5", hash.createNTLMHash(password))
+    .update(Buffer.from(username.toUpperCase() + domain, "ucs2"))
     .digest();
-  const sessionKey = createHmac("md5", ntlmV2Hash).update(ntProof).digest();
-  return { message: new Uint8Array(message), sessionKey: new Uint8Array(sessionKey) };
+  return new Uint8Array(createHmac("md5", ntowfV2).update(ntProofStr).digest());
 }
