@@ -43,8 +43,15 @@ interface Case {
   dialect: string;
   /** smbstatus's signing algorithm of the tree connect, "-" when none. */
   signing: string;
-  /** smbstatus's cipher of the tree connect, "-" when none. */
+  /** smbstatus's cipher of the session and the tree connect, "-" when none. */
   encryption: string;
+  /** The tree connect's cipher where smbstatus 4.17 names it otherwise (AES-256: "???"). */
+  tconEncryption?: string;
+  /**
+   * Only the algorithm is new here: no second process (the command line's
+   * contention is the same on every algorithm). @default false
+   */
+  light?: boolean;
 }
 
 const CASES: Case[] = [
@@ -107,6 +114,50 @@ const CASES: Case[] = [
     signing: "AES-128-GMAC",
     encryption: "AES-128-GCM",
   },
+  // The other ciphers and signing algorithms of 3.1.1, each the only one
+  // the server allows.
+  {
+    name: "3.1.1 with AES-256-GCM only",
+    global: ["server smb encrypt = required", "server smb3 encryption algorithms = aes-256-gcm"],
+    dialect: "SMB3_11",
+    signing: "AES-128-GMAC",
+    encryption: "AES-256-GCM",
+    tconEncryption: "???",
+    light: true,
+  },
+  {
+    name: "3.1.1 with AES-128-CCM only",
+    global: ["server smb encrypt = required", "server smb3 encryption algorithms = aes-128-ccm"],
+    dialect: "SMB3_11",
+    signing: "AES-128-GMAC",
+    encryption: "AES-128-CCM",
+    light: true,
+  },
+  {
+    name: "3.1.1 with AES-256-CCM only",
+    global: ["server smb encrypt = required", "server smb3 encryption algorithms = aes-256-ccm"],
+    dialect: "SMB3_11",
+    signing: "AES-128-GMAC",
+    encryption: "AES-256-CCM",
+    tconEncryption: "???",
+    light: true,
+  },
+  {
+    name: "3.1.1 signing with AES-CMAC only",
+    global: ["server smb3 signing algorithms = aes-128-cmac"],
+    dialect: "SMB3_11",
+    signing: "AES-128-CMAC",
+    encryption: "-",
+    light: true,
+  },
+  {
+    name: "3.1.1 signing with HMAC-SHA256 only",
+    global: ["server smb3 signing algorithms = hmac-sha-256"],
+    dialect: "SMB3_11",
+    signing: "HMAC-SHA256",
+    encryption: "-",
+    light: true,
+  },
 ];
 
 function startCaseSmbd(global: string[], share: string[] = []): Promise<Smbd> {
@@ -141,7 +192,9 @@ function describeStatus(status: SmbdStatus): string {
 
 for (const c of CASES) {
   smbdTest(
-    `SMB security matrix: ${c.name}: lock, contention from another session, release; smbstatus shows ${c.dialect}, signing ${c.signing}, encryption ${c.encryption}`,
+    `SMB security matrix: ${c.name}: ${
+      c.light ? "lock and release" : "lock, contention from another session, release"
+    }; smbstatus shows ${c.dialect}, signing ${c.signing}, encryption ${c.encryption}`,
     async () => {
       await using smbd = await startCaseSmbd(c.global, c.share);
       const config = await configFile(c.smb);
@@ -169,13 +222,18 @@ for (const c of CASES) {
         for (const tcon of tcons) {
           assertEquals(tcon.signing.cipher, c.signing, shown);
           assertEquals(tcon.signing.degree, "full", `every request signed: ${shown}`);
-          assertEquals(tcon.encryption.cipher, c.encryption, shown);
+          assertEquals(tcon.encryption.cipher, c.tconEncryption ?? c.encryption, shown);
           if (c.encryption !== "-") {
             assertEquals(tcon.encryption.degree, "full", `every request sealed: ${shown}`);
           }
         }
         assertEquals(await filesOn(smbd, HOST), ["Host.lock"]);
 
+        if (c.light) {
+          await lock.release();
+          assertEquals(await filesOn(smbd, HOST), []);
+          return;
+        }
         // Another process, another SMB session: the host is taken.
         const busy = await runCli(["lock", HOST, "--retries", "1", "--config", config], {
           store,
