@@ -81,6 +81,11 @@ export default defineConfig({
   //   port: 445,
   //   Time-out of connecting and of every request.
   //   timeout: "15s",
+  //   "auto": every message signed whenever the server supports it (SMB 2.0.2-3.1.1 all do),
+  //   every answer's signature checked; "required": also refuse a session that cannot be signed.
+  //   signing: "auto",
+  //   "auto": encrypted when the server or the share requires it (SMB 3); "required": always.
+  //   encrypt: "auto",
   // },
 
   // The etcd store.

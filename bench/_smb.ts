@@ -1,7 +1,8 @@
 /**
  * SMB sections of the benchmark, against a private Samba smbd on loopback
  * (`tests/_smbd.ts`): the SMB store's overhead over the same SMB operations
- * done directly, fan-out to 1, 8 and 64 hosts, and `status` at scale.
+ * done directly, what signing and encryption cost, fan-out to 1, 8 and 64
+ * hosts, and `status` at scale.
  *
  * Layout: one share with a folder per host, `smb://127.0.0.1:<port>/locks/{0}`.
  * smbd serves it all from one process over one connection per store, where a
@@ -21,8 +22,11 @@
  */
 
 import { closeStores, lockResource } from "../mod.ts";
-import { mapLimit } from "../src/locker.ts";
+import { SYSTEM_CLOCK } from "../src/clock.ts";
+import { FileNames } from "../src/lock_ref.ts";
+import { Locker, mapLimit } from "../src/locker.ts";
 import type { LockStore } from "../src/store.ts";
+import type { SmbStoreOptions } from "../src/stores/smb.ts";
 import { smbdMissing, startSmbd } from "../tests/_smbd.ts";
 import { startSmbProxy } from "../tests/_smb_proxy.ts";
 import { compare, type Figure, figure } from "./_measure.ts";
@@ -71,14 +75,48 @@ function templateFor(port: number): string {
 }
 
 /** The SMB store itself, for the baselines (loaded as the library loads it). */
-async function openDirect(template: string): Promise<LockStore> {
+async function openDirect(
+  template: string,
+  security: Pick<SmbStoreOptions, "signing" | "encrypt"> = {},
+): Promise<LockStore> {
   const { openSmbStore } = await import("../src/stores/smb.ts");
   return openSmbStore(template, {
     username: USER.name,
     password: USER.password,
     historyFolderName: "History",
     timeoutMs: 10_000,
+    ...security,
   });
+}
+
+/**
+ * A Host lock and its release through the locking rules (`Locker`, as
+ * `lockResource` uses them) on `store`: what `lockResource` + `release()`
+ * do, less resolving the settings, on a store whose signing and
+ * encryption the benchmark chooses (`smb.signing` offers no "off").
+ */
+function lockerCycle(store: LockStore, host: string): () => Promise<void> {
+  const locker = new Locker({
+    store,
+    names: new FileNames("{0}.lock"),
+    clock: SYSTEM_CLOCK,
+    skewMs: 30_000,
+    holder: { host: "bench-host", pid: Deno.pid },
+  });
+  return async () => {
+    const locks = await locker.acquire({
+      hosts: [host],
+      type: "Host",
+      sessionId: crypto.randomUUID(),
+      caller: "bench",
+      retryDelayMs: 100,
+      attempts: 1,
+      drain: true,
+      drainTimeoutMs: 10_000,
+    });
+    const failed = (await locker.releaseAll(locks)).find((r) => r.status === "rejected");
+    if (failed) throw (failed as PromiseRejectedResult).reason;
+  };
 }
 
 /** Lock file content of the size the engine writes. */
@@ -132,6 +170,7 @@ export async function smbSections(context: SectionContext): Promise<Figure[]> {
     fanOut: context.wants("smb-fanout"),
     fanOutDelayed: context.wants(`smb-${DELAY_MS}ms-fanout`),
     status: context.wants(`smb-status-${statusHosts}`),
+    security: context.wants("smb-security"),
   };
   if (!Object.values(wanted).some(Boolean)) return [];
   const missing = smbdMissing();
@@ -147,6 +186,7 @@ export async function smbSections(context: SectionContext): Promise<Figure[]> {
   const figures: Figure[] = [];
   try {
     if (wanted.overhead) figures.push(await overhead(context, smbd.port, config, direct));
+    if (wanted.security) figures.push(...await security(context, template));
     if (wanted.fanOut) {
       const loopback = await context.fanOut("smb", template, context.runs, { config });
       for (const f of loopback) {
@@ -250,6 +290,95 @@ async function overhead(
     baselineRoundTrips: trips.baseline,
   };
   return f;
+}
+
+/**
+ * What signing and encryption cost: a Host lock + release on the same smbd
+ * through stores that differ only in them, each interleaved with the
+ * unsigned one on the same dialect. SMB 3.1.1 against the defaults (its
+ * TREE_CONNECT is signed even so, as the protocol demands); SMB 3.0 (the
+ * AES-128-CCM cipher) against a second smbd that speaks nothing newer.
+ */
+async function security(context: SectionContext, template: string): Promise<Figure[]> {
+  const runs = context.runs * 3;
+  const method = `in-process Locker Host lock + release (create, list, read, read, archive) ` +
+    `against smbd on loopback, one connection each, ${runs} interleaved runs each after ` +
+    "3 warm-ups, median";
+  const figures: Figure[] = [];
+  const measure = async (
+    server: string,
+    variants: {
+      id: string;
+      subject: string;
+      baseline: string;
+      security: Pick<SmbStoreOptions, "signing" | "encrypt">;
+    }[],
+  ) => {
+    const unsigned = await openDirect(server, { signing: "off" });
+    try {
+      for (const variant of variants) {
+        const store = await openDirect(server, variant.security);
+        try {
+          const result = await compare(
+            lockerCycle(store, `${variant.id}-subject`),
+            lockerCycle(unsigned, `${variant.id}-baseline`),
+            runs,
+          );
+          const f = figure({
+            id: variant.id,
+            subject: variant.subject,
+            baseline: variant.baseline,
+            unit: "ms",
+            method,
+          }, result);
+          f.extra = { costMs: result.subject.median - result.baseline.median };
+          figures.push(f);
+        } finally {
+          await store.close();
+        }
+      }
+    } finally {
+      await unsigned.close();
+    }
+  };
+  await measure(template, [
+    {
+      id: "smb-security-signed",
+      subject: "Host lock + release, SMB 3.1.1 signed (AES-128-GMAC, the default)",
+      baseline: "the same, SMB 3.1.1 unsigned",
+      security: {},
+    },
+    {
+      id: "smb-security-gcm",
+      subject: "Host lock + release, SMB 3.1.1 encrypted (AES-128-GCM)",
+      baseline: "the same, SMB 3.1.1 unsigned",
+      security: { encrypt: "required" },
+    },
+  ]);
+  const smb30 = await startSmbd({
+    shares: [SHARE],
+    users: [USER],
+    extraGlobal: ["server min protocol = SMB3_00", "server max protocol = SMB3_00"],
+  });
+  try {
+    await measure(templateFor(smb30.port), [
+      {
+        id: "smb-security-cmac",
+        subject: "Host lock + release, SMB 3.0 signed (AES-128-CMAC)",
+        baseline: "the same, SMB 3.0 unsigned",
+        security: {},
+      },
+      {
+        id: "smb-security-ccm",
+        subject: "Host lock + release, SMB 3.0 encrypted (AES-128-CCM)",
+        baseline: "the same, SMB 3.0 unsigned",
+        security: { encrypt: "required" },
+      },
+    ]);
+  } finally {
+    await smb30.close();
+  }
+  return figures;
 }
 
 /** SMB requests (frames) one warm cycle of each side sends, counted at a forwarding proxy. */

@@ -83,6 +83,14 @@ export interface ResourceLockerConfig {
     port?: number;
     /** Timeout of connecting and of every request. @default "15s" */
     timeout?: number | string;
+    /**
+     * `auto`: sign every message whenever the server supports it and check
+     * every answer's signature; `required`: refuse a session that cannot be
+     * signed. @default "auto"
+     */
+    signing?: "auto" | "required";
+    /** `auto`: encrypt when the server or share requires it; `required`: always. @default "auto" */
+    encrypt?: "auto" | "required";
   };
   /** etcd store settings. */
   etcd?: {
@@ -134,7 +142,7 @@ export const CONFIG_DEFAULTS = {
   runTtl: "60s",
   clockSkew: "30s",
   concurrency: 64,
-  smb: { timeout: "15s" },
+  smb: { timeout: "15s", signing: "auto", encrypt: "auto" },
   etcd: { historyLimit: 1000, timeout: "5s" },
 } as const;
 
@@ -199,6 +207,8 @@ export interface ResolvedConfig {
     domain?: string;
     port?: number;
     timeoutMs: number;
+    signing: "auto" | "required";
+    encrypt: "auto" | "required";
   };
   /** etcd settings. */
   etcd: {
@@ -343,6 +353,8 @@ const SUB_KEYS: Readonly<
       (v) => Number.isInteger(v) && (v as number) > 0 && (v as number) < 65536,
     ]],
     ["timeout", ['seconds or a duration like "15s"', isDuration]],
+    ["signing", ['"auto" or "required"', (v) => v === "auto" || v === "required"]],
+    ["encrypt", ['"auto" or "required"', (v) => v === "auto" || v === "required"]],
   ]),
   etcd: new Map([
     ["endpoints", [
@@ -744,6 +756,8 @@ export async function resolveConfig(
       ...c.smb?.domain !== undefined ? { domain: c.smb.domain } : {},
       ...c.smb?.port !== undefined ? { port: c.smb.port } : {},
       timeoutMs: parseDuration(c.smb?.timeout ?? d.smb.timeout, "smb.timeout"),
+      signing: c.smb?.signing ?? d.smb.signing,
+      encrypt: c.smb?.encrypt ?? d.smb.encrypt,
     },
     etcd: {
       endpoints: c.etcd?.endpoints ?? [],

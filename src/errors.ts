@@ -204,8 +204,11 @@ export class LockNotOwnedError extends ResourceLockerError {
  * ```ts
  * import assert from "node:assert/strict";
  * import { StoreError } from "@resource-locker/resource-locker";
- * const error = new StoreError("smb://fs01/locks", 'Cannot connect to "fs01": connection refused');
+ * const error = new StoreError("smb://fs01/locks", 'Cannot connect to "fs01": connection refused', {
+ *   unchanged: true,
+ * });
  * assert.ok(error.code === "STORE_UNREACHABLE" && error.location === "smb://fs01/locks");
+ * assert.ok(error.unchanged);
  * ```
  */
 export class StoreError extends ResourceLockerError {

@@ -30,7 +30,7 @@ const SETTINGS = {
     "clockSkew",
     "concurrency",
   ],
-  smb: ["username", "password", "domain", "port", "timeout"],
+  smb: ["username", "password", "domain", "port", "timeout", "signing", "encrypt"],
   etcd: ["endpoints", "historyLimit", "timeout", "ca", "cert", "key", "username", "password"],
 } as const;
 
@@ -126,6 +126,8 @@ Deno.test("config.example.ts: the settings shown with a value, uncommented, give
     "concurrency",
     "smb.port",
     "smb.timeout",
+    "smb.signing",
+    "smb.encrypt",
     "etcd.endpoints",
     "etcd.historyLimit",
     "etcd.timeout",

@@ -68,6 +68,7 @@ Deno.test(
       assertEquals(config.lockTimeoutMs, 250);
       assertEquals(config.folderPathTemplate, "/from-file/{0}");
       assertEquals(config.defaultStore, false);
+      assertEquals([config.smb.signing, config.smb.encrypt], ["auto", "auto"], "SMB defaults");
       Deno.env.set("RESOURCE_LOCKER_STORE", "/from-env/{0}");
       Deno.env.set("RESOURCE_LOCKER_SMB_USERNAME", "env-user");
       config = await resolveConfig({}, file);
@@ -93,6 +94,8 @@ Deno.test("validateConfig() names the setting at fault", () => {
     [{ drain: "yes" }, '"drain"'],
     [{ lockTimeOut: 5 }, 'unknown setting "lockTimeOut"'],
     [{ smb: { port: 70000 } }, '"smb.port"'],
+    [{ smb: { signing: "off" } }, '"smb.signing"'],
+    [{ smb: { encrypt: true } }, '"smb.encrypt"'],
     [{ etcd: { endpoints: "x" } }, '"etcd.endpoints"'],
     [{ etcd: { ca: 1 } }, '"etcd.ca" must be a file path'],
     [{ etcd: { cert: "" } }, '"etcd.cert" must be a file path'],

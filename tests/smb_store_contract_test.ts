@@ -14,7 +14,7 @@ import { StoreError } from "../src/errors.ts";
 import type { LockStore } from "../src/store.ts";
 import { assertEquals, assertOk, assertRejects, assertStringIncludes } from "./_assert.ts";
 import { fileNames, sleep, waitFor } from "./_helpers.ts";
-import { heldOpen, openTestSmbStore, pauseAt, SMB_USER } from "./_smb_helpers.ts";
+import { heldOpen, openTestSmbStore, pauseAt, SMB_USER, writeUnderSmbd } from "./_smb_helpers.ts";
 import { startSmbProxy } from "./_smb_proxy.ts";
 import { fileSmbd, smbdGate } from "./_smbd.ts";
 import { registerStoreContract } from "./_store_contract.ts";
@@ -40,7 +40,7 @@ registerStoreContract("SMB", async () => {
     async plant(host, name, data) {
       // written on the server's disk, as another SMB client or a process on the server would
       await Deno.mkdir(`${smbd!.dir("contract")}/${host}`, { recursive: true });
-      await Deno.writeFile(`${smbd!.dir("contract")}/${host}/${name}`, data);
+      await writeUnderSmbd(`${smbd!.dir("contract")}/${host}/${name}`, data);
     },
     // A temporary file a killed creator leaves. The SMB store takes no guard
     // file, and lists the local-folder store's `.resource-locker.guard` (which

@@ -18,7 +18,13 @@ import type { LockStore, StoreEntry } from "../src/store.ts";
 import type { SmbStoreOptions } from "../src/stores/smb.ts";
 import { assertEquals, assertOk, assertRejects, assertStringIncludes } from "./_assert.ts";
 import { eventually, fileNames, sleep, within } from "./_helpers.ts";
-import { heldOpen, openTestSmbStore, smbTemplate, startTestSmbd } from "./_smb_helpers.ts";
+import {
+  heldOpen,
+  openTestSmbStore,
+  smbTemplate,
+  startTestSmbd,
+  writeUnderSmbd,
+} from "./_smb_helpers.ts";
 import { type Smbd, smbdTest } from "./_smbd.ts";
 import { startSmbProxy } from "./_smb_proxy.ts";
 
@@ -162,11 +168,11 @@ smbdTest("SMB store against a real smbd", async (t) => {
       await t.step(
         "a file deleted and made again with the very same bytes is another version (its creation time)",
         async () => {
-          await Deno.writeTextFile(join(dir, "File-from-disk.lock"), "written again");
+          await writeUnderSmbd(join(dir, "File-from-disk.lock"), "written again");
           const same = await entry(store, "dc01", "File-from-disk.lock");
           await Deno.remove(join(dir, "File-from-disk.lock"));
           await sleep(25); // past a tick of the file system's clock (4 ms at HZ=250)
-          await Deno.writeTextFile(join(dir, "File-from-disk.lock"), "written again");
+          await writeUnderSmbd(join(dir, "File-from-disk.lock"), "written again");
           const again = await entry(store, "dc01", "File-from-disk.lock");
           assertEquals(text(again.data), "written again");
           assertOk(again.version !== same.version, "a new incarnation is a new version");
@@ -411,7 +417,7 @@ smbdTest("SMB store against a real smbd", async (t) => {
   });
 
   await t.step("a missing share and a read-only share are StoreErrors naming them", async () => {
-    await Deno.writeTextFile(join(smbd.dir("ro01"), "Host.lock"), "held");
+    await writeUnderSmbd(join(smbd.dir("ro01"), "Host.lock"), "held");
     const store = await openSmb(shareTemplate(smbd));
     try {
       const missing = await assertRejects(() => store.list("nosuchhost"), StoreError);
@@ -579,15 +585,15 @@ Deno.test("SMB store: a server that never answers times out while connecting", a
   }
 });
 
-Deno.test("SMB store: an answer smb2 cannot parse is a StoreError, not an uncaught exception", async () => {
+Deno.test("SMB store: an answer the client cannot read is a StoreError, not an uncaught exception", async () => {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const port = (listener.addr as Deno.NetAddr).port;
   const conns: Deno.Conn[] = [];
   const serving = (async () => {
     for await (const conn of listener) {
       conns.push(conn);
-      // A well-framed SMB2 header with a command smb2 does not know: its
-      // parser throws from inside the socket's data handler.
+      // A well-framed SMB2 answer to another command than the one asked:
+      // reading it throws from inside the socket's data handler.
       const header = new Uint8Array(64);
       header.set([0xfe, 0x53, 0x4d, 0x42, 64, 0]);
       header[12] = 0x77;

@@ -5,8 +5,8 @@
  * without asking it for anything. The cause this guards: `deno task` caches
  * every npm package of the lockfile before it runs any task, so deno.json
  * sets `"lock": false` and each task passes `--lock=deno.lock` to the
- * command it runs. A control run of the SMB store shows the registry does
- * see requests, and that they follow the lockfile.
+ * command it runs. A control run of the SMB store (its NTLM package) shows
+ * the registry does see requests, and that they follow the lockfile.
  */
 
 import assert from "node:assert/strict";
@@ -91,7 +91,7 @@ Deno.test("deno task demo with an empty cache runs its lock cycle and asks no np
   assert.match(run.stdout, /Released hv01\/Host@/, run.context);
 });
 
-Deno.test("deno task cli on a local store asks no npm registry; on the SMB store it asks for the lockfile's packages", async () => {
+Deno.test("deno task cli on a local store asks no npm registry; on the SMB store it asks for the lockfile's package", async () => {
   const store = await Deno.makeTempDir({ prefix: "rl-task-store-" });
   try {
     const local = await runTask(["cli", "status", "dc01", "--store", `${store}/{0}`]);
@@ -101,18 +101,14 @@ Deno.test("deno task cli on a local store asks no npm registry; on the SMB store
     await Deno.remove(store, { recursive: true });
   }
 
-  // The control: the SMB store needs its npm packages, so the registry is asked
-  // (and answers nothing, so the command fails). The tarballs asked for are the
-  // versions deno.lock pins, asked before any package's metadata: the task's
-  // command used the lockfile (without it, Deno asks for "/ntlm" first).
+  // The control: the SMB store needs its NTLM package, so the registry is
+  // asked (and answers nothing, so the command fails). The tarball asked for
+  // is the version deno.lock pins, asked before the package's metadata: the
+  // task's command used the lockfile.
   const smb = await runTask(["cli", "status", "dc01", "--store", "smb://127.0.0.1:9/locks/{0}"]);
   assert.notEqual(smb.code, 0, smb.context);
-  assert.ok(smb.asked.includes("/@marsaud/smb2/-/smb2-0.18.0.tgz"), smb.context);
-  const tarball = smb.asked.indexOf("/ntlm/-/ntlm-0.1.3.tgz");
-  const metadata = smb.asked.indexOf("/ntlm");
+  const tarball = smb.asked.indexOf("/@ewsjs/ntlm-client/-/ntlm-client-3.0.1.tgz");
+  const metadata = smb.asked.indexOf("/@ewsjs/ntlm-client");
   assert.ok(tarball >= 0, smb.context);
-  assert.ok(
-    metadata === -1 || tarball < metadata,
-    `ntlm resolved without the lockfile\n${smb.context}`,
-  );
+  assert.ok(metadata === -1 || tarball < metadata, `resolved without the lockfile\n${smb.context}`);
 });

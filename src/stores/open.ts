@@ -66,6 +66,8 @@ export async function openStore(config: ResolvedConfig): Promise<LockStore> {
     return openSmbStore(template, {
       historyFolderName: config.historyFolderName,
       timeoutMs: config.smb.timeoutMs,
+      signing: config.smb.signing,
+      encrypt: config.smb.encrypt,
       ...config.smb.username !== undefined ? { username: config.smb.username } : {},
       ...config.smb.password !== undefined ? { password: config.smb.password } : {},
       ...config.smb.domain !== undefined ? { domain: config.smb.domain } : {},
