@@ -760,25 +760,36 @@ export async function localLockCalls(folder: string): Promise<void> {
 }
 
 /**
- * The file calls its release makes, done directly: the release's read,
- * then under the flock guard the check, the move into History and the
- * history entry's final content (a temporary file renamed over it).
+ * The file calls its release makes, done directly, call for call as the
+ * store makes them (checked with strace): the release's read (a look that
+ * does not follow links, open, read to the end), then the guard (the host
+ * folder and the guard looked at, the guard opened, looked at again and
+ * flocked), the same read again, the look at History, the move into
+ * History and the history entry's final content (a temporary file renamed
+ * over it).
  *
  * @param folder the host's folder (with its `History` folder)
  */
 export async function localReleaseCalls(folder: string): Promise<void> {
   const path = `${folder}/Host.lock`;
   const read = async () => {
-    const f = await Deno.open(path, { read: true });
+    await Deno.lstat(path);
+    const f = await Deno.open(path, { read: true, write: true });
     f.statSync();
-    const buffer = new Uint8Array(4096);
-    f.readSync(buffer);
+    const buffer = new Uint8Array(65536);
+    while (f.readSync(buffer)) { /* to the end */ }
     f.close();
   };
   await read();
-  const guard = await Deno.open(`${folder}/.guard`, { read: true, write: true, create: true });
+  const guardPath = `${folder}/.guard`;
+  await Deno.lstat(folder);
+  await Deno.lstat(guardPath).catch(() => undefined);
+  const guard = await Deno.open(guardPath, { read: true, write: true, create: true });
+  guard.statSync();
+  await Deno.lstat(guardPath);
   await guard.lock(true);
   await read();
+  await Deno.lstat(`${folder}/History`);
   const target = `${folder}/History/Host.lock-${crypto.randomUUID()}`;
   await Deno.rename(path, target);
   const final = `${folder}/History/.tmp-${crypto.randomUUID()}`;
@@ -803,7 +814,7 @@ export function localFloor(store: string): FanOutFloor {
   const folder = (host: string) => store.replace("{0}", host);
   return {
     describe: "the same file calls done directly (write, link, list; read, guard, read, " +
-      "rename, write)",
+      "rename, write; with the store's lstat checks)",
     async prepare(hosts) {
       for (const host of hosts) await Deno.mkdir(`${folder(host)}/History`, { recursive: true });
     },

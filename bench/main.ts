@@ -66,7 +66,7 @@ try {
       id: "local-overhead",
       subject: "lockResource(Host) + release, local store",
       baseline:
-        "the same file operations done directly (write, link, list, read, guard, read, rename, write)",
+        "the same file calls done directly (write, link, list; read, guard, read, rename, write; with the store's lstat checks)",
       target: 1.5,
       unit: "ms",
       method: `in-process, ${RUNS * 5} interleaved runs each after 3 warm-ups, median`,
