@@ -20,7 +20,8 @@ import { closeStores } from "../mod.ts";
 import { mapLimit } from "../src/locker.ts";
 import { etcdInstalled, startEtcd } from "../tests/_etcd.ts";
 import { canRun, CLI_PERMISSIONS, compareCommands, type Figure } from "./_measure.ts";
-import { quickCounts, type SectionContext, storeFloor } from "./_smb.ts";
+import { type SectionContext, storeFloor } from "./_smb.ts";
+import { fanOutCounts } from "./_handoff.ts";
 import { openEtcdStore } from "../src/stores/etcd.ts";
 
 const CLI = new URL("../cli.ts", import.meta.url).pathname;
@@ -71,7 +72,7 @@ export async function etcdSections(context: SectionContext): Promise<Figure[]> {
       const direct = openEtcdStore(store, { historyFolderName: "History" });
       try {
         const floor = storeFloor(direct);
-        const counts = quickCounts(context);
+        const counts = fanOutCounts(quick);
         for (const f of await context.fanOut("etcd", store, context.runs, { floor, counts })) {
           delete f.target;
           figures.push(f);

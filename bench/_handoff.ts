@@ -640,6 +640,17 @@ export interface FanOutOptions {
   counts?: readonly number[] | undefined;
 }
 
+/**
+ * Fan-out counts: 512 hosts only in full runs (with `--quick` a 512-host
+ * run and its floor, with their first-use folders, took most of its time).
+ *
+ * @param quick whether the run is `--quick`
+ * @returns 8 and 64 with `--quick`, else undefined (fanOut's default)
+ */
+export function fanOutCounts(quick: boolean): number[] | undefined {
+  return quick ? [8, 64] : undefined;
+}
+
 /** At most this many hosts at once, as the library's default `concurrency`. */
 const FLOOR_CONCURRENCY = 64;
 
@@ -679,10 +690,10 @@ export async function fanOut(
       await lock.release();
     };
   };
-  const one = await timeCycles(cycleOf(1), Math.max(3, Math.round(runs / 2)));
+  const one = await timeCycles(cycleOf(1), Math.floor(runs / 2));
   const result: Figure[] = [];
   for (const count of options.counts ?? [8, 64, 512]) {
-    const cycleRuns = count === 512 ? Math.max(1, Math.round(runs / 6)) : Math.round(runs / 2);
+    const cycleRuns = count === 512 ? Math.max(1, Math.round(runs / 6)) : Math.floor(runs / 2);
     const subject = cycleOf(count);
     let measured: { subject: ReturnType<typeof sample>; baseline: ReturnType<typeof sample> };
     if (floor) {

@@ -27,7 +27,7 @@ import type { LockStore } from "../src/store.ts";
 import { smbdMissing, startSmbd } from "../tests/_smbd.ts";
 import { startSmbProxy } from "../tests/_smb_proxy.ts";
 import { compare, type Figure, figure } from "./_measure.ts";
-import type { FanOutFloor, FanOutOptions } from "./_handoff.ts";
+import { fanOutCounts, type FanOutFloor, type FanOutOptions } from "./_handoff.ts";
 
 /** What a section gets from the benchmark runner. */
 export interface SectionContext {
@@ -140,17 +140,6 @@ export function storeFloor(store: LockStore): FanOutFloor {
 }
 
 /**
- * Fan-out counts on the stores behind a server: 512 hosts only in full
- * runs, where one such cycle takes a second or more.
- *
- * @param context the benchmark runner's settings
- * @returns 8 and 64 with `--quick`, else undefined (fanOut's default)
- */
-export function quickCounts(context: SectionContext): number[] | undefined {
-  return context.quick ? [8, 64] : undefined;
-}
-
-/**
  * SMB figures: store overhead, fan-out on loopback and over a simulated
  * network, status at scale. Starts and stops its own smbd.
  *
@@ -183,7 +172,7 @@ export async function smbSections(context: SectionContext): Promise<Figure[]> {
       const loopback = await context.fanOut("smb", template, context.runs, {
         config,
         floor: storeFloor(direct),
-        counts: quickCounts(context),
+        counts: fanOutCounts(context.quick),
       });
       for (const f of loopback) {
         f.method += "; smbd on loopback, one connection: no network latency, a round trip is " +
@@ -200,7 +189,7 @@ export async function smbSections(context: SectionContext): Promise<Figure[]> {
         delayed = await context.fanOut(`smb-${DELAY_MS}ms`, templateFor(proxy.port), context.runs, {
           config,
           floor: storeFloor(delayedDirect),
-          counts: quickCounts(context),
+          counts: fanOutCounts(context.quick),
         });
       } finally {
         await delayedDirect.close();

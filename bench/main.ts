@@ -23,6 +23,7 @@ import { smbSections } from "./_smb.ts";
 import { etcdSections } from "./_etcd.ts";
 import {
   fanOut,
+  fanOutCounts,
   handoffSections,
   localFloor,
   localLockCalls,
@@ -76,7 +77,12 @@ try {
   }
 
   if (wants("local-fanout")) {
-    figures.push(...await fanOut("local", store, RUNS, { floor: localFloor(store) }));
+    figures.push(
+      ...await fanOut("local", store, RUNS, {
+        floor: localFloor(store),
+        counts: fanOutCounts(quick),
+      }),
+    );
   }
 
   if (wants("local-status")) {
