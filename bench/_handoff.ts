@@ -426,11 +426,7 @@ async function waiterCpu(
     await sleep(windowMs);
     if (waiter.exited) throw new Error(`waiter CPU: a waiter ended early: ${waiter.stderr()}`);
     const after = await Promise.all([cpuOf(waiter.pid, tickMs), cpuOf(sleeper.pid, tickMs)]);
-    return {
-      ticksMs: after[0].ticksMs - before[0].ticksMs,
-      preciseMs: after[0].preciseMs - before[0].preciseMs,
-      sleepMs: after[1].ticksMs - before[1].ticksMs,
-    };
+    return { ticksMs: after[0] - before[0], sleepMs: after[1] - before[1] };
   };
   const [ours, etcdctl] = await Promise.all([
     Promise.all(waiters.map(({ waiter }) => measure(waiter, waiter.waiting))),
@@ -453,11 +449,9 @@ async function waiterCpu(
       method: `${perStore} waiting process(es) at once, all stores together, CPU from ` +
         `/proc/<pid>/stat utime+stime in clock ticks (${tickMs} ms each) from its first ` +
         `"Waiting for" line to ${seconds} s later, median; no ratio or target: the baseline ` +
-        "is 0; read the absolute CPU (extra: cpuSeconds; preciseCpuSeconds from " +
-        "/proc/<pid>/task/*/schedstat, nanoseconds)",
+        "is 0; read the absolute CPU (extra: cpuSeconds)",
       extra: {
         cpuSeconds: cpu.median / 1000,
-        preciseCpuSeconds: sample(mine.map((m) => m.preciseMs)).median / 1000,
         sleepCpuSeconds: idle.median / 1000,
         ...etcdctl ? { etcdctlWaiterCpuSeconds: etcdctl.ticksMs / 1000 } : {},
         windowSeconds: seconds,
@@ -475,23 +469,15 @@ async function clockTicks(): Promise<number> {
 }
 
 /**
- * CPU a process used so far: utime + stime from /proc/<pid>/stat in ms
- * (clock-tick resolution), and the sum of its threads' run times from
- * /proc/<pid>/task/<tid>/schedstat (nanoseconds; threads that ended are
- * missing from it).
+ * CPU a process used so far, in ms: utime + stime from /proc/<pid>/stat
+ * (clock-tick resolution; threads that ended still count, unlike the
+ * per-thread schedstat).
  */
-async function cpuOf(pid: number, tickMs: number): Promise<{ ticksMs: number; preciseMs: number }> {
+async function cpuOf(pid: number, tickMs: number): Promise<number> {
   const stat = await Deno.readTextFile(`/proc/${pid}/stat`);
   // Fields after the command name, which is in parentheses and may hold spaces.
   const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  const ticks = Number(fields[11]) + Number(fields[12]); // utime, stime: fields 14 and 15
-  let ns = 0;
-  for await (const task of Deno.readDir(`/proc/${pid}/task`)) {
-    const text = await Deno.readTextFile(`/proc/${pid}/task/${task.name}/schedstat`)
-      .catch(() => "0");
-    ns += Number(text.split(" ")[0]);
-  }
-  return { ticksMs: ticks * tickMs, preciseMs: ns / 1e6 };
+  return (Number(fields[11]) + Number(fields[12])) * tickMs; // utime, stime: fields 14 and 15
 }
 
 /** A child process whose output this process watches. */
