@@ -10,8 +10,8 @@
  *   with the same TLS and user, and `cli-run-etcd-secure-vs-plain`: against
  *   our own `run` on plain etcd, in the same run; `cli-run-etcd-mtls`: with
  *   a client certificate demanded too, against etcdctl doing the same;
- * - `etcd-fanout-8`, `etcd-fanout-64`: locking a host with 8 and 64
- *   dependency hosts against 1;
+ * - `etcd-fanout-8`, `-64`, `-512`: locking a host with N dependency hosts
+ *   against the same etcd store calls for its N + 1 hosts done directly;
  * - `etcd-status-<n>`: `status` over many hosts against the same range reads
  *   done directly over etcd's HTTP gateway.
  *
@@ -26,7 +26,9 @@ import { mapLimit } from "../src/locker.ts";
 import { enableAuth, etcdInstalled, type EtcdServer, startEtcd } from "../tests/_etcd.ts";
 import { makeCertificates, opensslInstalled, type TestCertificates } from "../tests/_tls.ts";
 import { canRun, CLI_PERMISSIONS, compareCommands, type Figure } from "./_measure.ts";
-import type { SectionContext } from "./_smb.ts";
+import { type SectionContext, storeFloor } from "./_smb.ts";
+import { fanOutCounts } from "./_handoff.ts";
+import { openEtcdStore } from "../src/stores/etcd.ts";
 
 const CLI = new URL("../cli.ts", import.meta.url).pathname;
 const PREFIX = "/resource-locks";
@@ -82,10 +84,17 @@ export async function etcdSections(context: SectionContext): Promise<Figure[]> {
       }
     }
     if (wants("etcd-fanout")) {
-      // issue 6 sets the 3x fan-out target for the local and SMB stores only
-      for (const f of await context.fanOut("etcd", store, context.runs)) {
-        delete f.target;
-        figures.push(f);
+      // Issues 6 and 12 set fan-out targets for the local and SMB stores only.
+      const direct = openEtcdStore(store, { historyFolderName: "History" });
+      try {
+        const floor = storeFloor(direct);
+        const counts = fanOutCounts(quick);
+        for (const f of await context.fanOut("etcd", store, context.runs, { floor, counts })) {
+          delete f.target;
+          figures.push(f);
+        }
+      } finally {
+        await direct.close();
       }
     }
     if (wants(status)) {

@@ -1,8 +1,8 @@
 /**
  * SMB sections of the benchmark, against a private Samba smbd on loopback
  * (`tests/_smbd.ts`): the SMB store's overhead over the same SMB operations
- * done directly, what signing and encryption cost, fan-out to 1, 8 and 64
- * hosts, and `status` at scale.
+ * done directly, what signing and encryption cost, fan-out to 8, 64 and 512
+ * hosts against the same SMB calls done directly, and `status` at scale.
  *
  * Layout: one share with a folder per host, `smb://127.0.0.1:<port>/locks/{0}`.
  * smbd serves it all from one process over one connection per store, where a
@@ -30,6 +30,7 @@ import type { SmbStoreOptions } from "../src/stores/smb.ts";
 import { smbdMissing, startSmbd } from "../tests/_smbd.ts";
 import { startSmbProxy } from "../tests/_smb_proxy.ts";
 import { compare, type Figure, figure } from "./_measure.ts";
+import { fanOutCounts, type FanOutFloor, type FanOutOptions } from "./_handoff.ts";
 
 /** What a section gets from the benchmark runner. */
 export interface SectionContext {
@@ -42,12 +43,7 @@ export interface SectionContext {
   /** Whether a figure id was asked for. */
   wants(id: string): boolean;
   /** The fan-out figure on any store. */
-  fanOut(
-    name: string,
-    store: string,
-    runs: number,
-    env?: { config?: Record<string, unknown> },
-  ): Promise<Figure[]>;
+  fanOut(name: string, store: string, runs: number, options?: FanOutOptions): Promise<Figure[]>;
   /** The status-at-scale figure on any store. */
   statusAtScale(
     name: string,
@@ -132,15 +128,18 @@ function lockContent(): Uint8Array {
 }
 
 /**
- * What a Host lock and its release do on the store, done directly with the
- * store's own calls: exclusive create with content, list (the drain check),
- * read, then rewrite and rename into History.
+ * What a Host lock does on the store, done directly with the store's own
+ * calls: exclusive create with content, then list (the drain check).
  */
-async function directCycle(store: LockStore, host: string): Promise<void> {
+async function directLock(store: LockStore, host: string): Promise<void> {
   if (await store.create(host, "Host.lock", lockContent()) === undefined) {
     throw new Error(`${host}/Host.lock exists`);
   }
   await store.list(host);
+}
+
+/** What its release does, done directly: read, then rewrite and rename into History. */
+async function directRelease(store: LockStore, host: string): Promise<void> {
   const entry = await store.read(host, "Host.lock");
   if (!entry) throw new Error(`${host}/Host.lock vanished`);
   const fields = JSON.parse(decoder.decode(entry.data));
@@ -154,6 +153,27 @@ async function directCycle(store: LockStore, host: string): Promise<void> {
     encoder.encode(JSON.stringify(fields)),
   );
   if (!archived) throw new Error(`${host}/Host.lock vanished`);
+}
+
+/** A Host lock and its release, done directly with the store's own calls. */
+async function directCycle(store: LockStore, host: string): Promise<void> {
+  await directLock(store, host);
+  await directRelease(store, host);
+}
+
+/**
+ * The fan-out floor on a store reached directly (SMB, etcd): each host's
+ * {@linkcode directLock} and {@linkcode directRelease} calls.
+ *
+ * @param store the store, opened apart from the library's
+ * @returns the floor
+ */
+export function storeFloor(store: LockStore): FanOutFloor {
+  return {
+    describe: `the same ${store.kind} store calls done directly (create, list; read, archive)`,
+    lock: (host) => directLock(store, host),
+    release: (host) => directRelease(store, host),
+  };
 }
 
 /**
@@ -188,7 +208,11 @@ export async function smbSections(context: SectionContext): Promise<Figure[]> {
     if (wanted.overhead) figures.push(await overhead(context, smbd.port, config, direct));
     if (wanted.security) figures.push(...await security(context, template));
     if (wanted.fanOut) {
-      const loopback = await context.fanOut("smb", template, context.runs, { config });
+      const loopback = await context.fanOut("smb", template, context.runs, {
+        config,
+        floor: storeFloor(direct),
+        counts: fanOutCounts(context.quick),
+      });
       for (const f of loopback) {
         f.method += "; smbd on loopback, one connection: no network latency, a round trip is " +
           "smbd's and the client's CPU";
@@ -197,14 +221,18 @@ export async function smbSections(context: SectionContext): Promise<Figure[]> {
     }
     if (wanted.fanOutDelayed) {
       await using proxy = startSmbProxy(smbd.port, { delayMs: DELAY_MS });
-      const delayed = await context.fanOut(
-        `smb-${DELAY_MS}ms`,
-        templateFor(proxy.port),
-        context.runs,
-        {
+      // The floor goes through the same proxy, on a connection of its own.
+      const delayedDirect = await openDirect(templateFor(proxy.port));
+      let delayed: Figure[];
+      try {
+        delayed = await context.fanOut(`smb-${DELAY_MS}ms`, templateFor(proxy.port), context.runs, {
           config,
-        },
-      );
+          floor: storeFloor(delayedDirect),
+          counts: fanOutCounts(context.quick),
+        });
+      } finally {
+        await delayedDirect.close();
+      }
       for (const f of delayed) {
         f.method += `; through a proxy holding every chunk ${DELAY_MS} ms each way (a network)`;
       }
