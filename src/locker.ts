@@ -728,9 +728,10 @@ export class Locker {
         const timer = this.#clock.sleep(ms, stop.signal).catch(() => {});
         await (change ? Promise.race([change, timer]) : timer);
       } finally {
+        // Stopped, not awaited: taking down a watch (a connection closing)
+        // must not delay the attempt the wake-up was for.
         stop.abort();
         signal?.removeEventListener("abort", abort);
-        await change;
       }
     }
   }
