@@ -148,6 +148,9 @@ export interface Exclusive {
 // --- the share ---------------------------------------------------------------
 
 /** File operations on the share of one connection. */
+/** Largest lock or history file read, as in the folder store. */
+const MAX_ENTRY_BYTES = 1 << 20;
+
 export class SmbShare {
   /** The connection, its session set up and its share connected. */
   readonly connection: SmbConnection;
@@ -232,6 +235,12 @@ export class SmbShare {
 
   /** The whole content of an open file: the first READ's answer, and the rest when larger. */
   async contentOf(handle: Handle, first: Reply): Promise<Uint8Array> {
+    if (handle.size > MAX_ENTRY_BYTES) {
+      // Anyone with access to the share may plant one: never read whole.
+      throw new SmbFailure(
+        `it is larger than 1 MiB (${handle.size} bytes): no lock file this tool reads`,
+      );
+    }
     if (first.status === Status.END_OF_FILE) return new Uint8Array();
     expectSuccess(first);
     const data = decodeRead(first.message);

@@ -213,6 +213,15 @@ interface Link {
   session: SessionInfo;
 }
 
+/** Failures after which the server is known to have made nothing (a refusal, not a lost answer). */
+const madeNothing = new WeakSet<object>();
+
+/** Marks a failure as one after which nothing was made. */
+function nothingMade<E extends object>(error: E): E {
+  madeNothing.add(error);
+  return error;
+}
+
 class SmbStore implements LockStore {
   readonly kind = "smb" as const;
   readonly #template: SmbTemplate;
@@ -345,7 +354,7 @@ class SmbStore implements LockStore {
         : `unexpected SMB client error: ${String((error as Error)?.message)}`;
       throw new StoreError(location, `Cannot ${verb} "${location}": ${detail}`, {
         cause: error,
-        unchanged: !sent,
+        unchanged: !sent || madeNothing.has(error as object),
       });
     }
   }
@@ -456,7 +465,8 @@ class SmbStore implements LockStore {
         replies = await this.#sendCreate(share, chain, host, name);
       }
       const created = replies[0]!;
-      expectSuccess(created);
+      // The server refused the temporary file: nothing was made.
+      if (created.status !== Status.SUCCESS) throw nothingMade(statusFailure(created.status));
       const handle = share.handle(created);
       const [linked, deleted, closed] = replies.slice(-3) as [Reply, Reply, Reply];
       await share.closeLeft(created, closed);
@@ -467,17 +477,23 @@ class SmbStore implements LockStore {
       if (
         linked.status === Status.OBJECT_NAME_COLLISION || linked.status === Status.DELETE_PENDING
       ) {
-        await this.#refuseFolder(share, path);
+        await this.#refuseFolder(share, path).catch((error) => {
+          throw nothingMade(error);
+        });
         return undefined;
       }
       if (linked.status !== Status.SUCCESS) {
         // The temporary file is gone with its CLOSE; nothing was made.
-        throw new SmbFailure(
-          linked.status === Status.NOT_SUPPORTED
-            ? "the share cannot make hard links (STATUS_NOT_SUPPORTED), which the SMB store " +
-              "needs to create a lock file with its content at once"
-            : `linking the new lock file into place failed: ${statusFailure(linked.status).detail}`,
-          linked.status,
+        throw nothingMade(
+          new SmbFailure(
+            linked.status === Status.NOT_SUPPORTED
+              ? "the share cannot make hard links (STATUS_NOT_SUPPORTED), which the SMB store " +
+                "needs to create a lock file with its content at once"
+              : `linking the new lock file into place failed: ${
+                statusFailure(linked.status).detail
+              }`,
+            linked.status,
+          ),
         );
       }
       const failed = replies.slice(1, -3).find((reply) => reply.status !== Status.SUCCESS);
@@ -770,6 +786,19 @@ class SmbStore implements LockStore {
    * older record of the same name is replaced only when there is one (as
    * the local store's rename does), so that a release never fails for it.
    */
+  /**
+   * History is there but the server will not go into it or make it: a link
+   * out of the share, which the server hides. The lock stays where it is.
+   */
+  #historyHidden(status: number): SmbFailure {
+    return new SmbFailure(
+      `the ${this.#history} folder cannot be entered or made (${
+        statusFailure(status).detail
+      }; a link out of the share?): the lock stays`,
+      status,
+    );
+  }
+
   async #moveToHistory(
     share: SmbShare,
     target: SmbTarget,
@@ -791,9 +820,19 @@ class SmbStore implements LockStore {
       if (reply.status === Status.OBJECT_PATH_NOT_FOUND && !made) {
         // The first release on this host: make History, then move the file.
         made = true;
-        await this.#makeFolder(share, target, [...target.folder, this.#history]);
+        await this.#makeFolder(share, target, [...target.folder, this.#history]).catch((error) => {
+          if (!(error instanceof SmbFailure) || error.status !== Status.OBJECT_NAME_NOT_FOUND) {
+            throw error;
+          }
+          throw this.#historyHidden(error.status);
+        });
       } else if (reply.status === Status.OBJECT_NAME_COLLISION && !replace) {
         replace = true;
+      } else if (
+        reply.status === Status.OBJECT_NAME_NOT_FOUND ||
+        reply.status === Status.OBJECT_PATH_NOT_FOUND
+      ) {
+        throw this.#historyHidden(reply.status);
       } else {
         throw statusFailure(reply.status);
       }
