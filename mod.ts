@@ -7,7 +7,7 @@
  * @example Reboot a host only when nobody uses it
  * ```ts
  * import assert from "node:assert/strict";
- * import { lockHostResource } from "./mod.ts";
+ * import { lockHostResource } from "@resource-locker/resource-locker";
  * const root = await Deno.makeTempDir();
  * {
  *   await using lock = await lockHostResource("hv01", {
@@ -89,5 +89,6 @@ export {
   LockLostError,
   LockNotOwnedError,
   ResourceLockerError,
+  type ResourceLockerErrorOptions,
   StoreError,
 } from "./src/errors.ts";

@@ -5,8 +5,13 @@
  * - `cli-run-etcd`: the whole command `resource-locker run <host> -- true`
  *   on the etcd store against `etcdctl lock <name> true` (issue 6 item 4,
  *   target at most 2 times), and `cli-run-etcd-rss`: peak memory of both;
- * - `etcd-fanout-8`, `etcd-fanout-64`: locking a host with 8 and 64
- *   dependency hosts against 1;
+ * - `cli-run-etcd-secure`: the same over TLS with authentication (a CA,
+ *   a user and password, etcd's default bcrypt cost) against `etcdctl lock`
+ *   with the same TLS and user, and `cli-run-etcd-secure-vs-plain`: against
+ *   our own `run` on plain etcd, in the same run; `cli-run-etcd-mtls`: with
+ *   a client certificate demanded too, against etcdctl doing the same;
+ * - `etcd-fanout-8`, `-64`, `-512`: locking a host with N dependency hosts
+ *   against the same etcd store calls for its N + 1 hosts done directly;
  * - `etcd-status-<n>`: `status` over many hosts against the same range reads
  *   done directly over etcd's HTTP gateway.
  *
@@ -18,9 +23,12 @@
 
 import { closeStores } from "../mod.ts";
 import { mapLimit } from "../src/locker.ts";
-import { etcdInstalled, startEtcd } from "../tests/_etcd.ts";
+import { enableAuth, etcdInstalled, type EtcdServer, startEtcd } from "../tests/_etcd.ts";
+import { makeCertificates, opensslInstalled, type TestCertificates } from "../tests/_tls.ts";
 import { canRun, CLI_PERMISSIONS, compareCommands, type Figure } from "./_measure.ts";
-import type { SectionContext } from "./_smb.ts";
+import { type SectionContext, storeFloor } from "./_smb.ts";
+import { fanOutCounts } from "./_handoff.ts";
+import { openEtcdStore } from "../src/stores/etcd.ts";
 
 const CLI = new URL("../cli.ts", import.meta.url).pathname;
 const PREFIX = "/resource-locks";
@@ -47,7 +55,14 @@ export async function etcdSections(context: SectionContext): Promise<Figure[]> {
   const { quick, wants } = context;
   const status = `etcd-status-${quick ? 100 : 500}`;
   const fleet = `etcd-fleet-${quick ? 100 : 500}`;
-  const wanted = ["cli-run-etcd", "etcd-fanout", status, fleet].filter((id) => wants(id));
+  const wanted = [
+    "cli-run-etcd",
+    "cli-run-etcd-secure",
+    "cli-run-etcd-mtls",
+    "etcd-fanout",
+    status,
+    fleet,
+  ].filter((id) => wants(id));
   if (wanted.length === 0) return [];
   if (!await etcdInstalled()) {
     console.error("etcd figures skipped: etcd is not installed (apt-get install etcd-server)");
@@ -66,11 +81,27 @@ export async function etcdSections(context: SectionContext): Promise<Figure[]> {
         );
       }
     }
+    if (wants("cli-run-etcd-secure") || wants("cli-run-etcd-mtls")) {
+      if (!await etcdctlInstalled() || !await opensslInstalled()) {
+        console.error(
+          "cli-run-etcd-secure skipped: etcdctl and openssl are needed (etcd-client, openssl)",
+        );
+      } else {
+        figures.push(...await cliRunSecure(context, store, quick ? 3 : 30));
+      }
+    }
     if (wants("etcd-fanout")) {
-      // issue 6 sets the 3x fan-out target for the local and SMB stores only
-      for (const f of await context.fanOut("etcd", store, context.runs)) {
-        delete f.target;
-        figures.push(f);
+      // Issues 6 and 12 set fan-out targets for the local and SMB stores only.
+      const direct = openEtcdStore(store, { historyFolderName: "History" });
+      try {
+        const floor = storeFloor(direct);
+        const counts = fanOutCounts(quick);
+        for (const f of await context.fanOut("etcd", store, context.runs, { floor, counts })) {
+          delete f.target;
+          figures.push(f);
+        }
+      } finally {
+        await direct.close();
       }
     }
     if (wants(status)) {
@@ -143,6 +174,117 @@ async function directFleet(endpoint: string): Promise<void> {
   });
   const failed = results.find((r) => r.status === "rejected");
   if (failed) throw (failed as PromiseRejectedResult).reason;
+}
+
+const USER = { name: "bench", password: "Bench-Pw-31f7c0" };
+
+/** An etcd with TLS and authentication on: a user with read and write on the lock and etcdctl prefixes. */
+async function secureEtcd(certs: TestCertificates, clientCertAuth: boolean): Promise<EtcdServer> {
+  const etcd = await startEtcd({
+    tls: {
+      server: certs.server,
+      ca: certs.ca.cert,
+      clientCertAuth,
+      ...clientCertAuth ? { client: certs.client } : {},
+    },
+    // etcd's default cost of checking a password, as in production
+    args: ["--bcrypt-cost=10"],
+    quiet: true,
+  });
+  await enableAuth(etcd, "Root-Pw-bench-8e1", [{
+    ...USER,
+    grants: [
+      { prefix: `${PREFIX}/`, permission: "READWRITE" },
+      { prefix: "etcd-bench01/", permission: "READWRITE" }, // etcdctl lock's keys
+    ],
+  }]);
+  return etcd;
+}
+
+/**
+ * `run <host> -- true` over TLS with authentication against etcdctl with
+ * the same, and against our `run` on plain etcd; then with client
+ * certificates demanded, against etcdctl with the same.
+ */
+async function cliRunSecure(
+  context: SectionContext,
+  plainStore: string,
+  runs: number,
+): Promise<Figure[]> {
+  const figures: Figure[] = [];
+  await using certs = await makeCertificates();
+  const config = `${certs.dir}/config.ts`;
+  for (const mtls of [false, true]) {
+    const id = mtls ? "cli-run-etcd-mtls" : "cli-run-etcd-secure";
+    if (!context.wants(id)) continue;
+    const etcd = await secureEtcd(certs, mtls);
+    try {
+      const port = new URL(etcd.endpoint).port;
+      const store = `etcd://127.0.0.1:${port}${PREFIX}/{0}`;
+      await Deno.writeTextFile(
+        config,
+        `export default ${
+          JSON.stringify({
+            etcd: {
+              ca: certs.ca.cert,
+              ...mtls ? { cert: certs.client.cert, key: certs.client.key } : {},
+              username: USER.name,
+              password: USER.password,
+            },
+          })
+        };\n`,
+      );
+      const run = (target: string, withConfig: boolean) => [
+        Deno.execPath(),
+        "run",
+        ...PERMS,
+        CLI,
+        "run",
+        "etcd-bench01",
+        "--store",
+        target,
+        ...withConfig ? ["--config-file", config] : [],
+        "--",
+        "true",
+      ];
+      const what = mtls ? "TLS, client certificate, user" : "TLS, user";
+      figures.push(
+        ...await compareCommands({
+          id,
+          subject: `resource-locker run <host> -- true (etcd, ${what})`,
+          baseline: `etcdctl lock <name> true (${what})`,
+          subjectCmd: run(store, true),
+          baselineCmd: [
+            ETCDCTL,
+            `--endpoints=${etcd.endpoint}`,
+            `--cacert=${certs.ca.cert}`,
+            ...mtls ? [`--cert=${certs.client.cert}`, `--key=${certs.client.key}`] : [],
+            `--user=${USER.name}:${USER.password}`,
+            "lock",
+            "etcd-bench01",
+            "true",
+          ],
+          env: { NO_COLOR: "1", ETCDCTL_API: "3" },
+          runs,
+        }),
+      );
+      if (!mtls) {
+        const [vsPlain] = await compareCommands({
+          id: "cli-run-etcd-secure-vs-plain",
+          subject: `resource-locker run <host> -- true (etcd, ${what})`,
+          baseline: "resource-locker run <host> -- true (etcd, plain HTTP, no user)",
+          subjectCmd: run(store, true),
+          baselineCmd: run(plainStore, false),
+          env: { NO_COLOR: "1" },
+          runs,
+        });
+        figures.push(vsPlain!);
+      }
+    } finally {
+      await etcd.close();
+    }
+  }
+  return figures;
 }
 
 /** What `status` reads, done directly: one range (keys and values) per host, 64 at once, as status. */

@@ -31,7 +31,7 @@ export interface Figure {
   subjectSample: Sample;
   /** Baseline timings. */
   baselineSample: Sample;
-  /** subject median / baseline median. */
+  /** subject median / baseline median; NaN (null in JSON) where that means nothing. */
   ratio: number;
   /** Target ratio, when the issue sets one. */
   target?: number;
@@ -108,7 +108,7 @@ export function printTable(figures: Figure[]): void {
       f.id,
       fmt(f.subjectSample),
       fmt(f.baselineSample),
-      `${f.ratio.toFixed(2)}x`,
+      Number.isFinite(f.ratio) ? `${f.ratio.toFixed(2)}x` : "-",
       f.target === undefined ? "-" : `<= ${f.target}x ${f.ratio <= f.target ? "met" : "MISSED"}`,
       String(f.subjectSample.runs),
       `${(f.subjectSample.spread * 100).toFixed(0)}%/${

@@ -1,7 +1,8 @@
 /**
  * SMB sections of the benchmark, against a private Samba smbd on loopback
  * (`tests/_smbd.ts`): the SMB store's overhead over the same SMB operations
- * done directly, fan-out to 1, 8 and 64 hosts, and `status` at scale.
+ * done directly, what signing and encryption cost, fan-out to 8, 64 and 512
+ * hosts against the same SMB calls done directly, and `status` at scale.
  *
  * Layout: one share with a folder per host, `smb://127.0.0.1:<port>/locks/{0}`.
  * smbd serves it all from one process over one connection per store, where a
@@ -21,11 +22,15 @@
  */
 
 import { closeStores, lockResource } from "../mod.ts";
-import { mapLimit } from "../src/locker.ts";
+import { SYSTEM_CLOCK } from "../src/clock.ts";
+import { FileNames } from "../src/lock_ref.ts";
+import { Locker, mapLimit } from "../src/locker.ts";
 import type { LockStore } from "../src/store.ts";
+import type { SmbStoreOptions } from "../src/stores/smb.ts";
 import { smbdMissing, startSmbd } from "../tests/_smbd.ts";
 import { startSmbProxy } from "../tests/_smb_proxy.ts";
 import { compare, type Figure, figure } from "./_measure.ts";
+import { fanOutCounts, type FanOutFloor, type FanOutOptions } from "./_handoff.ts";
 
 /** What a section gets from the benchmark runner. */
 export interface SectionContext {
@@ -38,12 +43,7 @@ export interface SectionContext {
   /** Whether a figure id was asked for. */
   wants(id: string): boolean;
   /** The fan-out figure on any store. */
-  fanOut(
-    name: string,
-    store: string,
-    runs: number,
-    env?: { config?: Record<string, unknown> },
-  ): Promise<Figure[]>;
+  fanOut(name: string, store: string, runs: number, options?: FanOutOptions): Promise<Figure[]>;
   /** The status-at-scale figure on any store. */
   statusAtScale(
     name: string,
@@ -79,14 +79,48 @@ function templateFor(port: number): string {
 }
 
 /** The SMB store itself, for the baselines (loaded as the library loads it). */
-async function openDirect(template: string): Promise<LockStore> {
+async function openDirect(
+  template: string,
+  security: Pick<SmbStoreOptions, "signing" | "encrypt"> = {},
+): Promise<LockStore> {
   const { openSmbStore } = await import("../src/stores/smb.ts");
   return openSmbStore(template, {
     username: USER.name,
     password: USER.password,
     historyFolderName: "History",
     timeoutMs: 10_000,
+    ...security,
   });
+}
+
+/**
+ * A Host lock and its release through the locking rules (`Locker`, as
+ * `lockResource` uses them) on `store`: what `lockResource` + `release()`
+ * do, less resolving the settings, on a store whose signing and
+ * encryption the benchmark chooses (`smb.signing` offers no "off").
+ */
+function lockerCycle(store: LockStore, host: string): () => Promise<void> {
+  const locker = new Locker({
+    store,
+    names: new FileNames("{0}.lock"),
+    clock: SYSTEM_CLOCK,
+    skewMs: 30_000,
+    holder: { host: "bench-host", pid: Deno.pid },
+  });
+  return async () => {
+    const locks = await locker.acquire({
+      hosts: [host],
+      type: "Host",
+      sessionId: crypto.randomUUID(),
+      caller: "bench",
+      retryDelayMs: 100,
+      attempts: 1,
+      drain: true,
+      drainTimeoutMs: 10_000,
+    });
+    const failed = (await locker.releaseAll(locks)).find((r) => r.status === "rejected");
+    if (failed) throw (failed as PromiseRejectedResult).reason;
+  };
 }
 
 /** Lock file content of the size the engine writes. */
@@ -102,15 +136,18 @@ function lockContent(): Uint8Array {
 }
 
 /**
- * What a Host lock and its release do on the store, done directly with the
- * store's own calls: exclusive create with content, list (the drain check),
- * read, then rewrite and rename into History.
+ * What a Host lock does on the store, done directly with the store's own
+ * calls: exclusive create with content, then list (the drain check).
  */
-async function directCycle(store: LockStore, host: string): Promise<void> {
+async function directLock(store: LockStore, host: string): Promise<void> {
   if (await store.create(host, "Host.lock", lockContent()) === undefined) {
     throw new Error(`${host}/Host.lock exists`);
   }
   await store.list(host);
+}
+
+/** What its release does, done directly: read, then rewrite and rename into History. */
+async function directRelease(store: LockStore, host: string): Promise<void> {
   const entry = await store.read(host, "Host.lock");
   if (!entry) throw new Error(`${host}/Host.lock vanished`);
   const fields = JSON.parse(decoder.decode(entry.data));
@@ -124,6 +161,27 @@ async function directCycle(store: LockStore, host: string): Promise<void> {
     encoder.encode(JSON.stringify(fields)),
   );
   if (!archived) throw new Error(`${host}/Host.lock vanished`);
+}
+
+/** A Host lock and its release, done directly with the store's own calls. */
+async function directCycle(store: LockStore, host: string): Promise<void> {
+  await directLock(store, host);
+  await directRelease(store, host);
+}
+
+/**
+ * The fan-out floor on a store reached directly (SMB, etcd): each host's
+ * {@linkcode directLock} and {@linkcode directRelease} calls.
+ *
+ * @param store the store, opened apart from the library's
+ * @returns the floor
+ */
+export function storeFloor(store: LockStore): FanOutFloor {
+  return {
+    describe: `the same ${store.kind} store calls done directly (create, list; read, archive)`,
+    lock: (host) => directLock(store, host),
+    release: (host) => directRelease(store, host),
+  };
 }
 
 /**
@@ -141,6 +199,7 @@ export async function smbSections(context: SectionContext): Promise<Figure[]> {
     fanOutDelayed: context.wants(`smb-${DELAY_MS}ms-fanout`),
     status: context.wants(`smb-status-${statusHosts}`),
     fleet: context.wants(`smb-fleet-${statusHosts}`),
+    security: context.wants("smb-security"),
   };
   if (!Object.values(wanted).some(Boolean)) return [];
   const missing = smbdMissing();
@@ -156,8 +215,13 @@ export async function smbSections(context: SectionContext): Promise<Figure[]> {
   const figures: Figure[] = [];
   try {
     if (wanted.overhead) figures.push(await overhead(context, smbd.port, config, direct));
+    if (wanted.security) figures.push(...await security(context, template));
     if (wanted.fanOut) {
-      const loopback = await context.fanOut("smb", template, context.runs, { config });
+      const loopback = await context.fanOut("smb", template, context.runs, {
+        config,
+        floor: storeFloor(direct),
+        counts: fanOutCounts(context.quick),
+      });
       for (const f of loopback) {
         f.method += "; smbd on loopback, one connection: no network latency, a round trip is " +
           "smbd's and the client's CPU";
@@ -166,14 +230,18 @@ export async function smbSections(context: SectionContext): Promise<Figure[]> {
     }
     if (wanted.fanOutDelayed) {
       await using proxy = startSmbProxy(smbd.port, { delayMs: DELAY_MS });
-      const delayed = await context.fanOut(
-        `smb-${DELAY_MS}ms`,
-        templateFor(proxy.port),
-        context.runs,
-        {
+      // The floor goes through the same proxy, on a connection of its own.
+      const delayedDirect = await openDirect(templateFor(proxy.port));
+      let delayed: Figure[];
+      try {
+        delayed = await context.fanOut(`smb-${DELAY_MS}ms`, templateFor(proxy.port), context.runs, {
           config,
-        },
-      );
+          floor: storeFloor(delayedDirect),
+          counts: fanOutCounts(context.quick),
+        });
+      } finally {
+        await delayedDirect.close();
+      }
       for (const f of delayed) {
         f.method += `; through a proxy holding every chunk ${DELAY_MS} ms each way (a network)`;
       }
@@ -290,6 +358,95 @@ async function overhead(
     baselineRoundTrips: trips.baseline,
   };
   return f;
+}
+
+/**
+ * What signing and encryption cost: a Host lock + release on the same smbd
+ * through stores that differ only in them, each interleaved with the
+ * unsigned one on the same dialect. SMB 3.1.1 against the defaults (its
+ * TREE_CONNECT is signed even so, as the protocol demands); SMB 3.0 (the
+ * AES-128-CCM cipher) against a second smbd that speaks nothing newer.
+ */
+async function security(context: SectionContext, template: string): Promise<Figure[]> {
+  const runs = context.runs * 3;
+  const method = `in-process Locker Host lock + release (create, list, read, read, archive) ` +
+    `against smbd on loopback, one connection each, ${runs} interleaved runs each after ` +
+    "3 warm-ups, median";
+  const figures: Figure[] = [];
+  const measure = async (
+    server: string,
+    variants: {
+      id: string;
+      subject: string;
+      baseline: string;
+      security: Pick<SmbStoreOptions, "signing" | "encrypt">;
+    }[],
+  ) => {
+    const unsigned = await openDirect(server, { signing: "off" });
+    try {
+      for (const variant of variants) {
+        const store = await openDirect(server, variant.security);
+        try {
+          const result = await compare(
+            lockerCycle(store, `${variant.id}-subject`),
+            lockerCycle(unsigned, `${variant.id}-baseline`),
+            runs,
+          );
+          const f = figure({
+            id: variant.id,
+            subject: variant.subject,
+            baseline: variant.baseline,
+            unit: "ms",
+            method,
+          }, result);
+          f.extra = { costMs: result.subject.median - result.baseline.median };
+          figures.push(f);
+        } finally {
+          await store.close();
+        }
+      }
+    } finally {
+      await unsigned.close();
+    }
+  };
+  await measure(template, [
+    {
+      id: "smb-security-signed",
+      subject: "Host lock + release, SMB 3.1.1 signed (AES-128-GMAC, the default)",
+      baseline: "the same, SMB 3.1.1 unsigned",
+      security: {},
+    },
+    {
+      id: "smb-security-gcm",
+      subject: "Host lock + release, SMB 3.1.1 encrypted (AES-128-GCM)",
+      baseline: "the same, SMB 3.1.1 unsigned",
+      security: { encrypt: "required" },
+    },
+  ]);
+  const smb30 = await startSmbd({
+    shares: [SHARE],
+    users: [USER],
+    extraGlobal: ["server min protocol = SMB3_00", "server max protocol = SMB3_00"],
+  });
+  try {
+    await measure(templateFor(smb30.port), [
+      {
+        id: "smb-security-cmac",
+        subject: "Host lock + release, SMB 3.0 signed (AES-128-CMAC)",
+        baseline: "the same, SMB 3.0 unsigned",
+        security: {},
+      },
+      {
+        id: "smb-security-ccm",
+        subject: "Host lock + release, SMB 3.0 encrypted (AES-128-CCM)",
+        baseline: "the same, SMB 3.0 unsigned",
+        security: { encrypt: "required" },
+      },
+    ]);
+  } finally {
+    await smb30.close();
+  }
+  return figures;
 }
 
 /** SMB requests (frames) one warm cycle of each side sends, counted at a forwarding proxy. */

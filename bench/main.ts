@@ -1,8 +1,10 @@
 /**
- * `deno task bench [--quick] [--out FILE]`: speed and scale against
- * baselines measured in the same run. Prints a table and writes the figures
- * as JSON (default `bench/results/latest.json`). `--quick` makes few runs: CI
- * uses it to show the benchmark still works; it judges no figure.
+ * `deno task bench [--quick] [--out FILE] [--only PREFIX,...]`: speed and
+ * scale against baselines measured in the same run. Prints a table and
+ * writes the figures as JSON (default `bench/results/latest.json`).
+ * `--quick` makes few runs: CI uses it to show the benchmark still works; it
+ * judges no figure. `--only` runs the figures whose ids start with one of
+ * the prefixes.
  *
  * @module
  */
@@ -17,10 +19,18 @@ import {
   type Figure,
   figure,
   printTable,
-  sample,
 } from "./_measure.ts";
 import { smbSections } from "./_smb.ts";
 import { etcdSections } from "./_etcd.ts";
+import { startupSection } from "./_startup.ts";
+import {
+  fanOut,
+  fanOutCounts,
+  handoffSections,
+  localFloor,
+  localLockCalls,
+  localReleaseCalls,
+} from "./_handoff.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -31,47 +41,9 @@ const RUNS = quick ? 5 : 60;
 const figures: Figure[] = [];
 const root = await Deno.makeTempDir({ prefix: "rl-bench-" });
 const CLI = new URL("../cli.ts", import.meta.url).pathname;
-const wants = (id: string) => !values.only || id.startsWith(values.only);
-
-/**
- * The same file operations a Host lock and its release make, done directly:
- * the content written to a temporary file and linked into place (the atomic
- * create), the drain's listing, the release's read, then under the flock
- * guard the check, the move into History and the history entry's final
- * content (a temporary file renamed over it).
- */
-async function directCycle(folder: string): Promise<void> {
-  const path = `${folder}/Host.lock`;
-  const content = new TextEncoder().encode(JSON.stringify({ Caller: "bench", LockedAt: 1 }));
-  const tmp = `${folder}/.tmp-${crypto.randomUUID()}`;
-  const file = await Deno.open(tmp, { write: true, createNew: true });
-  file.writeSync(content);
-  file.statSync();
-  file.close();
-  await Deno.link(tmp, path);
-  await Deno.remove(tmp);
-  for await (const _ of Deno.readDir(folder)) { /* drain check */ }
-  const read = async () => {
-    const f = await Deno.open(path, { read: true });
-    f.statSync();
-    const buffer = new Uint8Array(4096);
-    f.readSync(buffer);
-    f.close();
-  };
-  await read();
-  const guard = await Deno.open(`${folder}/.guard`, { read: true, write: true, create: true });
-  await guard.lock(true);
-  await read();
-  const target = `${folder}/History/Host.lock-${crypto.randomUUID()}`;
-  await Deno.rename(path, target);
-  const final = `${folder}/History/.tmp-${crypto.randomUUID()}`;
-  const out = await Deno.open(final, { write: true, createNew: true });
-  out.writeSync(content);
-  out.statSync();
-  out.close();
-  await Deno.rename(final, target);
-  guard.close();
-}
+/** `--only handoff,local-fanout`: the figures whose ids start with one of these. */
+const only = values.only?.split(",").filter((prefix) => prefix !== "");
+const wants = (id: string) => !only || only.some((prefix) => id.startsWith(prefix));
 
 try {
   const store = `${root}/{0}`;
@@ -87,14 +59,17 @@ try {
         });
         await lock.release();
       },
-      () => directCycle(`${root}/direct`),
+      async () => {
+        await localLockCalls(`${root}/direct`);
+        await localReleaseCalls(`${root}/direct`);
+      },
       RUNS * 5,
     );
     figures.push(figure({
       id: "local-overhead",
       subject: "lockResource(Host) + release, local store",
       baseline:
-        "the same file operations done directly (write, link, list, read, guard, read, rename, write)",
+        "the same file calls done directly (write, link, list; read, guard, read, rename, write; with the store's lstat checks)",
       target: 1.5,
       unit: "ms",
       method: `in-process, ${RUNS * 5} interleaved runs each after 3 warm-ups, median`,
@@ -104,7 +79,12 @@ try {
   }
 
   if (wants("local-fanout")) {
-    figures.push(...await fanOut("local", store, RUNS));
+    figures.push(
+      ...await fanOut("local", store, RUNS, {
+        floor: localFloor(store),
+        counts: fanOutCounts(quick),
+      }),
+    );
   }
 
   if (wants("local-status")) {
@@ -152,7 +132,9 @@ try {
     );
   }
 
-  for (const section of [smbSections, etcdSections]) {
+  figures.push(...await startupSection({ quick, root, wants }));
+
+  for (const section of [smbSections, etcdSections, handoffSections]) {
     figures.push(
       ...await section({ quick, runs: RUNS, root, wants, fanOut, statusAtScale, fleetAtScale }),
     );
@@ -175,59 +157,6 @@ await Deno.writeTextFile(
     "\n",
 );
 console.log(`Figures written to ${out}`);
-
-/** Locking a host with 1, 8 and 64 dependency hosts; ratio against 1. */
-export async function fanOut(
-  name: string,
-  store: string,
-  runs: number,
-  env: { config?: Record<string, unknown> } = {},
-): Promise<Figure[]> {
-  const time = async (count: number) => {
-    const dependencies = Object.fromEntries(
-      Array.from(
-        { length: count },
-        (_, i) => [`${name}-dep${count}-${i}`, [`${name}-fan${count}`]],
-      ),
-    );
-    const values: number[] = [];
-    const cycle = async () => {
-      const lock = await lockResource(`${name}-fan${count}`, {
-        store,
-        type: "Host",
-        dependencies,
-        retries: 1,
-        ...env.config ? { config: env.config } : {},
-      });
-      await lock.release();
-    };
-    await cycle();
-    for (let i = 0; i < Math.max(3, Math.round(runs / 2)); i++) {
-      const start = performance.now();
-      await cycle();
-      values.push(performance.now() - start);
-    }
-    return sample(values);
-  };
-  const one = await time(1);
-  const result: Figure[] = [];
-  for (const count of [8, 64]) {
-    const many = await time(count);
-    result.push(figure({
-      id: `${name}-fanout-${count}`,
-      subject: `lock + release a host with ${count} dependency hosts (${name})`,
-      baseline: `the same with 1 dependency host`,
-      target: count === 64 ? 3 : undefined,
-      unit: "ms",
-      method:
-        `sequential cycles after a warm-up, median of ${many.runs}; hosts taken in parallel, at most 64 at once (config concurrency)`,
-    } as Omit<Figure, "subjectSample" | "baselineSample" | "ratio">, {
-      subject: many,
-      baseline: one,
-    }));
-  }
-  return result;
-}
 
 /** `status` over many hosts each holding a lock, with bounded concurrency; time per host. */
 export async function statusAtScale(

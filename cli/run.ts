@@ -35,21 +35,18 @@
  *   released but left to expire with its lease, and `run` says so.
  * - Interrupted while waiting for the lock: exit 128 + n, nothing locked.
  *
+ * Signals are `run_signals.ts`, lease loss `run_loss.ts`, the command's
+ * process tree `process_tree.ts`; this module puts them in order.
+ *
  * @module
  */
 
 import {
   getResolvedConfig,
-  getResourceLockHistory,
-  type HolderInfo,
   InputError,
-  LockLostError,
-  LockNotOwnedError,
   lockResource,
   type LockResourceOptions,
   parseDuration,
-  parseLockRef,
-  type ReleaseResult,
   type ResourceLock,
   type StoreOptions,
 } from "../mod.ts";
@@ -59,14 +56,14 @@ import {
   ignoredSignals,
   type TreeProcess,
 } from "./process_tree.ts";
+import { releaseOrLoss, watchForLoss } from "./run_loss.ts";
+import { RunSignals } from "./run_signals.ts";
 
 /** Exit code of a lock lost while `run` held it. */
 const EXIT_LOST = 5;
 
 /** Default time between the first signal and SIGKILL. */
 export const DEFAULT_GRACE_MS = 10_000;
-
-const WINDOWS = Deno.build.os === "windows";
 
 /** What `cli.ts` hands over: the parsed command line and its helpers. */
 export interface RunRequest {
@@ -78,7 +75,7 @@ export interface RunRequest {
   values: Record<string, string | boolean | undefined>;
   /** Builds the lock options from the flags (may throw a usage error). */
   lockOptions: () => LockResourceOptions;
-  /** Store options from the flags (for the config's `runLease`). */
+  /** Store options from the flags (for the config's `runTtl`). */
   storeOptions: StoreOptions;
 }
 
@@ -109,78 +106,6 @@ export function signalNumber(signal: string): number {
   return SIGNAL_NUMBERS[signal] ?? 1;
 }
 
-function describeHolder(holder: HolderInfo): string {
-  const kind = holder.lockId === "Host" ? "Host lock" : `${holder.lockId.split("-")[0]} lock`;
-  const who = holder.caller !== undefined ? `"${holder.caller}"` : "an unknown caller";
-  const session = holder.sessionId !== undefined ? ` (session ${holder.sessionId})` : "";
-  const since = holder.lockedAt ? ` since ${holder.lockedAt.toISOString()}` : "";
-  return `${kind} of ${who}${session}${since}`;
-}
-
-function describeRelease(result: ReleaseResult): string {
-  if (result.status === "lost") {
-    const at = result.brokenAt ? ` at ${result.brokenAt.toISOString()}` : "";
-    const why = result.breakReason ? ` (${result.breakReason})` : "";
-    return `Lock "${result.ref}" was lost: broken by ${result.brokenBy ?? "someone"}${at}${why}`;
-  }
-  return `Lock "${result.ref}" was lost: someone else released it`;
-}
-
-/**
- * Releases every lock; says how it was lost when it was (the library returns
- * `lost`/`already-released` or throws `LockNotOwnedError`, and may throw
- * `LockLostError`).
- *
- * @returns undefined when released, else one line describing the loss
- * @throws {StoreError} when the store cannot be reached
- */
-async function releaseOrLoss(lock: ResourceLock): Promise<string | undefined> {
-  try {
-    const results = await lock.release();
-    const bad = results.find((result) => result.status !== "released");
-    return bad ? describeRelease(bad) : undefined;
-  } catch (error) {
-    if (error instanceof LockLostError) return error.message;
-    if (error instanceof LockNotOwnedError) {
-      return `Lock "${error.ref}" was lost: it now belongs to another session: ${
-        describeHolder(error.holder)
-      }`;
-    }
-    throw error;
-  }
-}
-
-/**
- * Who broke a lost lock and when, from History, within `ms`: a renewal that
- * finds the lock gone knows only that it is gone.
- */
-async function brokenBy(
-  lost: unknown,
-  sessionId: string,
-  store: StoreOptions,
-  ms: number,
-): Promise<string | undefined> {
-  if (!(lost instanceof LockLostError)) return undefined;
-  const lookup = (async () => {
-    const { host, lockId } = parseLockRef(lost.ref);
-    const entries = await getResourceLockHistory(host, { ...store, limit: 50 });
-    const entry = entries.find((e) =>
-      e.sessionId === sessionId && e.lockId === lockId && e.brokenBy !== undefined
-    );
-    if (!entry) return undefined;
-    const at = entry.unlockedAt ? ` at ${entry.unlockedAt.toISOString()}` : "";
-    const why = entry.breakReason ? ` (${entry.breakReason})` : "";
-    return `broken by ${entry.brokenBy}${at}${why}`;
-  })().catch(() => undefined);
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const result = await Promise.race([
-    lookup,
-    new Promise<undefined>((resolve) => timer = setTimeout(() => resolve(undefined), ms)),
-  ]);
-  clearTimeout(timer);
-  return result;
-}
-
 function pids(processes: TreeProcess[]): string {
   const list = processes.map((p) => (p.pid < 0 ? `group ${-p.pid}` : String(p.pid)));
   return list.length > 8 ? `${list.slice(0, 8).join(", ")}, …` : list.join(", ");
@@ -191,7 +116,37 @@ function seconds(ms: number): string {
 }
 
 /**
- * Runs `run`.
+ * Starts the command with the lock's session and refs in its environment.
+ *
+ * @returns its tree, or the exit code and line when it cannot start (127: not found, 126: not started)
+ */
+function startCommand(
+  command: string[],
+  held: ResourceLock,
+  ignored: ReadonlySet<Deno.Signal>,
+): CommandTree | { code: number; why: string } {
+  try {
+    return CommandTree.start(
+      command,
+      {
+        RESOURCE_LOCKER_SESSION: held.sessionId,
+        RESOURCE_LOCKER_REFS: held.refs.join("\n"),
+      },
+      hasControllingTerminal(),
+      ignored as Set<Deno.Signal>,
+    );
+  } catch (error) {
+    const found = !(error instanceof Deno.errors.NotFound);
+    const reason = found ? (error as Error).message : "command not found";
+    return { code: found ? 126 : 127, why: `Cannot run ${JSON.stringify(command[0])}: ${reason}` };
+  }
+}
+
+/**
+ * Runs `run`: takes the lock (a signal meanwhile aborts the wait), starts
+ * the command ({@linkcode startCommand}), passes signals on to its tree
+ * ({@linkcode RunSignals}), stops it on lease loss ({@linkcode watchForLoss}),
+ * and releases once the tree is gone.
  *
  * @param request the parsed command line
  * @param io where messages go
@@ -228,36 +183,16 @@ export async function runCommand(request: RunRequest, io: RunIo): Promise<number
     ignored = await ignoring;
   }
 
-  // Signals: while waiting they abort the wait; while the command runs they stop its tree.
-  const interrupted = new AbortController();
-  let received: Deno.Signal | undefined;
-  let onRunning: ((signal: Deno.Signal) => void) | undefined;
-  const signals: Deno.Signal[] = WINDOWS
-    ? ["SIGINT", "SIGBREAK"]
-    : ["SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT"];
-  // Deno handles SIGHUP, SIGINT and SIGTERM from its first listener on, ignored or not:
-  // those run was started with ignored are listened to and ignored; SIGQUIT is left alone.
-  const handlers = signals.filter((signal) => signal !== "SIGQUIT" || !ignored.has(signal)).map((
-    signal,
-  ) => {
-    const handler = () => {
-      if (ignored.has(signal)) return;
-      if (onRunning) return onRunning(signal);
-      received ??= signal;
-      interrupted.abort(new InputError(`Interrupted by ${signal} while waiting for the lock`));
-    };
-    Deno.addSignalListener(signal, handler);
-    return () => Deno.removeSignalListener(signal, handler);
-  });
-
+  // While waiting a signal aborts the wait; while the command runs it stops its tree.
+  const signals = new RunSignals(ignored);
   let lock: ResourceLock | undefined;
   try {
     try {
-      lock = await lockResource(host, { ...options, signal: interrupted.signal });
+      lock = await lockResource(host, { ...options, signal: signals.waiting });
     } catch (error) {
-      if (received) {
-        say(`Interrupted by ${received} while waiting for the lock: nothing is locked`);
-        return 128 + signalNumber(received);
+      if (signals.received) {
+        say(`Interrupted by ${signals.received} while waiting for the lock: nothing is locked`);
+        return 128 + signalNumber(signals.received);
       }
       throw error;
     }
@@ -272,33 +207,17 @@ export async function runCommand(request: RunRequest, io: RunIo): Promise<number
       io.err(why);
       return code;
     };
-    if (received) {
+    if (signals.received) {
       return await beforeStart(
-        128 + signalNumber(received),
-        `Interrupted by ${received} before the command started: nothing is locked`,
+        128 + signalNumber(signals.received),
+        `Interrupted by ${signals.received} before the command started: nothing is locked`,
       );
     }
 
-    let tree: CommandTree;
-    try {
-      tree = CommandTree.start(
-        command,
-        {
-          RESOURCE_LOCKER_SESSION: held.sessionId,
-          RESOURCE_LOCKER_REFS: held.refs.join("\n"),
-        },
-        hasControllingTerminal(),
-        ignored,
-      );
-    } catch (error) {
-      const found = !(error instanceof Deno.errors.NotFound);
-      const reason = found ? (error as Error).message : "command not found";
-      return await beforeStart(
-        found ? 126 : 127,
-        `Cannot run ${JSON.stringify(command[0])}: ${reason}`,
-      );
-    }
+    const tree = startCommand(command, held, ignored);
+    if (!(tree instanceof CommandTree)) return await beforeStart(tree.code, tree.why);
 
+    // Stopping the tree: the first stop goes on, its grace already counting.
     let stopping: Promise<TreeProcess[]> | undefined;
     const stop = (first: Deno.Signal) => {
       stopping ??= tree.stop(
@@ -309,11 +228,11 @@ export async function runCommand(request: RunRequest, io: RunIo): Promise<number
       );
     };
     const stopOn = (signal: Deno.Signal) => {
-      if (stopping) return; // the first stop goes on: its grace is already counting
+      if (stopping) return;
       say(`Received ${signal}: stopping the command (SIGKILL after ${seconds(graceMs)})`);
       stop(signal);
     };
-    onRunning = (signal) => {
+    signals.whileRunning((signal) => {
       if (stopping) return;
       if (!tree.terminal || (signal !== "SIGINT" && signal !== "SIGQUIT")) return stopOn(signal);
       // Ctrl-C or Ctrl-\ in the terminal reached the command as well: what it does with
@@ -322,23 +241,13 @@ export async function runCommand(request: RunRequest, io: RunIo): Promise<number
         if (!foreground) return stopOn(signal);
         if (values.verbose) say(`${signal} from the terminal: left to the command`);
       });
-    };
-    let lost: Promise<void> | undefined;
-    const onLost = () => {
-      const at = new Date().toISOString();
-      stop("SIGTERM");
-      const reason = held.signal.reason;
-      lost = brokenBy(reason, held.sessionId, request.storeOptions, 2000).then((who) => {
-        const what = reason instanceof Error ? reason.message : String(reason);
-        io.err(
-          `${at}: ${what}${who ? `; ${who}` : ""}; stopping the command (SIGTERM, SIGKILL after ${
-            seconds(graceMs)
-          })`,
-        );
-      });
-    };
-    if (held.signal.aborted) onLost();
-    else held.signal.addEventListener("abort", onLost, { once: true });
+    });
+    const loss = watchForLoss(held, {
+      store: request.storeOptions,
+      stop: () => stop("SIGTERM"),
+      tell: (line) => io.err(line),
+      grace: seconds(graceMs),
+    });
 
     const status = await tree.status;
     if (!stopping) {
@@ -353,8 +262,7 @@ export async function runCommand(request: RunRequest, io: RunIo): Promise<number
       }
     }
     const survivors = stopping ? await stopping : [];
-    held.signal.removeEventListener("abort", onLost);
-    await lost;
+    await loss.end();
     const code = status.signal ? 128 + signalNumber(status.signal) : status.code;
     if (survivors.length) {
       lock = undefined; // not released: it expires with its lease
@@ -363,19 +271,19 @@ export async function runCommand(request: RunRequest, io: RunIo): Promise<number
           pids(survivors)
         }): the lock is not released; it expires with its lease (${seconds(held.ttlMs ?? 0)})`,
       );
-      return lost !== undefined ? EXIT_LOST : code;
+      return loss.lost ? EXIT_LOST : code;
     }
     lock = undefined;
-    const loss = lost === undefined ? await releaseOrLoss(held) : await releaseOrLoss(held).then(
+    const lossAtRelease = !loss.lost ? await releaseOrLoss(held) : await releaseOrLoss(held).then(
       () => undefined,
       () => undefined, // the loss is already told; the other locks are released
     );
-    if (loss !== undefined) {
-      io.err(`${new Date().toISOString()}: ${loss} (the command had ended with ${code})`);
+    if (lossAtRelease !== undefined) {
+      io.err(`${new Date().toISOString()}: ${lossAtRelease} (the command had ended with ${code})`);
     }
-    return lost !== undefined || loss !== undefined ? EXIT_LOST : code;
+    return loss.lost || lossAtRelease !== undefined ? EXIT_LOST : code;
   } finally {
-    handlers.forEach((remove) => remove());
+    signals.close();
     if (lock && !lock.released) {
       const left = lock;
       await left.release().catch((error) =>

@@ -252,13 +252,16 @@ async function copyTree(dest: string, rev: string | undefined): Promise<void> {
   }
 }
 
-/** Lines of `export function exitCodeOf` in cli.ts, found afresh (cli.ts keeps changing). */
+/** The command line's file holding `exitCodeOf`. */
+const EXIT_CODE_FILE = "cli/errors.ts";
+
+/** Lines of `export function exitCodeOf` in cli/errors.ts, found afresh (the file keeps changing). */
 async function exitCodeOfLines(tree: string): Promise<string> {
-  const lines = (await Deno.readTextFile(join(tree, "cli.ts"))).split("\n");
+  const lines = (await Deno.readTextFile(join(tree, EXIT_CODE_FILE))).split("\n");
   const start = lines.findIndex((l) => l.startsWith("export function exitCodeOf("));
-  if (start < 0) throw new Error("cli.ts has no exitCodeOf");
+  if (start < 0) throw new Error(`${EXIT_CODE_FILE} has no exitCodeOf`);
   const end = lines.findIndex((l, i) => i > start && l === "}");
-  return `cli.ts:${start + 1}-${end + 1}`;
+  return `${EXIT_CODE_FILE}:${start + 1}-${end + 1}`;
 }
 
 /** The shell command running `stages` one after the other, stopping at the first failure. */

@@ -1,11 +1,14 @@
 /**
  * Text that reaches a terminal or a log: control characters shown instead of
- * sent, long values cut, secrets masked. Library code builds messages; the
- * command line passes everything it prints through these, once, at its
- * output (see `cli.ts`).
+ * sent, long values cut, secrets masked, and the wording the library's
+ * messages and the command line's share (who holds a lock). Library code
+ * builds messages; the command line passes everything it prints through
+ * these, once, at its output (see `cli/io.ts`).
  *
  * @module
  */
+
+import type { HolderInfo } from "./errors.ts";
 
 /** Longest value shown in a message or a table cell, in characters. */
 export const MAX_FIELD_CHARS = 200;
@@ -127,6 +130,103 @@ export function kindOf(value: unknown): string {
   if (Array.isArray(value)) return "an array";
   const type = typeof value;
   return type === "undefined" ? "undefined" : `${/^[aeiou]/.test(type) ? "an" : "a"} ${type}`;
+}
+
+// ---------------------------------------------------------------------------
+// Who holds a lock
+
+/** What {@linkcode describeHolder} shows besides kind, caller and time. */
+export interface DescribeHolderOptions {
+  /** Show the description. @default true */
+  description?: boolean;
+  /** Show the session id. @default false */
+  session?: boolean;
+}
+
+/**
+ * Who holds a lock, for messages: kind, caller, description, session, since
+ * when. Caller and description are cut to {@linkcode MAX_FIELD_CHARS}.
+ *
+ * @param holder the lock, as its file tells
+ * @param options what to show besides kind, caller and time
+ * @returns e.g. `Host lock held by "Invoke-Maintenance" ("patch") since 2026-01-02T03:04:05.000Z`
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { describeHolder } from "./_text.ts";
+ * assert.equal(
+ *   describeHolder({ lockId: "Generic-s1", caller: "deploy", sessionId: "s1" }, { session: true }),
+ *   'Generic lock held by "deploy" (session s1)',
+ * );
+ * assert.equal(describeHolder({ lockId: "Host" }), "Host lock held by an unknown caller");
+ * ```
+ */
+export function describeHolder(holder: HolderInfo, options: DescribeHolderOptions = {}): string {
+  if (holder.group !== undefined) return describeSlotHolder(holder);
+  const kind = holder.lockId === "Host" ? "Host lock" : `${holder.lockId.split("-")[0]} lock`;
+  // Every field comes from a lock file anyone may have written: cut and
+  // escaped one by one, so a huge caller cannot push the rest out of sight.
+  const who = holder.caller !== undefined ? `"${showField(holder.caller)}"` : "an unknown caller";
+  const what = options.description !== false && holder.description !== undefined
+    ? ` ("${showField(holder.description)}")`
+    : "";
+  const session = options.session && holder.sessionId !== undefined
+    ? ` (session ${holder.sessionId})`
+    : "";
+  const since = holder.lockedAt ? ` since ${holder.lockedAt.toISOString()}` : "";
+  return `${kind} held by ${who}${what}${session}${since}`;
+}
+
+/** A group's slot taken: the member it is for, who and since when. */
+export function describeSlotHolder(holder: HolderInfo): string {
+  const member = holder.member !== undefined ? showField(holder.member) : "an unknown host";
+  const who = holder.caller !== undefined ? `"${showField(holder.caller)}"` : "an unknown caller";
+  const since = holder.lockedAt ? ` since ${holder.lockedAt.toISOString()}` : "";
+  return `${member} by ${who}${since}`;
+}
+
+/**
+ * Describes a full maintenance group, for messages.
+ *
+ * @param group the group's name
+ * @param max its slots
+ * @param holders its slots taken by others
+ * @param needs the members a lock asked slots for, when more than one
+ * @returns e.g. `group "hv-a": 1 of 1 in maintenance: hv02 by "Invoke-Maintenance" since 2026-…`
+ */
+export function describeGroup(
+  group: string,
+  max: number,
+  holders: readonly HolderInfo[],
+  needs: readonly string[] = [],
+): string {
+  const shown = holders.slice(0, 3).map(describeSlotHolder).join("; ");
+  const more = holders.length > 3 ? ` and ${holders.length - 3} more` : "";
+  const asked = needs.length > 1 ? `; locking ${needs.join(", ")} needs ${needs.length} slots` : "";
+  return `group "${group}": ${holders.length} of ${max} in maintenance${
+    holders.length ? `: ${shown}${more}` : ""
+  }${asked}`;
+}
+
+/**
+ * Describes the locks in the way: the first `limit`, then how many more.
+ *
+ * @param holders locks
+ * @param limit how many are described
+ * @param options as for {@linkcode describeHolder}
+ * @returns e.g. `Host lock held by "Invoke-Maintenance" since 2026-…`
+ */
+export function describeHolders(
+  holders: readonly HolderInfo[],
+  limit = 3,
+  options: DescribeHolderOptions = {},
+): string {
+  if (holders.length === 0) return "no lock in the way any more";
+  const first = holders.slice(0, limit).map((holder) => describeHolder(holder, options)).join(
+    "; ",
+  );
+  return holders.length > limit ? `${first} and ${holders.length - limit} more` : first;
 }
 
 // ---------------------------------------------------------------------------

@@ -42,6 +42,11 @@ import { ResourceLock } from "./resource_lock.ts";
 import type { LockStore } from "./store.ts";
 import { openStore } from "./stores/open.ts";
 
+/** The lock type {@linkcode lockResource} takes when none is given. */
+export const DEFAULT_LOCK_TYPE: LockType = "Generic";
+/** The reason {@linkcode breakResourceLock} records when none is given. */
+export const DEFAULT_BREAK_REASON = "broken by hand";
+
 /** Where locks live and which settings apply; every function takes these. */
 export interface StoreOptions {
   /** Folder template choosing the store, e.g. `smb://{0}/ResourceLocks`. @default the config's, else the local default store */
@@ -52,6 +57,12 @@ export interface StoreOptions {
   configFile?: string;
   /** Source of time (tests inject one). @default the system clock */
   clock?: Clock;
+  /**
+   * Told each deprecated name this call met (an old setting name in a config
+   * file or the `config` option, an old option name), one line each, on
+   * every call. The library never prints them. @default none: not reported
+   */
+  onWarning?: (message: string) => void;
 }
 
 /** Options of {@linkcode lockResource}. */
@@ -71,7 +82,7 @@ export interface LockResourceOptions extends StoreOptions {
    * groups are then not read either: give those in `config.groups`).
    */
   dependencies?: DependencyMap;
-  /** The dependency map file. @default the config's `dependenciesFilePath` */
+  /** The dependency map file. @default the config's `dependenciesFile` */
   dependenciesFile?: string;
   /** Time between attempts: seconds or `"250ms"`, `"30s"` (`-Timeout`). @default 10 */
   timeout?: number | string;
@@ -116,7 +127,9 @@ export interface TestHostResourceLockOptions extends StoreOptions {
 
 /** Options of {@linkcode getResourceDependence}. */
 export interface GetResourceDependenceOptions extends StoreOptions {
-  /** The dependency map file. @default the config's `dependenciesFilePath` */
+  /** The dependency map file. @default the config's `dependenciesFile` */
+  dependenciesFile?: string;
+  /** @deprecated Use `dependenciesFile` (still read, reported through `onWarning`). */
   file?: string;
   /** The map itself, instead of a file. */
   dependencies?: DependencyMap;
@@ -203,6 +216,7 @@ const STORE_OPTION_KINDS: Record<string, OptionKind> = {
   config: "object",
   configFile: "string",
   clock: "clock",
+  onWarning: "function",
 };
 
 const LOCK_OPTION_KINDS: Record<string, OptionKind> = {
@@ -248,6 +262,30 @@ function checkOptions<T extends object>(
     }
   }
   return options;
+}
+
+/**
+ * The value of an option that has a new name: the new one, or the old one
+ * (reported through `onWarning`). Both at once is an error.
+ */
+function renamedOption<T extends StoreOptions, Old extends keyof T, New extends keyof T>(
+  options: T,
+  old: Old,
+  now: New,
+  fn: string,
+): T[New] | T[Old] {
+  if (options[old] === undefined) return options[now];
+  if (options[now] !== undefined) {
+    throw new InputError(
+      `Invalid options of ${fn}(): "${String(old)}" and "${String(now)}" are one option: keep "${
+        String(now)
+      }"`,
+    );
+  }
+  options.onWarning?.(
+    `Option "${String(old)}" of ${fn}() is deprecated: use "${String(now)}"`,
+  );
+  return options[old];
 }
 
 interface Context {
@@ -311,7 +349,7 @@ async function context(options: StoreOptions): Promise<Context> {
  *
  * @example
  * ```ts
- * import { closeStores } from "./api.ts";
+ * import { closeStores } from "@resource-locker/resource-locker";
  * await closeStores();
  * ```
  */
@@ -328,7 +366,7 @@ async function dependencyMap(
 ): Promise<DependencyMap> {
   if (map) return validateDependencyMap(map, "dependencies option");
   // A map the user named must exist; only the built-in default may be absent.
-  const path = file ?? config.dependenciesFilePath;
+  const path = file ?? config.dependenciesFile;
   return path === undefined
     ? {}
     : await readDependencyMap(path, { optional: file === undefined && config.defaultDependencies });
@@ -349,7 +387,7 @@ async function mapAndGroups(
       groups: config.groups,
     };
   }
-  const path = file ?? config.dependenciesFilePath;
+  const path = file ?? config.dependenciesFile;
   if (path === undefined) return { dependencies: {}, groups: config.groups };
   const read = await readDependencyFile(path, {
     optional: file === undefined && config.defaultDependencies,
@@ -412,8 +450,8 @@ function checkSlotName(group: MaintenanceGroup, home: string, template: string):
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { getResolvedConfig } from "./api.ts";
- * const config = await getResolvedConfig({ store: "/var/lib/locks/{0}", config: { lockRetries: 5 } });
+ * import { getResolvedConfig } from "@resource-locker/resource-locker";
+ * const config = await getResolvedConfig({ store: "/var/lib/locks/{0}", config: { retries: 5 } });
  * assert.ok(config.folderPathTemplate === "/var/lib/locks/{0}" && config.lockRetries === 5);
  * ```
  */
@@ -423,8 +461,10 @@ export async function getResolvedConfig(
   options = checkOptions(options, STORE_OPTION_KINDS, "getResolvedConfig");
   // Checked here, read once: a getter that throws is an InputError naming the option.
   const overrides = validateConfig(options.config ?? {}, "options");
-  if (options.store !== undefined) overrides.folderPathTemplate = options.store;
-  return await resolveConfig(overrides, options.configFile);
+  if (options.store !== undefined) overrides.store = options.store;
+  const config = await resolveConfig(overrides, options.configFile);
+  for (const warning of config.warnings) options.onWarning?.(warning);
+  return config;
 }
 
 /**
@@ -445,7 +485,7 @@ export async function getResolvedConfig(
  * @example Lock and release on a temporary local store
  * ```ts
  * import assert from "node:assert/strict";
- * import { lockResource, unlockResource } from "./api.ts";
+ * import { lockResource, unlockResource } from "@resource-locker/resource-locker";
  * const root = await Deno.makeTempDir();
  * const lock = await lockResource("dc01", { type: "Host", caller: "example", store: `${root}/{0}`, dependencies: {} });
  * assert.ok(lock.refs[0]!.startsWith("dc01/Host@"));
@@ -459,7 +499,7 @@ export async function lockResource(
 ): Promise<ResourceLock> {
   options = checkOptions(options, LOCK_OPTION_KINDS, "lockResource");
   const main = normalizeHost(host);
-  const type = options.type ?? "Generic";
+  const type = options.type ?? DEFAULT_LOCK_TYPE;
   if (!LOCK_TYPES.includes(type)) {
     throw new InputError(
       `Invalid lock type ${JSON.stringify(type)}: expected Host, Generic or File`,
@@ -491,7 +531,7 @@ export async function lockResource(
     throw new InputError(
       options.ttl !== undefined
         ? `Invalid ttl: at least 100ms, got ${ttlMs}ms`
-        : `Invalid setting "lease": at least 100ms, got ${ttlMs}ms`,
+        : `Invalid setting "ttl": at least 100ms, got ${ttlMs}ms`,
     );
   }
   const taken = await locker.acquireAll({
@@ -542,7 +582,7 @@ function parseWait(value: number | string): number {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { tryLockResource } from "./api.ts";
+ * import { tryLockResource } from "@resource-locker/resource-locker";
  * const root = await Deno.makeTempDir();
  * const store = `${root}/{0}`;
  * const first = await tryLockResource("hv01", { type: "Host", store, dependencies: {} });
@@ -578,7 +618,7 @@ export async function tryLockResource(
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { lockHostResource } from "./api.ts";
+ * import { lockHostResource } from "@resource-locker/resource-locker";
  * const root = await Deno.makeTempDir();
  * {
  *   await using lock = await lockHostResource("hv01", { hard: true, store: `${root}/{0}`, dependencies: {} });
@@ -608,7 +648,7 @@ export async function lockHostResource(
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { fileResourceHost } from "./api.ts";
+ * import { fileResourceHost } from "@resource-locker/resource-locker";
  * assert.ok(fileResourceHost("\\\\fs01\\images\\win.wim") === "fs01");
  * ```
  */
@@ -636,7 +676,7 @@ export function fileResourceHost(path: string): string {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { lockFileResource } from "./api.ts";
+ * import { lockFileResource } from "@resource-locker/resource-locker";
  * const root = await Deno.makeTempDir();
  * const lock = await lockFileResource("\\\\fs01\\images\\win.wim", { store: `${root}/{0}`, dependencies: {} });
  * assert.ok(lock.host === "fs01" && lock.type === "File");
@@ -691,7 +731,7 @@ function refsOf(locks: unknown): LockRef[] {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { lockResource, unlockResource } from "./api.ts";
+ * import { lockResource, unlockResource } from "@resource-locker/resource-locker";
  * const root = await Deno.makeTempDir();
  * const store = `${root}/{0}`;
  * const lock = await lockResource("web01", { store, dependencies: {} });
@@ -777,7 +817,7 @@ function typesOf(type: TestHostResourceLockOptions["type"]): LockType[] {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { lockResource, testHostResourceLock } from "./api.ts";
+ * import { lockResource, testHostResourceLock } from "@resource-locker/resource-locker";
  * const root = await Deno.makeTempDir();
  * const store = `${root}/{0}`;
  * await using _lock = await lockResource("web01", { store, dependencies: {} });
@@ -812,7 +852,7 @@ export async function testHostResourceLock(
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { getResourceDependence } from "./api.ts";
+ * import { getResourceDependence } from "@resource-locker/resource-locker";
  * const dependencies = { hv01: ["dc01", "vmm01"], dc01: ["dc02"], dc02: ["dc01"] };
  * assert.ok((await getResourceDependence("dc02", { dependencies })).join() === "dc01,hv01");
  * ```
@@ -823,14 +863,15 @@ export async function getResourceDependence(
 ): Promise<string[]> {
   options = checkOptions(
     options,
-    { ...STORE_OPTION_KINDS, file: "string", dependencies: "object" },
+    { ...STORE_OPTION_KINDS, dependenciesFile: "string", file: "string", dependencies: "object" },
     "getResourceDependence",
   );
+  const file = renamedOption(options, "file", "dependenciesFile", "getResourceDependence");
   const name = normalizeHost(host);
   const config = options.dependencies ? undefined : await getResolvedConfig(options);
   const map = options.dependencies
     ? validateDependencyMap(options.dependencies, "dependencies option")
-    : await dependencyMap(config!, undefined, options.file);
+    : await dependencyMap(config!, undefined, file);
   return resolveDependencies(name, map);
 }
 
@@ -844,7 +885,7 @@ export async function getResourceDependence(
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { getResourceLockId } from "./api.ts";
+ * import { getResourceLockId } from "@resource-locker/resource-locker";
  * assert.ok(getResourceLockId("dc01/Host@abc") === "Host");
  * assert.ok(getResourceLockId("\\\\dc01\\ResourceLocks\\Generic-abc.lock") === "Generic-abc");
  * ```
@@ -877,7 +918,7 @@ export function getResourceLockId(lock: LockLike): string {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { getResourceLockStatus, lockResource } from "./api.ts";
+ * import { getResourceLockStatus, lockResource } from "@resource-locker/resource-locker";
  * const root = await Deno.makeTempDir();
  * const store = `${root}/{0}`;
  * await using _lock = await lockResource("web01", { store, caller: "deploy", dependencies: {} });
@@ -920,7 +961,7 @@ export async function getResourceLockStatus(
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { getResourceLockHistory, lockResource } from "./api.ts";
+ * import { getResourceLockHistory, lockResource } from "@resource-locker/resource-locker";
  * const root = await Deno.makeTempDir();
  * const store = `${root}/{0}`;
  * await (await lockResource("web01", { store, dependencies: {} })).release();
@@ -961,7 +1002,7 @@ export async function getResourceLockHistory(
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { breakResourceLock, lockResource, testHostResourceLock } from "./api.ts";
+ * import { breakResourceLock, lockResource, testHostResourceLock } from "@resource-locker/resource-locker";
  * const root = await Deno.makeTempDir();
  * const store = `${root}/{0}`;
  * const lock = await lockResource("web01", { type: "Host", store, dependencies: {} });
@@ -983,14 +1024,14 @@ export async function breakResourceLock(
   const { locker } = await context(options);
   return await locker.breakLock(
     parsed,
-    options.reason ?? "broken by hand",
+    options.reason ?? DEFAULT_BREAK_REASON,
     options.force ?? false,
   );
 }
 
 /** Options of {@linkcode getMaintenanceGroups}, {@linkcode getGroupStatus} and {@linkcode testGroupSlot}. */
 export interface GroupOptions extends StoreOptions {
-  /** The dependency map file, whose `"@groups"` section adds groups. @default the config's `dependenciesFilePath` */
+  /** The dependency map file, whose `"@groups"` section adds groups. @default the config's `dependenciesFile` */
   dependenciesFile?: string;
 }
 
@@ -1164,6 +1205,7 @@ export async function getFleetStatus(options: FleetStatusOptions = {}): Promise<
     options.dependenciesFile,
   );
   return await fleetStatus({
+    template: config.folderPathTemplate,
     locker,
     groups,
     dependencies,

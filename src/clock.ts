@@ -67,9 +67,10 @@ export const SYSTEM_CLOCK: Clock = clockOver((ms, fn, keepAlive) => {
 
 /**
  * The real clock on `AbortSignal.timeout`, for short-lived processes (the
- * command line): the first `setTimeout` of a Deno 2.9 process loads Node's
- * timers, 3.5 ms of a 28 ms `run`. Its timers are never cancelled, only
- * ignored once cancelled, so the process should end with `Deno.exit`.
+ * command line): the first `setTimeout` of a process loads Node's timers
+ * (the benchmark's `startup-set-timeout` and `startup-abort-timeout`
+ * figures). Its timers are never cancelled, only ignored once cancelled, so
+ * the process should end with `Deno.exit`.
  */
 export const LIGHT_CLOCK: Clock = clockOver((ms, fn) => {
   let cancelled = false;

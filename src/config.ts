@@ -8,7 +8,7 @@
  * @module
  */
 
-import { joinPath as join, parentPath } from "./path.ts";
+import { isAbsolutePath, joinPath as join, parentPath } from "./path.ts";
 import { parseDuration } from "./duration.ts";
 import { InputError } from "./errors.ts";
 import { checkSmallFile, SmallFileError } from "./_file.ts";
@@ -19,13 +19,24 @@ import { normalizeHost } from "./host.ts";
 /**
  * Every setting. Times take seconds (fractions allowed) or a string with a
  * unit: `"250ms"`, `"30s"`, `"5m"`, `"2h"`.
+ *
+ * A setting has one name wherever it is given: the config key here is the
+ * library option and, in kebab case, the flag (`dependenciesFile`,
+ * `dependenciesFile:`, `--dependencies-file`). The names used before
+ * ({@linkcode RENAMED_SETTINGS}) still work and are reported as deprecated.
  */
 export interface ResourceLockerConfig {
   /** Dependency map file; the original's `$ModuleWideResourceDependenciesFilePath`. @default "ResourceLocker-Dependencies.json" beside mod.ts */
+  dependenciesFile?: string;
+  /** @deprecated Use `dependenciesFile`. */
   dependenciesFilePath?: string;
   /** Time between lock attempts; the original's `$ModuleWideLockTimeout`. @default 10 */
+  timeout?: number | string;
+  /** @deprecated Use `timeout`. */
   lockTimeout?: number | string;
   /** Attempts in all; the original's `$ModuleWideLockRetries`. @default 3 */
+  retries?: number;
+  /** @deprecated Use `retries`. */
   lockRetries?: number;
   /** History folder name; the original's `$ModuleWideLockHistoryFolderName`. @default "History" */
   historyFolderName?: string;
@@ -35,6 +46,8 @@ export interface ResourceLockerConfig {
    * Folder template choosing the store; the original's `$ModuleWideLockFolderPathTemplate`
    * (there `\\{0}\ResourceLocks`). @default a folder under the user's state directory
    */
+  store?: string;
+  /** @deprecated Use `store`. */
   folderPathTemplate?: string;
   /** Host locks wait for shared locks to drain. @default true */
   drain?: boolean;
@@ -49,8 +62,12 @@ export interface ResourceLockerConfig {
   /** How long a Host lock waits for shared locks to drain. @default "1h" (as AutomaticMaintenance) */
   drainTimeout?: number | string;
   /** Lease of every lock; none means locks never expire, as in the original. @default undefined */
+  ttl?: number | string;
+  /** @deprecated Use `ttl`. */
   lease?: number | string;
   /** Lease of the locks `run` takes, so a killed `run` frees its host soon. @default "60s" */
+  runTtl?: number | string;
+  /** @deprecated Use `runTtl`. */
   runLease?: number | string;
   /** Clock skew allowed between machines when judging expiry. @default "30s" */
   clockSkew?: number | string;
@@ -89,6 +106,14 @@ export interface ResourceLockerConfig {
     port?: number;
     /** Timeout of connecting and of every request. @default "15s" */
     timeout?: number | string;
+    /**
+     * `auto`: sign every message whenever the server supports it and check
+     * every answer's signature; `required`: refuse a session that cannot be
+     * signed. @default "auto"
+     */
+    signing?: "auto" | "required";
+    /** `auto`: encrypt when the server or share requires it; `required`: always. @default "auto" */
+    encrypt?: "auto" | "required";
   };
   /** etcd store settings. */
   etcd?: {
@@ -98,24 +123,91 @@ export interface ResourceLockerConfig {
     historyLimit?: number;
     /** Timeout of every request. @default "5s" */
     timeout?: number | string;
+    /** PEM file of the CA that signed the servers' certificates; endpoints then speak TLS. */
+    ca?: string;
+    /** PEM file of the client certificate shown to etcd; with `key`. */
+    cert?: string;
+    /** PEM file of the client certificate's private key. */
+    key?: string;
+    /** etcd user, when etcd has authentication on. */
+    username?: string;
+    /** Its password; never printed or logged. */
+    password?: string;
   };
 }
 
-/** Settings after resolution, times in milliseconds. */
+/**
+ * Settings that were renamed so that each has one name in config files,
+ * library options and flags: old name to new name. An old name still works;
+ * using it adds a deprecation line to {@linkcode ResolvedConfig.warnings}.
+ */
+export const RENAMED_SETTINGS: ReadonlyMap<string, string> = new Map([
+  ["dependenciesFilePath", "dependenciesFile"],
+  ["lockTimeout", "timeout"],
+  ["lockRetries", "retries"],
+  ["folderPathTemplate", "store"],
+  ["lease", "ttl"],
+  ["runLease", "runTtl"],
+]);
+
+/**
+ * The built-in defaults of the settings that have one, written once: the
+ * resolution below and the command line's help read them.
+ */
+export const CONFIG_DEFAULTS = {
+  timeout: 10,
+  retries: 3,
+  historyFolderName: "History",
+  fileNameTemplate: "{0}.lock",
+  drain: true,
+  watch: "auto",
+  drainTimeout: "1h",
+  runTtl: "60s",
+  clockSkew: "30s",
+  concurrency: 64,
+  staleEmptyAfter: "5m",
+  stalePowerShellAfter: "24h",
+  smb: { timeout: "15s", signing: "auto", encrypt: "auto" },
+  etcd: { historyLimit: 1000, timeout: "5s" },
+} as const;
+
+/** File name of the built-in dependency map, beside `mod.ts`. */
+export const DEFAULT_DEPENDENCIES_NAME = "ResourceLocker-Dependencies.json";
+
+/**
+ * The environment variables that set a setting, by the setting's name
+ * (`configFile` is the option and `--config-file` the flag naming a config
+ * module; `smb.username` is the setting below `smb`).
+ */
+export const SETTING_ENV = {
+  store: "RESOURCE_LOCKER_STORE",
+  dependenciesFile: "RESOURCE_LOCKER_DEPENDENCIES",
+  configFile: "RESOURCE_LOCKER_CONFIG",
+  "smb.username": "RESOURCE_LOCKER_SMB_USERNAME",
+  "smb.password": "RESOURCE_LOCKER_SMB_PASSWORD",
+  "smb.domain": "RESOURCE_LOCKER_SMB_DOMAIN",
+  "etcd.endpoints": "RESOURCE_LOCKER_ETCD_ENDPOINTS",
+  "etcd.username": "RESOURCE_LOCKER_ETCD_USERNAME",
+  "etcd.password": "RESOURCE_LOCKER_ETCD_PASSWORD",
+} as const;
+
+/** Settings after resolution, times in milliseconds; each field names the setting it comes from. */
 export interface ResolvedConfig {
-  /** Dependency map file, or undefined for none. */
+  /** Dependency map file (`dependenciesFile`), or undefined for none. */
+  dependenciesFile: string | undefined;
+  /** @deprecated Use `dependenciesFile`. */
   dependenciesFilePath: string | undefined;
   /** True when the map file is the built-in default, which may be absent; a map named by a setting must exist. */
   defaultDependencies: boolean;
-  /** Milliseconds between attempts. */
+  /** Milliseconds between attempts (`timeout`). */
   lockTimeoutMs: number;
-  /** Attempts in all. */
+  /** Attempts in all (`retries`). */
   lockRetries: number;
   /** History folder name. */
   historyFolderName: string;
   /** Lock file name template. */
   fileNameTemplate: string;
-  /** Folder template. */
+  /** Folder template (`store`). */
   folderPathTemplate: string;
   /** True when the folder template is the built-in default. */
   defaultStore: boolean;
@@ -125,9 +217,9 @@ export interface ResolvedConfig {
   watch: "auto" | "notify" | "poll";
   /** Drain timeout in milliseconds. */
   drainTimeoutMs: number;
-  /** Lease in milliseconds, or undefined. */
+  /** Lease in milliseconds (`ttl`), or undefined. */
   leaseMs: number | undefined;
-  /** Lease of `run` in milliseconds. */
+  /** Lease of `run` in milliseconds (`runTtl`). */
   runLeaseMs: number;
   /** Clock skew in milliseconds. */
   clockSkewMs: number;
@@ -150,9 +242,26 @@ export interface ResolvedConfig {
     domain?: string;
     port?: number;
     timeoutMs: number;
+    signing: "auto" | "required";
+    encrypt: "auto" | "required";
   };
   /** etcd settings. */
-  etcd: { endpoints: string[]; historyLimit: number; timeoutMs: number };
+  etcd: {
+    endpoints: string[];
+    historyLimit: number;
+    timeoutMs: number;
+    ca?: string;
+    cert?: string;
+    key?: string;
+    username?: string;
+    password?: string;
+  };
+  /**
+   * One line for each deprecated setting name the config files or options
+   * used, e.g. `Setting "lockRetries" of config "/etc/rl.ts" is deprecated:
+   * use "retries"`. The library never prints them; the command line does.
+   */
+  warnings: string[];
 }
 
 /**
@@ -163,8 +272,8 @@ export interface ResolvedConfig {
  *
  * @example config.ts
  * ```ts
- * import { defineConfig } from "./config.ts";
- * export default defineConfig({ folderPathTemplate: "\\\\{0}\\ResourceLocks", lockRetries: 5 });
+ * import { defineConfig } from "@resource-locker/resource-locker";
+ * export default defineConfig({ store: "\\\\{0}\\ResourceLocks", retries: 5 });
  * ```
  */
 export function defineConfig(
@@ -181,11 +290,6 @@ function env(name: string): string | undefined {
   }
 }
 
-/** An absolute path on this system: `/…`; on Windows `C:\…` or `\\server\share…`. */
-export function isAbsolutePath(path: string, os: string = Deno.build.os): boolean {
-  return os === "windows" ? /^(?:[A-Za-z]:[\\/]|[\\/]{2}[^\\/])/.test(path) : path.startsWith("/");
-}
-
 /**
  * The folder of the default store's state: `$XDG_STATE_HOME` or
  * `$HOME/.local/state` (Windows: `%LOCALAPPDATA%`), which must be absolute:
@@ -194,13 +298,15 @@ export function isAbsolutePath(path: string, os: string = Deno.build.os): boolea
  */
 function stateDir(): string {
   const fix =
-    "set it to an absolute folder, or choose a store with --store, RESOURCE_LOCKER_STORE or folderPathTemplate";
+    "set it to an absolute folder, or choose a store with RESOURCE_LOCKER_STORE, the folderPathTemplate setting or the store option";
+  const remedies = { remedies: ["store"] };
   const absolute = (name: string, value: string) => {
     if (!isAbsolutePath(value)) {
       throw new InputError(
         `Cannot use the default store: ${name} ${
           JSON.stringify(value)
         } is not an absolute path; ${fix}`,
+        remedies,
       );
     }
     return value;
@@ -214,6 +320,7 @@ function stateDir(): string {
     }
     throw new InputError(
       `Cannot use the default store: LOCALAPPDATA and USERPROFILE are not set; ${fix}`,
+      remedies,
     );
   }
   const state = env("XDG_STATE_HOME");
@@ -221,7 +328,8 @@ function stateDir(): string {
   const home = env("HOME");
   if (home) return join(absolute("HOME", home), ".local", "state", "resource-locker");
   throw new InputError(
-    `Cannot use the default store: HOME is not set or empty; set HOME or XDG_STATE_HOME to an absolute folder, or choose a store with --store, RESOURCE_LOCKER_STORE or folderPathTemplate`,
+    `Cannot use the default store: HOME is not set or empty; set HOME or XDG_STATE_HOME to an absolute folder, or choose a store with RESOURCE_LOCKER_STORE, the folderPathTemplate setting or the store option`,
+    remedies,
   );
 }
 
@@ -249,17 +357,17 @@ type Kind =
 
 /** Every setting and its kind; a Map, so `constructor` or `__proto__` is no setting. */
 const KEYS: ReadonlyMap<string, Kind> = new Map([
-  ["dependenciesFilePath", "string"],
-  ["lockTimeout", "duration"],
-  ["lockRetries", "count"],
+  ["dependenciesFile", "string"],
+  ["timeout", "duration"],
+  ["retries", "count"],
   ["historyFolderName", "name"],
   ["fileNameTemplate", "string"],
-  ["folderPathTemplate", "string"],
+  ["store", "string"],
   ["drain", "boolean"],
   ["watch", "watch"],
   ["drainTimeout", "duration"],
-  ["lease", "lease"],
-  ["runLease", "lease"],
+  ["ttl", "lease"],
+  ["runTtl", "lease"],
   ["clockSkew", "duration"],
   ["concurrency", "positive"],
   ["groups", "groups"],
@@ -287,6 +395,8 @@ const SUB_KEYS: Readonly<
       (v) => Number.isInteger(v) && (v as number) > 0 && (v as number) < 65536,
     ]],
     ["timeout", ['seconds or a duration like "15s"', isDuration]],
+    ["signing", ['"auto" or "required"', (v) => v === "auto" || v === "required"]],
+    ["encrypt", ['"auto" or "required"', (v) => v === "auto" || v === "required"]],
   ]),
   etcd: new Map([
     ["endpoints", [
@@ -295,8 +405,17 @@ const SUB_KEYS: Readonly<
     ]],
     ["historyLimit", ["a whole number >= 1", (v) => Number.isInteger(v) && (v as number) > 0]],
     ["timeout", ['seconds or a duration like "5s"', isDuration]],
+    ["ca", ["a file path", isPath]],
+    ["cert", ["a file path", isPath]],
+    ["key", ["a file path", isPath]],
+    ["username", ["a string", (v) => typeof v === "string"]],
+    ["password", ["a string", (v) => typeof v === "string"]],
   ]),
 };
+
+function isPath(value: unknown): boolean {
+  return typeof value === "string" && value !== "";
+}
 
 function isDuration(value: unknown): boolean {
   if (typeof value !== "number" && typeof value !== "string") return false;
@@ -320,9 +439,29 @@ function ownEntries(value: object, source: string, where: string): [string, unkn
 
 function suggestion(key: string, known: Iterable<string>): string {
   for (const name of known) {
-    if (name.toLowerCase() === key.toLowerCase()) return ` (did you mean "${name}"?)`;
+    if (name.toLowerCase() === key.toLowerCase()) {
+      return ` (did you mean "${RENAMED_SETTINGS.get(name) ?? name}"?)`;
+    }
   }
   return "";
+}
+
+/** Deprecation lines of the configs {@linkcode validateConfig} returned, by the copy it returned. */
+const WARNINGS = new WeakMap<object, readonly string[]>();
+
+/**
+ * The deprecation lines found when `config` was checked: one per old
+ * setting name it used ({@linkcode RENAMED_SETTINGS}).
+ *
+ * @param config a config returned by {@linkcode validateConfig} or {@linkcode loadConfigModule}
+ * @returns the lines, empty when it used only current names
+ */
+export function configWarnings(config: ResourceLockerConfig | undefined): readonly string[] {
+  return (config && WARNINGS.get(config)) ?? [];
+}
+
+function describeSource(source: string): string {
+  return source === "options" ? "of the config option" : `of config "${source}"`;
 }
 
 /**
@@ -331,10 +470,13 @@ function suggestion(key: string, known: Iterable<string>): string {
  * run again. Values below `smb` and `etcd` are never shown (a misspelled
  * `Password` is still a password), nor any value at length.
  *
+ * Old setting names ({@linkcode RENAMED_SETTINGS}) are accepted and stored
+ * under their new names; {@linkcode configWarnings} of the copy tells which.
+ *
  * @param config the object
  * @param source where it came from, for messages
- * @returns a checked copy
- * @throws {InputError} on an unknown setting or a value of the wrong kind
+ * @returns a checked copy, every setting under its current name
+ * @throws {InputError} on an unknown setting, a value of the wrong kind, or a setting given by both its names
  */
 export function validateConfig(
   config: unknown,
@@ -348,8 +490,12 @@ export function validateConfig(
     );
   }
   const copy: Record<string, unknown> = {};
+  const warnings: string[] = [];
+  const given = new Map<string, string>(); // current name -> the name it was given by
   for (const [key, value] of ownEntries(config, source, "its settings")) {
-    const kind = KEYS.get(key);
+    const renamed = RENAMED_SETTINGS.get(key);
+    const name = renamed ?? key;
+    const kind = KEYS.get(name);
     const bad = (expected: string) =>
       new InputError(
         `Invalid config "${source}": setting "${key}" ${expected}, got ${showValue(value)}`,
@@ -357,11 +503,23 @@ export function validateConfig(
     if (!kind) {
       throw new InputError(
         `Invalid config "${source}": unknown setting ${JSON.stringify(key)}${
-          suggestion(key, KEYS.keys())
+          suggestion(key, [...KEYS.keys(), ...RENAMED_SETTINGS.keys()])
         }`,
       );
     }
     if (value === undefined) continue;
+    const other = given.get(name);
+    if (other !== undefined) {
+      throw new InputError(
+        `Invalid config "${source}": "${other}" and "${key}" are one setting: keep "${name}"`,
+      );
+    }
+    given.set(name, key);
+    if (renamed !== undefined) {
+      warnings.push(
+        `Setting "${key}" ${describeSource(source)} is deprecated: use "${renamed}"`,
+      );
+    }
     if (kind === "string" && (typeof value !== "string" || value === "")) {
       throw bad("must be a non-empty string");
     }
@@ -439,12 +597,14 @@ export function validateConfig(
       copy[key] = sub;
       continue;
     }
-    copy[key] = value;
+    copy[name] = value;
   }
   const c = copy as ResourceLockerConfig;
   registerSecret(c.smb?.password);
-  if (c.folderPathTemplate) registerUrlSecrets(c.folderPathTemplate);
+  registerSecret(c.etcd?.password);
+  if (c.store) registerUrlSecrets(c.store);
   for (const endpoint of c.etcd?.endpoints ?? []) registerUrlSecrets(endpoint);
+  if (warnings.length) WARNINGS.set(c, warnings);
   return c;
 }
 
@@ -466,7 +626,7 @@ export interface LoadConfigOptions {
  * default). Any failure of the file (missing, not a regular file, too
  * large, a syntax error, a throw or a getter that throws, a top-level await
  * that does not settle in time) is one {@linkcode InputError} naming it. A
- * relative `dependenciesFilePath` in it is taken from the module's folder.
+ * relative `dependenciesFile` in it is taken from the module's folder.
  *
  * @param specifier path or URL of the module
  * @param options `optional`, `timeoutMs`
@@ -534,9 +694,15 @@ export async function loadConfigModule(
     if (error instanceof InputError) throw error;
     throw fail((error instanceof Error ? error.message : String(error)).split("\n")[0]!);
   }
-  const deps = config.dependenciesFilePath;
+  const deps = config.dependenciesFile;
   if (deps !== undefined && url.protocol === "file:" && !isAbsolutePath(deps)) {
-    config.dependenciesFilePath = join(parentPath(name), deps.replace(/^\.[\\/]/, ""));
+    config.dependenciesFile = join(parentPath(name), deps.replace(/^\.[\\/]/, ""));
+  }
+  for (const file of ["ca", "cert", "key"] as const) {
+    const path = config.etcd?.[file];
+    if (path !== undefined && url.protocol === "file:" && !isAbsolutePath(path)) {
+      config.etcd![file] = join(parentPath(name), path.replace(/^\.[\\/]/, ""));
+    }
   }
   const hostsFile = config.hostsFile;
   if (hostsFile !== undefined && url.protocol === "file:" && !isAbsolutePath(hostsFile)) {
@@ -547,24 +713,27 @@ export async function loadConfigModule(
 
 function fromEnvironment(): ResourceLockerConfig {
   const c: ResourceLockerConfig = {};
-  const store = env("RESOURCE_LOCKER_STORE");
-  if (store) c.folderPathTemplate = store;
-  const deps = env("RESOURCE_LOCKER_DEPENDENCIES");
-  if (deps) c.dependenciesFilePath = deps;
+  const store = env(SETTING_ENV.store);
+  if (store) c.store = store;
+  const deps = env(SETTING_ENV.dependenciesFile);
+  if (deps) c.dependenciesFile = deps;
   const smb: NonNullable<ResourceLockerConfig["smb"]> = {};
-  const username = env("RESOURCE_LOCKER_SMB_USERNAME");
-  const password = env("RESOURCE_LOCKER_SMB_PASSWORD");
-  const domain = env("RESOURCE_LOCKER_SMB_DOMAIN");
+  const username = env(SETTING_ENV["smb.username"]);
+  const password = env(SETTING_ENV["smb.password"]);
+  const domain = env(SETTING_ENV["smb.domain"]);
   if (username) smb.username = username;
   if (password) smb.password = password;
   if (domain) smb.domain = domain;
   if (Object.keys(smb).length) c.smb = smb;
-  const endpoints = env("RESOURCE_LOCKER_ETCD_ENDPOINTS");
-  if (endpoints) {
-    c.etcd = {
-      endpoints: endpoints.split(",").map((e) => e.trim()).filter(Boolean),
-    };
-  }
+  const endpoints = env(SETTING_ENV["etcd.endpoints"]);
+  const etcd: NonNullable<ResourceLockerConfig["etcd"]> = {};
+  if (endpoints) etcd.endpoints = endpoints.split(",").map((e) => e.trim()).filter(Boolean);
+  const etcdUser = env(SETTING_ENV["etcd.username"]);
+  const etcdPassword = env(SETTING_ENV["etcd.password"]);
+  if (etcdUser) etcd.username = etcdUser;
+  if (etcdPassword) etcd.password = etcdPassword;
+  if (Object.keys(etcd).length) c.etcd = etcd;
+  registerSecret(etcdPassword);
   registerSecret(password);
   if (store) registerUrlSecrets(store);
   if (endpoints) registerUrlSecrets(endpoints);
@@ -591,10 +760,7 @@ function merge(
 }
 
 const BESIDE_MODULE = new URL("../config.ts", import.meta.url);
-const DEFAULT_DEPENDENCIES = new URL(
-  "../ResourceLocker-Dependencies.json",
-  import.meta.url,
-);
+const DEFAULT_DEPENDENCIES = new URL(`../${DEFAULT_DEPENDENCIES_NAME}`, import.meta.url);
 let fileLayers: Promise<ResourceLockerConfig[]> | undefined;
 
 /**
@@ -612,7 +778,7 @@ export async function resolveConfig(
 ): Promise<ResolvedConfig> {
   fileLayers ??= (async () => {
     const beside = await loadConfigModule(BESIDE_MODULE, { optional: true });
-    const named = env("RESOURCE_LOCKER_CONFIG");
+    const named = env(SETTING_ENV.configFile);
     return [beside ?? {}, named ? (await loadConfigModule(named)) ?? {} : {}];
   })();
   let layers: ResourceLockerConfig[];
@@ -623,49 +789,59 @@ export async function resolveConfig(
     throw error;
   }
   const flagFile = configFile ? await loadConfigModule(configFile) : undefined;
-  const c = merge(
-    ...layers,
-    flagFile,
-    fromEnvironment(),
-    validateConfig(overrides, "options"),
-  );
-  const folderPathTemplate = c.folderPathTemplate ??
-    defaultFolderPathTemplate();
+  const checked = validateConfig(overrides, "options");
+  const c = merge(...layers, flagFile, fromEnvironment(), checked);
+  const d = CONFIG_DEFAULTS;
+  const dependenciesFile = c.dependenciesFile ??
+    (DEFAULT_DEPENDENCIES.protocol === "file:"
+      ? decodeURIComponent(DEFAULT_DEPENDENCIES.pathname)
+      : undefined);
   return {
-    dependenciesFilePath: c.dependenciesFilePath ??
-      (DEFAULT_DEPENDENCIES.protocol === "file:"
-        ? decodeURIComponent(DEFAULT_DEPENDENCIES.pathname)
-        : undefined),
-    defaultDependencies: c.dependenciesFilePath === undefined,
-    lockTimeoutMs: parseDuration(c.lockTimeout ?? 10, "lockTimeout"),
-    lockRetries: c.lockRetries ?? 3,
-    historyFolderName: c.historyFolderName ?? "History",
-    fileNameTemplate: c.fileNameTemplate ?? "{0}.lock",
-    folderPathTemplate,
-    defaultStore: c.folderPathTemplate === undefined,
-    drain: c.drain ?? true,
-    watch: c.watch ?? "auto",
-    drainTimeoutMs: parseDuration(c.drainTimeout ?? "1h", "drainTimeout"),
-    leaseMs: c.lease === undefined ? undefined : parseDuration(c.lease, "lease"),
-    runLeaseMs: parseDuration(c.runLease ?? "60s", "runLease"),
-    clockSkewMs: parseDuration(c.clockSkew ?? "30s", "clockSkew"),
-    concurrency: c.concurrency ?? 64,
+    dependenciesFile,
+    dependenciesFilePath: dependenciesFile,
+    defaultDependencies: c.dependenciesFile === undefined,
+    lockTimeoutMs: parseDuration(c.timeout ?? d.timeout, "timeout"),
+    lockRetries: c.retries ?? d.retries,
+    historyFolderName: c.historyFolderName ?? d.historyFolderName,
+    fileNameTemplate: c.fileNameTemplate ?? d.fileNameTemplate,
+    folderPathTemplate: c.store ?? defaultFolderPathTemplate(),
+    defaultStore: c.store === undefined,
+    drain: c.drain ?? d.drain,
+    watch: c.watch ?? d.watch,
+    drainTimeoutMs: parseDuration(c.drainTimeout ?? d.drainTimeout, "drainTimeout"),
+    leaseMs: c.ttl === undefined ? undefined : parseDuration(c.ttl, "ttl"),
+    runLeaseMs: parseDuration(c.runTtl ?? d.runTtl, "runTtl"),
+    clockSkewMs: parseDuration(c.clockSkew ?? d.clockSkew, "clockSkew"),
+    concurrency: c.concurrency ?? d.concurrency,
     groups: c.groups ?? [],
     hosts: c.hosts ?? [],
     hostsFile: c.hostsFile,
-    staleEmptyMs: parseDuration(c.staleEmptyAfter ?? "5m", "staleEmptyAfter"),
-    stalePowerShellMs: parseDuration(c.stalePowerShellAfter ?? "24h", "stalePowerShellAfter"),
+    staleEmptyMs: parseDuration(c.staleEmptyAfter ?? d.staleEmptyAfter, "staleEmptyAfter"),
+    stalePowerShellMs: parseDuration(
+      c.stalePowerShellAfter ?? d.stalePowerShellAfter,
+      "stalePowerShellAfter",
+    ),
     smb: {
       ...c.smb?.username !== undefined ? { username: c.smb.username } : {},
       ...c.smb?.password !== undefined ? { password: c.smb.password } : {},
       ...c.smb?.domain !== undefined ? { domain: c.smb.domain } : {},
       ...c.smb?.port !== undefined ? { port: c.smb.port } : {},
-      timeoutMs: parseDuration(c.smb?.timeout ?? "15s", "smb.timeout"),
+      timeoutMs: parseDuration(c.smb?.timeout ?? d.smb.timeout, "smb.timeout"),
+      signing: c.smb?.signing ?? d.smb.signing,
+      encrypt: c.smb?.encrypt ?? d.smb.encrypt,
     },
     etcd: {
       endpoints: c.etcd?.endpoints ?? [],
-      historyLimit: c.etcd?.historyLimit ?? 1000,
-      timeoutMs: parseDuration(c.etcd?.timeout ?? "5s", "etcd.timeout"),
+      historyLimit: c.etcd?.historyLimit ?? d.etcd.historyLimit,
+      timeoutMs: parseDuration(c.etcd?.timeout ?? d.etcd.timeout, "etcd.timeout"),
+      ...c.etcd?.ca !== undefined ? { ca: c.etcd.ca } : {},
+      ...c.etcd?.cert !== undefined ? { cert: c.etcd.cert } : {},
+      ...c.etcd?.key !== undefined ? { key: c.etcd.key } : {},
+      ...c.etcd?.username !== undefined ? { username: c.etcd.username } : {},
+      ...c.etcd?.password !== undefined ? { password: c.etcd.password } : {},
     },
+    warnings: [
+      ...new Set([...layers, flagFile, overrides, checked].flatMap(configWarnings)),
+    ],
   };
 }

@@ -211,7 +211,8 @@ async function readMapJson(
     if (error.reason === "missing") {
       if (options.optional) return undefined;
       throw new InputError(
-        `Dependency map "${path}" does not exist: create it, or name another with --file, RESOURCE_LOCKER_DEPENDENCIES or dependenciesFilePath`,
+        `Dependency map "${path}" does not exist: create it, or name another with RESOURCE_LOCKER_DEPENDENCIES or the dependenciesFile setting or option`,
+        { remedies: ["dependenciesFile"] },
       );
     }
     throw new InputError(`Invalid dependency map "${path}": ${error.message}`);

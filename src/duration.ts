@@ -28,7 +28,7 @@ const UNITS: Record<string, number> = {
  * @example Durations
  * ```ts
  * import assert from "node:assert/strict";
- * import { parseDuration } from "./duration.ts";
+ * import { parseDuration } from "@resource-locker/resource-locker";
  * assert.ok(parseDuration("250ms", "timeout") === 250);
  * assert.ok(parseDuration("2", "timeout") === 2000);
  * assert.ok(parseDuration(0.5, "timeout") === 500);
@@ -69,7 +69,7 @@ export function parseDuration(value: string | number, what: string): number {
  * @example Formatting
  * ```ts
  * import assert from "node:assert/strict";
- * import { formatDuration } from "./duration.ts";
+ * import { formatDuration } from "@resource-locker/resource-locker";
  * assert.ok(formatDuration(65_000) === "1m 5s");
  * ```
  */

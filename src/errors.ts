@@ -35,11 +35,19 @@ export interface HolderInfo {
   member?: string;
 }
 
-/** Base class of every error this library throws on purpose. *
+/** Options of {@linkcode ResourceLockerError} and its subclasses. */
+export interface ResourceLockerErrorOptions extends ErrorOptions {
+  /** Options of the call that would get past the error; see {@linkcode ResourceLockerError.remedies}. @default [] */
+  remedies?: readonly string[];
+}
+
+/**
+ * Base class of every error this library throws on purpose.
+ *
  * @example Switching on the stable code
  * ```ts
  * import assert from "node:assert/strict";
- * import { ResourceLockerError, StoreError } from "./errors.ts";
+ * import { ResourceLockerError, StoreError } from "@resource-locker/resource-locker";
  * const error: unknown = new StoreError("/locks/dc01", 'Cannot list "/locks/dc01": access denied');
  * if (error instanceof ResourceLockerError) assert.ok(error.code === "STORE_UNREACHABLE");
  * ```
@@ -48,16 +56,23 @@ export class ResourceLockerError extends Error {
   /** Stable machine-readable code. */
   readonly code: ErrorCode;
   /**
+   * Options or settings, by their library names, that would get past this
+   * error, such as `force` (the message names them too). A front end shows
+   * them in its own terms: the command line adds the matching flag.
+   */
+  remedies: readonly string[];
+  /**
    * Creates the error.
    *
    * @param code stable code
    * @param message one-line message
-   * @param options standard error options (cause)
+   * @param options standard error options (cause) and `remedies`
    */
-  constructor(code: ErrorCode, message: string, options?: ErrorOptions) {
+  constructor(code: ErrorCode, message: string, options?: ResourceLockerErrorOptions) {
     super(message, options);
     this.name = "ResourceLockerError";
     this.code = code;
+    this.remedies = options?.remedies ?? [];
   }
 }
 
@@ -68,7 +83,7 @@ export class ResourceLockerError extends Error {
  * @example Catching a busy host
  * ```ts
  * import assert from "node:assert/strict";
- * import { LockBusyError } from "./errors.ts";
+ * import { LockBusyError } from "@resource-locker/resource-locker";
  * const error = new LockBusyError("dc01", 'Cannot lock "dc01": busy', []);
  * if (error instanceof LockBusyError) assert.ok(error.code === "LOCK_BUSY");
  * ```
@@ -84,13 +99,13 @@ export class LockBusyError extends ResourceLockerError {
    * @param host the host that failed
    * @param message one-line message
    * @param holders the locks in the way
-   * @param options standard error options
+   * @param options standard error options and `remedies`
    */
   constructor(
     host: string,
     message: string,
     holders: readonly HolderInfo[],
-    options?: ErrorOptions,
+    options?: ResourceLockerErrorOptions,
   ) {
     super("LOCK_BUSY", message, options);
     this.name = "LockBusyError";
@@ -99,11 +114,13 @@ export class LockBusyError extends ResourceLockerError {
   }
 }
 
-/** A Host lock was taken but shared locks did not drain in time; it was released. *
- * @example
+/**
+ * A Host lock was taken but shared locks did not drain in time; it was released.
+ *
+ * @example Telling a drain time-out from a busy host
  * ```ts
  * import assert from "node:assert/strict";
- * import { DrainTimeoutError } from "./errors.ts";
+ * import { DrainTimeoutError } from "@resource-locker/resource-locker";
  * const error = new DrainTimeoutError("hv01", 'Cannot lock "hv01": shared locks did not drain in 60s', []);
  * assert.ok(error.code === "DRAIN_TIMEOUT" && error.host === "hv01");
  * ```
@@ -128,11 +145,13 @@ export class DrainTimeoutError extends ResourceLockerError {
   }
 }
 
-/** A held lock was broken by someone else or could not be renewed before it expired. *
- * @example
+/**
+ * A held lock was broken by someone else or could not be renewed before it expired.
+ *
+ * @example The lost lock's ref
  * ```ts
  * import assert from "node:assert/strict";
- * import { LockLostError } from "./errors.ts";
+ * import { LockLostError } from "@resource-locker/resource-locker";
  * const error = new LockLostError("dc01/Host@s1", 'Lock "dc01/Host@s1" was lost');
  * assert.ok(error.code === "LOCK_LOST" && error.ref === "dc01/Host@s1");
  * ```
@@ -154,11 +173,13 @@ export class LockLostError extends ResourceLockerError {
   }
 }
 
-/** Unlock found another session's lock where ours was. *
- * @example
+/**
+ * Unlock found another session's lock where ours was.
+ *
+ * @example Who holds the lock now
  * ```ts
  * import assert from "node:assert/strict";
- * import { LockNotOwnedError } from "./errors.ts";
+ * import { LockNotOwnedError } from "@resource-locker/resource-locker";
  * const error = new LockNotOwnedError("dc01/Host@s1", "taken over", { lockId: "Host", sessionId: "s2" });
  * assert.ok(error.code === "LOCK_NOT_OWNED" && error.holder.sessionId === "s2");
  * ```
@@ -183,13 +204,18 @@ export class LockNotOwnedError extends ResourceLockerError {
   }
 }
 
-/** The store could not be reached or an I/O operation failed. *
- * @example
+/**
+ * The store could not be reached or an I/O operation failed.
+ *
+ * @example Where the store failed
  * ```ts
  * import assert from "node:assert/strict";
- * import { StoreError } from "./errors.ts";
- * const error = new StoreError("smb://fs01/locks", 'Cannot connect to "fs01": connection refused');
+ * import { StoreError } from "@resource-locker/resource-locker";
+ * const error = new StoreError("smb://fs01/locks", 'Cannot connect to "fs01": connection refused', {
+ *   unchanged: true,
+ * });
  * assert.ok(error.code === "STORE_UNREACHABLE" && error.location === "smb://fs01/locks");
+ * assert.ok(error.unchanged);
  * ```
  */
 export class StoreError extends ResourceLockerError {
@@ -206,12 +232,12 @@ export class StoreError extends ResourceLockerError {
    *
    * @param location where it failed
    * @param message one-line message
-   * @param options standard error options (cause), and `unchanged`
+   * @param options standard error options (cause), `remedies`, and `unchanged`
    */
   constructor(
     location: string,
     message: string,
-    options?: ErrorOptions & { unchanged?: boolean },
+    options?: ResourceLockerErrorOptions & { unchanged?: boolean },
   ) {
     super("STORE_UNREACHABLE", message, options);
     this.name = "StoreError";
@@ -220,12 +246,22 @@ export class StoreError extends ResourceLockerError {
   }
 }
 
-/** Bad input: a host name, template, time, dependency map or setting. *
- * @example
+/**
+ * Bad input: a host name, template, time, dependency map or setting.
+ *
+ * @example Bad input has its own code
  * ```ts
  * import assert from "node:assert/strict";
- * import { InputError } from "./errors.ts";
+ * import { InputError } from "@resource-locker/resource-locker";
  * assert.ok(new InputError('Invalid host name "../x"').code === "BAD_INPUT");
+ * ```
+ *
+ * @example The option that gets past it
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { InputError } from "@resource-locker/resource-locker";
+ * const error = new InputError('Cannot unlock "dc01/Host": the ref does not name its session; the force option releases it anyway', { remedies: ["force"] });
+ * assert.deepEqual(error.remedies, ["force"]);
  * ```
  */
 export class InputError extends ResourceLockerError {
@@ -233,9 +269,9 @@ export class InputError extends ResourceLockerError {
    * Creates the error.
    *
    * @param message one-line message naming the thing at fault
-   * @param options standard error options
+   * @param options standard error options and `remedies`
    */
-  constructor(message: string, options?: ErrorOptions) {
+  constructor(message: string, options?: ResourceLockerErrorOptions) {
     super("BAD_INPUT", message, options);
     this.name = "InputError";
   }

@@ -14,6 +14,7 @@ import { readSmallFile, SmallFileError } from "./_file.ts";
 import { InputError, ResourceLockerError, StoreError } from "./errors.ts";
 import { GROUP_FOLDER_PREFIX, type MaintenanceGroup, slotHome } from "./groups.ts";
 import { normalizeHost } from "./host.ts";
+import { maskSecrets } from "./_text.ts";
 import { decodeText } from "./lock_file.ts";
 import { type Locker, type LockInfo, mapLimit, type SlotInfo } from "./locker.ts";
 import type { DependencyMap } from "./dependencies.ts";
@@ -82,6 +83,8 @@ export interface FleetStatus {
 
 /** What the fleet view needs to know besides the locker. */
 export interface FleetContext {
+  /** The store's folder template, for messages (secrets are masked). */
+  template: string;
   /** The engine over the store. */
   locker: Locker;
   /** Maintenance groups (config and map file). */
@@ -270,7 +273,7 @@ export async function fleetStatus(context: FleetContext): Promise<FleetStatus> {
     if (hosts.length === 0) {
       throw new InputError(
         `Cannot find the hosts of "${
-          store.describe("{0}")
+          maskSecrets(context.template)
         }": each host has its own server or share there, so name them: the hosts setting, a hosts file (hostsFile, --hosts FILE) or a dependency map`,
       );
     }

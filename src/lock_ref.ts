@@ -137,7 +137,7 @@ export class FileNames {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { formatLockRef } from "./lock_ref.ts";
+ * import { formatLockRef } from "@resource-locker/resource-locker";
  * assert.ok(formatLockRef("dc01", "Host", "s1") === "dc01/Host@s1");
  * assert.ok(formatLockRef("dc01", "Generic-s1", "s1") === "dc01/Generic-s1");
  * ```
@@ -216,7 +216,7 @@ function checkNamedSession(sessionId: string, inFileName: boolean): string {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { parseLockRef } from "./lock_ref.ts";
+ * import { parseLockRef } from "@resource-locker/resource-locker";
  * const ref = parseLockRef("DC01/Host@s1");
  * assert.ok(ref.host === "dc01" && ref.type === "Host" && ref.sessionId === "s1");
  * ```

@@ -9,6 +9,7 @@
 
 import type { Clock } from "./clock.ts";
 import { seam } from "./_seam.ts";
+import { describeGroup, describeHolders, describeSlotHolder } from "./_text.ts";
 import {
   DrainTimeoutError,
   type HolderInfo,
@@ -28,7 +29,6 @@ import {
   toLocalTicks,
 } from "./lock_file.ts";
 import { type FileNames, formatLockRef, type LockRef, parseLockId } from "./lock_ref.ts";
-import { showField } from "./_text.ts";
 import type { LockStore } from "./store.ts";
 import { slotName, slotNumber } from "./groups.ts";
 
@@ -354,59 +354,6 @@ export async function mapLimit<T, R>(
     Array.from({ length: Math.min(limit, items.length) }, worker),
   );
   return results;
-}
-
-function describeHolder(holder: HolderInfo): string {
-  // Every field comes from a lock file anyone may have written: cut and
-  // escaped one by one, so a huge caller cannot push the rest out of sight.
-  if (holder.group !== undefined) return describeSlotHolder(holder);
-  const kind = holder.lockId === "Host" ? "Host lock" : `${holder.lockId.split("-")[0]} lock`;
-  const who = holder.caller !== undefined ? `"${showField(holder.caller)}"` : "an unknown caller";
-  const what = holder.description !== undefined ? ` ("${showField(holder.description)}")` : "";
-  const since = holder.lockedAt ? ` since ${holder.lockedAt.toISOString()}` : "";
-  return `${kind} held by ${who}${what}${since}`;
-}
-
-function describeSlotHolder(holder: HolderInfo): string {
-  const member = holder.member !== undefined ? showField(holder.member) : "an unknown host";
-  const who = holder.caller !== undefined ? `"${showField(holder.caller)}"` : "an unknown caller";
-  const since = holder.lockedAt ? ` since ${holder.lockedAt.toISOString()}` : "";
-  return `${member} by ${who}${since}`;
-}
-
-/**
- * Describes a full maintenance group, for messages.
- *
- * @param group the group's name
- * @param max its slots
- * @param holders its slots taken by others
- * @param needs the members a lock asked slots for, when more than one
- * @returns e.g. `group "hv-a": 1 of 1 in maintenance: hv02 by "Invoke-Maintenance" since 2026-…`
- */
-export function describeGroup(
-  group: string,
-  max: number,
-  holders: readonly HolderInfo[],
-  needs: readonly string[] = [],
-): string {
-  const shown = holders.slice(0, 3).map(describeSlotHolder).join("; ");
-  const more = holders.length > 3 ? ` and ${holders.length - 3} more` : "";
-  const asked = needs.length > 1 ? `; locking ${needs.join(", ")} needs ${needs.length} slots` : "";
-  return `group "${group}": ${holders.length} of ${max} in maintenance${
-    holders.length ? `: ${shown}${more}` : ""
-  }${asked}`;
-}
-
-/**
- * Describes the locks in the way, for messages.
- *
- * @param holders locks
- * @returns e.g. `Host lock held by "Invoke-Maintenance" since 2026-…`
- */
-export function describeHolders(holders: readonly HolderInfo[]): string {
-  if (holders.length === 0) return "no lock in the way any more";
-  const first = holders.slice(0, 3).map(describeHolder).join("; ");
-  return holders.length > 3 ? `${first} and ${holders.length - 3} more` : first;
 }
 
 /** The locking rules over one store. */
@@ -1250,9 +1197,10 @@ export class Locker {
         const timer = this.#clock.sleep(ms, stop.signal).catch(() => {});
         await (change ? Promise.race([change, timer]) : timer);
       } finally {
+        // Stopped, not awaited: taking down a watch (a connection closing)
+        // must not delay the attempt the wake-up was for.
         stop.abort();
         signal?.removeEventListener("abort", abort);
-        await change;
       }
     }
   }
@@ -1342,6 +1290,7 @@ export class Locker {
     const progress = new ProgressGate(this.#clock, request.onProgress);
     for (let attempt = 1;; attempt++) {
       request.signal?.throwIfAborted();
+      const attemptStart = this.#clock.now();
       const result = await this.#attempt(request);
       if (result.ok) {
         try {
@@ -1355,6 +1304,13 @@ export class Locker {
                 await this.renewSlots(result.slots, request.ttlMs!);
               },
             );
+          }
+          // The holder renews a third of the lease after this returns: when
+          // taking the locks took that long already (a slow store, many
+          // hosts), renew now, so no lock is handed over near its end.
+          const ttlMs = request.ttlMs;
+          if (ttlMs !== undefined && this.#clock.now() - attemptStart >= ttlMs / 3) {
+            await this.renewAll(result.taken, ttlMs);
           }
         } catch (error) {
           // Interrupted (signal, a throwing onProgress) or failed while
@@ -1462,13 +1418,15 @@ export class Locker {
       if (!force) {
         if (ref.sessionId === undefined) {
           throw new InputError(
-            `Cannot unlock "${refText}": the ref does not name its session; pass --force (force: true) to release it anyway`,
+            `Cannot unlock "${refText}": the ref does not name its session; the force option releases it anyway`,
+            { remedies: ["force"] },
           );
         }
         const owner = current.info.sessionId;
         if (owner === undefined) {
           throw new InputError(
-            `Cannot unlock "${refText}": the lock file names no session (written by PowerShell?); pass --force (force: true) to release it`,
+            `Cannot unlock "${refText}": the lock file names no session (written by PowerShell?); the force option releases it`,
+            { remedies: ["force"] },
           );
         }
         if (owner !== ref.sessionId) {
@@ -1610,8 +1568,9 @@ export class Locker {
           ref.host,
           `Cannot break "${refText}": it has not expired (${
             describeHolders([current.info])
-          }); pass --force to break it anyway`,
+          }); the force option breaks it anyway`,
           [current.info],
+          { remedies: ["force"] },
         );
       }
       if (await this.#breakEntry(ref.host, current, reason)) return current.info;
@@ -1655,17 +1614,16 @@ function slotHolder(info: SlotInfo): HolderInfo {
 
 function withLeftBehind(error: unknown, left: readonly string[]): unknown {
   if (left.length === 0) return error;
-  const suffix = `; could not release ${
-    left.join(", ")
-  }: release them with "resource-locker unlock --force"`;
+  const suffix = `; could not release ${left.join(", ")}: unlock them with the force option`;
   if (error instanceof StoreError) {
     return new StoreError(error.location, error.message + suffix, {
       cause: error.cause,
-      unchanged: error.unchanged,
+      remedies: [...error.remedies, "force"],
     });
   }
   if (error instanceof ResourceLockerError) {
     error.message += suffix;
+    error.remedies = [...error.remedies, "force"];
     return error;
   }
   return error;

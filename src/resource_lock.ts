@@ -16,7 +16,7 @@ import type { HeldLock, HeldSlot, Locker, ReleaseResult } from "./locker.ts";
  * @example Release with `await using`
  * ```ts
  * import assert from "node:assert/strict";
- * import { lockHostResource } from "../mod.ts";
+ * import { lockHostResource } from "@resource-locker/resource-locker";
  * const root = await Deno.makeTempDir();
  * {
  *   await using lock = await lockHostResource("dc01", { hard: true, ttl: "5m", store: `${root}/{0}`, dependencies: {} });

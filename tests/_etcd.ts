@@ -14,10 +14,36 @@
 
 import { eventually } from "./_helpers.ts";
 
+/**
+ * How the helpers here reach an etcd straight (not through the tool): a
+ * `fetch` client trusting its CA and showing a client certificate (TLS),
+ * and the root user's credentials once authentication is on.
+ */
+export interface EtcdAccess {
+  /** For `fetch` over TLS. */
+  client?: Deno.HttpClient;
+  /** The root user, once {@linkcode enableAuth} turned authentication on. */
+  root?: { name: string; password: string };
+}
+
+/** TLS of a private etcd's client port. */
+export interface EtcdTlsOptions {
+  /** The server's certificate and key (PEM files). */
+  server: { cert: string; key: string };
+  /** The CA (PEM file) that signs the clients' certificates, and the helpers' trust. */
+  ca: string;
+  /** Whether etcd demands a client certificate signed by `ca` (`--client-cert-auth`). */
+  clientCertAuth: boolean;
+  /** The helpers' own client certificate (needed with `clientCertAuth`). */
+  client?: { cert: string; key: string };
+}
+
 /** A running (or stopped) private etcd. */
 export interface EtcdServer extends AsyncDisposable {
-  /** Client URL, e.g. `http://127.0.0.1:41234`. */
+  /** Client URL, e.g. `http://127.0.0.1:41234` (`https://` with TLS). */
   readonly endpoint: string;
+  /** How the helpers reach it straight. */
+  readonly access: EtcdAccess;
   /** Client port on 127.0.0.1. */
   readonly clientPort: number;
   /** Peer port on 127.0.0.1. */
@@ -62,6 +88,10 @@ export interface StartEtcdOptions {
    * @default {false}
    */
   quiet?: boolean;
+  /** TLS on the client port; plain HTTP without. */
+  tls?: EtcdTlsOptions;
+  /** More etcd flags, e.g. `--auth-token-ttl=1`. */
+  args?: string[];
 }
 
 const ETCD_BINARY = Deno.env.get("ETCD_BINARY") ?? "etcd";
@@ -165,12 +195,13 @@ async function drain(
 }
 
 /** One GET /health with its own timeout; true when etcd says healthy. */
-async function healthy(endpoint: string): Promise<boolean> {
+async function healthy(endpoint: string, access: EtcdAccess): Promise<boolean> {
   const controller = new AbortController();
   const timer = setTimeout(() => controller.abort(), 1000);
   try {
     const response = await fetch(`${endpoint}/health`, {
       signal: controller.signal,
+      ...access.client ? { client: access.client } : {},
     });
     const body = await response.text();
     return response.ok && body.includes('"true"');
@@ -195,6 +226,19 @@ export async function startEtcd(
   const readyTimeoutMs = options.readyTimeoutMs ?? 15_000;
   const stopGraceMs = options.stopGraceMs ?? 3_000;
   const quiet = options.quiet ?? false;
+  const tls = options.tls;
+  const access: EtcdAccess = {};
+  if (tls) {
+    access.client = Deno.createHttpClient({
+      caCerts: [await Deno.readTextFile(tls.ca)],
+      ...tls.client
+        ? {
+          cert: await Deno.readTextFile(tls.client.cert),
+          key: await Deno.readTextFile(tls.client.key),
+        }
+        : {},
+    });
+  }
   const dataDir = await Deno.makeTempDir({ prefix: "resource-locker-etcd-" });
   let clientPort = 0;
   let peerPort = 0;
@@ -205,7 +249,7 @@ export async function startEtcd(
   const sink = { text: "" };
 
   function endpointOf(): string {
-    return `http://127.0.0.1:${clientPort}`;
+    return `${tls ? "https" : "http"}://127.0.0.1:${clientPort}`;
   }
 
   function spawn(): void {
@@ -228,6 +272,17 @@ export async function startEtcd(
         // leader election quick (minimum lease TTL is 1.5 election timeouts)
         "--heartbeat-interval=50",
         "--election-timeout=500",
+        // users' passwords checked fast (etcd's default cost takes 50-100 ms a check)
+        "--bcrypt-cost=4",
+        ...tls
+          ? [
+            `--cert-file=${tls.server.cert}`,
+            `--key-file=${tls.server.key}`,
+            // a trusted CA file alone makes etcd demand client certificates
+            ...tls.clientCertAuth ? [`--trusted-ca-file=${tls.ca}`, "--client-cert-auth=true"] : [],
+          ]
+          : [],
+        ...options.args ?? [],
       ],
       stdin: "null",
       stdout: "null",
@@ -262,7 +317,7 @@ export async function startEtcd(
             `etcd exited with code ${status?.code} before it was ready:\n${logText()}`,
           );
         }
-        return await healthy(endpointOf());
+        return await healthy(endpointOf(), access);
       },
       readyTimeoutMs,
       50,
@@ -320,6 +375,7 @@ export async function startEtcd(
       const portClash = /address already in use/i.test(logText());
       if (!portClash || attempt >= 3) {
         await Deno.remove(dataDir, { recursive: true }).catch(() => {});
+        access.client?.close();
         throw error;
       }
       await Deno.remove(`${dataDir}/data`, { recursive: true }).catch(() => {});
@@ -333,6 +389,7 @@ export async function startEtcd(
     get endpoint() {
       return endpointOf();
     },
+    access,
     get clientPort() {
       return clientPort;
     },
@@ -356,10 +413,12 @@ export async function startEtcd(
       closed = true;
       await halt("SIGTERM");
       await Deno.remove(dataDir, { recursive: true }).catch(() => {});
+      access.client?.close();
     },
     log: logText,
     killSync() {
       closed = true;
+      access.client?.close();
       if (child && !exitedNow) {
         try {
           child.kill("SIGKILL");
@@ -398,24 +457,83 @@ export function etcdTemplate(etcd: EtcdServer, prefix: string = ETCD_PREFIX): st
  * @param path e.g. `/v3/kv/range`
  * @param body the request, sent as JSON
  * @param timeoutMs bound on the whole request
+ * @param token the token to send; by default root's, once authentication is on
  * @returns the JSON answer
  * @throws {Error} on an HTTP error status
  */
 export async function etcdGateway(
-  etcd: Pick<EtcdServer, "endpoint">,
+  etcd: Pick<EtcdServer, "endpoint"> & { access?: EtcdAccess },
   path: string,
   body: unknown,
   timeoutMs = 2000,
+  token?: string,
 ): Promise<Record<string, unknown>> {
-  const response = await fetch(`${etcd.endpoint}${path}`, {
-    method: "POST",
-    body: JSON.stringify(body),
-    signal: AbortSignal.timeout(timeoutMs),
-  });
-  if (!response.ok) {
-    throw new Error(`etcd ${path}: HTTP ${response.status}: ${await response.text()}`);
+  const signal = AbortSignal.timeout(timeoutMs);
+  const access = etcd.access ?? {};
+  const post = async (to: string, json: unknown, token?: string) => {
+    const response = await fetch(`${etcd.endpoint}${to}`, {
+      method: "POST",
+      body: JSON.stringify(json),
+      signal,
+      ...token ? { headers: { Authorization: token } } : {},
+      ...access.client ? { client: access.client } : {},
+    });
+    if (!response.ok) {
+      throw new Error(`etcd ${to}: HTTP ${response.status}: ${await response.text()}`);
+    }
+    return await response.json() as Record<string, unknown>;
+  };
+  // as root, logged in for each call (a token may have expired meanwhile)
+  token ??= access.root
+    ? (await post("/v3/auth/authenticate", access.root)).token as string
+    : undefined;
+  return await post(path, body, token);
+}
+
+/** A user of {@linkcode enableAuth} and the key prefixes it may use. */
+export interface EtcdUser {
+  /** User name. */
+  name: string;
+  /** Password. */
+  password: string;
+  /** Its role's permissions: a key prefix each, read or read and write. */
+  grants: { prefix: string; permission: "READ" | "READWRITE" }[];
+}
+
+/**
+ * Turns etcd's authentication on, as an operator would: a root user (with
+ * etcd's root role), then for each user a role of its own holding exactly
+ * the grants given (`role grant-permission --prefix=true`), and `auth
+ * enable`. The helpers then log in as root.
+ *
+ * @param rootPassword the root user's password
+ * @param users the users to add
+ */
+export async function enableAuth(
+  etcd: EtcdServer,
+  rootPassword: string,
+  users: EtcdUser[],
+): Promise<void> {
+  await etcdGateway(etcd, "/v3/auth/user/add", { name: "root", password: rootPassword });
+  await etcdGateway(etcd, "/v3/auth/user/grant", { user: "root", role: "root" });
+  for (const user of users) {
+    const role = `${user.name}-role`;
+    await etcdGateway(etcd, "/v3/auth/role/add", { name: role });
+    for (const grant of user.grants) {
+      await etcdGateway(etcd, "/v3/auth/role/grant", {
+        name: role,
+        perm: {
+          key: btoa(grant.prefix),
+          range_end: btoa(prefixEnd(grant.prefix)),
+          permType: grant.permission,
+        },
+      });
+    }
+    await etcdGateway(etcd, "/v3/auth/user/add", { name: user.name, password: user.password });
+    await etcdGateway(etcd, "/v3/auth/user/grant", { user: user.name, role });
   }
-  return await response.json();
+  await etcdGateway(etcd, "/v3/auth/enable", {});
+  etcd.access.root = { name: "root", password: rootPassword };
 }
 
 /** A key of etcd as read straight from it, decoded. */
@@ -440,7 +558,7 @@ function prefixEnd(prefix: string): string {
  * @returns the keys in etcd's (byte) order
  */
 export async function etcdKeys(
-  etcd: Pick<EtcdServer, "endpoint">,
+  etcd: Pick<EtcdServer, "endpoint"> & { access?: EtcdAccess },
   key: string,
   options: { exact?: boolean; keysOnly?: boolean; timeoutMs?: number } = {},
 ): Promise<EtcdKv[]> {
@@ -458,7 +576,7 @@ export async function etcdKeys(
 
 /** Live (non-History) keys of a host under {@linkcode ETCD_PREFIX}, read straight from etcd. */
 export async function liveKeys(
-  etcd: Pick<EtcdServer, "endpoint">,
+  etcd: Pick<EtcdServer, "endpoint"> & { access?: EtcdAccess },
   host: string,
 ): Promise<EtcdKv[]> {
   return (await etcdKeys(etcd, `${ETCD_PREFIX}/${host}/`)).filter((kv) =>
@@ -635,4 +753,296 @@ export function startEtcdProxy(etcd: Pick<EtcdServer, "clientPort">): EtcdProxy 
     },
   };
   return proxy;
+}
+
+/** A member of a private cluster ({@linkcode startEtcdCluster}). */
+export interface EtcdMember {
+  /** Member name, `m0`, `m1`, … */
+  readonly name: string;
+  /** Client URL, e.g. `http://127.0.0.1:41234`. */
+  readonly endpoint: string;
+  /** Client port on 127.0.0.1. */
+  readonly clientPort: number;
+  /** Whether its process runs (paused counts as running). */
+  readonly running: boolean;
+  /** Whether it is paused (SIGSTOP). */
+  readonly paused: boolean;
+  /** Stops it with SIGTERM (a leader hands over its leadership first), SIGKILL after a grace. */
+  stop(): Promise<void>;
+  /** Kills it with SIGKILL: a crash. */
+  kill(): Promise<void>;
+  /** Starts it again on its ports and data; waits until it answers `/health`. */
+  restart(): Promise<void>;
+  /** Freezes it (SIGSTOP): its sockets stay open and nothing answers. */
+  pause(): void;
+  /** Thaws it (SIGCONT). */
+  resume(): void;
+  /** Its log's tail. */
+  log(): string;
+}
+
+/** A private etcd cluster on loopback. */
+export interface EtcdCluster extends AsyncDisposable {
+  /** Its members. */
+  readonly members: readonly EtcdMember[];
+  /** How the helpers reach it (any running member). */
+  readonly access: EtcdAccess;
+  /** A running, unpaused member's client URL, for the helpers. */
+  readonly endpoint: string;
+  /**
+   * The index of the member that leads now, as the running members see it.
+   * @throws {Error} when none knows a leader within `ms`
+   */
+  leader(ms?: number): Promise<number>;
+  /** Kills every member and removes the data. */
+  close(): Promise<void>;
+  /** Kills every member and removes the data, synchronously (for `unload`). */
+  killSync(): void;
+}
+
+/**
+ * Starts a private cluster of `members` etcd members on loopback (client and
+ * peer ports of their own, a data folder each) and waits until every member
+ * answers `/health`. Raft timers are set for a loaded machine: heartbeat
+ * 100 ms, election 1 s.
+ *
+ * @returns the cluster; `await using` kills it and removes its folders
+ */
+export async function startEtcdCluster(
+  options: { members?: number; readyTimeoutMs?: number } = {},
+): Promise<EtcdCluster> {
+  const size = options.members ?? 3;
+  const readyTimeoutMs = options.readyTimeoutMs ?? 20_000;
+  const base = await Deno.makeTempDir({ prefix: "resource-locker-etcd-cluster-" });
+  const access: EtcdAccess = {};
+  const token = `rl-${crypto.randomUUID()}`;
+
+  interface State {
+    name: string;
+    clientPort: number;
+    peerPort: number;
+    child: Deno.ChildProcess | undefined;
+    exited: Promise<Deno.CommandStatus> | undefined;
+    done: boolean;
+    paused: boolean;
+    /** Started once: a restart joins the existing cluster. */
+    started: boolean;
+  }
+  let states: State[] = [];
+
+  const endpointOf = (state: State) => `http://127.0.0.1:${state.clientPort}`;
+  const logOf = (state: State) => {
+    try {
+      return Deno.readTextFileSync(`${base}/${state.name}.log`).slice(-LOG_KEEP);
+    } catch {
+      return "";
+    }
+  };
+
+  function spawn(state: State): void {
+    const client = endpointOf(state);
+    const peer = `http://127.0.0.1:${state.peerPort}`;
+    state.child = new Deno.Command(ETCD_BINARY, {
+      args: [
+        `--name=${state.name}`,
+        `--data-dir=${base}/${state.name}`,
+        `--listen-client-urls=${client}`,
+        `--advertise-client-urls=${client}`,
+        `--listen-peer-urls=${peer}`,
+        `--initial-advertise-peer-urls=${peer}`,
+        `--initial-cluster=${
+          states.map((s) => `${s.name}=http://127.0.0.1:${s.peerPort}`).join(",")
+        }`,
+        `--initial-cluster-state=${state.started ? "existing" : "new"}`,
+        `--initial-cluster-token=${token}`,
+        "--logger=zap",
+        `--log-outputs=${base}/${state.name}.log`,
+        "--log-level=warn",
+        "--heartbeat-interval=100",
+        "--election-timeout=1000",
+        "--bcrypt-cost=4",
+      ],
+      stdin: "null",
+      stdout: "null",
+      stderr: "null",
+    }).spawn();
+    state.started = true;
+    state.done = false;
+    state.paused = false;
+    state.exited = state.child.status.then((status) => {
+      state.done = true;
+      return status;
+    });
+  }
+
+  async function halt(state: State, signal: "SIGTERM" | "SIGKILL"): Promise<void> {
+    if (!state.child) return;
+    if (!state.done) {
+      try {
+        if (state.paused && signal === "SIGTERM") state.child.kill("SIGCONT");
+        state.child.kill(signal);
+      } catch { /* gone */ }
+      if (signal === "SIGTERM") {
+        let timer: ReturnType<typeof setTimeout> | undefined;
+        const late = await Promise.race([
+          state.exited!.then(() => false),
+          new Promise<boolean>((resolve) => timer = setTimeout(() => resolve(true), 5000)),
+        ]);
+        clearTimeout(timer);
+        if (late) {
+          try {
+            state.child.kill("SIGKILL");
+          } catch { /* gone */ }
+        }
+      }
+    }
+    await state.exited;
+    state.child = undefined;
+    state.paused = false;
+  }
+
+  async function waitHealthy(state: State): Promise<void> {
+    const ok = await eventually(
+      async () => {
+        if (state.done) {
+          throw new Error(`etcd member ${state.name} exited:\n${logOf(state)}`);
+        }
+        return await healthy(endpointOf(state), access);
+      },
+      readyTimeoutMs,
+      100,
+    );
+    if (!ok) {
+      throw new Error(`etcd member ${state.name} not healthy in time:\n${logOf(state)}`);
+    }
+  }
+
+  for (let attempt = 1;; attempt++) {
+    const ports = new Set<number>();
+    while (ports.size < size * 2) ports.add(freePort());
+    const list = [...ports];
+    states = Array.from({ length: size }, (_, i) => ({
+      name: `m${i}`,
+      clientPort: list[2 * i]!,
+      peerPort: list[2 * i + 1]!,
+      child: undefined,
+      exited: undefined,
+      done: true,
+      paused: false,
+      started: false,
+    }));
+    states.forEach(spawn);
+    try {
+      await Promise.all(states.map(waitHealthy));
+      break;
+    } catch (error) {
+      await Promise.all(states.map((state) => halt(state, "SIGKILL")));
+      const clash = states.some((state) => /address already in use/i.test(logOf(state)));
+      for (const state of states) {
+        await Deno.remove(`${base}/${state.name}`, { recursive: true }).catch(() => {});
+        await Deno.remove(`${base}/${state.name}.log`).catch(() => {});
+      }
+      if (!clash || attempt >= 3) {
+        await Deno.remove(base, { recursive: true }).catch(() => {});
+        throw error;
+      }
+    }
+  }
+
+  const members: EtcdMember[] = states.map((state) => ({
+    name: state.name,
+    endpoint: endpointOf(state),
+    clientPort: state.clientPort,
+    get running() {
+      return state.child !== undefined && !state.done;
+    },
+    get paused() {
+      return state.paused;
+    },
+    stop: () => halt(state, "SIGTERM"),
+    kill: () => halt(state, "SIGKILL"),
+    async restart() {
+      await halt(state, "SIGTERM");
+      spawn(state);
+      await waitHealthy(state);
+    },
+    pause() {
+      if (state.child && !state.done && !state.paused) {
+        state.child.kill("SIGSTOP");
+        state.paused = true;
+      }
+    },
+    resume() {
+      if (state.child && !state.done && state.paused) {
+        state.child.kill("SIGCONT");
+        state.paused = false;
+      }
+    },
+    log: () => logOf(state),
+  }));
+
+  const available = () => {
+    const state = states.find((s) => s.child && !s.done && !s.paused);
+    if (!state) throw new Error("no etcd member is running");
+    return endpointOf(state);
+  };
+
+  let closed = false;
+  const cluster: EtcdCluster = {
+    members,
+    access,
+    get endpoint() {
+      return available();
+    },
+    async leader(ms = 10_000) {
+      let found = -1;
+      const ok = await eventually(
+        async () => {
+          for (const [i, state] of states.entries()) {
+            if (!state.child || state.done || state.paused) continue;
+            try {
+              const status = await etcdGateway(
+                { endpoint: endpointOf(state), access },
+                "/v3/maintenance/status",
+                {},
+                1000,
+              ) as { leader?: string; header?: { member_id?: string } };
+              if (
+                status.leader && status.leader !== "0" && status.leader === status.header?.member_id
+              ) {
+                found = i;
+                return true;
+              }
+            } catch { /* this one cannot tell */ }
+          }
+          return false;
+        },
+        ms,
+        100,
+      );
+      if (!ok) throw new Error(`no etcd member leads within ${ms} ms`);
+      return found;
+    },
+    async close() {
+      if (closed) return;
+      closed = true;
+      await Promise.all(states.map((state) => halt(state, "SIGKILL")));
+      await Deno.remove(base, { recursive: true }).catch(() => {});
+    },
+    killSync() {
+      closed = true;
+      for (const state of states) {
+        try {
+          if (state.child && !state.done) state.child.kill("SIGKILL");
+        } catch { /* gone */ }
+      }
+      try {
+        Deno.removeSync(base, { recursive: true });
+      } catch { /* removed */ }
+    },
+    [Symbol.asyncDispose]() {
+      return cluster.close();
+    },
+  };
+  return cluster;
 }

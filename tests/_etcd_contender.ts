@@ -1,22 +1,35 @@
 /**
- * A contention worker for `etcd_locking_test.ts`: loops lock, enter, work,
- * exit, release on one host through the public API, reporting enter and exit
- * to an independent oracle (an HTTP server in the test process) that checks
- * exclusion by itself. Prints a JSON summary on stdout.
+ * A contention worker for `etcd_locking_test.ts` and `etcd_cluster_test.ts`:
+ * loops lock, enter, work, exit, release on one host through the public
+ * API, reporting enter and exit to an independent oracle (an HTTP server in
+ * the test process) that checks exclusion by itself. Prints a JSON summary
+ * on stdout.
  *
- * Usage: deno run -A tests/_etcd_contender.ts <store> <host> <rounds> <oracle URL> <worker id>
+ * Usage: deno run -A tests/_etcd_contender.ts <store> <host> <rounds> <oracle URL> <worker id> [<options JSON>]
+ *
+ * Options (for a cluster under faults): `ttl`, a lease for every round
+ * (else every other round holds a 3 s lease); `config`, settings such as
+ * `{ etcd: { timeout: "1s" } }`; `tolerant`, a round whose lock or release
+ * fails with a store error is counted and tried again, as a script run
+ * again after exit 4 would be, and a release that finds the lock lost is
+ * counted (the lock was never held past the oracle's exit).
  *
  * @module
  */
 
-import { closeStores, lockResource, type LockType } from "../mod.ts";
+import { closeStores, lockResource, type LockType, StoreError } from "../mod.ts";
 import { sleep } from "./_helpers.ts";
 
-const [store, host, roundsText, oracle, id] = Deno.args;
+const [store, host, roundsText, oracle, id, optionsText] = Deno.args;
 if (!store || !host || !roundsText || !oracle || !id) {
-  console.error("usage: _etcd_contender.ts <store> <host> <rounds> <oracle> <id>");
+  console.error("usage: _etcd_contender.ts <store> <host> <rounds> <oracle> <id> [<options>]");
   Deno.exit(2);
 }
+const options = JSON.parse(optionsText ?? "{}") as {
+  ttl?: string;
+  config?: Record<string, unknown>;
+  tolerant?: boolean;
+};
 
 async function tell(what: "enter" | "exit", type: LockType, session: string) {
   const response = await fetch(
@@ -27,31 +40,54 @@ async function tell(what: "enter" | "exit", type: LockType, session: string) {
   if (!response.ok) throw new Error(`oracle said ${response.status}`);
 }
 
-const counts: Record<string, number> = { Host: 0, Generic: 0 };
+const counts: Record<string, number> = {
+  Host: 0,
+  Generic: 0,
+  storeErrors: 0,
+  releaseErrors: 0,
+  lost: 0,
+};
+const errors: string[] = [];
 try {
-  for (let round = 0; round < Number(roundsText); round++) {
+  for (let round = 0; round < Number(roundsText);) {
     const type: LockType = Math.random() < 0.35 ? "Host" : "Generic";
-    const lock = await lockResource(host, {
-      type,
-      store,
-      caller: `worker-${id}`,
-      dependencies: {},
-      timeout: "15ms",
-      retries: 100_000,
-      drainTimeout: "60s",
-      // half of the rounds hold a lease, renewed by the lock object
-      ...(round % 2 === 0 ? { ttl: "3s" } : {}),
-    });
+    let lock;
+    try {
+      lock = await lockResource(host, {
+        type,
+        store,
+        caller: `worker-${id}`,
+        dependencies: {},
+        timeout: "15ms",
+        retries: 100_000,
+        drainTimeout: "60s",
+        ...options.ttl ? { ttl: options.ttl } : round % 2 === 0 ? { ttl: "3s" } : {},
+        ...options.config ? { config: options.config } : {},
+      });
+    } catch (error) {
+      if (!options.tolerant || !(error instanceof StoreError)) throw error;
+      counts.storeErrors!++;
+      if (errors.length < 10) errors.push(error.message);
+      continue;
+    }
     await tell("enter", type, lock.sessionId);
     await sleep(2 + Math.random() * 10);
     await tell("exit", type, lock.sessionId);
-    const [result] = await lock.release();
-    if (result?.status !== "released") {
-      throw new Error(`release of ${lock.refs[0]} said ${result?.status}`);
-    }
     counts[type]!++;
+    round++;
+    try {
+      const [result] = await lock.release();
+      if (result?.status !== "released") {
+        throw new Error(`release of ${lock.refs[0]} said ${result?.status}`);
+      }
+    } catch (error) {
+      if (!options.tolerant) throw error;
+      if (error instanceof StoreError) counts.releaseErrors!++;
+      else counts.lost!++;
+      if (errors.length < 10) errors.push((error as Error).message);
+    }
   }
 } finally {
   await closeStores();
 }
-console.log(JSON.stringify(counts));
+console.log(JSON.stringify({ ...counts, errors }));

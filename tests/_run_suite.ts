@@ -63,7 +63,7 @@ export function registerRunSuite(
       await Deno.writeTextFile(`${dir}/none.json`, "{}");
       await Deno.writeTextFile(
         config,
-        `export default { clockSkew: "200ms", lockTimeout: "100ms", dependenciesFilePath: "${dir}/none.json" };`,
+        `export default { clockSkew: "200ms", timeout: "100ms", dependenciesFile: "${dir}/none.json" };`,
       );
       await fn(config, dir);
     } finally {
@@ -363,7 +363,7 @@ export function registerRunSuite(
           ["run", "hv01", "--hard", "--retries", "1000", "--timeout", "100ms", "--", "true"],
           { env: e },
         );
-        await run.stderr.line(/^Waiting for "hv01"/);
+        await run.stderr.line(/^\S+Z Waiting for "hv01"/);
         run.process.kill("SIGINT");
         const out = await run.end();
         assertEquals(out.code, 130, out.stderr);
@@ -386,7 +386,7 @@ export function registerRunSuite(
           ["run", "hv01", "--hard", "--drain-timeout", "60s", "--", "true"],
           { env: e },
         );
-        await run.stderr.line(/^Draining "hv01"/);
+        await run.stderr.line(/^\S+Z Draining "hv01"/);
         run.process.kill("SIGHUP");
         const out = await run.end();
         assertEquals(out.code, 129, out.stderr);

@@ -44,6 +44,28 @@ export function smbCredentialsEnv(): Record<string, string> {
   };
 }
 
+/**
+ * Writes a file into a share's folder underneath smbd, as another program on
+ * the server would. Samba gives a file it did not make (no DOS attributes
+ * stored with it) the earliest of its access, change and modification times
+ * as its creation time; the first read through SMB moves the access time,
+ * and with it that creation time, which the store's versions hold. Setting
+ * the access time to the modification time keeps the creation time still.
+ * @param path the file's path on disk
+ * @param data its content
+ * @param options `createNew`: fail when the file exists
+ */
+export async function writeUnderSmbd(
+  path: string,
+  data: Uint8Array | string,
+  options: { createNew?: boolean } = {},
+): Promise<void> {
+  const bytes = typeof data === "string" ? new TextEncoder().encode(data) : data;
+  await Deno.writeFile(path, bytes, options.createNew ? { createNew: true } : {});
+  const { mtime } = await Deno.stat(path);
+  await Deno.utime(path, mtime!, mtime!);
+}
+
 /** Names of the files (not folders) in a share's folder, or in `sub` under it; [] when missing. */
 export function filesOn(smbd: Smbd, share: string, sub = ""): Promise<string[]> {
   return fileNames(join(smbd.dir(share), sub));

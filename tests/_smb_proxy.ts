@@ -7,7 +7,9 @@
  * would (the benchmark's fan-out over a simulated network).
  *
  * The rule sees the first request of each frame: a compound request (several
- * chained in one frame) passes, freezes or is cut as a whole.
+ * chained in one frame) passes, freezes or is cut as a whole. An answer
+ * judge can change a signed or sealed answer on its way back (a byte
+ * flipped, a signature taken off), as an attacker on the network would.
  *
  * @module
  */
@@ -15,7 +17,13 @@
 import { sleep } from "./_helpers.ts";
 
 /** What the forwarder does with a request. */
-export type FrameAction = "pass" | "cut" | "freeze";
+/**
+ * What the forwarder does with a request: pass it; cut the connection;
+ * freeze the connection (nothing more either way); or pass it and hold
+ * every answer of the connection from then on (`hold-answers`: the server
+ * acts, the client hears nothing).
+ */
+export type FrameAction = "pass" | "cut" | "freeze" | "hold-answers";
 
 /** One SMB2 request from the client, as far as the rules need it. */
 export interface SmbRequestInfo {
@@ -29,12 +37,36 @@ export interface SmbRequestInfo {
   disposition?: number;
   /** SET_INFO: the information class (10 rename, 13 delete, 20 end of file). */
   infoClass?: number;
+  /** MessageId of the request (undefined for an encrypted frame). */
+  messageId?: bigint;
 }
+
+/** One answer frame from the server, as far as tampering needs it. */
+export interface SmbAnswerInfo {
+  /** SMB2 command of the frame's first message; -1 for an encrypted frame. */
+  command: number;
+  /** Whether the frame is encrypted (TRANSFORM_HEADER). */
+  encrypted: boolean;
+  /** Whether its first message carries SMB2_FLAGS_SIGNED. */
+  signed: boolean;
+  /** The request it answers (by MessageId; undefined for encrypted frames). */
+  request: SmbRequestInfo | undefined;
+}
+
+/** What the forwarder does to an answer frame. */
+export type AnswerAction = "pass" | "flip" | "unsign";
 
 /** Options of {@linkcode startSmbProxy}. */
 export interface SmbProxyOptions {
   /** Decides per request; requests of a cut connection never arrive. @default pass all */
   rule?: (request: SmbRequestInfo) => FrameAction;
+  /**
+   * Decides per answer frame: `flip` changes its last byte (inside the
+   * body of its last message, which its signature or seal covers);
+   * `unsign` clears SMB2_FLAGS_SIGNED and the signature of its first
+   * message. @default pass all
+   */
+  answer?: (answer: SmbAnswerInfo) => AnswerAction;
   /**
    * Milliseconds each chunk waits before it goes on, in each direction, so
    * a round trip takes 2 × `delayMs` longer, as over a network. Chunks keep
@@ -63,6 +95,7 @@ export interface SmbProxy extends AsyncDisposable {
 }
 
 const SMB2_HEADER = 64;
+const SMB2_FLAGS_SIGNED = 0x8;
 const TREE_CONNECT = 0x03;
 const CREATE = 0x05;
 const SET_INFO = 0x11;
@@ -77,6 +110,7 @@ function describe(message: Uint8Array, share: string | undefined): SmbRequestInf
   const info: SmbRequestInfo = { share, command: -1 };
   if (message.length < SMB2_HEADER + 8 || view.getUint32(0) !== 0xfe534d42) return info;
   info.command = view.getUint16(12, true);
+  info.messageId = view.getBigUint64(24, true);
   const body = SMB2_HEADER;
   try {
     if (info.command === TREE_CONNECT) {
@@ -94,6 +128,38 @@ function describe(message: Uint8Array, share: string | undefined): SmbRequestInf
   return info;
 }
 
+/** Reads what an answer judge needs from one answer frame (without its 4-byte header). */
+function describeAnswer(
+  payload: Uint8Array,
+  requests: Map<bigint, SmbRequestInfo>,
+): SmbAnswerInfo {
+  const view = new DataView(payload.buffer, payload.byteOffset, payload.byteLength);
+  if (payload.length < SMB2_HEADER || view.getUint32(0) !== 0xfe534d42) {
+    return {
+      command: -1,
+      encrypted: view.getUint32(0) === 0xfd534d42,
+      signed: false,
+      request: undefined,
+    };
+  }
+  return {
+    command: view.getUint16(12, true),
+    encrypted: false,
+    signed: (view.getUint32(16, true) & SMB2_FLAGS_SIGNED) !== 0,
+    request: requests.get(view.getBigUint64(24, true)),
+  };
+}
+
+/** Applies an answer action to a whole frame (4-byte header included), in place. */
+function tamper(frame: Uint8Array, action: AnswerAction): void {
+  if (action === "flip") {
+    frame[frame.length - 1]! ^= 0x01;
+  } else if (action === "unsign" && frame.length >= 4 + SMB2_HEADER) {
+    frame[4 + 16]! &= ~SMB2_FLAGS_SIGNED;
+    frame.fill(0, 4 + 48, 4 + 64);
+  }
+}
+
 /**
  * Starts a forwarder on a free loopback port to `127.0.0.1:targetPort`.
  *
@@ -109,6 +175,10 @@ export function startSmbProxy(targetPort: number, options: SmbProxyOptions = {})
     server: Deno.Conn;
     share: string | undefined;
     frozen: boolean;
+    /** Answers of this connection are held (`hold-answers`). */
+    answersHeld: boolean;
+    /** Requests by MessageId, for the answers. */
+    requests: Map<bigint, SmbRequestInfo>;
   }
   const pairs = new Set<Pair>();
   const pumps = new Set<Promise<void>>();
@@ -168,15 +238,37 @@ export function startSmbProxy(targetPort: number, options: SmbProxyOptions = {})
     while ((frozen || pair.frozen) && pairs.has(pair)) await thawed.promise;
   }
 
-  /** Server to client: bytes as they come. */
+  async function holdAnswers(pair: Pair): Promise<void> {
+    while (pair.answersHeld && pairs.has(pair)) await thawed.promise;
+    await hold(pair);
+  }
+
+  /** Server to client: bytes as they come, or whole frames when answers are judged. */
   async function pumpBack(pair: Pair): Promise<void> {
     const buffer = new Uint8Array(64 * 1024);
+    const judge = options.answer;
+    let pending = new Uint8Array(0);
     try {
       for (;;) {
         const n = await pair.server.read(buffer);
         if (n === null) break;
-        await hold(pair);
-        await forward(pair.client, buffer.subarray(0, n));
+        await holdAnswers(pair);
+        if (judge === undefined) {
+          await forward(pair.client, buffer.subarray(0, n));
+          continue;
+        }
+        const joined = new Uint8Array(pending.length + n);
+        joined.set(pending);
+        joined.set(buffer.subarray(0, n), pending.length);
+        pending = joined;
+        while (pending.length >= 4) {
+          const length = (pending[1]! << 16) | (pending[2]! << 8) | pending[3]!;
+          if (pending.length < 4 + length) break;
+          const frame = pending.slice(0, 4 + length);
+          pending = pending.slice(4 + length);
+          tamper(frame, judge(describeAnswer(frame.subarray(4), pair.requests)));
+          await forward(pair.client, frame);
+        }
       }
     } catch {
       // a closed side ends the pair
@@ -204,6 +296,7 @@ export function startSmbProxy(targetPort: number, options: SmbProxyOptions = {})
           pending = pending.slice(4 + length);
           const info = describe(frame.subarray(4), pair.share);
           if (info.command === TREE_CONNECT) pair.share = info.share;
+          if (info.messageId !== undefined) pair.requests.set(info.messageId, info);
           const action = options.rule?.(info) ?? "pass";
           if (action === "cut") {
             closePair(pair);
@@ -213,6 +306,7 @@ export function startSmbProxy(targetPort: number, options: SmbProxyOptions = {})
           await hold(pair);
           if (!pairs.has(pair)) return;
           await forward(pair.server, frame);
+          if (action === "hold-answers") pair.answersHeld = true;
         }
       }
     } catch {
@@ -240,7 +334,14 @@ export function startSmbProxy(targetPort: number, options: SmbProxyOptions = {})
       // No Nagle: small frames go at once, as the client and smbd send them.
       client.setNoDelay(true);
       server.setNoDelay(true);
-      const pair: Pair = { client, server, share: undefined, frozen: false };
+      const pair: Pair = {
+        client,
+        server,
+        share: undefined,
+        frozen: false,
+        answersHeld: false,
+        requests: new Map(),
+      };
       pairs.add(pair);
       track(pumpForth(pair));
       track(pumpBack(pair));
@@ -260,7 +361,10 @@ export function startSmbProxy(targetPort: number, options: SmbProxyOptions = {})
     },
     thaw() {
       frozen = false;
-      for (const pair of pairs) pair.frozen = false;
+      for (const pair of pairs) {
+        pair.frozen = false;
+        pair.answersHeld = false;
+      }
       thawed.resolve();
       thawed = Promise.withResolvers();
     },

@@ -35,6 +35,14 @@ export interface StartSmbdOptions {
   users: SmbdUser[];
   /** Shares (from `shares`) that are read-only. @default [] */
   readOnlyShares?: string[];
+  /**
+   * More `[global]` lines of smb.conf, e.g. `server signing = mandatory`,
+   * `server min protocol = SMB3_11`, `server smb encrypt = required`.
+   * @default []
+   */
+  extraGlobal?: string[];
+  /** More lines per share (from `shares`), e.g. `{ s1: ["smb encrypt = required"] }`. @default {} */
+  shareOptions?: Record<string, string[]>;
   /** How long to wait for the port to accept, in ms. @default 15000 */
   startTimeoutMs?: number;
 }
@@ -59,6 +67,12 @@ export interface Smbd extends AsyncDisposable {
   resume(): Promise<void>;
   /** Makes smbd drop every client's connection to a share (`smbcontrol close-share`). */
   closeShare(share: string): Promise<void>;
+  /**
+   * What `smbstatus -s <conf> --json` says about the sessions and tree
+   * connects now: dialect, signing and encryption of each, as the server
+   * sees them.
+   */
+  status(): Promise<SmbdStatus>;
   /** Stops smbd and removes its temp folder. */
   close(): Promise<void>;
   /**
@@ -68,6 +82,45 @@ export interface Smbd extends AsyncDisposable {
   killSync(): void;
 }
 
+/** One session or tree connect as `smbstatus --json` shows it. */
+export interface SmbdSecurity {
+  /** E.g. "AES-128-GMAC", "AES-128-GCM", "-" (none). */
+  cipher: string;
+  /** E.g. "full", "partial", "-" (none). */
+  degree: string;
+}
+
+/** One session in `smbstatus --json`. */
+export interface SmbdSession {
+  /** User name. */
+  username: string;
+  /** Dialect, e.g. "SMB3_11". */
+  dialect: string;
+  /** Signing of the session. */
+  signing: SmbdSecurity;
+  /** Encryption of the session. */
+  encryption: SmbdSecurity;
+}
+
+/** One tree connect in `smbstatus --json`. */
+export interface SmbdTreeConnect {
+  /** Share name. */
+  service: string;
+  /** Signing on the share. */
+  signing: SmbdSecurity;
+  /** Encryption on the share. */
+  encryption: SmbdSecurity;
+}
+
+/** Sessions and tree connects, from `smbstatus --json`. */
+export interface SmbdStatus {
+  /** The sessions. */
+  sessions: SmbdSession[];
+  /** The tree connects. */
+  tcons: SmbdTreeConnect[];
+}
+
+const SMBSTATUS_CANDIDATES = ["/usr/bin/smbstatus", "/usr/local/bin/smbstatus"];
 const SMBD_CANDIDATES = ["/usr/sbin/smbd", "/usr/local/sbin/smbd"];
 const SMBPASSWD_CANDIDATES = ["/usr/bin/smbpasswd", "/usr/local/bin/smbpasswd"];
 const SMBCONTROL_CANDIDATES = ["/usr/bin/smbcontrol", "/usr/local/bin/smbcontrol"];
@@ -84,6 +137,7 @@ interface Tools {
   smbd: string;
   smbpasswd: string;
   smbcontrol: string;
+  smbstatus: string;
   nssWrapper: string;
 }
 
@@ -110,6 +164,10 @@ function findTools(): Tools | string {
   if (smbcontrol === undefined) {
     return "smbcontrol is not installed (Debian package samba-common-bin)";
   }
+  const smbstatus = findFile(SMBSTATUS_CANDIDATES);
+  if (smbstatus === undefined) {
+    return "smbstatus is not installed (Debian package samba)";
+  }
   const nssWrapper = findFile(NSS_WRAPPER_CANDIDATES);
   if (nssWrapper === undefined) {
     return "libnss_wrapper.so is not installed (Debian package libnss-wrapper)";
@@ -117,7 +175,7 @@ function findTools(): Tools | string {
   const setsid = findFile(SETSID_CANDIDATES);
   if (setsid === undefined) return "setsid is not installed (util-linux)";
   if (Deno.uid() !== 0) return "smbd tests need root (smbd switches users)";
-  return { setsid, smbd, smbpasswd, smbcontrol, nssWrapper };
+  return { setsid, smbd, smbpasswd, smbcontrol, smbstatus, nssWrapper };
 }
 
 /**
@@ -220,6 +278,18 @@ function freePort(): number {
   return port;
 }
 
+/**
+ * `[global]` lines from `RESOURCE_LOCKER_TEST_SMBD_GLOBAL` (separated by
+ * `;`): runs every SMB suite against another server configuration, e.g.
+ * `server min protocol = SMB3_00;server max protocol = SMB3_00`. With
+ * encryption, the tests whose proxy (`_smb_proxy.ts`) picks a request by
+ * its content cannot see it and fail; the rest pass.
+ */
+function globalFromEnv(): string[] {
+  const value = Deno.env.get("RESOURCE_LOCKER_TEST_SMBD_GLOBAL") ?? "";
+  return value.split(";").map((line) => line.trim()).filter((line) => line !== "");
+}
+
 function smbConf(root: string, port: number, options: StartSmbdOptions): string {
   const global = [
     "[global]",
@@ -245,6 +315,7 @@ function smbConf(root: string, port: number, options: StartSmbdOptions): string 
     "  printing = bsd",
     "  printcap name = /dev/null",
     "  disable spoolss = yes",
+    ...[...globalFromEnv(), ...options.extraGlobal ?? []].map((line) => `  ${line}`),
     "",
   ];
   const readOnly = new Set(options.readOnlyShares ?? []);
@@ -253,6 +324,7 @@ function smbConf(root: string, port: number, options: StartSmbdOptions): string 
     `  path = ${join(root, "shares", share)}`,
     `  read only = ${readOnly.has(share) ? "yes" : "no"}`,
     "  browseable = yes",
+    ...(options.shareOptions?.[share] ?? []).map((line) => `  ${line}`),
     "",
   ]);
   return [...global, ...shares].join("\n");
@@ -432,6 +504,44 @@ async function setUp(
           `smbcontrol close-share failed: ${new TextDecoder().decode(output.stderr).trim()}`,
         );
       }
+    },
+    async status(): Promise<SmbdStatus> {
+      const output = await new Deno.Command(tools.smbstatus, {
+        args: ["-s", conf, "--json"],
+        env,
+        stdin: "null",
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      if (!output.success) {
+        throw new Error(
+          `smbstatus failed: ${new TextDecoder().decode(output.stderr).trim()}`,
+        );
+      }
+      const json = JSON.parse(new TextDecoder().decode(output.stdout));
+      const security = (value: { cipher?: string; degree?: string } | undefined) => ({
+        cipher: value?.cipher ?? "",
+        degree: value?.degree ?? "",
+      });
+      return {
+        sessions: Object.values(json.sessions ?? {}).map((s) => {
+          const session = s as Record<string, never>;
+          return {
+            username: String(session["username"] ?? ""),
+            dialect: String(session["session_dialect"] ?? ""),
+            signing: security(session["signing"]),
+            encryption: security(session["encryption"]),
+          };
+        }),
+        tcons: Object.values(json.tcons ?? {}).map((t) => {
+          const tcon = t as Record<string, never>;
+          return {
+            service: String(tcon["service"] ?? ""),
+            signing: security(tcon["signing"]),
+            encryption: security(tcon["encryption"]),
+          };
+        }),
+      };
     },
     async close(): Promise<void> {
       try {

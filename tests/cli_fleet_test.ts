@@ -20,7 +20,7 @@ async function world() {
   const t = await tempStore();
   const map = join(t.root, "map.json");
   await Deno.writeTextFile(map, JSON.stringify({ hv02: ["hv01"], "@groups": [GROUP] }));
-  return { t, map, flags: ["--store", t.store, "--file", map] };
+  return { t, map, flags: ["--store", t.store, "--dependencies-file", map] };
 }
 
 function keys(value: unknown): string[] {
@@ -202,7 +202,10 @@ Deno.test("test --group: exit 0 with a free slot, 1 without; with a host it is a
   assertStringIncludes(both.stderr, "test --group NAME takes no host");
   const usage = await runCliInProcess(["status", "hv01", "--hosts", "x.txt", "--store", t.store]);
   assertEquals(usage.code, 2);
-  assertStringIncludes(usage.stderr, "--hosts and --file go with status --all or --group");
+  assertStringIncludes(
+    usage.stderr,
+    "--hosts and --dependencies-file go with status --all or --group",
+  );
 });
 
 Deno.test("deps tells the groups a Host lock takes a slot of: stderr for the list, fields and subgraphs otherwise", async () => {
@@ -229,7 +232,12 @@ Deno.test("deps tells the groups a Host lock takes a slot of: stderr for the lis
     'subgraph "cluster_hv-a" {\n    label = "group hv-a (max 1)";\n    "hv01";',
   );
   const mermaid = (await runCliInProcess(["deps", "hv01", "--format", "mermaid", ...flags])).stdout;
-  assertStringIncludes(mermaid, '  subgraph group_hv_a["group hv-a (max 1)"]\n    hv01["hv01"]');
+  // Node ids as main draws them (n0, n1, …): the group's members are the same nodes.
+  assertEquals(
+    mermaid,
+    'graph LR\n  n0["hv01"]\n  n1["hv02"]\n  n2["hv03"]\n  n0 --> n1\n' +
+      '  subgraph g0["group hv-a (max 1)"]\n    n0\n    n1\n    n2\n  end\n',
+  );
   // A lock that needs more slots than the group has left says so.
   await runCliInProcess(["lock", "hv03", "--hard", ...flags]);
   const refused = await runCliInProcess(["lock", "hv01", "--hard", "--retries", "1", ...flags]);
@@ -249,7 +257,7 @@ Deno.test("status --all where each host has its own server or share and none is 
     "--all",
     "--store",
     join(t.root, "{0}", "locks"),
-    "--file",
+    "--dependencies-file",
     none,
   ]);
   assertEquals(run.code, 2);
@@ -267,7 +275,7 @@ Deno.test("status --all where each host has its own server or share and none is 
     "--all",
     "--store",
     join(t.root, "{0}", "locks"),
-    "--file",
+    "--dependencies-file",
     none,
     "--hosts",
     hosts,

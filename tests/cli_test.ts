@@ -122,7 +122,13 @@ Deno.test("lock prints one full ref per line, the dependencies' first, all of on
     assert.deepEqual(refs, [`dc02/Host@${id}`, `hv01/Host@${id}`, `dc01/Host@${id}`]);
     assert.deepEqual(await lockFiles(root), ["dc01/Host.lock", "dc02/Host.lock", "hv01/Host.lock"]);
 
-    const shared = await cli(["lock", "web01", "--no-dependencies", "--session", "my-session-1"]);
+    const shared = await cli([
+      "lock",
+      "web01",
+      "--no-dependencies",
+      "--session-id",
+      "my-session-1",
+    ]);
     assert.equal(shared.code, 0, shared.stderr);
     assert.equal(shared.stdout, "web01/Generic-my-session-1\n");
   }, MAP);
@@ -234,7 +240,7 @@ Deno.test("waiting for a busy host shows 'attempt k of n' and the holder on stde
     assert.deepEqual(rest, []);
     assert.match(
       progress!,
-      /^Waiting for "dc01": Host lock by "holder-x" since \S+Z \(attempt 1 of 2, next in \d+ms\)$/,
+      /^\S+Z Waiting for "dc01": Host lock held by "holder-x" since \S+Z \(attempt 1 of 2, next in \d+ms at the latest\)$/,
     );
     assert.match(
       error!,
@@ -369,7 +375,7 @@ Deno.test("--json prints an error document even when the arguments themselves ar
 // ---------------------------------------------------------------------------
 // deps, id, history, status, help
 
-Deno.test("deps prints the original's order as list, json, dot and mermaid, from the map file or --file", async () => {
+Deno.test("deps prints the original's order as list, json, dot and mermaid, from the map file or --dependencies-file", async () => {
   await withSandbox(async ({ cli, tmp }) => {
     const list = await cli(["deps", "dc01"]);
     assert.deepEqual([list.code, list.stdout, list.stderr], [0, "dc02\nhv01\n", ""]);
@@ -388,13 +394,13 @@ Deno.test("deps prints the original's order as list, json, dot and mermaid, from
     );
     assert.equal(
       (await cli(["deps", "dc01", "--format", "mermaid"])).stdout,
-      'graph LR\n  dc01["dc01"] --> dc02["dc02"]\n  dc01["dc01"] --> hv01["hv01"]\n',
+      'graph LR\n  n0["dc01"]\n  n1["dc02"]\n  n2["hv01"]\n  n0 --> n1\n  n0 --> n2\n',
     );
     assertOneLineError(await cli(["deps", "dc01", "--format", "svg"]), 2, "svg");
 
     const other = join(tmp, "other.json");
     await Deno.writeTextFile(other, JSON.stringify({ "sql01": ["app01"] }));
-    assert.equal((await cli(["deps", "app01", "--file", other])).stdout, "sql01\n");
+    assert.equal((await cli(["deps", "app01", "--dependencies-file", other])).stdout, "sql01\n");
   }, MAP);
 });
 
@@ -409,7 +415,7 @@ Deno.test("the default dependency map may be absent; a named one that is missing
     assert.equal(lines(lock.stdout).length, 1);
     assert.deepEqual(await lockFiles(root), ["dc01/Host.lock"]);
     const missing = join(tmp, "missing.json");
-    assertOneLineError(await cli(["lock", "web01", "--file", missing]), 2, missing);
+    assertOneLineError(await cli(["lock", "web01", "--dependencies-file", missing]), 2, missing);
     assertOneLineError(await cli(["deps", "web01"], { dependencies: missing }), 2, missing);
     assert.deepEqual(await lockFiles(root), ["dc01/Host.lock"]);
   });
@@ -593,7 +599,7 @@ Deno.test("bad times, counts and lock types exit 2 with one line naming the valu
       [["lock", "dc01", "--type", "exclusive"], ['"exclusive"']],
       [["lock", "dc01", "--hard", "--type", "generic"], ["--hard"]],
       [["lock", "dc01", "--hard", "--no-drain", "--drain-timeout", "1s"], ["--no-drain"]],
-      [["lock", "dc01", "--session", "../evil"], ['"../evil"']],
+      [["lock", "dc01", "--session-id", "../evil"], ['"../evil"']],
       [["lock-file", "\\\\fs01\\x", "--type", "host"], ["lock-file"]],
       [["test", "dc01", "--type", "bogus"], ['"bogus"']],
       [["run", "dc01", "--grace", "soon", "--", "true"], ['"soon"']],
@@ -628,7 +634,9 @@ Deno.test("a malformed dependency map exits 2 naming the file and the place, and
     await withSandbox(async (box) => {
       await assertRejectsUntouched(box, ["lock", "dc01", "--hard"], [box.deps, ...mentions]);
       await assertRejectsUntouched(box, ["deps", "dc01"], [box.deps, ...mentions]);
-      await assertRejectsUntouched(box, ["deps", "dc01", "--file", box.deps], [box.deps]);
+      await assertRejectsUntouched(box, ["deps", "dc01", "--dependencies-file", box.deps], [
+        box.deps,
+      ]);
       assert.deepEqual(await listNames(box.root), []);
     }, text);
   }

@@ -6,7 +6,7 @@ import {
   assertThrows,
 } from "./_assert.ts";
 import { defineConfig, InputError } from "../mod.ts";
-import { loadConfigModule, resolveConfig, validateConfig } from "../src/config.ts";
+import { configWarnings, loadConfigModule, resolveConfig, validateConfig } from "../src/config.ts";
 import { parseDuration } from "../src/duration.ts";
 import { storeKindOf } from "../src/stores/open.ts";
 
@@ -68,6 +68,7 @@ Deno.test(
       assertEquals(config.lockTimeoutMs, 250);
       assertEquals(config.folderPathTemplate, "/from-file/{0}");
       assertEquals(config.defaultStore, false);
+      assertEquals([config.smb.signing, config.smb.encrypt], ["auto", "auto"], "SMB defaults");
       Deno.env.set("RESOURCE_LOCKER_STORE", "/from-env/{0}");
       Deno.env.set("RESOURCE_LOCKER_SMB_USERNAME", "env-user");
       config = await resolveConfig({}, file);
@@ -93,7 +94,11 @@ Deno.test("validateConfig() names the setting at fault", () => {
     [{ drain: "yes" }, '"drain"'],
     [{ lockTimeOut: 5 }, 'unknown setting "lockTimeOut"'],
     [{ smb: { port: 70000 } }, '"smb.port"'],
+    [{ smb: { signing: "off" } }, '"smb.signing"'],
+    [{ smb: { encrypt: true } }, '"smb.encrypt"'],
     [{ etcd: { endpoints: "x" } }, '"etcd.endpoints"'],
+    [{ etcd: { ca: 1 } }, '"etcd.ca" must be a file path'],
+    [{ etcd: { cert: "" } }, '"etcd.cert" must be a file path'],
   ];
   for (const [config, expected] of cases) {
     const error = assertThrows(() => validateConfig(config, "my.config.ts"), InputError);
@@ -149,4 +154,32 @@ Deno.test("storeKindOf() chooses the store from the folder template", () => {
   assertEquals(storeKindOf("etcd://127.0.0.1:2379/resource-locks/{0}", "linux"), "etcd");
   assertThrows(() => storeKindOf("/var/lib/locks", "linux"), InputError);
   assertThrows(() => storeKindOf("ftp://{0}/x", "linux"), InputError);
+});
+
+Deno.test("validateConfig() takes the old setting names under the new ones and records one warning each", () => {
+  const checked = validateConfig(
+    { lockRetries: 2, lockTimeout: "1s", folderPathTemplate: "/l/{0}", lease: "1m", drain: false },
+    "old.ts",
+  );
+  assertEquals(
+    checked,
+    {
+      retries: 2,
+      timeout: "1s",
+      store: "/l/{0}",
+      ttl: "1m",
+      drain: false,
+    } as typeof checked,
+  );
+  assertEquals(configWarnings(checked), [
+    'Setting "lockRetries" of config "old.ts" is deprecated: use "retries"',
+    'Setting "lockTimeout" of config "old.ts" is deprecated: use "timeout"',
+    'Setting "folderPathTemplate" of config "old.ts" is deprecated: use "store"',
+    'Setting "lease" of config "old.ts" is deprecated: use "ttl"',
+  ]);
+  assertEquals(configWarnings(validateConfig({ retries: 2 }, "new.ts")), []);
+  const both = assertThrows(() => validateConfig({ lease: 1, ttl: 2 }, "c.ts"), InputError);
+  assertStringIncludes(both.message, '"lease" and "ttl" are one setting');
+  const typo = assertThrows(() => validateConfig({ LockRetries: 1 }, "c.ts"), InputError);
+  assertStringIncludes(typo.message, 'did you mean "retries"?');
 });

@@ -113,7 +113,7 @@ Deno.test("status of the fleet where each host has its own folder tree: the host
   );
   const hostsFile = join(t.root, "hosts.txt");
   await Deno.writeTextFile(hostsFile, "# more hosts\nFILE01  # the file server\n\n");
-  const config = { dependenciesFilePath: map, hosts: ["db01"], hostsFile };
+  const config = { dependenciesFile: map, hosts: ["db01"], hostsFile };
   await using _lock = await lockResource("hv02", {
     store,
     type: "Host",
@@ -139,13 +139,13 @@ Deno.test("status of the fleet where each host has its own folder tree: the host
   assertEquals(faulty.locks.map((l) => l.host), ["file01", "hv02"]);
   // Nothing named: one clear error.
   const none = await assertRejects(
-    () => getFleetStatus({ store, config: { dependenciesFilePath: join(t.root, "none.json") } }),
+    () => getFleetStatus({ store, config: { dependenciesFile: join(t.root, "none.json") } }),
     InputError,
   );
   assertStringIncludes(none.message, "does not exist");
   await Deno.writeTextFile(join(t.root, "empty.json"), "{}");
   const unnamed = await assertRejects(
-    () => getFleetStatus({ store, config: { dependenciesFilePath: join(t.root, "empty.json") } }),
+    () => getFleetStatus({ store, config: { dependenciesFile: join(t.root, "empty.json") } }),
     InputError,
   );
   assertStringIncludes(

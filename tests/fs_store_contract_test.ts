@@ -15,6 +15,12 @@ registerStoreContract("local", async () => {
     store: open(),
     other: open(),
     host: "hv01",
+    async plant(host, name, data) {
+      await Deno.mkdir(`${root}/${host}`, { recursive: true });
+      await Deno.writeFile(`${root}/${host}/${name}`, data);
+    },
+    // a temporary file a killed creator leaves, and the per-host guard
+    privateNames: [".resource-locker-left-by-a-crash.tmp", ".resource-locker.guard"],
     [Symbol.asyncDispose]: () => Deno.remove(root, { recursive: true }),
   };
 });

@@ -151,7 +151,7 @@ Deno.test("the map file's @groups section is read beside the map; maps without i
     JSON.stringify({ "@groups": [{ name: "from-map", members: ["hv09"], max: 1 }] }),
   );
   const groups = await getMaintenanceGroups({
-    config: { groups: [HV_A], dependenciesFilePath: path },
+    config: { groups: [HV_A], dependenciesFile: path },
   });
   assertEquals(groups.map((g) => g.name), ["hv-a", "from-map"]);
   assertEquals(
@@ -285,7 +285,7 @@ Deno.test("unlock by ref (the command line's way) frees the member's slot with i
   assertEquals(result!.status, "released");
   assertEquals(await slotFiles(t.root, "hv-a"), []);
   // The command line: lock prints the refs, unlock frees lock and slot.
-  const env = ["--store", t.store, "--file", join(t.root, "map.json")];
+  const env = ["--store", t.store, "--dependencies-file", join(t.root, "map.json")];
   await Deno.writeTextFile(
     join(t.root, "map.json"),
     JSON.stringify({ "@groups": [HV_A] }),
@@ -301,8 +301,8 @@ Deno.test("unlock by ref (the command line's way) frees the member's slot with i
     locked.stdout.trim(),
     "--store",
     t.store,
-    "--config",
-    await configFile(t.root, { dependenciesFilePath: join(t.root, "map.json") }),
+    "--config-file",
+    await configFile(t.root, { dependenciesFile: join(t.root, "map.json") }),
   ]);
   assertEquals(unlocked.code, 0, unlocked.stderr);
   assertEquals(await slotFiles(t.root, "hv-a"), []);

@@ -10,6 +10,7 @@
 
 import { assertEquals, assertOk, assertRejects } from "./_assert.ts";
 import { tempStore, waitFor } from "./_helpers.ts";
+import { runCliInProcess } from "./_cli_helpers.ts";
 import { LockBusyError, lockResource, type LockResourceOptions } from "../mod.ts";
 import { openWatchers } from "../src/stores/_folder_watch.ts";
 
@@ -115,4 +116,31 @@ Deno.test("waiters in one process share one watcher per folder, closed when the 
   await holder.release();
   for (const lock of await Promise.all(waiters)) await lock.release();
   assertEquals(openWatchers().filter((path) => path === folder), [], "closed: nothing left open");
+});
+
+Deno.test("lock --wait gives up after its time with exit 3; each progress line carries its time", async () => {
+  await using t = await tempStore();
+  const holder = await lockResource("hv01", options(t.store, "notify", { type: "Host" }));
+  const start = Date.now();
+  const result = await runCliInProcess([
+    "lock",
+    "hv01",
+    "--wait",
+    "1s",
+    "--store",
+    t.store,
+    "--no-dependencies",
+  ]);
+  const tookMs = Date.now() - start;
+  assertEquals(result.code, 3, result.stderr);
+  assertOk(tookMs >= 1_000, `waited ${tookMs} ms`);
+  const lines = result.stderr.trim().split("\n");
+  assertEquals(lines.length, 2, "one progress line for one unchanged state, then the error");
+  assertOk(
+    /^\d{4}-\d\d-\d\dT\S+Z Waiting for "hv01": .*\(attempt 1, giving up in \d+(ms|s)\)$/.test(
+      lines[0]!,
+    ),
+    lines[0],
+  );
+  await holder.release();
 });

@@ -239,7 +239,7 @@ Deno.test("inherited names are no commands, flags, lock types or settings", asyn
       const json = JSON.stringify({ [key]: { lockRetries: 9 } });
       await Deno.writeTextFile(file, `export default JSON.parse(${JSON.stringify(json)});`);
       assertOneLineError(
-        await cli(["status", "hv01", "--store", store, "--config", file]),
+        await cli(["status", "hv01", "--store", store, "--config-file", file]),
         2,
         `unknown setting "${key}"`,
         file,
@@ -262,10 +262,18 @@ Deno.test("a dependency map with the host names constructor, __proto__ and toStr
       file,
       '{"constructor": ["hv01"], "__proto__": ["hv01"], "toString": "constructor", "hv01": []}',
     );
-    const deps = await cli(["deps", "hv01", "--file", file]);
+    const deps = await cli(["deps", "hv01", "--dependencies-file", file]);
     // The original's order: names as .NET sorts them ignoring case (`_` after letters).
     assert.deepEqual(deps, { code: 0, stdout: "constructor\n__proto__\ntostring\n", stderr: "" });
-    const lock = await cli(["lock", "hv01", "--file", file, "--store", store, "--hard"]);
+    const lock = await cli([
+      "lock",
+      "hv01",
+      "--dependencies-file",
+      file,
+      "--store",
+      store,
+      "--hard",
+    ]);
     assert.equal(lock.code, 0, lock.stderr);
     assert.equal(lock.stdout.split("\n").filter(Boolean).length, 4);
     for (const host of ["__proto__", "constructor", "tostring", "hv01"]) {
@@ -287,19 +295,19 @@ Deno.test("a dependency map named by --file, the environment or the config that 
   await withBox(async ({ tmp, store, root }) => {
     const missing = join(tmp, "no-such-map.json");
     assertOneLineError(
-      await cli(["lock", "hv01", "--store", store, "--file", missing]),
+      await cli(["lock", "hv01", "--store", store, "--dependencies-file", missing]),
       2,
       missing,
       "does not exist",
     );
-    assertOneLineError(await cli(["deps", "hv01", "--file", missing]), 2, missing);
+    assertOneLineError(await cli(["deps", "hv01", "--dependencies-file", missing]), 2, missing);
     const config = join(tmp, "config.ts");
     await Deno.writeTextFile(
       config,
-      `export default { dependenciesFilePath: ${JSON.stringify(missing)} };`,
+      `export default { dependenciesFile: ${JSON.stringify(missing)} };`,
     );
     assertOneLineError(
-      await cli(["lock", "hv01", "--store", store, "--config", config]),
+      await cli(["lock", "hv01", "--store", store, "--config-file", config]),
       2,
       missing,
     );
@@ -311,8 +319,8 @@ Deno.test("a dependency map named by --file, the environment or the config that 
     // A relative path in a config file is taken from the config's folder, not the working folder.
     await Deno.writeTextFile(join(tmp, "beside.json"), '{"app01": ["hv01"]}');
     const relative = join(tmp, "relative.ts"); // a new module: the one above is cached
-    await Deno.writeTextFile(relative, `export default { dependenciesFilePath: "./beside.json" };`);
-    assert.deepEqual(await cli(["deps", "hv01", "--config", relative]), {
+    await Deno.writeTextFile(relative, `export default { dependenciesFile: "./beside.json" };`);
+    assert.deepEqual(await cli(["deps", "hv01", "--config-file", relative]), {
       code: 0,
       stdout: "app01\n",
       stderr: "",
@@ -341,9 +349,14 @@ Deno.test("a dependency map that is a folder, FIFO, device or too large exits 2 
     ];
     for (const [path, why] of cases) {
       const started = Date.now();
-      assertOneLineError(await cli(["deps", "hv01", "--file", path], 5_000), 2, path, why);
       assertOneLineError(
-        await cli(["lock", "hv01", "--store", store, "--file", path], 5_000),
+        await cli(["deps", "hv01", "--dependencies-file", path], 5_000),
+        2,
+        path,
+        why,
+      );
+      assertOneLineError(
+        await cli(["lock", "hv01", "--store", store, "--dependencies-file", path], 5_000),
         2,
         why,
       );
@@ -387,7 +400,7 @@ Deno.test("dependency maps are read in every encoding PowerShell writes", async 
       const file = join(tmp, "map.json");
       await Deno.writeFile(file, bytes);
       assert.deepEqual(
-        await cli(["deps", "dc01", "--file", file]),
+        await cli(["deps", "dc01", "--dependencies-file", file]),
         { code: 0, stdout: "app01\nhv01\n", stderr: "" },
         name,
       );
@@ -402,7 +415,7 @@ Deno.test("dependency maps are read in every encoding PowerShell writes", async 
         ...new TextEncoder().encode('": []}'),
       ]),
     );
-    assertOneLineError(await cli(["deps", "dc01", "--file", file]), 2, '"café"');
+    assertOneLineError(await cli(["deps", "dc01", "--dependencies-file", file]), 2, '"café"');
   });
 });
 
@@ -437,7 +450,7 @@ Deno.test("any failure of a config file exits 2 naming it, in one line, without 
       await Deno.writeTextFile(file, source);
       for (const command of [["lock", "hv01"], ["status", "hv01"], ["deps", "hv01"]]) {
         assertOneLineError(
-          await cli([...command, "--store", store, "--config", file]),
+          await cli([...command, "--store", store, "--config-file", file]),
           2,
           file,
           mention,
@@ -446,12 +459,12 @@ Deno.test("any failure of a config file exits 2 naming it, in one line, without 
     }
     const missing = join(tmp, "missing.ts");
     assertOneLineError(
-      await cli(["status", "hv01", "--config", missing]),
+      await cli(["status", "hv01", "--config-file", missing]),
       2,
       missing,
       "does not exist",
     );
-    assertOneLineError(await cli(["status", "hv01", "--config", tmp]), 2, tmp, "folder");
+    assertOneLineError(await cli(["status", "hv01", "--config-file", tmp]), 2, tmp, "folder");
     assert.deepEqual([...Deno.readDirSync(root)], []);
   });
 });
@@ -461,9 +474,14 @@ Deno.test("a config file that is a FIFO or a device exits 2 at once", async () =
   await withBox(async ({ tmp }) => {
     const fifo = join(tmp, "config.ts");
     assert.ok((await new Deno.Command("mkfifo", { args: [fifo] }).output()).success);
-    assertOneLineError(await cli(["status", "hv01", "--config", fifo], 5_000), 2, fifo, "FIFO");
     assertOneLineError(
-      await cli(["status", "hv01", "--config", "/dev/zero"], 5_000),
+      await cli(["status", "hv01", "--config-file", fifo], 5_000),
+      2,
+      fifo,
+      "FIFO",
+    );
+    assertOneLineError(
+      await cli(["status", "hv01", "--config-file", "/dev/zero"], 5_000),
       2,
       "character device",
     );
@@ -475,7 +493,14 @@ Deno.test("the command line with a config whose top-level await never settles ex
   try {
     const file = join(dir, "stuck.ts");
     await Deno.writeTextFile(file, "await new Promise(() => {});\nexport default {};");
-    const result = await runCli(["status", "hv01", "--store", join(dir, "{0}"), "--config", file], {
+    const result = await runCli([
+      "status",
+      "hv01",
+      "--store",
+      join(dir, "{0}"),
+      "--config-file",
+      file,
+    ], {
       timeoutMs: 30_000,
     });
     assertOneLineError(result, 2, file, "did not finish loading");
@@ -759,7 +784,7 @@ Deno.test("store content reaches the terminal escaped and cut; --json keeps it e
       "hv01",
       "--store",
       store,
-      "--file",
+      "--dependencies-file",
       deps,
       "--retries",
       "2",
@@ -768,7 +793,7 @@ Deno.test("store content reaches the terminal escaped and cut; --json keeps it e
     ]);
     checkText(busy, "lock");
     assert.equal(busy.code, 3);
-    assert.match(busy.stderr, /^Waiting for "hv01": .*evil\\x1b\]0;pwned.*attempt 1 of 2/m);
+    assert.match(busy.stderr, /^\S+Z Waiting for "hv01": .*evil\\x1b\]0;pwned.*attempt 1 of 2/m);
     assert.match(busy.stderr, /^Error: .*evil\\x1b\]0;pwned.*$/m);
 
     const json = await cli(["status", "hv01", "--store", store, "--json"]);

@@ -31,7 +31,7 @@ async function hostile(
     await Deno.writeTextFile(`${t.root}/none.json`, "{}"); // a named map must exist
     await Deno.writeTextFile(
       config,
-      `export default { dependenciesFilePath: "${t.root}/none.json", lockTimeout: "50ms", lockRetries: 1 };`,
+      `export default { dependenciesFile: "${t.root}/none.json", timeout: "50ms", retries: 1 };`,
     );
     const run = (args: string[]) =>
       runCli(args, {

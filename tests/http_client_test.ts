@@ -16,6 +16,8 @@ const decoder = new TextDecoder();
 /** One request as the server saw it. */
 interface Seen {
   path: string;
+  /** The request line and header fields. */
+  head: string;
   body: string;
   connection: number;
 }
@@ -50,6 +52,7 @@ function serve(reply: Reply) {
           const head = text.slice(0, end);
           const request: Seen = {
             path: head.split(" ")[1]!,
+            head,
             body: decoder.decode(buffer.subarray(end + 4, end + 4 + length)),
             connection: id,
           };
@@ -132,6 +135,31 @@ Deno.test("HttpClient reuses a kept-alive connection for the next request", asyn
     assert.equal(second.text, '{"echo":{"n":2}}');
     assert.equal(server.connections, 1);
     assert.deepEqual(server.seen.map((s) => s.path), ["/v3/kv/range", "/v3/kv/range"]);
+  } finally {
+    client.close();
+    await server.close();
+  }
+});
+
+Deno.test("HttpClient sends a request's extra header fields with it alone, and refuses line breaks in them", async () => {
+  const server = serve(async (_seen, conn) => {
+    await write(conn, json("{}"));
+  });
+  const client = new HttpClient();
+  try {
+    await client.requestAll(server.origin, [
+      { path: "/v3/kv/range", body: "{}", headers: { Authorization: "token-1" } },
+      { path: "/v3/kv/txn", body: "{}" },
+    ], timeout());
+    assert.match(server.seen[0]!.head, /\r\nAuthorization: token-1(\r\n|$)/);
+    assert.doesNotMatch(server.seen[1]!.head, /Authorization/);
+    await assert.rejects(
+      client.request(server.origin, "/v3/kv/range", "{}", timeout(), false, {
+        Authorization: "token\r\nX-Injected: 1",
+      }),
+      TypeError,
+    );
+    assert.equal(server.seen.length, 2, "a request with a line break in a field went out");
   } finally {
     client.close();
     await server.close();

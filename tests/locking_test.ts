@@ -385,3 +385,37 @@ Deno.test("leases are written and judged on the store's clock where the store ha
   });
   assertEquals((await local.status("hv01"))[0]?.expired, false);
 });
+
+Deno.test("locks taken slowly are renewed before they are handed over, never near the end of their lease", async () => {
+  await using t = await tempStore();
+  const clock = new FakeClock();
+  const fs = openFsStore(t.store, { historyFolderName: "History" });
+  // A slow store: each create takes half the lease.
+  const store: LockStore = {
+    ...fs,
+    create: async (...args) => {
+      const version = await fs.create(...args);
+      clock.advance(3_000);
+      return version;
+    },
+  };
+  const locker = new Locker({
+    store,
+    names: new FileNames("{0}.lock"),
+    clock,
+    skewMs: 0,
+    holder: { host: "test", pid: 1 },
+  });
+  await locker.acquire({
+    hosts: ["hv01"],
+    type: "Host",
+    sessionId: "s1",
+    retryDelayMs: 0,
+    attempts: 1,
+    drain: false,
+    drainTimeoutMs: 0,
+    ttlMs: 6_000,
+  });
+  const content = JSON.parse(await Deno.readTextFile(`${t.root}/hv01/Host.lock`));
+  assertEquals(Date.parse(content.ExpiresAtUtc), clock.now() + 6_000, "a full lease from now");
+});

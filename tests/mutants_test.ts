@@ -26,7 +26,8 @@ import {
   resolveDependencies,
   validateDependencyMap,
 } from "../src/dependencies.ts";
-import { type AcquireRequest, describeHolders, Locker } from "../src/locker.ts";
+import { type AcquireRequest, Locker } from "../src/locker.ts";
+import { describeHolders } from "../src/_text.ts";
 import { pausedAt } from "./_seams.ts";
 import { setSeamHook } from "../src/_seam.ts";
 import {

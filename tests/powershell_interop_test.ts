@@ -403,7 +403,7 @@ pwshTest(
         "Gérard\\Ops",
         "--description",
         "Patch – reboot",
-        "--session",
+        "--session-id",
         session,
       ]);
       assertEquals(ourHost.code, 0, ourHost.stderr);
@@ -412,7 +412,7 @@ pwshTest(
         "ours-g",
         "--caller",
         "Ours-Backup",
-        "--session",
+        "--session-id",
         session,
       ]);
       assertEquals(ourShared.code, 0, ourShared.stderr);
@@ -475,7 +475,7 @@ pwshTest(
       // Known: a session that locks a host again reuses its shared lock's name, which
       // History already holds; the original's Move-Item will not replace it, so its
       // Unlock-Resource fails after rewriting the file, and the lock stays.
-      assertEquals((await w.cli(["lock", "ours-g", "--session", session])).code, 0);
+      assertEquals((await w.cli(["lock", "ours-g", "--session-id", session])).code, 0);
       const collided = await w.ps.try(
         `Get-Item -LiteralPath ${
           psQuote(store("ours-g", `Generic-${session}.lock`))
@@ -833,7 +833,8 @@ foreach ($h in ${
       }) { @{ deps = @(Get-ResourceDependence -ResourceName $h -FilePath ${psQuote(example)}) } }`)
         .then((out) => (out as { deps: string[] }[]).map((o) => o.deps));
       for (const [i, host] of EXAMPLE_HOSTS.entries()) {
-        const ours = json(await w.cli(["deps", host, "--file", example, "--json"])).dependencies;
+        const ours =
+          json(await w.cli(["deps", host, "--dependencies-file", example, "--json"])).dependencies;
         assertEquals(ours, (psExample[i] as string[]).map((h) => h.toLowerCase()), `deps ${host}`);
       }
       // Known difference: a null list is no dependencies to the original; our map check refuses it.
@@ -845,7 +846,7 @@ foreach ($h in ${
         ),
         ["b"],
       );
-      const refused = await w.cli(["deps", "x", "--file", nullMap]);
+      const refused = await w.cli(["deps", "x", "--dependencies-file", nullMap]);
       assertEquals(refused.code, 2);
       assertMatch(refused.stderr, /at "a": expected an array of host names, got null/);
 
@@ -873,7 +874,13 @@ foreach ($j in (Get-Content -Raw -LiteralPath ${
         for (const host of m.queries) {
           tally.queries++;
           const ps = psAnswers[n++]!;
-          const ours = await runCliInProcess(["deps", host, "--file", m.file, "--json"]);
+          const ours = await runCliInProcess([
+            "deps",
+            host,
+            "--dependencies-file",
+            m.file,
+            "--json",
+          ]);
           const what = `${m.file} (${JSON.stringify(m.map)}) deps ${host}`;
           assertEquals(ours.code, 0, `${what}: ${ours.stderr}`);
           const oursList = (JSON.parse(ours.stdout) as { dependencies: string[] }).dependencies;
@@ -978,7 +985,14 @@ foreach ($c in ${
       };
       for (const [i, c] of cases.entries()) {
         const ours = await w.cli(
-          ["lock", c.host, ...(c.hard ? ["--hard"] : []), "--file", c.file, ...NO_WAIT],
+          [
+            "lock",
+            c.host,
+            ...(c.hard ? ["--hard"] : []),
+            "--dependencies-file",
+            c.file,
+            ...NO_WAIT,
+          ],
           { store: join(c.ourStore, "{0}") },
         );
         assertEquals(ours.code, 0, ours.stderr);
@@ -1167,7 +1181,9 @@ foreach ($h in ${
       const plain = await psDeps(example);
       assertEquals(await psDeps(withGroups), plain, "the section changes nothing for the original");
       for (const [i, host] of EXAMPLE_HOSTS.entries()) {
-        const ours = json(await w.inProcess(["deps", host, "--file", withGroups, "--json"]));
+        const ours = json(
+          await w.inProcess(["deps", host, "--dependencies-file", withGroups, "--json"]),
+        );
         assertEquals(
           ours.dependencies,
           plain[i]!.map((h) => h.toLowerCase()),
@@ -1191,7 +1207,7 @@ foreach ($h in ${
         "--hard",
         "--caller",
         "ours",
-        "--file",
+        "--dependencies-file",
         withGroups,
       ], {
         store,
@@ -1213,7 +1229,14 @@ foreach ($h in ${
         ["Host.lock"],
       );
       // Ours is refused by the group, naming who is in maintenance.
-      const refused = await w.cli(["lock", "hv01", "--hard", ...NO_WAIT, "--file", withGroups], {
+      const refused = await w.cli([
+        "lock",
+        "hv01",
+        "--hard",
+        ...NO_WAIT,
+        "--dependencies-file",
+        withGroups,
+      ], {
         store,
       });
       assertEquals(refused.code, 3);

@@ -341,7 +341,7 @@ async function cliEnv(root: string): Promise<Record<string, string>> {
   await Deno.writeTextFile(`${root}/none.json`, "{}"); // a named map must exist
   await Deno.writeTextFile(
     path,
-    `export default { clockSkew: "100ms", dependenciesFilePath: "${root}/none.json" };`,
+    `export default { clockSkew: "100ms", dependenciesFile: "${root}/none.json" };`,
   );
   return { RESOURCE_LOCKER_STORE: `${root}/{0}`, RESOURCE_LOCKER_CONFIG: path };
 }

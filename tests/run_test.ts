@@ -27,7 +27,7 @@ async function local(fn: (env: Record<string, string>, dir: string) => Promise<v
     await Deno.writeTextFile(`${dir}/deps.json`, "{}");
     await Deno.writeTextFile(
       `${dir}/config.ts`,
-      `export default { dependenciesFilePath: "${dir}/deps.json" };`,
+      `export default { dependenciesFile: "${dir}/deps.json" };`,
     );
     await Deno.mkdir(`${dir}/locks`);
     await fn({
@@ -141,7 +141,7 @@ Deno.test("a run started with SIGHUP ignored (nohup) ignores it, and so does its
       ],
       { env, ignoreHup: true },
     );
-    await run.stderr.line(/^Waiting for "hv01"/);
+    await run.stderr.line(/^\S+Z Waiting for "hv01"/);
     run.process.kill("SIGHUP"); // while waiting: a SIGHUP listened to would end run with 129
     assertEquals((await runCli(["unlock", holder.stdout.trim()], { env })).code, 0);
     const out = await run.end();

@@ -86,10 +86,22 @@ function sources(): Source[] {
   }, p8);
   const p9 = "EtcdKeyPw-6a3c";
   add({
-    name: "unknown config key below etcd",
+    name: "misspelled config key etcd.Password",
     args: ["--store", `etcd://${CLOSED}/locks/{0}`],
-    config: `export default { etcd: { password: ${JSON.stringify(p9)} } };`,
+    config: `export default { etcd: { username: "svc", Password: ${JSON.stringify(p9)} } };`,
   }, p9);
+  const p11 = "EtcdConfigPw-4e2b";
+  add({
+    name: "config etcd.password",
+    args: ["--store", `etcd://${CLOSED}/locks/{0}`],
+    config: `export default { etcd: { username: "svc", password: ${JSON.stringify(p11)} } };`,
+  }, p11);
+  const p12 = "EtcdEnvPw-8c31f";
+  add({
+    name: "RESOURCE_LOCKER_ETCD_PASSWORD",
+    args: ["--store", `etcd://${CLOSED}/locks/{0}`],
+    env: { RESOURCE_LOCKER_ETCD_USERNAME: "svc", RESOURCE_LOCKER_ETCD_PASSWORD: p12 },
+  }, p12);
   const p10 = "ConfigTmplPw-19b";
   add({
     name: "config folderPathTemplate with credentials",
@@ -141,6 +153,8 @@ const ENV_NAMES = [
   "RESOURCE_LOCKER_SMB_PASSWORD",
   "RESOURCE_LOCKER_SMB_DOMAIN",
   "RESOURCE_LOCKER_ETCD_ENDPOINTS",
+  "RESOURCE_LOCKER_ETCD_USERNAME",
+  "RESOURCE_LOCKER_ETCD_PASSWORD",
   "XDG_STATE_HOME",
 ];
 
@@ -168,7 +182,7 @@ async function withSources(fn: (source: Source, args: string[]) => Promise<void>
       if (source.config !== undefined) {
         const file = join(dir, `config-${n++}.ts`);
         await Deno.writeTextFile(file, source.config);
-        args.push("--config", file);
+        args.push("--config-file", file);
       }
       await fn(source, args);
     }
@@ -227,7 +241,10 @@ Deno.test("config errors name the misspelled key and suggest the right one, with
       () => runCliInProcess([...globals, "status", "hv01"]),
     );
     assert.equal(result.code, 2);
-    assert.match(result.stderr, /unknown setting "smb\.Password" \(did you mean "password"\?\)/);
+    assert.match(
+      result.stderr,
+      /unknown setting "(?:smb|etcd)\.Password" \(did you mean "password"\?\)/,
+    );
   });
 });
 

@@ -109,7 +109,7 @@ smbTest("with a share per host, the fleet view looks at the hosts the config nam
   assertEquals(fleet.failures.map((f) => [f.host, f.code]), [["nowhere", "STORE_UNREACHABLE"]]);
   assertEquals(fleet.groups.map((g) => [g.name, g.home, g.free]), [["hv-a", "hv01", 1]]);
   const none = await assertRejects(
-    () => getFleetStatus({ store, config: { smb, dependenciesFilePath: "/nonexistent.json" } }),
+    () => getFleetStatus({ store, config: { smb, dependenciesFile: "/nonexistent.json" } }),
     InputError,
   );
   assertStringIncludes(none.message, "does not exist");

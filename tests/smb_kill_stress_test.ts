@@ -23,7 +23,7 @@ import {
   registerKillStressSuite,
   underCi,
 } from "./_kill_stress.ts";
-import { smbCredentialsEnv, smbTemplate, startTestSmbd } from "./_smb_helpers.ts";
+import { smbCredentialsEnv, smbTemplate, startTestSmbd, writeUnderSmbd } from "./_smb_helpers.ts";
 import { smbdMissing } from "./_smbd.ts";
 
 const HOST = "hv01";
@@ -47,7 +47,7 @@ async function openSmb(): Promise<KillStressStore> {
       (await folderEntries(join(folder(host), "History"))).map((e) => e.data),
     removeEntry: (host, name) => Deno.remove(join(folder(host), name)).catch(() => {}),
     createEntry: (host, name, data) =>
-      Deno.writeFile(join(folder(host), name), data, { createNew: true }).then(
+      writeUnderSmbd(join(folder(host), name), data, { createNew: true }).then(
         () => true,
         () => false,
       ),

@@ -34,8 +34,14 @@ import {
   smbCredentialsEnv,
   smbTemplate,
   startTestSmbd,
+  writeUnderSmbd,
 } from "./_smb_helpers.ts";
-import { type SmbProxy, type SmbRequestInfo, startSmbProxy } from "./_smb_proxy.ts";
+import {
+  type FrameAction,
+  type SmbProxy,
+  type SmbRequestInfo,
+  startSmbProxy,
+} from "./_smb_proxy.ts";
 import { type Smbd, smbdTest, type StartSmbdOptions } from "./_smbd.ts";
 
 function smbOptions(port: number, timeout = "3s"): LockResourceOptions {
@@ -162,7 +168,7 @@ smbLockingTest(
 
     // A Host lock on hv01 by PowerShell: locking dc02 (which needs dc01 and
     // hv01) fails on hv01 and leaves nothing on dc01 or dc02.
-    await Deno.writeFile(join(smbd.dir("hv01"), "Host.lock"), windowsPowerShell51Lock());
+    await writeUnderSmbd(join(smbd.dir("hv01"), "Host.lock"), windowsPowerShell51Lock());
     const busy = await assertRejects(
       () => lockResource("dc02", { ...options, type: "Generic", retries: 1 }),
       LockBusyError,
@@ -194,7 +200,7 @@ smbLockingTest(
   async (smbd, options, t) => {
     for (const fixture of psFixtures()) {
       await t.step(fixture.name, async () => {
-        await Deno.writeFile(join(smbd.dir("hv01"), "Host.lock"), fixture.bytes);
+        await writeUnderSmbd(join(smbd.dir("hv01"), "Host.lock"), fixture.bytes);
         assertEquals(await testHostResourceLock("hv01", { ...options, type: "Host" }), true);
         const [info] = await getResourceLockStatus("hv01", options);
         assertEquals(info?.state, fixture.expected.state);
@@ -218,7 +224,7 @@ smbLockingTest(
       "a shared lock of PowerShell is drained, or ignored with drain: false",
       async () => {
         const generic = `Generic-${crypto.randomUUID()}.lock`;
-        await Deno.writeFile(join(smbd.dir("hv01"), generic), windowsPowerShell51Lock());
+        await writeUnderSmbd(join(smbd.dir("hv01"), generic), windowsPowerShell51Lock());
         const drain = await assertRejects(
           () => lockResource("hv01", { ...options, type: "Host", drainTimeout: "300ms" }),
           DrainTimeoutError,
@@ -345,17 +351,16 @@ const createsLockFile = (r: SmbRequestInfo) =>
 
 /**
  * A server that carries out the create of hv01's Host.lock and dies before
- * its answer arrives: when hv01's create has been sent (the store's seam)
- * and the whole Host.lock is on the share, every connection is cut, while
- * the answer is still on its way (the proxy delays every chunk by
- * {@linkcode ANSWER_DELAY_MS}); with `thenRefuse`, hv01 refuses every later
- * connection too.
+ * its answer arrives: the proxy holds every answer of hv01's connection
+ * once the create went through; when it has been sent (the store's seam)
+ * and the whole Host.lock is on the share, every connection is cut; with
+ * `thenRefuse`, hv01 refuses every later connection too.
  */
 function cutsAnswerOfHostLock(
   smbd: Smbd,
   options: { thenRefuse?: boolean } = {},
 ): {
-  rule: (request: SmbRequestInfo) => "pass" | "cut";
+  rule: (request: SmbRequestInfo) => FrameAction;
   /** The proxy whose connections to cut. */
   attach(proxy: SmbProxy): void;
   fired: () => boolean;
@@ -380,7 +385,16 @@ function cutsAnswerOfHostLock(
     pause.release();
   });
   return {
-    rule: (request) => refusing && request.share === "hv01" ? "cut" : "pass",
+    // hv01's create reaches the server, its answer never the client: the
+    // server "dies right after creating the lock file", whatever the timing.
+    rule: (request) =>
+      request.share !== "hv01"
+        ? "pass"
+        : refusing
+        ? "cut"
+        : createsLockFile(request)
+        ? "hold-answers"
+        : "pass",
     attach: (attached) => {
       proxy = attached;
     },

@@ -2,15 +2,39 @@
  * A small HTTP/1.1 client over `Deno.connect`, for the etcd store's JSON
  * gateway: POST a body, read the answer (`Content-Length` or chunked), keep
  * the connection for the next request; or stream a chunked answer (watches).
+ * `https://` origins speak TLS, the server's certificate checked against
+ * the CA certificates given and Deno's root store, with a client
+ * certificate when one is given.
  *
- * Why not `fetch`: its first call in a process costs 7-10 ms before a byte
- * leaves (Deno loads its HTTP stack, reads the system's CA certificates, even
- * for plain http, and calibrates a timer), and `Deno.createHttpClient` 1-4 ms
- * more: together more than all the etcd work of `resource-locker run`. A
- * socket costs well under 1 ms.
+ * Why not `fetch`: before its first call in a process sends a byte, Deno
+ * loads its HTTP stack, reads the system's CA certificates (even for plain
+ * http) and calibrates a timer, and `Deno.createHttpClient` adds more:
+ * together more than all the etcd work of `resource-locker run`, where a
+ * socket costs next to nothing (the benchmark's `startup-fetch` and
+ * `startup-connect` figures).
  *
  * @module
  */
+
+/** TLS settings of an {@linkcode HttpClient}, for `https://` origins. */
+export interface HttpTlsOptions {
+  /** CA certificates (PEM) trusted besides Deno's root store. */
+  caCerts?: string[];
+  /** Client certificate chain (PEM), presented when the server asks; with `key`. */
+  cert?: string;
+  /** Private key (PEM) of `cert`. */
+  key?: string;
+}
+
+/** One request of {@linkcode HttpClient.requestAll}. */
+export interface HttpRequest {
+  /** Request path, e.g. `/v3/kv/range`. */
+  path: string;
+  /** JSON text. */
+  body: string;
+  /** Extra header fields, e.g. `{ Authorization: token }`. */
+  headers?: Record<string, string>;
+}
 
 /** A failed exchange. `sent` is false when the request surely never left. */
 export class HttpTransportError extends Error {
@@ -69,6 +93,9 @@ const MAX_HEAD = 64 * 1024;
 const _encoder = new TextEncoder();
 const _decoder = new TextDecoder();
 const _latin1 = new TextDecoder("latin1");
+
+/** A TLS alert from the server: it ended the handshake. */
+const _TLS_ALERT = /received fatal alert/i;
 
 /** The server closed the connection before any byte of the answer. */
 class _NoAnswer extends Error {}
@@ -261,10 +288,16 @@ function _message(error: unknown): string {
 
 /** HTTP/1.1 client with kept-alive connections per origin. */
 export class HttpClient {
+  readonly #tls: HttpTlsOptions;
   readonly #origins = new Map<string, _Origin>();
   readonly #idle = new Map<string, _Connection[]>();
   readonly #open = new Set<_Connection>();
   #closed = false;
+
+  /** @param options TLS settings for `https://` origins */
+  constructor(options: { tls?: HttpTlsOptions } = {}) {
+    this.#tls = options.tls ?? {};
+  }
 
   #origin(origin: string): _Origin {
     let parsed = this.#origins.get(origin);
@@ -284,18 +317,7 @@ export class HttpClient {
         tcp.setNoDelay(true);
         conn = tcp;
       } else {
-        const connecting = Deno.connectTls({ hostname: target.hostname, port: target.port });
-        let onAbort: (() => void) | undefined;
-        const aborted = new Promise<never>((_, reject) => {
-          onAbort = () => reject(signal.reason);
-          signal.addEventListener("abort", onAbort, { once: true });
-        });
-        try {
-          conn = await Promise.race([connecting, aborted]);
-        } finally {
-          signal.removeEventListener("abort", onAbort!);
-          connecting.then((late) => signal.aborted && late.close(), () => {});
-        }
+        conn = await this.#connectTls(target, signal);
       }
     } catch (error) {
       if (signal.aborted) throw signal.reason;
@@ -308,6 +330,69 @@ export class HttpClient {
     }
     this.#open.add(connection);
     return connection;
+  }
+
+  /**
+   * A TLS connection, its handshake done (so that a certificate refused on
+   * either side fails here, before any request is written).
+   *
+   * Without a client certificate: TCP with Nagle's algorithm off, then TLS
+   * over it. `Deno.connectTls` cannot turn Nagle off (`TlsConn` has no
+   * `setNoDelay`), and with Nagle on the first request of a connection waits
+   * for the server's delayed acknowledgement of the handshake's last flight,
+   * about 40 ms (measured). `Deno.startTls` takes no client certificate, so
+   * with one it is `Deno.connectTls`, and that wait.
+   */
+  async #connectTls(target: _Origin, signal: AbortSignal): Promise<Deno.Conn> {
+    const tls = this.#tls;
+    let tcp: Deno.TcpConn | undefined;
+    const connecting = (async () => {
+      let conn: Deno.TlsConn;
+      if (tls.cert !== undefined && tls.key !== undefined) {
+        conn = await Deno.connectTls({
+          hostname: target.hostname,
+          port: target.port,
+          caCerts: tls.caCerts ?? [],
+          cert: tls.cert,
+          key: tls.key,
+        });
+      } else {
+        tcp = await Deno.connect({ hostname: target.hostname, port: target.port, signal });
+        tcp.setNoDelay(true);
+        try {
+          conn = await Deno.startTls(tcp, {
+            hostname: target.hostname,
+            caCerts: tls.caCerts ?? [],
+          });
+        } catch (error) {
+          tcp.close();
+          throw error;
+        }
+      }
+      try {
+        await conn.handshake();
+      } catch (error) {
+        conn.close();
+        throw error;
+      }
+      return conn;
+    })();
+    let onAbort: (() => void) | undefined;
+    const aborted = new Promise<never>((_, reject) => {
+      onAbort = () => reject(signal.reason);
+      signal.addEventListener("abort", onAbort, { once: true });
+    });
+    try {
+      return await Promise.race([connecting, aborted]);
+    } finally {
+      signal.removeEventListener("abort", onAbort!);
+      connecting.then((late) => signal.aborted && late.close(), () => {});
+      if (signal.aborted && tcp) {
+        try {
+          tcp.close();
+        } catch { /* taken over by TLS, or closed */ }
+      }
+    }
   }
 
   /** An idle connection to reuse, or a new one. */
@@ -349,12 +434,17 @@ export class HttpClient {
     idle.push(connection);
   }
 
-  #request(origin: string, path: string, body: string, stream: boolean): Uint8Array {
-    const payload = _encoder.encode(body);
+  #request(origin: string, request: HttpRequest, stream: boolean): Uint8Array {
+    const payload = _encoder.encode(request.body);
+    let fields = "";
+    for (const [name, value] of Object.entries(request.headers ?? {})) {
+      if (/[\r\n]/.test(name + value)) throw new TypeError(`Invalid header field "${name}"`);
+      fields += `${name}: ${value}\r\n`;
+    }
     const head = _encoder.encode(
-      `POST ${path} HTTP/1.1\r\nHost: ${this.#origin(origin).authority}\r\n` +
+      `POST ${request.path} HTTP/1.1\r\nHost: ${this.#origin(origin).authority}\r\n` +
         `Content-Type: application/json\r\nContent-Length: ${payload.length}\r\n` +
-        (stream ? "Connection: close\r\n" : "") + "\r\n",
+        fields + (stream ? "Connection: close\r\n" : "") + "\r\n",
     );
     const bytes = new Uint8Array(head.length + payload.length);
     bytes.set(head);
@@ -396,7 +486,10 @@ export class HttpClient {
         const stale = connection.reused && attempt === 0 && !connection.received &&
           (!written || idempotent);
         if (stale) continue;
-        throw new HttpTransportError(_message(error), written, { cause: error });
+        // A fatal TLS alert before any answer: the server refused the
+        // handshake (our certificate), so it never read the request.
+        const refused = !connection.received && _TLS_ALERT.test(_message(error));
+        throw new HttpTransportError(_message(error), written && !refused, { cause: error });
       } finally {
         signal.removeEventListener("abort", onAbort);
       }
@@ -412,6 +505,7 @@ export class HttpClient {
    * @param signal aborts the exchange; its reason is thrown
    * @param idempotent safe to send twice: retried on a new connection when a
    * kept-alive one fails before any answer
+   * @param headers extra header fields
    * @returns status and body
    * @throws {HttpTransportError} when the exchange fails
    */
@@ -421,8 +515,14 @@ export class HttpClient {
     body: string,
     signal: AbortSignal,
     idempotent = false,
+    headers?: Record<string, string>,
   ): Promise<HttpResponse> {
-    const { answers, error } = await this.requestAll(origin, [{ path, body }], signal, idempotent);
+    const { answers, error } = await this.requestAll(
+      origin,
+      [{ path, body, ...headers ? { headers } : {} }],
+      signal,
+      idempotent,
+    );
     if (error) throw error;
     return answers[0]!;
   }
@@ -434,7 +534,7 @@ export class HttpClient {
    * answers save a round trip each.
    *
    * @param origin `http://host:port` or `https://host:port`
-   * @param requests paths and JSON bodies
+   * @param requests paths, JSON bodies and extra header fields
    * @param signal aborts the exchange; its reason is thrown
    * @param idempotent safe to send twice: retried on a new connection when a
    * kept-alive one fails before any answer
@@ -444,11 +544,11 @@ export class HttpClient {
    */
   async requestAll(
     origin: string,
-    requests: readonly { path: string; body: string }[],
+    requests: readonly HttpRequest[],
     signal: AbortSignal,
     idempotent = false,
   ): Promise<{ answers: HttpResponse[]; error?: HttpTransportError }> {
-    const parts = requests.map((r) => this.#request(origin, r.path, r.body, false));
+    const parts = requests.map((r) => this.#request(origin, r, false));
     const bytes = new Uint8Array(parts.reduce((sum, part) => sum + part.length, 0));
     parts.reduce((offset, part) => (bytes.set(part, offset), offset + part.length), 0);
     const exchange = await this.#exchange(origin, bytes, signal, false, idempotent);
@@ -499,6 +599,7 @@ export class HttpClient {
    * @param path request path, e.g. `/v3/watch`
    * @param body JSON text
    * @param signal aborts the exchange and the stream
+   * @param headers extra header fields
    * @returns the answer, read piece by piece
    * @throws {HttpTransportError} when the exchange fails
    */
@@ -507,8 +608,9 @@ export class HttpClient {
     path: string,
     body: string,
     signal: AbortSignal,
+    headers?: Record<string, string>,
   ): Promise<HttpStream> {
-    const bytes = this.#request(origin, path, body, true);
+    const bytes = this.#request(origin, { path, body, ...headers ? { headers } : {} }, true);
     const { connection, head } = await this.#exchange(origin, bytes, signal, true, false);
     const onAbort = () => this.#drop(connection);
     signal.addEventListener("abort", onAbort, { once: true });

@@ -30,6 +30,7 @@ import { showField } from "../_text.ts";
 import { seam } from "../_seam.ts";
 import { waitForFolderChange, type WatchMode } from "./_folder_watch.ts";
 import type { LockStore, StoreEntry } from "../store.ts";
+import { fillHost, hostsRoot, parseFolderTemplate } from "./_template.ts";
 
 /** Options for {@linkcode openFsStore}. */
 export interface FsStoreOptions {
@@ -58,7 +59,11 @@ function failure(
 ): StoreError {
   if (error instanceof StoreError) {
     if (!options.unchanged || error.unchanged) return error;
-    return new StoreError(error.location, error.message, { cause: error.cause, unchanged: true });
+    return new StoreError(error.location, error.message, {
+      cause: error.cause,
+      remedies: error.remedies,
+      unchanged: true,
+    });
   }
   const reason = error instanceof Deno.errors.PermissionDenied
     ? "access denied"
@@ -97,9 +102,10 @@ function pause(point: string, host: string, name: string): Promise<void> | undef
 /**
  * Opens the local-folder store for a folder template.
  *
- * @param template folder template with `{0}` or `{host}` for the host
+ * @param template absolute folder template with `{0}` or `{host}` for the host
  * @param options history folder name, root creation
  * @returns the store
+ * @throws {InputError} when the template is not an absolute folder with a host placeholder
  *
  * @example A store in a temporary folder
  * ```ts
@@ -118,7 +124,9 @@ export function openFsStore(
   template: string,
   options: FsStoreOptions,
 ): LockStore {
-  const folder = (host: string) => template.replaceAll("{0}", host).replaceAll("{host}", host);
+  const parsedTemplate = parseFolderTemplate(template);
+  const hostFolder = parsedTemplate.folder;
+  const folder = (host: string) => fillHost(hostFolder, host);
   const history = (host: string) => join(folder(host), options.historyFolderName);
   const temporary = (dir: string) => join(dir, `${PRIVATE_PREFIX}-${crypto.randomUUID()}.tmp`);
   const ensured = new Set<string>();
@@ -273,7 +281,8 @@ export function openFsStore(
    * Writes `data` to a new temporary file in `dir`: one asynchronous call,
    * the open, which is where a slow share waits; the write of a few hundred
    * bytes, the stat and the close are synchronous. (Deno.writeFile would
-   * load Deno's streams code on first use: 2 ms of a command's start.)
+   * load Deno's streams code on first use: the benchmark's
+   * `startup-write-file` against `startup-open-write`.)
    */
   async function writeTemporary(
     dir: string,
@@ -466,7 +475,7 @@ export function openFsStore(
     return names;
   }
 
-  const root = hostsRoot(template);
+  const root = hostsRoot(parsedTemplate);
   return {
     kind: "fs",
     describe: folder,
@@ -481,7 +490,8 @@ export function openFsStore(
         throw failure("create lock file", join(folder(host), name), error, { unchanged: true });
       }
     },
-    list: (host) => listFiles(folder(host), true),
+    // async: a refused host name rejects, as every other failure does
+    list: async (host) => await listFiles(folder(host), true),
     read: async (host, name) => await readEntry(entryPath(folder(host), name)),
     replace: (host, name, version, data) =>
       guarded(host, async () => {
@@ -544,27 +554,14 @@ export function openFsStore(
     listHistory: async (host) =>
       (await realFolder(history(host))) ? await listFiles(history(host)) : [],
     readHistory: async (host, name) => (await readEntry(entryPath(history(host), name)))?.data,
-    waitForChange: (host, ms, signal) =>
-      waitForFolderChange(folder(host), ms, {
+    waitForChange: async (host, ms, signal) =>
+      await waitForFolderChange(folder(host), ms, {
         mode: options.watch ?? "auto",
         ignorePrefix: PRIVATE_PREFIX,
         signal,
       }),
     close: () => Promise.resolve(),
   };
-}
-
-/**
- * The folder holding every host's folder, for a template whose last segment
- * is the host alone (`/var/lib/locks/{0}`, `C:\locks\{host}`); undefined
- * for any other (`\\{0}\ResourceLocks`, `/mnt/{0}/locks`).
- */
-function hostsRoot(template: string): string | undefined {
-  const separator = Deno.build.os === "windows" ? "[\\\\/]" : "/";
-  const trimmed = template.replace(new RegExp(`${separator}+$`), "");
-  const match = new RegExp(`^(.*)${separator}(?:\\{0\\}|\\{host\\})$`).exec(trimmed);
-  if (!match || /\{0\}|\{host\}/.test(match[1]!)) return undefined;
-  return match[1] === "" ? "/" : match[1];
 }
 
 /**

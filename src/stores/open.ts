@@ -6,10 +6,10 @@
  * @module
  */
 
-import { InputError } from "../errors.ts";
-import { isAbsolutePath, type ResolvedConfig } from "../config.ts";
+import type { ResolvedConfig } from "../config.ts";
 import type { LockStore } from "../store.ts";
 import { openFsStore } from "./fs.ts";
+import { parseStoreTemplate } from "./_template.ts";
 
 // Specifiers held in variables: Deno then loads these stores (and their npm
 // packages) only when one is used, also for a script that imports mod.ts by
@@ -22,7 +22,8 @@ const ETCD_MODULE = new URL("./etcd.ts", import.meta.url).href;
 export type StoreKind = LockStore["kind"];
 
 /**
- * Tells which store a folder template selects.
+ * Tells which store a folder template selects (the shared parser,
+ * `_template.ts`, decides).
  *
  * @param template the folder template
  * @param os the operating system (UNC paths go through the OS on Windows)
@@ -31,7 +32,7 @@ export type StoreKind = LockStore["kind"];
  * unknown scheme, or names a folder that is not absolute on this system
  * (a relative store would depend on the caller's working folder, so two
  * callers would not see each other's locks; `C:\locks\{0}` elsewhere than
- * on Windows would be such a relative folder)
+ * on Windows would be such a relative folder), or is otherwise unusable
  *
  * @example
  * ```ts
@@ -47,37 +48,7 @@ export function storeKindOf(
   template: string,
   os: string = Deno.build.os,
 ): StoreKind {
-  if (!template.includes("{0}") && !template.includes("{host}")) {
-    throw new InputError(
-      `Invalid folder template ${
-        JSON.stringify(template)
-      }: it needs the host placeholder "{0}" or "{host}"`,
-    );
-  }
-  if (/^smb:\/\//i.test(template)) return "smb";
-  if (/^etcd:\/\//i.test(template)) return "etcd";
-  if (/^[a-z][a-z0-9+.-]+:\/\//i.test(template)) {
-    throw new InputError(
-      `Invalid folder template ${
-        JSON.stringify(template)
-      }: unknown scheme; use a folder, \\\\{0}\\share, smb:// or etcd://`,
-    );
-  }
-  if (template.startsWith("\\\\") && os !== "windows") return "smb";
-  if (!isAbsolutePath(template, os)) {
-    const shown = JSON.stringify(template);
-    if (os !== "windows" && /^[A-Za-z]:|\\/.test(template)) {
-      throw new InputError(
-        `Invalid folder template ${shown}: a Windows path, and this system is ${os}; use an absolute folder such as /var/lib/locks/{0}, smb:// or \\\\{0}\\share`,
-      );
-    }
-    throw new InputError(
-      `Invalid folder template ${shown}: not an absolute path, so the store would depend on the current folder; use an absolute folder such as ${
-        os === "windows" ? "C:\\locks\\{0}" : "/var/lib/locks/{0}"
-      }`,
-    );
-  }
-  return "fs";
+  return parseStoreTemplate(template, os).kind;
 }
 
 /**
@@ -95,6 +66,8 @@ export async function openStore(config: ResolvedConfig): Promise<LockStore> {
     return openSmbStore(template, {
       historyFolderName: config.historyFolderName,
       timeoutMs: config.smb.timeoutMs,
+      signing: config.smb.signing,
+      encrypt: config.smb.encrypt,
       ...config.smb.username !== undefined ? { username: config.smb.username } : {},
       ...config.smb.password !== undefined ? { password: config.smb.password } : {},
       ...config.smb.domain !== undefined ? { domain: config.smb.domain } : {},
@@ -108,6 +81,11 @@ export async function openStore(config: ResolvedConfig): Promise<LockStore> {
       endpoints: config.etcd.endpoints,
       historyLimit: config.etcd.historyLimit,
       timeoutMs: config.etcd.timeoutMs,
+      ...config.etcd.ca !== undefined ? { ca: config.etcd.ca } : {},
+      ...config.etcd.cert !== undefined ? { cert: config.etcd.cert } : {},
+      ...config.etcd.key !== undefined ? { key: config.etcd.key } : {},
+      ...config.etcd.username !== undefined ? { username: config.etcd.username } : {},
+      ...config.etcd.password !== undefined ? { password: config.etcd.password } : {},
     });
   }
   return openFsStore(template, {

@@ -1,0 +1,55 @@
+/**
+ * How the commands show what the library returns: tables of values from
+ * the store, lock fields for `--json`, operands counted.
+ *
+ * @module
+ */
+
+import type { LockInfo } from "../src/locker.ts";
+import { formatDuration } from "../src/duration.ts";
+import { showField } from "../src/_text.ts";
+import { UsageError } from "./errors.ts";
+
+/** A table of values from the store: each cell cut and escaped before the columns are measured. */
+export function table(cells: string[][]): string {
+  const rows = cells.map((row) => row.map(showField));
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((row) => row[i]!.length)));
+  return rows.map((row) => row.map((cell, i) => cell.padEnd(widths[i]!)).join("  ").trimEnd())
+    .join("\n");
+}
+
+/** A lock as `--json` shows it. */
+export function lockJson(info: LockInfo, now: number): Record<string, unknown> {
+  return {
+    host: info.host,
+    ref: info.ref,
+    lockId: info.lockId,
+    type: info.type,
+    sessionId: info.sessionId ?? null,
+    caller: info.caller ?? null,
+    description: info.description ?? null,
+    lockedAt: info.lockedAt?.toISOString() ?? null,
+    ageSeconds: info.lockedAt ? Math.round((now - info.lockedAt.getTime()) / 1000) : null,
+    expiresAt: info.expiresAt?.toISOString() ?? null,
+    expired: info.expired,
+    content: info.state,
+    holder: info.holder ?? null,
+  };
+}
+
+/** How long ago, or `?`. */
+export function age(date: Date | undefined, now: number): string {
+  return date ? formatDuration(now - date.getTime()) : "?";
+}
+
+/** The one operand of a command that takes exactly one. */
+export function oneOperand(operands: string[], what: string, command: string): string {
+  if (operands.length !== 1) {
+    throw new UsageError(
+      operands.length === 0
+        ? `Missing ${what}: resource-locker ${command} <${what}>`
+        : `Too many arguments: ${command} takes one ${what}, got ${operands.length}`,
+    );
+  }
+  return operands[0]!;
+}

@@ -1,0 +1,101 @@
+/**
+ * What the README says about the dependency map, the `--json` schemas and
+ * the test set-up stays true: its example map gives the dependencies and the
+ * mermaid picture it shows, every schema file is linked, and its package
+ * list is the one `.ci/run` installs.
+ */
+
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { REPO_ROOT, runCliInProcess } from "./_cli_helpers.ts";
+
+const README = await Deno.readTextFile(join(REPO_ROOT, "README.md"));
+
+/** The text of a `## title` section, up to the next `## `. */
+function section(title: string): string {
+  const start = README.indexOf(`\n## ${title}\n`);
+  assert.ok(start >= 0, `README has no section "${title}"`);
+  const end = README.indexOf("\n## ", start + 1);
+  return README.slice(start, end < 0 ? undefined : end);
+}
+
+/** The fenced blocks of a language in a text. */
+function blocks(text: string, language: string): string[] {
+  return [...text.matchAll(new RegExp("```" + language + "\\n([\\s\\S]*?)```", "g"))].map((m) =>
+    m[1]!
+  );
+}
+
+/** `deps <host>` (list, or another format) over a map written to a temporary file. */
+async function deps(map: unknown, host: string, ...args: string[]): Promise<string> {
+  const dir = await Deno.makeTempDir({ prefix: "rl-readme-" });
+  try {
+    const file = join(dir, "map.json");
+    await Deno.writeTextFile(file, typeof map === "string" ? map : JSON.stringify(map));
+    const result = await runCliInProcess([
+      "deps",
+      host,
+      "--dependencies-file",
+      file,
+      "--store",
+      join(dir, "{0}"),
+      ...args,
+    ]);
+    assert.equal(result.code, 0, result.stderr);
+    return result.stdout;
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+Deno.test("README: the dependency map points as it says, and its picture is what deps --format mermaid draws", async () => {
+  const text = section("The dependency map");
+  const prose = text.replace(/\s+/g, " "); // the claims, whatever the line breaks
+  // The one-line example: locking vm1 locks hv01; locking hv01 locks nothing else.
+  assert.match(prose, /with `\{"hv01": \["vm1"\]\}`, locking vm1 locks hv01 too/);
+  assert.match(prose, /locking hv01 locks only hv01, not vm1/);
+  assert.equal(await deps({ hv01: ["vm1"] }, "vm1"), "hv01\n");
+  assert.equal(await deps({ hv01: ["vm1"] }, "hv01"), "");
+
+  const [example] = blocks(text, "json");
+  assert.ok(example, "the section shows a map");
+  assert.deepEqual(JSON.parse(example), { hv01: ["vm01", "dc01"], dc01: ["dc02"], dc02: ["dc01"] });
+  // Each claim of the paragraph under the example.
+  assert.equal(await deps(example, "dc01"), "dc02\nhv01\n");
+  assert.equal(await deps(example, "vm01"), "hv01\n");
+  assert.equal(await deps(example, "dc02"), "dc01\nhv01\n");
+  assert.equal(await deps(example, "hv01"), "");
+  assert.match(
+    prose,
+    /Locking dc01 locks dc02 and hv01; locking vm01 locks hv01; locking dc02 locks dc01, then hv01 through dc01 .*; locking hv01 locks nothing else/,
+  );
+
+  const [picture] = blocks(text, "mermaid");
+  assert.ok(picture, "the section shows a mermaid picture");
+  assert.match(prose, /`deps dc01 --format mermaid` draws/);
+  assert.equal(picture, await deps(example, "dc01", "--format", "mermaid"));
+});
+
+Deno.test("README: the JSON section links every schema file", async () => {
+  const text = section("JSON output");
+  const files: string[] = [];
+  for await (const entry of Deno.readDir(join(REPO_ROOT, "schemas"))) files.push(entry.name);
+  assert.ok(files.length >= 10, files.join());
+  for (const file of files) {
+    assert.ok(text.includes(`(schemas/${file})`), `README links schemas/${file}`);
+  }
+});
+
+Deno.test("README: the test set-up installs the packages .ci/run installs", async () => {
+  const ci = await Deno.readTextFile(join(REPO_ROOT, ".ci", "run"));
+  const fromCi = [...ci.matchAll(/missing\+=\(([\w.+-]+)\)/g)].map((m) => m[1]!).sort();
+  assert.ok(fromCi.includes("libnss-wrapper"), ci);
+  const line = section("Tests").match(/apt-get install -y ([^\n`]+)/);
+  assert.ok(line, "the Tests section has an apt-get install line");
+  assert.deepEqual(line[1]!.trim().split(/\s+/).sort(), fromCi);
+  const pwsh = ci.match(/PWSH_VERSION=([\d.]+)/)?.[1];
+  assert.ok(
+    pwsh && section("Tests").includes(`PowerShell --version ${pwsh}`),
+    "PowerShell version",
+  );
+});
