@@ -148,6 +148,8 @@ export interface Exclusive {
 // --- the share ---------------------------------------------------------------
 
 /** File operations on the share of one connection. */
+/** FILE_ATTRIBUTE_REPARSE_POINT. */
+const REPARSE_POINT = 0x400;
 /** Largest lock or history file read, as in the folder store. */
 const MAX_ENTRY_BYTES = 1 << 20;
 
@@ -235,6 +237,11 @@ export class SmbShare {
 
   /** The whole content of an open file: the first READ's answer, and the rest when larger. */
   async contentOf(handle: Handle, first: Reply): Promise<Uint8Array> {
+    if (handle.attributes & REPARSE_POINT) {
+      // A link (a Windows server's symlink or junction), opened itself:
+      // never followed, never read, left alone.
+      throw new SmbFailure("it is a reparse point (a symbolic link or junction), not a lock file");
+    }
     if (handle.size > MAX_ENTRY_BYTES) {
       // Anyone with access to the share may plant one: never read whole.
       throw new SmbFailure(
@@ -328,7 +335,7 @@ export class SmbShare {
         path,
         access: EXCLUSIVE_READ | access,
         disposition: Disposition.FILE_OPEN,
-        options: CreateOption.FILE_NON_DIRECTORY_FILE,
+        options: CreateOption.FILE_NON_DIRECTORY_FILE | CreateOption.FILE_OPEN_REPARSE_POINT,
         share: 0,
       },
       (id) => [

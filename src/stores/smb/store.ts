@@ -592,7 +592,8 @@ class SmbStore implements LockStore {
         path: this.#path(target, ...names),
         access: Access.FILE_READ_DATA | Access.FILE_READ_ATTRIBUTES | Access.SYNCHRONIZE,
         disposition: Disposition.FILE_OPEN,
-        options: CreateOption.FILE_NON_DIRECTORY_FILE,
+        // A link is opened itself, and refused (contentOf), never followed.
+        options: CreateOption.FILE_NON_DIRECTORY_FILE | CreateOption.FILE_OPEN_REPARSE_POINT,
       };
       const [opened, read, closed] = await share.openThen(
         request,

@@ -777,7 +777,12 @@ export const FILE_SHARE_ALL = 0x7;
 /** CreateDisposition values. */
 export const Disposition = { FILE_OPEN: 1, FILE_CREATE: 2 } as const;
 /** CreateOptions values. */
-export const CreateOption = { FILE_DIRECTORY_FILE: 0x01, FILE_NON_DIRECTORY_FILE: 0x40 } as const;
+export const CreateOption = {
+  FILE_DIRECTORY_FILE: 0x01,
+  FILE_NON_DIRECTORY_FILE: 0x40,
+  /** Open a reparse point (a link) itself, never what it points to. */
+  FILE_OPEN_REPARSE_POINT: 0x00200000,
+} as const;
 /** FileAttributes values. */
 export const Attribute = { DIRECTORY: 0x10, NORMAL: 0x80 } as const;
 /** FileInformationClass values of SET_INFO and QUERY_DIRECTORY. */
