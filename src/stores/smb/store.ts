@@ -904,7 +904,7 @@ class SmbStore implements LockStore {
    * server refuses it (or anything fails) it waits at most
    * {@linkcode NO_NOTIFY_POLL_MS} instead, so the caller looks again as
    * often as without notifications. A server may also take the request and
-   * never answer (Samba with `change notify = no`): the wait ends after
+   * never answer (one that misses changes made past it): the wait ends after
    * {@linkcode NOTIFY_RECHECK_MS} at most, so the caller looks again then.
    * Never rejects: a notification is only a hint.
    */
