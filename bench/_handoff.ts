@@ -214,7 +214,7 @@ function describeRow(row: StoreRow): string {
   return {
     local: "local store, watch auto: file-system notifications",
     "local-poll": "local store, watch poll: a look every 500 ms",
-    smb: "SMB store on loopback smbd: a look every 500 ms",
+    smb: "SMB store on loopback smbd: an SMB2 CHANGE_NOTIFY",
     etcd: "etcd store: an etcd watch",
   }[row];
 }

@@ -137,8 +137,8 @@ export interface LockStore {
   clockOffsetMs?(host: string): Promise<number>;
   /**
    * Optional: resolves when the host's folder may have changed or after
-   * `ms` milliseconds, whichever is first (etcd watches). Stores without it
-   * are polled.
+   * `ms` milliseconds, whichever is first (a file watcher, an SMB2
+   * CHANGE_NOTIFY, an etcd watch). Stores without it are polled.
    */
   waitForChange?(host: string, ms: number, signal?: AbortSignal): Promise<void>;
   /** Releases connections; the store is unusable afterwards. */

@@ -54,7 +54,7 @@ export interface SmbAnswerInfo {
 }
 
 /** What the forwarder does to an answer frame. */
-export type AnswerAction = "pass" | "flip" | "unsign";
+export type AnswerAction = "pass" | "flip" | "unsign" | "reparse";
 
 /** Options of {@linkcode startSmbProxy}. */
 export interface SmbProxyOptions {
@@ -64,7 +64,9 @@ export interface SmbProxyOptions {
    * Decides per answer frame: `flip` changes its last byte (inside the
    * body of its last message, which its signature or seal covers);
    * `unsign` clears SMB2_FLAGS_SIGNED and the signature of its first
-   * message. @default pass all
+   * message; `reparse` marks the file a CREATE answer opened as a reparse
+   * point (a link on a Windows server), for unsigned sessions only.
+   * @default pass all
    */
   answer?: (answer: SmbAnswerInfo) => AnswerAction;
   /**
@@ -154,6 +156,9 @@ function describeAnswer(
 function tamper(frame: Uint8Array, action: AnswerAction): void {
   if (action === "flip") {
     frame[frame.length - 1]! ^= 0x01;
+  } else if (action === "reparse" && frame.length >= 4 + SMB2_HEADER + 60) {
+    // CREATE answer body: FileAttributes at offset 56.
+    frame[4 + SMB2_HEADER + 57]! |= 0x04; // FILE_ATTRIBUTE_REPARSE_POINT (0x400)
   } else if (action === "unsign" && frame.length >= 4 + SMB2_HEADER) {
     frame[4 + 16]! &= ~SMB2_FLAGS_SIGNED;
     frame.fill(0, 4 + 48, 4 + 64);

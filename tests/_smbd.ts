@@ -118,6 +118,8 @@ export interface SmbdStatus {
   sessions: SmbdSession[];
   /** The tree connects. */
   tcons: SmbdTreeConnect[];
+  /** Paths of the files and folders clients hold open now. */
+  openFiles: string[];
 }
 
 const SMBSTATUS_CANDIDATES = ["/usr/bin/smbstatus", "/usr/local/bin/smbstatus"];
@@ -524,6 +526,7 @@ async function setUp(
         degree: value?.degree ?? "",
       });
       return {
+        openFiles: Object.keys(json.open_files ?? {}),
         sessions: Object.values(json.sessions ?? {}).map((s) => {
           const session = s as Record<string, never>;
           return {

@@ -15,8 +15,16 @@
 
 import { assertEquals, assertOk, assertStringIncludes } from "./_assert.ts";
 import { runCli, snapshotTree } from "./_cli_helpers.ts";
-import { SMB_USER, smbCredentialsEnv } from "./_smb_helpers.ts";
-import { fileSmbd, smbdGate } from "./_smbd.ts";
+import {
+  openTestSmbStore,
+  SMB_USER,
+  smbCredentialsEnv,
+  smbTemplate,
+  startTestSmbd,
+} from "./_smb_helpers.ts";
+import { type AnswerAction, type SmbAnswerInfo, startSmbProxy } from "./_smb_proxy.ts";
+import { fileSmbd, smbdGate, smbdTest } from "./_smbd.ts";
+import { StoreError } from "../src/errors.ts";
 
 const SHARES = Array.from({ length: 8 }, (_, i) => `hostile${i}`);
 const gate = smbdGate();
@@ -182,3 +190,38 @@ Deno.test({
       },
     ),
 });
+
+smbdTest(
+  "SMB: a lock file the server marks as a reparse point (a Windows link) is opened itself and refused, never read or moved",
+  async () => {
+    await using smbd = await startTestSmbd(["hv01"]);
+    // Samba shows no reparse points; a proxy marks Host.lock's CREATE answers
+    // as one, as a Windows server answers for a symlink (unsigned session, so
+    // the answer may be changed on the way).
+    await using proxy = startSmbProxy(smbd.port, {
+      answer: (answer: SmbAnswerInfo): AnswerAction =>
+        answer.command === 5 && answer.request?.name?.endsWith("Host.lock") ? "reparse" : "pass",
+    });
+    await Deno.writeTextFile(`${smbd.dir("hv01")}/Host.lock`, '{"Caller":"elsewhere"}');
+    const store = await openTestSmbStore(smbTemplate(proxy.port), { signing: "off" });
+    try {
+      for (
+        const act of [
+          () => store.read("hv01", "Host.lock"),
+          () => store.remove("hv01", "Host.lock", "smb1:any"),
+        ]
+      ) {
+        const error = await act().then(() => undefined, (e) => e as Error);
+        assertOk(error instanceof StoreError, String(error));
+        assertStringIncludes(error.message, "reparse point");
+      }
+      assertEquals(
+        await Deno.readTextFile(`${smbd.dir("hv01")}/Host.lock`),
+        '{"Caller":"elsewhere"}',
+        "left alone",
+      );
+    } finally {
+      await store.close();
+    }
+  },
+);

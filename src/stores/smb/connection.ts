@@ -15,7 +15,9 @@
 
 import { Socket } from "node:net";
 import {
+  asyncIdOf,
   Command,
+  encodeCancel,
   encodeCompound,
   frame,
   frameLength,
@@ -142,6 +144,32 @@ interface Waiter {
   command: number;
   sent: Uint8Array;
   deliver(reply: Reply): void;
+  /** Hears the AsyncId of an interim answer (STATUS_PENDING). */
+  interim?(asyncId: bigint): void;
+}
+
+/**
+ * A compound whose last request may stay pending for long (a CHANGE_NOTIFY):
+ * see {@linkcode SmbConnection.watch}.
+ */
+export interface Watch {
+  /** The answers to every request but the last, bounded by the time-out. */
+  first: Promise<Reply[]>;
+  /**
+   * The final answer to the last request, unbounded: it comes when the
+   * server completes it, or rejects when the connection fails.
+   */
+  last: Promise<Reply>;
+  /** Sends an SMB2 CANCEL of the last request (nothing once it is answered). */
+  cancel(): void;
+}
+
+/** What {@linkcode SmbConnection.watch} hooks into a send. */
+interface SendHooks {
+  /** Hears the MessageId of the last request once it is on its way. */
+  sent?(lastId: bigint): void;
+  /** Takes the last request's answers: the send then waits only for the others. */
+  last?: Pick<Waiter, "deliver" | "interim">;
 }
 
 /** A send on the wire, to reject when the connection fails. */
@@ -176,6 +204,8 @@ export class SmbConnection {
   readonly #pending = new Set<Pending>();
   /** Who waits for the answer to a message id. */
   readonly #waiting = new Map<bigint, Waiter>();
+  /** Pending requests of {@linkcode watch}, to reject when the connection fails. */
+  readonly #watching = new Set<Pending>();
   /** Sends waiting for credits. */
   readonly #creditWaiters: (() => void)[] = [];
   /** Bytes of a frame not complete yet. */
@@ -286,6 +316,8 @@ export class SmbConnection {
     const pending = [...this.#pending.values()];
     this.#pending.clear();
     for (const { reject } of pending) reject(failure);
+    for (const { reject } of [...this.#watching.values()]) reject(failure);
+    this.#watching.clear();
     this.#waiting.clear();
     for (const wake of this.#creditWaiters.splice(0)) wake();
     this.#inbox = new Uint8Array();
@@ -337,7 +369,12 @@ export class SmbConnection {
     this.#credits += header.credits;
     while (this.#credits > 0 && this.#creditWaiters.length > 0) this.#creditWaiters.shift()!();
     // An interim answer: the real one follows with the same id.
-    if (header.status === Status.PENDING) return;
+    if (header.status === Status.PENDING) {
+      if (header.flags & HeaderFlag.ASYNC_COMMAND) {
+        this.#waiting.get(header.messageId)?.interim?.(asyncIdOf(message));
+      }
+      return;
+    }
     const waiter = this.#waiting.get(header.messageId);
     if (waiter === undefined) return;
     if (header.command !== waiter.command) throw new Error("an answer to another command");
@@ -412,11 +449,16 @@ export class SmbConnection {
    * `NO_FILE_ID`. Waits, bounded, for every final answer; the time-out ends
    * the connection.
    */
-  send(requests: readonly Request[], timeoutMs = this.#timeoutMs): Promise<Reply[]> {
+  send(
+    requests: readonly Request[],
+    timeoutMs = this.#timeoutMs,
+    hooks?: SendHooks,
+  ): Promise<Reply[]> {
     if (this.#failure !== undefined) return Promise.reject(this.#failure);
     return new Promise<Reply[]>((resolve, reject) => {
-      const replies: Reply[] = new Array(requests.length);
-      let left = requests.length;
+      const bounded = hooks?.last === undefined ? requests.length : requests.length - 1;
+      const replies: Reply[] = new Array(bounded);
+      let left = bounded;
       const timer = setTimeout(() => {
         this.#fail(
           new SmbFailure(`SMB server "${this.server}" did not answer within ${timeoutMs} ms`),
@@ -452,6 +494,14 @@ export class SmbConnection {
           return;
         }
         requests.forEach((request, i) => {
+          if (i === bounded) {
+            this.#waiting.set(first + BigInt(i), {
+              command: request.command,
+              sent: sent[i]!,
+              ...hooks!.last!,
+            });
+            return;
+          }
           this.#waiting.set(first + BigInt(i), {
             command: request.command,
             sent: sent[i]!,
@@ -471,6 +521,11 @@ export class SmbConnection {
           });
         });
         this.#socket.write(bytes);
+        hooks?.sent?.(first + BigInt(bounded));
+        if (left === 0) {
+          settle();
+          resolve(replies);
+        }
       };
       // At once when the credits are there (and nobody waits before us):
       // the frame is on its way when send() returns.
@@ -481,6 +536,72 @@ export class SmbConnection {
         this.#takeCredits(requests.length).then(go, (error) => pending.reject(error as Error));
       }
     });
+  }
+
+  /**
+   * Sends requests in one compound, like {@linkcode send}, whose last request
+   * may stay pending as long as the server likes (a CHANGE_NOTIFY): the
+   * time-out bounds only the answers to the others. The pending request does
+   * not keep the process alive; the caller bounds its wait and then cancels.
+   */
+  watch(requests: readonly Request[]): Watch {
+    let asyncId = 0n;
+    let messageId: bigint | undefined;
+    let answered = false;
+    let cancelled = false;
+    const sendCancel = () => {
+      if (messageId === undefined || answered || this.#failure !== undefined) return;
+      this.#write(
+        encodeCancel(messageId, asyncId, this.sessionId, requests.at(-1)!.treeId ?? this.treeId),
+      );
+    };
+    let resolveLast!: (reply: Reply) => void;
+    let rejectLast!: (error: Error) => void;
+    const last = new Promise<Reply>((resolve, reject) => {
+      resolveLast = resolve;
+      rejectLast = reject;
+    });
+    const waiting: Pending = {
+      reject: (error) => {
+        this.#watching.delete(waiting);
+        rejectLast(error);
+      },
+    };
+    this.#watching.add(waiting);
+    const first = this.send(requests, this.#timeoutMs, {
+      sent: (id) => {
+        messageId = id;
+        if (cancelled) sendCancel();
+      },
+      last: {
+        interim: (id) => {
+          asyncId = id;
+        },
+        deliver: (reply) => {
+          answered = true;
+          this.#watching.delete(waiting);
+          resolveLast(reply);
+        },
+      },
+    });
+    first.catch((error: Error) => waiting.reject(error));
+    if (this.#failure !== undefined) waiting.reject(this.#failure);
+    return {
+      first,
+      last,
+      cancel: () => {
+        cancelled = true;
+        sendCancel();
+      },
+    };
+  }
+
+  /** Writes requests made outside {@linkcode send} (a CANCEL): signed or sealed as in force. */
+  #write(message: Uint8Array): void {
+    const protection = this.#protection;
+    const sealing = protection?.seal !== undefined && protection.require === "sealed";
+    if (!sealing) protection?.sign?.(message);
+    this.#socket.write(frame(sealing ? protection!.seal!(message) : message));
   }
 
   /** The frame of a compound: headers, signatures or the seal. */

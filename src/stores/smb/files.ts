@@ -29,6 +29,7 @@ import {
   DELETE_ON_CLOSE,
   type DirectoryEntry,
   Disposition,
+  encodeChangeNotify,
   encodeClose,
   encodeCreate,
   encodeQueryDirectory,
@@ -38,6 +39,7 @@ import {
   endOfFileInformation,
   InfoClass,
   NO_FILE_ID,
+  NotifyFilter,
   Status,
 } from "./wire.ts";
 
@@ -148,6 +150,25 @@ export interface Exclusive {
 // --- the share ---------------------------------------------------------------
 
 /** File operations on the share of one connection. */
+/** FILE_ATTRIBUTE_REPARSE_POINT. */
+const REPARSE_POINT = 0x400;
+
+/** A CHANGE_NOTIFY on an open folder for lock files made, removed, renamed or written. */
+function notifyRequest(fileId: Uint8Array): Request {
+  return {
+    command: Command.CHANGE_NOTIFY,
+    body: encodeChangeNotify(
+      fileId,
+      NotifyFilter.FILE_NAME | NotifyFilter.LAST_WRITE | NotifyFilter.SIZE,
+    ),
+  };
+}
+
+/** Whether a CHANGE_NOTIFY's final answer says the folder changed. */
+function changed(status: number): boolean {
+  return status === Status.SUCCESS || status === Status.NOTIFY_ENUM_DIR;
+}
+
 /** Largest lock or history file read, as in the folder store. */
 const MAX_ENTRY_BYTES = 1 << 20;
 
@@ -235,6 +256,11 @@ export class SmbShare {
 
   /** The whole content of an open file: the first READ's answer, and the rest when larger. */
   async contentOf(handle: Handle, first: Reply): Promise<Uint8Array> {
+    if (handle.attributes & REPARSE_POINT) {
+      // A link (a Windows server's symlink or junction), opened itself:
+      // never followed, never read, left alone.
+      throw new SmbFailure("it is a reparse point (a symbolic link or junction), not a lock file");
+    }
     if (handle.size > MAX_ENTRY_BYTES) {
       // Anyone with access to the share may plant one: never read whole.
       throw new SmbFailure(
@@ -307,6 +333,62 @@ export class SmbShare {
   }
 
   /**
+   * Waits until the folder `path` may have changed (a file made, removed,
+   * renamed, written or resized in it), at most `ms`, or until `signal`
+   * aborts: one CHANGE_NOTIFY (MS-SMB2 2.2.35) sent in a compound with the
+   * folder's open. The compound is on its way when this returns to the
+   * caller's first await (when the connection has the credits), so a change
+   * made after a look the caller starts next is not missed. On time-out or
+   * abort the request is cancelled (SMB2 CANCEL) and the folder closed,
+   * without waiting for either.
+   * @returns "changed" when the server said so, "refused" when it does not
+   *   watch the folder (no such folder, no notifications: poll instead),
+   *   "waited" on time-out or abort
+   */
+  async waitForChange(
+    path: string,
+    ms: number,
+    signal?: AbortSignal,
+  ): Promise<"changed" | "refused" | "waited"> {
+    if (signal?.aborted) return "waited";
+    const watch = this.connection.watch([
+      createRequest({
+        path,
+        access: Access.FILE_READ_DATA | Access.SYNCHRONIZE,
+        disposition: Disposition.FILE_OPEN,
+        options: CreateOption.FILE_DIRECTORY_FILE,
+      }),
+      notifyRequest(RELATED_FILE_ID),
+    ]);
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    let abort: (() => void) | undefined;
+    const waited = new Promise<"waited">((resolve) => {
+      abort = () => resolve("waited");
+      timer = setTimeout(abort, ms);
+      signal?.addEventListener("abort", abort, { once: true });
+    });
+    const answered = watch.last.then(
+      (reply) => changed(reply.status) ? "changed" as const : "refused" as const,
+      () => "refused" as const,
+    );
+    try {
+      return await Promise.race([answered, waited]);
+    } finally {
+      clearTimeout(timer);
+      signal?.removeEventListener("abort", abort!);
+      watch.cancel();
+      void this.#closeWatched(watch.first);
+    }
+  }
+
+  /** Closes the folder a {@linkcode waitForChange} opened. Never throws. */
+  async #closeWatched(first: Promise<Reply[]>): Promise<void> {
+    const opened = (await first.catch(() => undefined))?.[0];
+    if (opened?.status !== Status.SUCCESS) return;
+    await this.closeHandle(this.handle(opened)).catch(() => {});
+  }
+
+  /**
    * Opens `path` with ShareAccess 0 and reads it through that handle, in one
    * compound request. While the handle is open nobody else can open the file
    * to read, write, rename or delete it, and the server closes the handle
@@ -328,7 +410,7 @@ export class SmbShare {
         path,
         access: EXCLUSIVE_READ | access,
         disposition: Disposition.FILE_OPEN,
-        options: CreateOption.FILE_NON_DIRECTORY_FILE,
+        options: CreateOption.FILE_NON_DIRECTORY_FILE | CreateOption.FILE_OPEN_REPARSE_POINT,
         share: 0,
       },
       (id) => [

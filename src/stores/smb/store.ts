@@ -222,6 +222,28 @@ function checkName(name: string): void {
 }
 
 /** A connection with its session and share set up. */
+/** How long a wait for a change lasts at most where the server refuses to notify. */
+const NO_NOTIFY_POLL_MS = 500;
+/**
+ * How long one CHANGE_NOTIFY is waited for at most: a server that takes it
+ * but never notifies makes a waiter look this often, not every 30 s.
+ */
+const NOTIFY_RECHECK_MS = 10_000;
+
+/** Waits `ms` (nothing when ≤ 0) or until `signal` aborts. */
+function sleepUnless(ms: number, signal?: AbortSignal): Promise<void> {
+  if (ms <= 0 || signal?.aborted) return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      signal?.removeEventListener("abort", done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal?.addEventListener("abort", done, { once: true });
+  });
+}
+
 interface Link {
   share: SmbShare;
   session: SessionInfo;
@@ -245,6 +267,8 @@ class SmbStore implements LockStore {
   readonly #signing: SigningSetting | "off";
   readonly #encrypt: EncryptSetting;
   readonly #connections = new Map<string, Promise<Link>>();
+  /** The set-up connections of #connections, to reach without an await. */
+  readonly #ready = new Map<string, Link>();
   #closed = false;
   /**
    * The folders under the root of a template whose last folder is the host
@@ -288,16 +312,26 @@ class SmbStore implements LockStore {
     return this.#url(this.#target(host));
   }
 
-  /** The connection to the target's server and share, made (and set up) when there is none. */
-  async #link(target: SmbTarget): Promise<Link> {
-    if (this.#closed) throw new SmbFailure("the SMB store is closed");
-    const key = [
+  #key(target: SmbTarget): string {
+    return [
       target.server.toLowerCase(),
       target.port,
       target.share.toLowerCase(),
       this.#credentials.domain ?? "",
       this.#credentials.username,
     ].join("\u0000");
+  }
+
+  /** The target's connection when it is set up and usable, without waiting. */
+  #linked(target: SmbTarget): Link | undefined {
+    const link = this.#ready.get(this.#key(target));
+    return link?.share.connection.usable ? link : undefined;
+  }
+
+  /** The connection to the target's server and share, made (and set up) when there is none. */
+  async #link(target: SmbTarget): Promise<Link> {
+    if (this.#closed) throw new SmbFailure("the SMB store is closed");
+    const key = this.#key(target);
     const existing = this.#connections.get(key);
     if (existing !== undefined) {
       const link = await existing.catch(() => undefined);
@@ -323,7 +357,9 @@ class SmbStore implements LockStore {
           signing: this.#signing,
           encrypt: this.#encrypt,
         });
-        return { share: new SmbShare(connection), session };
+        const link = { share: new SmbShare(connection), session };
+        if (!this.#closed) this.#ready.set(key, link);
+        return link;
       } catch (error) {
         await connection.close();
         throw error;
@@ -643,7 +679,8 @@ class SmbStore implements LockStore {
         path: this.#path(target, ...names),
         access: Access.FILE_READ_DATA | Access.FILE_READ_ATTRIBUTES | Access.SYNCHRONIZE,
         disposition: Disposition.FILE_OPEN,
-        options: CreateOption.FILE_NON_DIRECTORY_FILE,
+        // A link is opened itself, and refused (contentOf), never followed.
+        options: CreateOption.FILE_NON_DIRECTORY_FILE | CreateOption.FILE_OPEN_REPARSE_POINT,
       };
       const [opened, read, closed] = await share.openThen(
         request,
@@ -921,10 +958,40 @@ class SmbStore implements LockStore {
     return removed ?? false;
   }
 
+  /**
+   * Resolves when the host's lock folder may have changed, after `ms`, or
+   * when `signal` aborts: an SMB2 CHANGE_NOTIFY on the folder. Where the
+   * server refuses it (or anything fails) it waits at most
+   * {@linkcode NO_NOTIFY_POLL_MS} instead, so the caller looks again as
+   * often as without notifications. A server may also take the request and
+   * never answer (one that misses changes made past it): the wait ends after
+   * {@linkcode NOTIFY_RECHECK_MS} at most, so the caller looks again then.
+   * Never rejects: a notification is only a hint.
+   */
+  async waitForChange(host: string, ms: number, signal?: AbortSignal): Promise<void> {
+    const started = Date.now();
+    try {
+      const target = this.#target(host);
+      // Without an await when connected: the CHANGE_NOTIFY goes out before
+      // the look the caller makes next.
+      const link = this.#linked(target) ?? await this.#link(target);
+      const outcome = await link.share.waitForChange(
+        this.#path(target),
+        Math.min(ms, NOTIFY_RECHECK_MS),
+        signal,
+      );
+      if (outcome !== "refused") return;
+    } catch {
+      // Only a hint: wait as a poll would.
+    }
+    await sleepUnless(Math.min(ms - (Date.now() - started), NO_NOTIFY_POLL_MS), signal);
+  }
+
   async close(): Promise<void> {
     this.#closed = true;
     const connections = [...this.#connections.values()];
     this.#connections.clear();
+    this.#ready.clear();
     await Promise.all(connections.map(async (connecting) => {
       const link = await connecting.catch(() => undefined);
       await link?.share.connection.close();

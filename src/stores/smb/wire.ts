@@ -33,7 +33,9 @@ export const Command = {
   READ: 0x08,
   WRITE: 0x09,
   IOCTL: 0x0b,
+  CANCEL: 0x0c,
   QUERY_DIRECTORY: 0x0e,
+  CHANGE_NOTIFY: 0x0f,
   SET_INFO: 0x11,
   OPLOCK_BREAK: 0x12,
 } as const;
@@ -140,6 +142,8 @@ export const IOCTL_IS_FSCTL = 0x1;
 export const Status = {
   SUCCESS: 0x00000000,
   PENDING: 0x00000103,
+  NOTIFY_CLEANUP: 0x0000010b,
+  NOTIFY_ENUM_DIR: 0x0000010c,
   NO_MORE_FILES: 0x80000006,
   INVALID_PARAMETER: 0xc000000d,
   NO_SUCH_FILE: 0xc000000f,
@@ -162,6 +166,7 @@ export const Status = {
   BAD_NETWORK_NAME: 0xc00000cc,
   REQUEST_NOT_ACCEPTED: 0xc00000d0,
   NOT_A_DIRECTORY: 0xc0000103,
+  CANCELLED: 0xc0000120,
   FILE_CLOSED: 0xc0000128,
   USER_SESSION_DELETED: 0xc0000203,
   ACCOUNT_LOCKED_OUT: 0xc0000234,
@@ -187,7 +192,6 @@ const STATUS_NAMES: ReadonlyMap<number, string> = new Map([
   [0xc00000b5, "STATUS_IO_TIMEOUT"],
   [0xc00000cb, "STATUS_BAD_DEVICE_TYPE"],
   [0xc0000101, "STATUS_DIRECTORY_NOT_EMPTY"],
-  [0xc0000120, "STATUS_CANCELLED"],
   [0xc000015b, "STATUS_LOGON_TYPE_NOT_GRANTED"],
   [0xc0000193, "STATUS_ACCOUNT_EXPIRED"],
   [0xc0000224, "STATUS_PASSWORD_MUST_CHANGE"],
@@ -321,6 +325,41 @@ export function writeHeader(
   v.setUint32(36, header.treeId, true);
   v.setBigUint64(40, header.sessionId, true);
   message.fill(0, 48, 64);
+}
+
+/** The AsyncId of an answer sent with SMB2_FLAGS_ASYNC_COMMAND (0n without the flag). */
+export function asyncIdOf(message: Uint8Array): bigint {
+  need(message, HEADER_SIZE, "SMB2 message");
+  const v = view(message);
+  return v.getUint32(16, true) & HeaderFlag.ASYNC_COMMAND ? v.getBigUint64(32, true) : 0n;
+}
+
+/**
+ * The header of an SMB2 CANCEL of the request `messageId` (MS-SMB2
+ * 3.2.4.24): async when the server named the request's AsyncId in its
+ * interim answer, else sync. It takes no credit and no message id of its own.
+ */
+export function encodeCancel(
+  messageId: bigint,
+  asyncId: bigint,
+  sessionId: bigint,
+  treeId: number,
+): Uint8Array {
+  const message = new Uint8Array(HEADER_SIZE + 4);
+  writeHeader(message, {
+    command: Command.CANCEL,
+    flags: asyncId === 0n ? 0 : HeaderFlag.ASYNC_COMMAND,
+    nextCommand: 0,
+    creditCharge: 0,
+    credits: 0,
+    messageId,
+    treeId,
+    sessionId,
+  });
+  const v = view(message);
+  if (asyncId !== 0n) v.setBigUint64(32, asyncId, true); // AsyncId in place of ProcessId and TreeId
+  v.setUint16(HEADER_SIZE, 4, true); // StructureSize
+  return message;
 }
 
 /**
@@ -777,7 +816,12 @@ export const FILE_SHARE_ALL = 0x7;
 /** CreateDisposition values. */
 export const Disposition = { FILE_OPEN: 1, FILE_CREATE: 2 } as const;
 /** CreateOptions values. */
-export const CreateOption = { FILE_DIRECTORY_FILE: 0x01, FILE_NON_DIRECTORY_FILE: 0x40 } as const;
+export const CreateOption = {
+  FILE_DIRECTORY_FILE: 0x01,
+  FILE_NON_DIRECTORY_FILE: 0x40,
+  /** Open a reparse point (a link) itself, never what it points to. */
+  FILE_OPEN_REPARSE_POINT: 0x00200000,
+} as const;
 /** FileAttributes values. */
 export const Attribute = { DIRECTORY: 0x10, NORMAL: 0x80 } as const;
 /** FileInformationClass values of SET_INFO and QUERY_DIRECTORY. */
@@ -951,6 +995,33 @@ export function encodeQueryDirectory(fileId: Uint8Array, outputLength = 0x10000)
   v.setUint16(26, pattern.length, true);
   v.setUint32(28, outputLength, true);
   body.set(pattern, 32);
+  return body;
+}
+
+/** CompletionFilter bits of CHANGE_NOTIFY. */
+export const NotifyFilter = {
+  FILE_NAME: 0x001,
+  DIR_NAME: 0x002,
+  SIZE: 0x008,
+  LAST_WRITE: 0x010,
+} as const;
+
+/**
+ * The body of a CHANGE_NOTIFY request (MS-SMB2 2.2.35) on an open folder, not
+ * its subfolders. With `outputLength` 0 the server names no changes: it
+ * answers STATUS_NOTIFY_ENUM_DIR (or success) once anything changed.
+ */
+export function encodeChangeNotify(
+  fileId: Uint8Array,
+  filter: number,
+  outputLength = 0,
+): Uint8Array {
+  const body = new Uint8Array(32);
+  const v = view(body);
+  v.setUint16(0, 32, true); // StructureSize
+  v.setUint32(4, outputLength, true);
+  body.set(fileId, 8);
+  v.setUint32(24, filter, true);
   return body;
 }
 
