@@ -45,6 +45,8 @@ export class ResourceLock implements AsyncDisposable {
   #releasing = false;
   /** Locks this object released (or found lost) already, for a release retried after a fault. */
   readonly #releasedRefs = new Set<string>();
+  /** Losses found by release attempts, kept until a retry after a fault ends the release. */
+  readonly #lostAtRelease: string[] = [];
   #renewedAt: number;
   readonly #clock: Clock;
 
@@ -174,7 +176,8 @@ export class ResourceLock implements AsyncDisposable {
     const pending = this.locks.filter((lock) => !this.#releasedRefs.has(lock.ref));
     const settled = await this.#locker.releaseAll(pending);
     let fault: unknown;
-    const lost: string[] = [];
+    // A retry after a fault must still report what an earlier attempt found lost.
+    const lost = this.#lostAtRelease;
     settled.forEach((result, i) => {
       const ref = pending[i]!.ref;
       if (result.status === "rejected") {

@@ -651,6 +651,27 @@ Deno.test("a release that meets a store fault can be called again and releases o
   assertEquals(await t.files("b01"), []);
 });
 
+Deno.test("a release retried after a store fault still reports a lock lost on the first try", async () => {
+  await using t = await tempStore();
+  const clock = new FakeClock();
+  let failB = true;
+  const store = faultyStore(t.root, {
+    archive: (host) => host === "b01" && failB ? "before" : undefined,
+  });
+  const l = locker(t.root, clock, store);
+  const lock = await held(l, clock, request("s1", { hosts: ["a01", "b01"], type: "Host" }));
+  await l.breakLock(lock.locks[0]!, "taken over", true);
+  await assertRejects(() => lock.release(), StoreError, "archive failed");
+  assertEquals(lock.released, false);
+  failB = false;
+  const error = await assertRejects(() => lock.release(), LockLostError);
+  assertStringIncludes(error.message, `Lock "${lock.refs[0]}" was broken by`);
+  assertStringIncludes(error.message, "(taken over)");
+  assertEquals(lock.released, true);
+  assertEquals(lock.signal.aborted, true, "the holder learns it through the signal too");
+  assertEquals(await t.files("b01"), [], "what was left is released");
+});
+
 /** A fake clock that tells when the next call is scheduled (a renewal that ended schedules the next). */
 class WatchedClock extends FakeClock {
   #waiters: (() => void)[] = [];
