@@ -41,7 +41,10 @@ export class ResourceLock implements AsyncDisposable {
   readonly #lost = new AbortController();
   #cancelTimer: (() => void) | undefined;
   #released = false;
-  /** Set when release() starts: a renewal failing after that is the release's doing. */
+  /**
+   * Set when release() starts: a renewal failing after that is the release's
+   * doing, and a renewal ending after that schedules no other.
+   */
   #releasing = false;
   /** Locks this object released (or found lost) already, for a release retried after a fault. */
   readonly #releasedRefs = new Set<string>();
@@ -121,7 +124,9 @@ export class ResourceLock implements AsyncDisposable {
         return;
       }
     }
-    if (!this.#released && !this.#lost.signal.aborted) this.#schedule();
+    // A renewal that ended while a release was under way schedules none:
+    // release() cancelled the timer before this renewal was over.
+    if (!this.#releasing && !this.#lost.signal.aborted) this.#schedule();
   }
 
   #lose(error: LockLostError): void {

@@ -27,7 +27,7 @@ import {
   validateDependencyMap,
 } from "../src/dependencies.ts";
 import { type AcquireRequest, describeHolders, Locker } from "../src/locker.ts";
-import { pausedAt } from "./_seams.ts";
+import { holdAt, pausedAt } from "./_seams.ts";
 import { setSeamHook } from "../src/_seam.ts";
 import {
   FileNames,
@@ -685,6 +685,36 @@ class WatchedClock extends FakeClock {
     return new Promise((resolve) => this.#waiters.push(resolve));
   }
 }
+
+Deno.test("a renewal that ends while the release is under way schedules no further renewal", async () => {
+  await using t = await tempStore();
+  const clock = new FakeClock();
+  const fs = openFsStore(t.store, { historyFolderName: "History" });
+  const renewed = Promise.withResolvers<void>();
+  const store: LockStore = {
+    ...fs,
+    replace: async (...args) => {
+      const version = await fs.replace(...args);
+      renewed.resolve();
+      return version;
+    },
+  };
+  const l = locker(t.root, clock, store);
+  const lock = await held(l, clock, request("s1", { type: "Host", ttlMs: 60_000 }));
+  using points = holdAt("locker.renew.checked", "locker.release.checked");
+  clock.advance(20_000);
+  clock.runDue(); // the renewal reads the lock and waits before writing
+  await points.reached("locker.renew.checked");
+  const releasing = lock.release(); // reads the same lock and waits before moving it
+  await points.reached("locker.release.checked");
+  points.letGo("locker.renew.checked");
+  await renewed.promise; // renewed: the release must read the lock again
+  points.letGo("locker.release.checked");
+  assertEquals(await releasing, [{ ref: lock.refs[0]!, status: "released" }]);
+  assertEquals(lock.signal.aborted, false, "a renewal that won its race is no loss");
+  assertEquals(await t.files("hv01"), []);
+  assertEquals(clock.scheduledCount, 0, "no renewal is scheduled after the release");
+});
 
 Deno.test("a short lease is renewed every 50 ms at the most often", async () => {
   await using t = await tempStore();
