@@ -35,6 +35,7 @@ import {
   lockIdOf,
   parseLockId,
   parseLockRef,
+  toLockRef,
   validateSessionId,
 } from "../src/lock_ref.ts";
 import type { LockStore } from "../src/store.ts";
@@ -483,6 +484,60 @@ Deno.test("lock refs: a Host ref names its session after '@', a shared one in it
   ) {
     refuses(String(ref), () => parseLockRef(ref));
   }
+});
+
+Deno.test("toLockRef() takes a lock object whose session is in its id, after '@' or nowhere", () => {
+  assertEquals(toLockRef({ host: "DC01", lockId: "Host" }), {
+    host: "dc01",
+    lockId: "Host",
+    type: "Host",
+  });
+  assertEquals(toLockRef({ host: "dc01", lockId: "Host", type: "Host", sessionId: "s1" }), {
+    host: "dc01",
+    lockId: "Host",
+    type: "Host",
+    sessionId: "s1",
+  });
+  const generic = { host: "dc01", lockId: "Generic-s1", type: "Generic" as const };
+  for (const object of [generic, { ...generic, sessionId: "s1" }]) {
+    assertEquals(toLockRef(object), { ...generic, sessionId: "s1" }, JSON.stringify(object));
+  }
+  assertEquals(toLockRef({ host: "dc01", lockId: "File-s2" }).sessionId, "s2");
+});
+
+Deno.test("toLockRef() refuses a lock object whose lockId is no string or no lock id, quoting at most 80 characters", () => {
+  const refusal = (value: unknown) => {
+    try {
+      toLockRef(value);
+    } catch (error) {
+      assertOk(error instanceof InputError, `${JSON.stringify(value)}: ${error}`);
+      return error.message;
+    }
+    throw new Error(`${JSON.stringify(value)} was taken`);
+  };
+  assertEquals(
+    refusal({ host: "dc01", lockId: 42 }),
+    "Invalid lock object: lockId: expected a string, got a number",
+  );
+  assertEquals(
+    refusal({ host: "dc01" }),
+    "Invalid lock object: lockId: expected a string, got undefined",
+  );
+  assertEquals(
+    refusal({ host: "dc01", lockId: "Other" }),
+    'Invalid lock object: lockId "Other" is not Host, Generic-<session> or File-<session>',
+  );
+  assertEquals(
+    refusal({ host: "dc01", lockId: "x".repeat(500) }),
+    `Invalid lock object: lockId "${
+      "x".repeat(80)
+    }" is not Host, Generic-<session> or File-<session>`,
+  );
+  const long = "Generic-" + "s".repeat(120);
+  assertEquals(
+    refusal({ host: "dc01", lockId: long, type: "Host" }),
+    `Invalid lock object: type "Host" does not match lockId "${long.slice(0, 80)}"`,
+  );
 });
 
 // --- src/dependencies.ts: reading and checking maps ----------------------------
