@@ -771,6 +771,35 @@ Deno.test("a renewal that ends while the release is under way schedules no furth
   assertEquals(clock.scheduledCount, 0, "no renewal is scheduled after the release");
 });
 
+Deno.test("a renewal overtaken by the release at the end of its lease loses nothing", async () => {
+  await using t = await tempStore();
+  const clock = new FakeClock();
+  const fs = openFsStore(t.store, { historyFolderName: "History" });
+  const refused = Promise.withResolvers<void>();
+  const store: LockStore = {
+    ...fs,
+    replace: async (...args) => {
+      const version = await fs.replace(...args);
+      if (version === undefined) refused.resolve();
+      return version;
+    },
+  };
+  const l = locker(t.root, clock, store);
+  const lock = await held(l, clock, request("s1", { type: "Host", ttlMs: 60_000 }));
+  using points = holdAt("locker.renew.checked");
+  clock.advance(20_000);
+  clock.runDue(); // the renewal reads the lock and waits before writing
+  await points.reached("locker.renew.checked");
+  clock.advance(40_000); // the lease ends while it waits
+  assertEquals(await lock.release(), [{ ref: lock.refs[0]!, status: "released" }]);
+  points.letGo("locker.renew.checked");
+  await refused.promise; // the lock is gone: the renewal finds it so
+  // What the renewal does next runs in promise callbacks, all before a timer.
+  await new Promise((resolve) => setTimeout(resolve, 0));
+  assertEquals(lock.signal.aborted, false, "a lock released by its holder is not lost");
+  assertEquals(clock.scheduledCount, 0);
+});
+
 Deno.test("a short lease is renewed every 50 ms at the most often", async () => {
   await using t = await tempStore();
   const clock = new WatchedClock();
