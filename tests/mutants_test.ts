@@ -741,6 +741,34 @@ class WatchedClock extends FakeClock {
   }
 }
 
+Deno.test("a release retried after a store fault reports a lock taken over on the first try once, without reading it again", async () => {
+  await using t = await tempStore();
+  const clock = new FakeClock();
+  let failB = true;
+  const reads: string[] = [];
+  const store = faultyStore(t.root, {
+    archive: (host) => host === "b01" && failB ? "before" : undefined,
+    read: (host) => (reads.push(host), undefined),
+  });
+  const l = locker(t.root, clock, store);
+  const lock = await held(l, clock, request("s1", { hosts: ["a01", "b01"], type: "Host" }));
+  await l.breakLock(lock.locks[0]!, "taken over", true);
+  await l.acquire(request("s2", { hosts: ["a01"], type: "Host" }));
+  await assertRejects(() => lock.release(), StoreError, "archive failed");
+  failB = false;
+  reads.length = 0;
+  const error = await assertRejects(() => lock.release(), LockLostError);
+  assertEquals(reads.includes("a01"), false, "a01 was settled by the first try");
+  assertEquals(
+    error.message.split(`Lock "${lock.refs[0]}": it now belongs to another session`).length,
+    2,
+    error.message,
+  );
+  assertEquals(await t.files("a01"), ["Host.lock"], "the new holder's lock is left alone");
+  assertEquals((await readLock(t.root, "a01")).SessionId, "s2");
+  assertEquals(await t.files("b01"), []);
+});
+
 Deno.test("a renewal that ends while the release is under way schedules no further renewal", async () => {
   await using t = await tempStore();
   const clock = new FakeClock();
