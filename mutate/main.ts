@@ -5,7 +5,7 @@
  * survivor listed in `mutate/equivalent.json` is shown as justified.
  *
  * Usage: deno task mutate [--rev REV [--overlay FILE,…]] [--group G,…] [--mutate SPEC]… [--out DIR]
- * [--since DIR] [--report DIR] [--keep]
+ * [--since DIR] [--report DIR] [--concurrency N] [--keep]
  *
  * - `--rev REV`: mutate a commit (`git archive REV`) instead of the work tree
  *   (tracked and untracked files, as they are now);
@@ -19,6 +19,8 @@
  *   file whose source is unchanged since (new tests cannot revive a killed
  *   mutant); a changed file is mutated whole. The score covers every mutant.
  * - `--report DIR`: print the summary of the reports in DIR, testing nothing;
+ * - `--concurrency N`: test N mutants at a time (default 1: the machine is
+ *   shared, and a test slowed down by its neighbours must not time out);
  * - `--keep`: keep the copy of the tree (its path is printed).
  *
  * Mutators: Stryker's, less string literals, regular expressions, object and
@@ -168,7 +170,7 @@ interface Row {
 function usage(message: string): never {
   console.error(`mutate: ${message}`);
   console.error(
-    "usage: deno task mutate [--rev REV [--overlay FILE,…]] [--group G,…] [--mutate SPEC]… [--out DIR] [--since DIR] [--report DIR] [--keep]",
+    "usage: deno task mutate [--rev REV [--overlay FILE,…]] [--group G,…] [--mutate SPEC]… [--out DIR] [--since DIR] [--report DIR] [--concurrency N] [--keep]",
   );
   Deno.exit(2);
 }
@@ -182,6 +184,7 @@ function parseArgs(args: string[]) {
     out: undefined as string | undefined,
     since: undefined as string | undefined,
     report: undefined as string | undefined,
+    concurrency: 1,
     keep: false,
   };
   for (let i = 0; i < args.length; i++) {
@@ -200,7 +203,11 @@ function parseArgs(args: string[]) {
     else if (arg === "--out") options.out = value();
     else if (arg === "--since") options.since = value();
     else if (arg === "--report") options.report = value();
-    else if (arg === "--keep") options.keep = true;
+    else if (arg === "--concurrency") {
+      const n = value();
+      if (!/^[1-9][0-9]?$/.test(n)) usage(`--concurrency takes a number from 1 to 99, not ${n}`);
+      options.concurrency = Number(n);
+    } else if (arg === "--keep") options.keep = true;
     else usage(`unknown argument ${arg}`);
   }
   return options;
@@ -390,6 +397,7 @@ async function stryker(
   tree: string,
   group: Group,
   mutate: string[],
+  concurrency: number,
 ): Promise<Report | undefined> {
   const reportFile = join(work, `stryker-${group.name}-report.json`);
   const config = {
@@ -397,7 +405,7 @@ async function stryker(
     commandRunner: { command: group.command },
     mutate,
     mutator: { excludedMutations: ["StringLiteral", "Regex", "ObjectLiteral", "ArrayDeclaration"] },
-    concurrency: 2,
+    concurrency,
     coverageAnalysis: "off",
     // Generous: other test runs share the machine, and a survivor slowed
     // down by them must not pass for a mutant killed by timeout.
@@ -548,7 +556,7 @@ async function main(): Promise<number> {
     }
     let fresh: Report = { files: {} };
     if (mutate.length > 0) {
-      const result = await stryker(work, tree, group, mutate);
+      const result = await stryker(work, tree, group, mutate, options.concurrency);
       if (!result) {
         failed = true;
         continue;

@@ -46,12 +46,17 @@ export class ResourceLock implements AsyncDisposable {
   readonly #lost = new AbortController();
   #cancelTimer: (() => void) | undefined;
   #released = false;
-  /** Set when release() starts: a renewal failing after that is the release's doing. */
+  /**
+   * Set when release() starts: a renewal failing after that is the release's
+   * doing, and a renewal ending after that schedules no other.
+   */
   #releasing = false;
   /** Locks this object released (or found lost) already, for a release retried after a fault. */
   readonly #releasedRefs = new Set<string>();
   /** Slots this object freed already, for a release retried after a fault. */
   readonly #releasedSlots = new Set<HeldSlot>();
+  /** Losses found by release attempts, kept until a retry after a fault ends the release. */
+  readonly #lostAtRelease: string[] = [];
   #renewedAt: number;
   readonly #clock: Clock;
 
@@ -128,7 +133,9 @@ export class ResourceLock implements AsyncDisposable {
         return;
       }
     }
-    if (!this.#released && !this.#lost.signal.aborted) this.#schedule();
+    // A renewal that ended while a release was under way schedules none:
+    // release() cancelled the timer before this renewal was over.
+    if (!this.#releasing && !this.#lost.signal.aborted) this.#schedule();
   }
 
   #lose(error: LockLostError): void {
@@ -184,7 +191,8 @@ export class ResourceLock implements AsyncDisposable {
     const pending = this.locks.filter((lock) => !this.#releasedRefs.has(lock.ref));
     const settled = await this.#locker.releaseAll(pending);
     let fault: unknown;
-    const lost: string[] = [];
+    // A retry after a fault must still report what an earlier attempt found lost.
+    const lost = this.#lostAtRelease;
     settled.forEach((result, i) => {
       const ref = pending[i]!.ref;
       if (result.status === "rejected") {

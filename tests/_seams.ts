@@ -57,3 +57,44 @@ export async function pausedAt<T, C>(
     setSeamHook(previous);
   }
 }
+
+/** Seam points held shut: {@linkcode holdAt}. Disposing it removes the hook. */
+export interface HeldPoints extends Disposable {
+  /** Resolves once a caller waits at `point`. */
+  reached(point: string): Promise<SeamEvent>;
+  /** Lets the caller waiting at `point` go on. */
+  letGo(point: string): void;
+}
+
+/**
+ * Holds the first passage at each of `points` until {@linkcode HeldPoints.letGo}:
+ * two operations paused at once, let go in the order a race needs. Later
+ * passages go straight through.
+ */
+export function holdAt(...points: string[]): HeldPoints {
+  const gates = new Map(points.map((point) => {
+    const gate = Promise.withResolvers<void>();
+    const reached = Promise.withResolvers<SeamEvent>();
+    return [point, { gate, reached, passed: false }];
+  }));
+  const previous = setSeamHook((event: SeamEvent) => {
+    const entry = gates.get(event.point);
+    if (!entry || entry.passed) return undefined;
+    entry.passed = true;
+    entry.reached.resolve(event);
+    return entry.gate.promise;
+  });
+  const get = (point: string) => {
+    const entry = gates.get(point);
+    assertOk(entry !== undefined, `${point} is not held`);
+    return entry;
+  };
+  return {
+    reached: (point) => get(point).reached.promise,
+    letGo: (point) => get(point).gate.resolve(),
+    [Symbol.dispose]() {
+      for (const entry of gates.values()) entry.gate.resolve();
+      setSeamHook(previous);
+    },
+  };
+}

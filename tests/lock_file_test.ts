@@ -219,6 +219,81 @@ Deno.test("decodeLockContent() takes the time from LockedAtUtc over LockedAt tic
   assert.equal(content.sessionId, "s-1");
 });
 
+Deno.test("decodeText() takes a BOM only whole, and UTF-16 LE without a BOM only from two bytes whose second alone is NUL", () => {
+  const cases: [number[], string][] = [
+    // A BOM cut short is text in the ANSI code page, not a BOM.
+    // After a UTF-8 BOM, UTF-8 even where a byte is not: no fallback to the ANSI code page.
+    [[0xef, 0xbb, 0xbf, 0x41, 0xff], "A\ufffd"],
+    [[0xef, 0xbb, 0x41], "ï»A"],
+    [[0xef, 0x41, 0xbf], "ïA¿"],
+    [[0x41, 0xbb, 0xbf], "A»¿"],
+    [[0xff, 0x41], "ÿA"],
+    [[0x41, 0xfe], "Aþ"],
+    [[0xfe, 0x41], "þA"],
+    [[0x41, 0xff], "Aÿ"],
+    // UTF-16 LE without a BOM: a letter then NUL, from the first two bytes on.
+    [[0x41, 0x00], "A"],
+    [[0x41, 0x00, 0x42, 0x00], "AB"],
+    [[0x41], "A"],
+    [[0x00, 0x00, 0x41, 0x00], "\0\0A\0"],
+    [[0x41, 0x42], "AB"],
+  ];
+  for (const [bytes, text] of cases) {
+    assert.equal(decodeText(new Uint8Array(bytes)), text, JSON.stringify(bytes));
+  }
+});
+
+Deno.test("decodeLockContent(): a cut or null document is unreadable; fields of the wrong type are left out", () => {
+  const decode = (text: string) => decodeLockContent(new TextEncoder().encode(text), 0);
+  // PowerShell 7 writes one line at a time; cut on its first line, it is still no caller name.
+  assert.deepEqual(decode('{"Caller": "x",'), { state: "unreadable", fields: {} });
+  assert.deepEqual(decode("null"), { state: "unreadable", fields: {} });
+  assert.deepEqual(decode('{"Caller": "x"}'), {
+    state: "ok",
+    fields: { Caller: "x" },
+    caller: "x",
+  });
+  const wrong = {
+    Caller: 42,
+    Description: false,
+    SessionId: 7,
+    LockedAtUtc: 0,
+    LockedAt: [639317160001230000],
+    ExpiresAtUtc: 1e12,
+  };
+  assert.deepEqual(decode(JSON.stringify(wrong)), {
+    state: "ok",
+    fields: { ...wrong, LockedAt: [639317160001230000n] },
+  });
+  const bad = decode(
+    '{"LockedAtUtc": "not a date", "LockedAt": 639317160001230000, "ExpiresAtUtc": "soon"}',
+  );
+  assert.equal(bad.lockedAt?.toISOString(), "2026-12-01T10:00:00.123Z", "from the ticks");
+  assert.equal("expiresAt" in bad, false);
+  // JSON's 1e400 is Infinity: no ticks, and no RangeError out of a reader that never throws.
+  assert.deepEqual(decode('{"LockedAt": 1e400}'), {
+    state: "ok",
+    fields: { LockedAt: Infinity },
+  });
+});
+
+Deno.test("decodeLockContent() reads LockedAt ticks written as a string of digits or as a small number", () => {
+  const decode = (text: string) => decodeLockContent(new TextEncoder().encode(text), 60);
+  assert.equal(
+    decode('{"LockedAt": "639317196001230000"}').lockedAt?.toISOString(),
+    "2026-12-01T10:00:00.123Z",
+  );
+  assert.equal(decode('{"LockedAt": "63931719600123000x"}').lockedAt, undefined);
+  assert.equal(
+    decode('{"LockedAt": 36000000000}').lockedAt?.toISOString(),
+    "0001-01-01T00:00:00.000Z",
+  );
+  assert.equal(
+    decode('{"LockedAt": 36000009999.9}').lockedAt?.getTime(),
+    fromLocalTicks(36000009999n, 60),
+  );
+});
+
 // ---------------------------------------------------------------------------
 // PowerShell's files in a real store, through the command line
 

@@ -28,7 +28,7 @@ import {
 } from "../src/dependencies.ts";
 import { type AcquireRequest, Locker } from "../src/locker.ts";
 import { describeHolders } from "../src/_text.ts";
-import { pausedAt } from "./_seams.ts";
+import { holdAt, pausedAt } from "./_seams.ts";
 import { setSeamHook } from "../src/_seam.ts";
 import {
   FileNames,
@@ -36,6 +36,7 @@ import {
   lockIdOf,
   parseLockId,
   parseLockRef,
+  toLockRef,
   validateSessionId,
 } from "../src/lock_ref.ts";
 import type { LockStore } from "../src/store.ts";
@@ -498,6 +499,60 @@ Deno.test("lock refs: a Host ref names its session after '@', a shared one in it
   }
 });
 
+Deno.test("toLockRef() takes a lock object whose session is in its id, after '@' or nowhere", () => {
+  assertEquals(toLockRef({ host: "DC01", lockId: "Host" }), {
+    host: "dc01",
+    lockId: "Host",
+    type: "Host",
+  });
+  assertEquals(toLockRef({ host: "dc01", lockId: "Host", type: "Host", sessionId: "s1" }), {
+    host: "dc01",
+    lockId: "Host",
+    type: "Host",
+    sessionId: "s1",
+  });
+  const generic = { host: "dc01", lockId: "Generic-s1", type: "Generic" as const };
+  for (const object of [generic, { ...generic, sessionId: "s1" }]) {
+    assertEquals(toLockRef(object), { ...generic, sessionId: "s1" }, JSON.stringify(object));
+  }
+  assertEquals(toLockRef({ host: "dc01", lockId: "File-s2" }).sessionId, "s2");
+});
+
+Deno.test("toLockRef() refuses a lock object whose lockId is no string or no lock id, quoting at most 80 characters", () => {
+  const refusal = (value: unknown) => {
+    try {
+      toLockRef(value);
+    } catch (error) {
+      assertOk(error instanceof InputError, `${JSON.stringify(value)}: ${error}`);
+      return error.message;
+    }
+    throw new Error(`${JSON.stringify(value)} was taken`);
+  };
+  assertEquals(
+    refusal({ host: "dc01", lockId: 42 }),
+    "Invalid lock object: lockId: expected a string, got a number",
+  );
+  assertEquals(
+    refusal({ host: "dc01" }),
+    "Invalid lock object: lockId: expected a string, got undefined",
+  );
+  assertEquals(
+    refusal({ host: "dc01", lockId: "Other" }),
+    'Invalid lock object: lockId "Other" is not Host, Generic-<session> or File-<session>',
+  );
+  assertEquals(
+    refusal({ host: "dc01", lockId: "x".repeat(500) }),
+    `Invalid lock object: lockId "${
+      "x".repeat(80)
+    }" is not Host, Generic-<session> or File-<session>`,
+  );
+  const long = "Generic-" + "s".repeat(120);
+  assertEquals(
+    refusal({ host: "dc01", lockId: long, type: "Host" }),
+    `Invalid lock object: type "Host" does not match lockId "${long.slice(0, 80)}"`,
+  );
+});
+
 // --- src/dependencies.ts: reading and checking maps ----------------------------
 
 Deno.test("validateDependencyMap() refuses what is no object of host lists, saying so", () => {
@@ -664,6 +719,27 @@ Deno.test("a release that meets a store fault can be called again and releases o
   assertEquals(await t.files("b01"), []);
 });
 
+Deno.test("a release retried after a store fault still reports a lock lost on the first try", async () => {
+  await using t = await tempStore();
+  const clock = new FakeClock();
+  let failB = true;
+  const store = faultyStore(t.root, {
+    archive: (host) => host === "b01" && failB ? "before" : undefined,
+  });
+  const l = locker(t.root, clock, store);
+  const lock = await held(l, clock, request("s1", { hosts: ["a01", "b01"], type: "Host" }));
+  await l.breakLock(lock.locks[0]!, "taken over", true);
+  await assertRejects(() => lock.release(), StoreError, "archive failed");
+  assertEquals(lock.released, false);
+  failB = false;
+  const error = await assertRejects(() => lock.release(), LockLostError);
+  assertStringIncludes(error.message, `Lock "${lock.refs[0]}" was broken by`);
+  assertStringIncludes(error.message, "(taken over)");
+  assertEquals(lock.released, true);
+  assertEquals(lock.signal.aborted, true, "the holder learns it through the signal too");
+  assertEquals(await t.files("b01"), [], "what was left is released");
+});
+
 /** A fake clock that tells when the next call is scheduled (a renewal that ended schedules the next). */
 class WatchedClock extends FakeClock {
   #waiters: (() => void)[] = [];
@@ -677,6 +753,93 @@ class WatchedClock extends FakeClock {
     return new Promise((resolve) => this.#waiters.push(resolve));
   }
 }
+
+Deno.test("a release retried after a store fault reports a lock taken over on the first try once, without reading it again", async () => {
+  await using t = await tempStore();
+  const clock = new FakeClock();
+  let failB = true;
+  const reads: string[] = [];
+  const store = faultyStore(t.root, {
+    archive: (host) => host === "b01" && failB ? "before" : undefined,
+    read: (host) => (reads.push(host), undefined),
+  });
+  const l = locker(t.root, clock, store);
+  const lock = await held(l, clock, request("s1", { hosts: ["a01", "b01"], type: "Host" }));
+  await l.breakLock(lock.locks[0]!, "taken over", true);
+  await l.acquire(request("s2", { hosts: ["a01"], type: "Host" }));
+  await assertRejects(() => lock.release(), StoreError, "archive failed");
+  failB = false;
+  reads.length = 0;
+  const error = await assertRejects(() => lock.release(), LockLostError);
+  assertEquals(reads.includes("a01"), false, "a01 was settled by the first try");
+  assertEquals(
+    error.message.split(`Lock "${lock.refs[0]}": it now belongs to another session`).length,
+    2,
+    error.message,
+  );
+  assertEquals(await t.files("a01"), ["Host.lock"], "the new holder's lock is left alone");
+  assertEquals((await readLock(t.root, "a01")).SessionId, "s2");
+  assertEquals(await t.files("b01"), []);
+});
+
+Deno.test("a renewal that ends while the release is under way schedules no further renewal", async () => {
+  await using t = await tempStore();
+  const clock = new FakeClock();
+  const fs = openFsStore(t.store, { historyFolderName: "History" });
+  const renewed = Promise.withResolvers<void>();
+  const store: LockStore = {
+    ...fs,
+    replace: async (...args) => {
+      const version = await fs.replace(...args);
+      renewed.resolve();
+      return version;
+    },
+  };
+  const l = locker(t.root, clock, store);
+  const lock = await held(l, clock, request("s1", { type: "Host", ttlMs: 60_000 }));
+  using points = holdAt("locker.renew.checked", "locker.release.checked");
+  clock.advance(20_000);
+  clock.runDue(); // the renewal reads the lock and waits before writing
+  await points.reached("locker.renew.checked");
+  const releasing = lock.release(); // reads the same lock and waits before moving it
+  await points.reached("locker.release.checked");
+  points.letGo("locker.renew.checked");
+  await renewed.promise; // renewed: the release must read the lock again
+  points.letGo("locker.release.checked");
+  assertEquals(await releasing, [{ ref: lock.refs[0]!, status: "released" }]);
+  assertEquals(lock.signal.aborted, false, "a renewal that won its race is no loss");
+  assertEquals(await t.files("hv01"), []);
+  assertEquals(clock.scheduledCount, 0, "no renewal is scheduled after the release");
+});
+
+Deno.test("a renewal overtaken by the release at the end of its lease loses nothing", async () => {
+  await using t = await tempStore();
+  const clock = new FakeClock();
+  const fs = openFsStore(t.store, { historyFolderName: "History" });
+  const refused = Promise.withResolvers<void>();
+  const store: LockStore = {
+    ...fs,
+    replace: async (...args) => {
+      const version = await fs.replace(...args);
+      if (version === undefined) refused.resolve();
+      return version;
+    },
+  };
+  const l = locker(t.root, clock, store);
+  const lock = await held(l, clock, request("s1", { type: "Host", ttlMs: 60_000 }));
+  using points = holdAt("locker.renew.checked");
+  clock.advance(20_000);
+  clock.runDue(); // the renewal reads the lock and waits before writing
+  await points.reached("locker.renew.checked");
+  clock.advance(40_000); // the lease ends while it waits
+  assertEquals(await lock.release(), [{ ref: lock.refs[0]!, status: "released" }]);
+  points.letGo("locker.renew.checked");
+  await refused.promise; // the lock is gone: the renewal finds it so
+  // What the renewal does next runs in promise callbacks, all before a timer.
+  await new Promise((resolve) => setTimeout(resolve, 0));
+  assertEquals(lock.signal.aborted, false, "a lock released by its holder is not lost");
+  assertEquals(clock.scheduledCount, 0);
+});
 
 Deno.test("a short lease is renewed every 50 ms at the most often", async () => {
   await using t = await tempStore();
