@@ -8,10 +8,11 @@
  * @module
  */
 
-import { assertEquals, assertOk, assertRejects } from "./_assert.ts";
+import { assertEquals, assertOk } from "./_assert.ts";
 import { tempStore, waitFor } from "./_helpers.ts";
+import { registerHandoffSuite } from "./_handoff_suite.ts";
 import { runCliInProcess } from "./_cli_helpers.ts";
-import { LockBusyError, lockResource, type LockResourceOptions } from "../mod.ts";
+import { lockResource, type LockResourceOptions } from "../mod.ts";
 import { openWatchers } from "../src/stores/_folder_watch.ts";
 
 /** A retry every 30 s: a waiter that only polls would take that long. */
@@ -26,42 +27,13 @@ function options(
 }
 
 for (const watch of ["notify", "poll"] as const) {
-  Deno.test(`[${watch}] a waiter holds the host soon after the holder lets go, not at its next attempt`, async () => {
-    await using t = await tempStore();
-    const holder = await lockResource("hv01", options(t.store, watch, { type: "Host" }));
-    let waiting = false;
-    const waiter = lockResource(
-      "hv01",
-      options(t.store, watch, { type: "Host", ...SLOW, onProgress: () => (waiting = true) }),
-    );
-    await waitFor("the waiter's first attempt", () => waiting);
-    const releasedAt = Date.now();
-    await holder.release();
-    const lock = await waiter;
-    const tookMs = Date.now() - releasedAt;
-    assertOk(tookMs < 5_000, `handed over in ${tookMs} ms`);
-    await lock.release();
-  });
-
-  Deno.test(`[${watch}] a drain ends soon after the last shared lock goes`, async () => {
-    await using t = await tempStore();
-    const reader = await lockResource("hv01", options(t.store, watch));
-    let draining = false;
-    const writer = lockResource(
-      "hv01",
-      options(t.store, watch, {
-        type: "Host",
-        drainTimeout: "60s",
-        onProgress: (p) => (draining = p.phase === "drain"),
-      }),
-    );
-    await waitFor("the drain", () => draining);
-    const releasedAt = Date.now();
-    await reader.release();
-    const lock = await writer;
-    const tookMs = Date.now() - releasedAt;
-    assertOk(tookMs < 5_000, `drained in ${tookMs} ms`);
-    await lock.release();
+  registerHandoffSuite(`local, ${watch}`, async () => {
+    const t = await tempStore();
+    return {
+      store: t.store,
+      config: { watch },
+      [Symbol.asyncDispose]: () => t[Symbol.asyncDispose](),
+    };
   });
 }
 
@@ -80,25 +52,6 @@ Deno.test("a waiter wakes when the holder's lease runs out, with nothing changin
     `taken ${afterExpiryMs} ms after the lease ran out (100 ms of skew allowed)`,
   );
   await lock.release();
-});
-
-Deno.test("wait gives up after its time, however many attempts that was; forever waits on", async () => {
-  await using t = await tempStore();
-  const holder = await lockResource("hv01", options(t.store, "notify", { type: "Host" }));
-  const start = Date.now();
-  await assertRejects(
-    () => lockResource("hv01", options(t.store, "notify", { wait: "1s", retries: 1 })),
-    LockBusyError,
-  );
-  const tookMs = Date.now() - start;
-  assertOk(tookMs >= 1_000 && tookMs < 10_000, `gave up after ${tookMs} ms, not after 1 attempt`);
-  const forever = lockResource("hv01", options(t.store, "notify", { wait: "forever" }));
-  let settled = false;
-  forever.finally(() => (settled = true)).catch(() => {});
-  await new Promise((resolve) => setTimeout(resolve, 1_500));
-  assertEquals(settled, false, "still waiting after more than the retries would take");
-  await holder.release();
-  await (await forever).release();
 });
 
 Deno.test("waiters in one process share one watcher per folder, closed when the last is done", async () => {
