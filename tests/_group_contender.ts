@@ -49,10 +49,11 @@ const common = {
 if (options.mode === "hold") {
   const before = Date.now();
   await lockResource(options.member!, { ...common, caller: `holder-${options.member}` });
-  await Deno.writeTextFile(
-    `${options.oracle}/held-${options.member}`,
-    JSON.stringify({ before }),
-  );
+  // Written aside and renamed into place: the parent, which waits for the
+  // name to appear, never reads it empty.
+  const marker = `${options.oracle}/held-${options.member}`;
+  await Deno.writeTextFile(`${marker}.tmp`, JSON.stringify({ before }));
+  await Deno.rename(`${marker}.tmp`, marker);
   for (;;) await sleep(1000); // until SIGKILL
 }
 
