@@ -31,8 +31,9 @@
  * Exit code 0 when every survivor is justified, 1 when some is not, 2 when
  * the run itself failed (the unmutated tests fail, Stryker errs).
  *
- * Not part of CI: a full run (about 1,200 mutants, two at a time) takes an
- * hour or more; `--since` then re-tests only the survivors, in minutes.
+ * Not part of CI: a full run (about 1,150 mutants, one at a time) takes one
+ * to two hours on two shared cores; `--since` then re-tests only the
+ * survivors, in minutes.
  *
  * @module
  */
