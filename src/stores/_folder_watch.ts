@@ -29,8 +29,10 @@ interface Shared {
 
 const watchers = new Map<string, Shared>();
 
-/** Folders on network file systems, as /proc/self/mountinfo says; cached per mount table. */
-let mounts: { table: string; network: string[] } | undefined;
+/** Mount points of network file systems, as /proc/self/mountinfo said when last read. */
+let mounts: { readAt: number; network: string[] } | undefined;
+/** How long a reading of the mount table is used: every wait asks, mounts rarely change. */
+const MOUNTS_TTL_MS = 10_000;
 
 /**
  * Whether changes to `folder` are notified here: not on network file
@@ -42,13 +44,13 @@ let mounts: { table: string; network: string[] } | undefined;
 export function notifiedHere(folder: string): boolean {
   if (/^[\\/]{2}/.test(folder)) return false; // \\server\share: a network path
   if (Deno.build.os !== "linux") return true;
-  let table: string;
-  try {
-    table = Deno.readTextFileSync("/proc/self/mountinfo");
-  } catch {
-    return true;
-  }
-  if (mounts?.table !== table) {
+  if (mounts === undefined || Date.now() - mounts.readAt > MOUNTS_TTL_MS) {
+    let table: string;
+    try {
+      table = Deno.readTextFileSync("/proc/self/mountinfo");
+    } catch {
+      return true;
+    }
     const network: string[] = [];
     for (const line of table.split("\n")) {
       const [before, after] = line.split(" - ");
@@ -56,7 +58,7 @@ export function notifiedHere(folder: string): boolean {
       const type = after?.split(" ")[0];
       if (point && type && NETWORK_FS.test(type)) network.push(unescapeMount(point));
     }
-    mounts = { table, network };
+    mounts = { readAt: Date.now(), network };
   }
   return !mounts.network.some((point) =>
     folder === point || folder.startsWith(point.endsWith("/") ? point : `${point}/`)
