@@ -138,7 +138,10 @@ export interface LockStore {
   /**
    * Optional: resolves when the host's folder may have changed or after
    * `ms` milliseconds, whichever is first (a file watcher, an SMB2
-   * CHANGE_NOTIFY, an etcd watch). Stores without it are polled.
+   * CHANGE_NOTIFY, an etcd watch). Stores without it are polled. It must
+   * see every change after it is called: armed before it returns (a
+   * watcher, a request sent), or from the revision of the store's last look
+   * (etcd). The locker calls it, then looks again, then waits.
    */
   waitForChange?(host: string, ms: number, signal?: AbortSignal): Promise<void>;
   /** Releases connections; the store is unusable afterwards. */

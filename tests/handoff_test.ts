@@ -14,6 +14,11 @@ import { registerHandoffSuite } from "./_handoff_suite.ts";
 import { runCliInProcess } from "./_cli_helpers.ts";
 import { lockResource, type LockResourceOptions } from "../mod.ts";
 import { openWatchers } from "../src/stores/_folder_watch.ts";
+import { openFsStore } from "../src/stores/fs.ts";
+import { Locker } from "../src/locker.ts";
+import { FileNames } from "../src/lock_ref.ts";
+import { SYSTEM_CLOCK } from "../src/clock.ts";
+import type { LockStore } from "../src/store.ts";
 
 /** A retry every 30 s: a waiter that only polls would take that long. */
 const SLOW = { timeout: "30s", retries: 3 };
@@ -96,4 +101,52 @@ Deno.test("lock --wait gives up after its time with exit 3; each progress line c
     lines[0],
   );
   await holder.release();
+});
+
+Deno.test("a release between the waiter's look and the arming of its wake-up is not missed", async () => {
+  await using t = await tempStore();
+  const fs = openFsStore(t.store, { historyFolderName: "History", watch: "notify" });
+  const lockerOf = (store: LockStore, pid: number) =>
+    new Locker({
+      store,
+      names: new FileNames("{0}.lock"),
+      clock: SYSTEM_CLOCK,
+      skewMs: 0,
+      holder: { host: "test", pid },
+    });
+  const request = (sessionId: string) => ({
+    hosts: ["hv01"],
+    type: "Host" as const,
+    sessionId,
+    retryDelayMs: 30_000,
+    attempts: 3,
+    drain: false,
+    drainTimeoutMs: 0,
+  });
+  const holder = lockerOf(fs, 1);
+  const [held] = await holder.acquire(request("holder"));
+  // The waiter's first look at Host.lock sees the holder; the holder lets go
+  // before that look returns, so before the waiter arms its wake-up: no
+  // change comes after the arming, only the look after it can find the host
+  // free (else the next attempt, 30 s later).
+  let released = false;
+  const store: LockStore = {
+    ...fs,
+    read: async (host, name) => {
+      const entry = await fs.read(host, name);
+      if (!released && name === "Host.lock" && entry) {
+        released = true;
+        await holder.release(held!);
+      }
+      return entry;
+    },
+  };
+  const start = Date.now();
+  await lockerOf(store, 2).acquire(request("waiter"));
+  const tookMs = Date.now() - start;
+  assertOk(released, "the holder let go after the waiter's look");
+  assertOk(
+    tookMs < 5_000,
+    `taken ${tookMs} ms after the first attempt, not at the next one (30 s)`,
+  );
 });
