@@ -230,3 +230,87 @@ Deno.test("lock files with odd names count, are shown escaped, and can be named 
     },
   );
 });
+
+/** Lock `hv01` in a fresh store and release it with History swapped for a link at `point`. */
+async function archiveWithHistorySwapped(point: string) {
+  await using t = await tempStore();
+  const decoy = await Deno.makeTempDir({ prefix: "rl-decoy-" });
+  try {
+    const store = openFsStore(`${t.root}/{0}`, { historyFolderName: "History" });
+    const dir = `${t.root}/hv01`;
+    const version = (await store.create("hv01", "Host.lock", new TextEncoder().encode("{}")))!;
+    await Deno.mkdir(`${dir}/History`);
+    let swapped = false;
+    const previous = setSeamHook((event) => {
+      if (swapped || event.point !== point) return undefined;
+      swapped = true;
+      return (async () => {
+        await Deno.rename(`${dir}/History`, `${dir}/History.real`);
+        await Deno.symlink(decoy, `${dir}/History`);
+      })();
+    });
+    try {
+      const final = new TextEncoder().encode('{"final":true}');
+      assertEquals(await store.archive("hv01", "Host.lock", version, "Host-1.lock", final), true);
+    } finally {
+      setSeamHook(previous);
+    }
+    assertOk(swapped, "History was swapped in the window");
+    return {
+      decoy: [...Deno.readDirSync(decoy)].map((e) => e.name),
+      history: [...Deno.readDirSync(`${dir}/History.real`)].map((e) => e.name),
+      record: await Deno.readTextFile(`${dir}/History.real/Host-1.lock`).catch(() => undefined),
+      left: [...Deno.readDirSync(dir)].map((e) => e.name).sort(),
+    };
+  } finally {
+    await Deno.remove(decoy, { recursive: true });
+  }
+}
+
+Deno.test({
+  name: "History swapped for a link between its check and the move redirects nothing (Linux, FFI)",
+  ignore: Deno.build.os !== "linux",
+  async fn() {
+    const result = await archiveWithHistorySwapped("fs.archive.historyChecked");
+    assertEquals(result.decoy, [], "nothing landed in the folder the link points at");
+    assertEquals(result.history, ["Host-1.lock"]);
+    assertEquals(result.record, '{"final":true}', "the record has its final content");
+    assertEquals(result.left, [".resource-locker.guard", "History", "History.real"]);
+  },
+});
+
+Deno.test("without FFI, a release still moves the lock into History (the path-checked way)", async () => {
+  await using t = await tempStore();
+  const script = `
+    import { openFsStore } from ${
+    JSON.stringify(new URL("../src/stores/fs.ts", import.meta.url).href)
+  };
+    import { folderHandles } from ${
+    JSON.stringify(new URL("../src/stores/_folder_handles.ts", import.meta.url).href)
+  };
+    const store = openFsStore(${JSON.stringify(`${t.root}/{0}`)}, { historyFolderName: "History" });
+    const v = await store.create("hv01", "Host.lock", new TextEncoder().encode("{}"));
+    const moved = await store.archive("hv01", "Host.lock", v, "Host-1.lock", new TextEncoder().encode("end"));
+    console.log(JSON.stringify({ handles: folderHandles() !== undefined, moved }));
+  `;
+  await Deno.writeTextFile(`${t.root}/archive.ts`, script);
+  const output = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "--no-lock",
+      "--no-prompt",
+      "--allow-read",
+      "--allow-write",
+      `${t.root}/archive.ts`,
+    ],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const stderr = new TextDecoder().decode(output.stderr);
+  assertEquals(output.code, 0, stderr);
+  assertEquals(JSON.parse(new TextDecoder().decode(output.stdout)), {
+    handles: false,
+    moved: true,
+  });
+  assertEquals(await Deno.readTextFile(`${t.root}/hv01/History/Host-1.lock`), "end");
+});

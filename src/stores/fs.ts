@@ -29,6 +29,7 @@ import { InputError, StoreError } from "../errors.ts";
 import { showField } from "../_text.ts";
 import { seam } from "../_seam.ts";
 import { waitForFolderChange, type WatchMode } from "./_folder_watch.ts";
+import { type FolderHandle, type FolderHandles, folderHandles } from "./_folder_handles.ts";
 import type { LockStore, StoreEntry } from "../store.ts";
 import { fillHost, hostsRoot, parseFolderTemplate } from "./_template.ts";
 
@@ -421,6 +422,68 @@ export function openFsStore(
     }
   }
 
+  /**
+   * The move into History relative to the opened host folder and History (see
+   * `_folder_handles.ts`): once History is open, swapping its name for a link
+   * redirects nothing. The final content is written beside the lock, under a
+   * private name, and moved over the record the same way.
+   */
+  async function archiveByHandles(
+    handles: FolderHandles,
+    host: string,
+    name: string,
+    historyName: string,
+    data: Uint8Array,
+  ): Promise<void> {
+    const dir = folder(host);
+    const path = entryPath(dir, name);
+    const target = entryPath(history(host), historyName);
+    let hostFolder: FolderHandle;
+    try {
+      hostFolder = handles.open(dir);
+    } catch (error) {
+      fail("open", dir, error);
+    }
+    using _host = hostFolder;
+    let historyFolder: FolderHandle;
+    try {
+      historyFolder = handles.open(history(host), hostFolder, options.historyFolderName);
+    } catch (error) {
+      if (!(error instanceof Deno.errors.NotADirectory)) fail("open", history(host), error);
+      throw new StoreError(
+        history(host),
+        `Cannot use "${
+          history(host)
+        }": it is a symbolic link or not a folder, not a lock folder; left alone`,
+      );
+    }
+    using _history = historyFolder;
+    const h = pause("archive.historyChecked", host, name);
+    if (h) await h;
+    try {
+      handles.rename(hostFolder, name, historyFolder, historyName);
+    } catch (error) {
+      fail("move to history", path, error);
+    }
+    const q = pause("archive.moved", host, name);
+    if (q) await q;
+    // The lock is released; its final content (who, when) is a record.
+    let written: { path: string };
+    try {
+      written = await writeTemporary(dir, data);
+    } catch (error) {
+      fail("write history entry", target, error);
+    }
+    try {
+      // Handles exist on Linux only: "/" is the separator.
+      const temporaryName = written.path.slice(written.path.lastIndexOf("/") + 1);
+      handles.rename(hostFolder, temporaryName, historyFolder, historyName);
+    } catch (error) {
+      await Deno.remove(written.path).catch(() => {});
+      fail("write history entry", target, error);
+    }
+  }
+
   async function createEntry(
     host: string,
     name: string,
@@ -518,6 +581,13 @@ export function openFsStore(
         if (p) await p;
         await ensureHistory(host);
         const target = entryPath(history(host), historyName);
+        const handles = options.historyFolderName.includes("/") ? undefined : folderHandles();
+        if (handles) {
+          await archiveByHandles(handles, host, name, historyName, data);
+          return true;
+        }
+        const h = pause("archive.historyChecked", host, name);
+        if (h) await h;
         try {
           await Deno.rename(path, target);
         } catch (error) {
