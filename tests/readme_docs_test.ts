@@ -99,3 +99,29 @@ Deno.test("README: the test set-up installs the packages .ci/run installs", asyn
     "PowerShell version",
   );
 });
+
+Deno.test("every JSDoc example that deno test --doc runs asserts with node:assert, not console.assert", async () => {
+  const offenders: string[] = [];
+  const visit = async (dir: string) => {
+    for await (const entry of Deno.readDir(join(REPO_ROOT, dir))) {
+      const path = `${dir}/${entry.name}`;
+      if (entry.isDirectory) await visit(path);
+      else if (entry.name.endsWith(".ts")) {
+        const text = await Deno.readTextFile(join(REPO_ROOT, path));
+        // Examples deno test --doc runs: ```ts blocks inside comments, not ```ts ignore.
+        for (const match of text.matchAll(/```ts\n([\s\S]*?)```/g)) {
+          if (/console\.assert\s*\(/.test(match[1]!)) offenders.push(path);
+        }
+      }
+    }
+  };
+  for (const dir of ["src", "cli"]) await visit(dir);
+  for (const file of ["mod.ts", "cli.ts"]) {
+    if (
+      /```ts\n[\s\S]*?console\.assert\s*\(/.test(await Deno.readTextFile(join(REPO_ROOT, file)))
+    ) {
+      offenders.push(file);
+    }
+  }
+  assert.deepEqual(offenders, []);
+});

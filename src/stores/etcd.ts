@@ -153,12 +153,11 @@ const DEFAULT_TIMEOUT_MS = 5000;
  * @example Opening a store
  * ```ts
  * import { openEtcdStore } from "./etcd.ts";
+ * import { equal } from "node:assert/strict";
  * const store = openEtcdStore("etcd://127.0.0.1:2379/resource-locks/{0}", {
  *   historyFolderName: "History",
  * });
- * console.assert(
- *   store.describe("dc01") === "etcd://127.0.0.1:2379/resource-locks/dc01",
- * );
+ * equal(store.describe("dc01"), "etcd://127.0.0.1:2379/resource-locks/dc01");
  * await store.close();
  * ```
  */
