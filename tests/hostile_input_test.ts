@@ -288,6 +288,29 @@ Deno.test("a dependency map with the host names constructor, __proto__ and toStr
   });
 });
 
+Deno.test("a dependency map of one long chain of hosts is resolved at once, not in its size squared", async () => {
+  await withBox(async ({ tmp }) => {
+    // 20,000 hosts, each listed by the next: about 500 KB, far under the
+    // map's cap. Looking up who lists each host by a scan of the whole map
+    // took minutes here (the command hung); one pass over it takes well
+    // under a second.
+    const hosts = 20_000;
+    const map: Record<string, string[]> = {};
+    for (let i = 1; i < hosts; i++) map[`h${i}`] = [`h${i - 1}`];
+    const file = join(tmp, "chain.json");
+    await Deno.writeTextFile(file, JSON.stringify(map));
+    const started = Date.now();
+    const result = await cli(["deps", "h0", "--dependencies-file", file], 8_000);
+    // The resolution is synchronous: the limit above cannot cut it short.
+    assert.ok(Date.now() - started < 8_000, `took ${Date.now() - started}ms`);
+    assert.equal(result.code, 0, result.stderr);
+    const lines = result.stdout.split("\n").filter(Boolean);
+    assert.equal(lines.length, hosts - 1);
+    assert.deepEqual(lines.slice(0, 3), ["h1", "h2", "h3"]);
+    assert.equal(lines.at(-1), `h${hosts - 1}`);
+  });
+});
+
 // ---------------------------------------------------------------------------
 // 6. Dependency maps
 
