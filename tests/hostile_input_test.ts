@@ -626,6 +626,23 @@ Deno.test("library calls from untyped JavaScript are InputErrors naming what is 
       ["lock host ../x", () => js(lockResource)("../x", { store }), /Invalid host name/],
       ["lock caller 42", () => js(lockResource)("dc01", { store, caller: 42 }), /"caller"/],
       [
+        // Written into the lock file: a lock too large to be read back could never be released.
+        "lock caller of 2 MB",
+        () => js(lockResource)("dc01", { store, caller: "x".repeat(2_000_000), dependencies: {} }),
+        /"caller" of lockResource\(\): expected a string of at most 10000 characters, got 2000000/,
+      ],
+      [
+        "lock description of 10001 characters",
+        () =>
+          js(lockResource)("dc01", { store, description: "d".repeat(10_001), dependencies: {} }),
+        /"description"/,
+      ],
+      [
+        "lockFile path of 20000 characters",
+        () => js(lockFileResource)(`\\\\fs01\\share\\${"p".repeat(20_000)}`, { store }),
+        /"description"/,
+      ],
+      [
         "lock type host",
         () => js(lockResource)("dc01", { store, type: "host" }),
         /Invalid lock type/,
@@ -694,6 +711,11 @@ Deno.test("library calls from untyped JavaScript are InputErrors naming what is 
         /Invalid host name/,
       ],
       [
+        "break reason of 2 MB",
+        () => js(breakResourceLock)("dc01/Host", { store, reason: "r".repeat(2_000_000) }),
+        /"reason"/,
+      ],
+      [
         "break reason 42",
         () => js(breakResourceLock)("dc01/Host", { store, reason: 42 }),
         /"reason"/,
@@ -747,6 +769,21 @@ Deno.test("library calls from untyped JavaScript are InputErrors naming what is 
       assert.ok(!error.message.includes("\n"), name);
     }
     assert.deepEqual(await snapshotTree(tmp), before, "nothing changed, in the store or out of it");
+  });
+});
+
+Deno.test("a lock with the longest caller and description allowed is released, and so is its break record", async () => {
+  await withBox(async ({ store }) => {
+    // The worst case for size: every character escaped as \uXXXX in the file.
+    const caller = "\u2028".repeat(10_000);
+    const description = "\u00e9".repeat(10_000);
+    const lock = await lockResource("dc01", { store, dependencies: {}, caller, description });
+    const [status] = await getResourceLockStatus("dc01", { store });
+    assert.equal(status?.caller, caller);
+    await breakResourceLock(lock.refs[0]!, { store, force: true, reason: "\u2029".repeat(10_000) });
+    const [record] = await getResourceLockHistory("dc01", { store });
+    assert.equal(record?.description, description);
+    assert.deepEqual(await getResourceLockStatus("dc01", { store }), []);
   });
 });
 
