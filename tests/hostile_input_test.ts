@@ -288,6 +288,41 @@ Deno.test("a dependency map with the host names constructor, __proto__ and toStr
   });
 });
 
+Deno.test("host names the store keeps for itself are refused, so no lock hides from status --all", async () => {
+  await withBox(async ({ tmp, root, store }) => {
+    const config = join(tmp, "groups.ts");
+    await Deno.writeTextFile(
+      config,
+      'export default { groups: [{ name: "hv-a", members: ["hv01", "hv02"], max: 1 }] };',
+    );
+    const map = join(tmp, "reserved.json");
+    await Deno.writeTextFile(map, '{"_group-hv-a": ["hv01"]}');
+    // A Host lock taken on "_group-hv-a" landed in the group's slot folder,
+    // which the fleet view skips: a lock nobody saw. Same for our own prefix.
+    for (const host of ["_group-hv-a", "_GROUP-hv-a", ".resource-locker-x"]) {
+      assertOneLineError(
+        await cli(["--config-file", config, "lock", host, "--store", store, "--hard"]),
+        2,
+        "Invalid host name",
+        "kept for",
+      );
+      await assert.rejects(
+        lockResource(host, { store, dependencies: {} }),
+        (error) => error instanceof InputError && /kept for/.test(error.message),
+      );
+    }
+    assertOneLineError(
+      await cli(["lock", "hv01", "--store", store, "--dependencies-file", map]),
+      2,
+      "_group-hv-a",
+      "kept for",
+    );
+    assert.deepEqual([...Deno.readDirSync(root)], []);
+    const ok = await cli(["--config-file", config, "lock", "_g", "--store", store]);
+    assert.equal(ok.code, 0, ok.stderr);
+  });
+});
+
 Deno.test("a dependency map of one long chain of hosts is resolved at once, not in its size squared", async () => {
   await withBox(async ({ tmp }) => {
     // 20,000 hosts, each listed by the next: about 500 KB, far under the
