@@ -133,6 +133,13 @@ function sources(): Source[] {
     name: "template smb:/user:password@host/{0} (one slash)",
     args: ["--store", `smb:/svc:${p16}@127.0.0.1/{0}`],
   }, p16);
+  const p17 = "PastedPw-5e8d";
+  add({
+    name: "config smb.password also pasted into another setting (its error shows the value)",
+    args: ["--store", `smb://${CLOSED}/{0}`],
+    config: `const pw = ${JSON.stringify(p17)};
+export default { smb: { username: "svc", password: pw }, timeout: pw };`,
+  }, p17);
   return list;
 }
 
