@@ -167,6 +167,23 @@ Deno.test("a host folder that is a link is refused by reads too: status, test, h
   );
 });
 
+Deno.test("status --all says which folders under the root it skipped, escaped", async () => {
+  await hostile(
+    async (dir) => {
+      for (const name of ["HV01", "bad\x1b]0;x\x07name"]) {
+        await Deno.mkdir(`${dir}/../${name}`);
+        await Deno.writeTextFile(`${dir}/../${name}/Host.lock`, "{}");
+      }
+    },
+    async (run) => {
+      const all = await run(["status", "--all"]);
+      assertEquals(all.code, 0, all.stderr);
+      assertStringIncludes(all.stderr, 'Warning: skipped "HV01"');
+      assertStringIncludes(all.stderr, 'Warning: skipped "bad\\x1b]0;x\\x07name"');
+    },
+  );
+});
+
 Deno.test("a FIFO or a link swapped in between a look and an open hangs nothing, also under the guard", async () => {
   await using t = await tempStore();
   const store = openFsStore(`${t.root}/{0}`, { historyFolderName: "History" });
