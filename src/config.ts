@@ -479,7 +479,8 @@ function ownValue(object: unknown, key: string): unknown {
  * Remembers the passwords of a config before it is checked: an error about
  * any setting may show a value (a password pasted into `lease` by mistake),
  * and it must be masked even when the config is refused. Values of keys
- * below `smb` and `etcd` whose name says they are secret, and the
+ * below `smb` and `etcd` whose name says they are secret (not `key`, a
+ * file's path), and the
  * credentials of the store's template and etcd's endpoints.
  */
 function registerConfigSecrets(config: object): void {
@@ -492,7 +493,7 @@ function registerConfigSecrets(config: object): void {
     } catch { /* reported by validation */ }
     for (const key of keys) {
       const item = ownValue(value, key);
-      if (typeof item === "string" && /pass|pwd|secret|token|key|cred/i.test(key)) {
+      if (typeof item === "string" && /pass|pwd|secret|token|cred/i.test(key)) {
         registerSecret(item);
       }
     }
