@@ -908,9 +908,16 @@ export function getResourceLockId(lock: LockLike): string {
     return lock.locks[lock.locks.length - 1]!.lockId;
   }
   if (typeof lock !== "string") return toLockRef(lock).lockId;
-  if (
-    /^[^/\\]+\/[^/\\]+$/.test(lock.trim()) && !/\.[^./\\@]+$/.test(lock.trim())
-  ) return parseLockRef(lock).lockId;
+  // host/id is a ref, also when its session has a dot (hv01/Generic-a.b,
+  // which a file name's extension rule made "Generic-a"); a name ending in
+  // .lock, or one that is no ref, is a lock file's path.
+  if (/^[^/\\]+\/[^/\\]+$/.test(lock.trim()) && !/\.lock$/i.test(lock.trim())) {
+    try {
+      return parseLockRef(lock).lockId;
+    } catch (error) {
+      if (!/\.[^./\\@]+$/.test(lock.trim())) throw error;
+    }
+  }
   const base = lock.split(/[\\/]/).pop() ?? lock;
   const match = /^(.+)\.([^.]+)$/.exec(base);
   if (!match) {

@@ -822,6 +822,24 @@ Deno.test("a lock with the longest caller and description allowed is released, a
   });
 });
 
+Deno.test("id of a ref whose session has a dot is that ref's lock id, not a file name's stem", async () => {
+  // Sessions may hold ".": "lock --session-id a.b" prints hv01/Generic-a.b,
+  // which id read as a file name with the extension ".b" ("Generic-a").
+  assert.equal(getResourceLockId("hv01/Generic-a.b"), "Generic-a.b");
+  assert.equal(getResourceLockId("hv01/Generic-a.b@a.b"), "Generic-a.b");
+  assert.equal(getResourceLockId("hv01/File-1.2.3"), "File-1.2.3");
+  assert.deepEqual(await cli(["id", "hv01/Generic-a.b"]), {
+    code: 0,
+    stdout: "Generic-a.b\n",
+    stderr: "",
+  });
+  // File names and paths keep the original's rule: the name without its extension.
+  assert.equal(getResourceLockId("hv01/Generic-a.b.lock"), "Generic-a.b");
+  assert.equal(getResourceLockId("Generic-a.b"), "Generic-a");
+  assert.equal(getResourceLockId("dir/Host.txt"), "Host");
+  assert.equal(getResourceLockId("\\\\dc01\\ResourceLocks\\Generic-abc.lock"), "Generic-abc");
+});
+
 Deno.test("a lock object read back from JSON is released like a ref; a tampered one is refused", async () => {
   await withBox(async ({ store }) => {
     const lock = await lockResource("dc01", { store, dependencies: {}, type: "Host" });
