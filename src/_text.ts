@@ -257,8 +257,12 @@ export function registerSecret(value: string | undefined): void {
  * @param text a template, endpoint or any text with URLs
  */
 export function registerUrlSecrets(text: string): void {
-  for (const match of text.matchAll(URL_AUTHORITY)) {
-    const password = passwordOf(match[2]!);
+  const authorities = [
+    ...[...text.matchAll(URL_AUTHORITY)].map((match) => match[2]!),
+    ...[...text.matchAll(BARE_USERINFO)].map((match) => `${match[2]}:${match[3]}@`),
+  ];
+  for (const authority of authorities) {
+    const password = passwordOf(authority);
     if (password === undefined) continue;
     registerSecret(password);
     try {
@@ -269,6 +273,14 @@ export function registerUrlSecrets(text: string): void {
 
 /** `scheme://` and the authority after it (up to the path, query or fragment). */
 const URL_AUTHORITY = /([a-z][a-z0-9+.-]*:\/\/)([^\s/?#"'<>\\]*)/gi;
+/**
+ * `user:password@` without a scheme, as a careless hand writes it: an etcd
+ * endpoint `svc:pw@etcd1:2379`, a template `//svc:pw@fs01/locks/{0}` or
+ * `smb:/svc:pw@fs01/{0}`, `\\svc:pw@fs01\share`. It starts a value (after a
+ * space, quote, comma, `=`, `(` or `[`) or follows a `/` or `\`; the password
+ * runs to the last `@` before the host, as in a URL.
+ */
+const BARE_USERINFO = /(^|[\s"'(,=[/\\])([^\s:/?#"'<>\\@,]+):([^\s/?#"'<>\\]*)@/g;
 /** Query or parameter values whose name says they are secret. */
 const SECRET_PARAMETER =
   /([?&;](?:[^=&#\s"'\\]*(?:pass|pwd|secret|token|key|auth|cred)[^=&#\s"'\\]*)=)([^&#\s"'\\]*)/gi;
@@ -293,6 +305,7 @@ function passwordOf(authority: string): string | undefined {
  * import assert from "node:assert/strict";
  * import { maskSecrets } from "./_text.ts";
  * assert.equal(maskSecrets("smb://svc:p@ss@fs01/{0}?password=x"), "smb://svc:***@fs01/{0}?password=***");
+ * assert.equal(maskSecrets('endpoint "svc:pw@etcd1:2379"'), 'endpoint "svc:***@etcd1:2379"');
  * ```
  */
 export function maskSecrets(text: string): string {
@@ -301,7 +314,8 @@ export function maskSecrets(text: string): string {
     if (password === undefined) return whole;
     const user = authority.slice(0, authority.indexOf(":"));
     return `${scheme}${user}:${MASK}${authority.slice(authority.lastIndexOf("@"))}`;
-  }).replace(SECRET_PARAMETER, (_whole, name: string) => `${name}${MASK}`);
+  }).replace(BARE_USERINFO, (_whole, before: string, user: string) => `${before}${user}:${MASK}@`)
+    .replace(SECRET_PARAMETER, (_whole, name: string) => `${name}${MASK}`);
   // Longest first, so a secret that contains another is masked whole.
   for (const secret of [...secrets].sort((a, b) => b.length - a.length)) {
     if (masked.includes(secret)) masked = masked.replaceAll(secret, MASK);

@@ -159,6 +159,7 @@ export type LockLike = ResourceLock | HeldLock | string;
 
 type OptionKind =
   | "string"
+  | "text"
   | "boolean"
   | "object"
   | "function"
@@ -169,8 +170,16 @@ type OptionKind =
   | "types"
   | "strings";
 
+/**
+ * Longest caller, description or break reason: they are written into the
+ * lock file (6 bytes a character at worst, escaped as ASCII), and a lock file
+ * larger than the stores read (1 MiB) could never be released.
+ */
+const MAX_TEXT_CHARS = 10_000;
+
 const EXPECTED: Record<OptionKind, string> = {
   string: "a string",
+  text: `a string of at most ${MAX_TEXT_CHARS} characters`,
   boolean: "true or false",
   object: "an object",
   function: "a function",
@@ -186,6 +195,8 @@ function isKind(kind: OptionKind, value: unknown): boolean {
   switch (kind) {
     case "string":
       return typeof value === "string";
+    case "text":
+      return typeof value === "string" && value.length <= MAX_TEXT_CHARS;
     case "boolean":
       return typeof value === "boolean";
     case "function":
@@ -222,8 +233,8 @@ const STORE_OPTION_KINDS: Record<string, OptionKind> = {
 const LOCK_OPTION_KINDS: Record<string, OptionKind> = {
   ...STORE_OPTION_KINDS,
   type: "string",
-  caller: "string",
-  description: "string",
+  caller: "text",
+  description: "text",
   sessionId: "string",
   noDependencies: "boolean",
   dependencies: "object",
@@ -257,7 +268,9 @@ function checkOptions<T extends object>(
     const value = (options as Record<string, unknown>)[key];
     if (value !== undefined && !isKind(kind, value)) {
       throw new InputError(
-        `Invalid option "${key}" of ${fn}(): expected ${EXPECTED[kind]}, got ${kindOf(value)}`,
+        `Invalid option "${key}" of ${fn}(): expected ${EXPECTED[kind]}, got ${
+          typeof value === "string" ? `${value.length} characters` : kindOf(value)
+        }`,
       );
     }
   }
@@ -895,9 +908,16 @@ export function getResourceLockId(lock: LockLike): string {
     return lock.locks[lock.locks.length - 1]!.lockId;
   }
   if (typeof lock !== "string") return toLockRef(lock).lockId;
-  if (
-    /^[^/\\]+\/[^/\\]+$/.test(lock.trim()) && !/\.[^./\\@]+$/.test(lock.trim())
-  ) return parseLockRef(lock).lockId;
+  // host/id is a ref, also when its session has a dot (hv01/Generic-a.b,
+  // which a file name's extension rule made "Generic-a"); a name ending in
+  // .lock, or one that is no ref, is a lock file's path.
+  if (/^[^/\\]+\/[^/\\]+$/.test(lock.trim()) && !/\.lock$/i.test(lock.trim())) {
+    try {
+      return parseLockRef(lock).lockId;
+    } catch (error) {
+      if (!/\.[^./\\@]+$/.test(lock.trim())) throw error;
+    }
+  }
   const base = lock.split(/[\\/]/).pop() ?? lock;
   const match = /^(.+)\.([^.]+)$/.exec(base);
   if (!match) {
@@ -1017,7 +1037,7 @@ export async function breakResourceLock(
 ): Promise<LockInfo> {
   options = checkOptions(
     options,
-    { ...STORE_OPTION_KINDS, reason: "string", force: "boolean" },
+    { ...STORE_OPTION_KINDS, reason: "text", force: "boolean" },
     "breakResourceLock",
   );
   const parsed = toLockRef(ref);

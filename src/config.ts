@@ -464,6 +464,50 @@ function describeSource(source: string): string {
   return source === "options" ? "of the config option" : `of config "${source}"`;
 }
 
+/** An own data property's value, never running a getter (which may throw or change). */
+function ownValue(object: unknown, key: string): unknown {
+  if (object === null || typeof object !== "object") return undefined;
+  try {
+    const descriptor = Object.getOwnPropertyDescriptor(object, key);
+    return descriptor && "value" in descriptor ? descriptor.value : undefined;
+  } catch {
+    return undefined; // a Proxy that throws: validation reports it
+  }
+}
+
+/**
+ * Remembers the passwords of a config before it is checked: an error about
+ * any setting may show a value (a password pasted into `lease` by mistake),
+ * and it must be masked even when the config is refused. Values of keys
+ * below `smb` and `etcd` whose name says they are secret (not `key`, a
+ * file's path), and the
+ * credentials of the store's template and etcd's endpoints.
+ */
+function registerConfigSecrets(config: object): void {
+  for (const section of ["smb", "etcd"]) {
+    const value = ownValue(config, section);
+    if (value === null || typeof value !== "object") continue;
+    let keys: string[] = [];
+    try {
+      keys = Object.keys(value);
+    } catch { /* reported by validation */ }
+    for (const key of keys) {
+      const item = ownValue(value, key);
+      if (typeof item === "string" && /pass|pwd|secret|token|cred/i.test(key)) {
+        registerSecret(item);
+      }
+    }
+    const endpoints = ownValue(value, "endpoints");
+    for (const endpoint of Array.isArray(endpoints) ? endpoints : [endpoints]) {
+      if (typeof endpoint === "string") registerUrlSecrets(endpoint);
+    }
+  }
+  for (const key of ["store", "folderPathTemplate"]) {
+    const template = ownValue(config, key);
+    if (typeof template === "string") registerUrlSecrets(template);
+  }
+}
+
 /**
  * Checks a config object, naming the setting at fault. Only own properties
  * count, each read once; the result is a plain copy, so getters are not
@@ -489,6 +533,7 @@ export function validateConfig(
       }`,
     );
   }
+  registerConfigSecrets(config);
   const copy: Record<string, unknown> = {};
   const warnings: string[] = [];
   const given = new Map<string, string>(); // current name -> the name it was given by

@@ -252,8 +252,18 @@ export function resolveDependencies(
   map: DependencyMap,
 ): string[] {
   const self = normalizeHost(host);
-  const names = Object.keys(map).sort(byNameIgnoringCase);
-  const dependents = (target: string) => names.filter((name) => map[name]!.includes(target));
+  // Who lists each host, each name once and in name order: built in one pass
+  // over the map, so a map of many hosts (or one long chain) is resolved in
+  // time proportional to its size, not its size squared.
+  const listedBy = new Map<string, string[]>();
+  for (const name of Object.keys(map).sort(byNameIgnoringCase)) {
+    for (const target of map[name]!) {
+      const names = listedBy.get(target);
+      if (!names) listedBy.set(target, [name]);
+      else if (names[names.length - 1] !== name) names.push(name);
+    }
+  }
+  const dependents = (target: string) => listedBy.get(target) ?? [];
   const seen = new Set<string>([self]);
   const result: string[] = [];
   let level = [self];

@@ -288,6 +288,64 @@ Deno.test("a dependency map with the host names constructor, __proto__ and toStr
   });
 });
 
+Deno.test("host names the store keeps for itself are refused, so no lock hides from status --all", async () => {
+  await withBox(async ({ tmp, root, store }) => {
+    const config = join(tmp, "groups.ts");
+    await Deno.writeTextFile(
+      config,
+      'export default { groups: [{ name: "hv-a", members: ["hv01", "hv02"], max: 1 }] };',
+    );
+    const map = join(tmp, "reserved.json");
+    await Deno.writeTextFile(map, '{"_group-hv-a": ["hv01"]}');
+    // A Host lock taken on "_group-hv-a" landed in the group's slot folder,
+    // which the fleet view skips: a lock nobody saw. Same for our own prefix.
+    for (const host of ["_group-hv-a", "_GROUP-hv-a", ".resource-locker-x"]) {
+      assertOneLineError(
+        await cli(["--config-file", config, "lock", host, "--store", store, "--hard"]),
+        2,
+        "Invalid host name",
+        "kept for",
+      );
+      await assert.rejects(
+        lockResource(host, { store, dependencies: {} }),
+        (error) => error instanceof InputError && /kept for/.test(error.message),
+      );
+    }
+    assertOneLineError(
+      await cli(["lock", "hv01", "--store", store, "--dependencies-file", map]),
+      2,
+      "_group-hv-a",
+      "kept for",
+    );
+    assert.deepEqual([...Deno.readDirSync(root)], []);
+    const ok = await cli(["--config-file", config, "lock", "_g", "--store", store]);
+    assert.equal(ok.code, 0, ok.stderr);
+  });
+});
+
+Deno.test("a dependency map of one long chain of hosts is resolved at once, not in its size squared", async () => {
+  await withBox(async ({ tmp }) => {
+    // 20,000 hosts, each listed by the next: about 500 KB, far under the
+    // map's cap. Looking up who lists each host by a scan of the whole map
+    // took minutes here (the command hung); one pass over it takes well
+    // under a second.
+    const hosts = 20_000;
+    const map: Record<string, string[]> = {};
+    for (let i = 1; i < hosts; i++) map[`h${i}`] = [`h${i - 1}`];
+    const file = join(tmp, "chain.json");
+    await Deno.writeTextFile(file, JSON.stringify(map));
+    const started = Date.now();
+    const result = await cli(["deps", "h0", "--dependencies-file", file], 8_000);
+    // The resolution is synchronous: the limit above cannot cut it short.
+    assert.ok(Date.now() - started < 8_000, `took ${Date.now() - started}ms`);
+    assert.equal(result.code, 0, result.stderr);
+    const lines = result.stdout.split("\n").filter(Boolean);
+    assert.equal(lines.length, hosts - 1);
+    assert.deepEqual(lines.slice(0, 3), ["h1", "h2", "h3"]);
+    assert.equal(lines.at(-1), `h${hosts - 1}`);
+  });
+});
+
 // ---------------------------------------------------------------------------
 // 6. Dependency maps
 
@@ -603,6 +661,23 @@ Deno.test("library calls from untyped JavaScript are InputErrors naming what is 
       ["lock host ../x", () => js(lockResource)("../x", { store }), /Invalid host name/],
       ["lock caller 42", () => js(lockResource)("dc01", { store, caller: 42 }), /"caller"/],
       [
+        // Written into the lock file: a lock too large to be read back could never be released.
+        "lock caller of 2 MB",
+        () => js(lockResource)("dc01", { store, caller: "x".repeat(2_000_000), dependencies: {} }),
+        /"caller" of lockResource\(\): expected a string of at most 10000 characters, got 2000000/,
+      ],
+      [
+        "lock description of 10001 characters",
+        () =>
+          js(lockResource)("dc01", { store, description: "d".repeat(10_001), dependencies: {} }),
+        /"description"/,
+      ],
+      [
+        "lockFile path of 20000 characters",
+        () => js(lockFileResource)(`\\\\fs01\\share\\${"p".repeat(20_000)}`, { store }),
+        /"description"/,
+      ],
+      [
         "lock type host",
         () => js(lockResource)("dc01", { store, type: "host" }),
         /Invalid lock type/,
@@ -671,6 +746,11 @@ Deno.test("library calls from untyped JavaScript are InputErrors naming what is 
         /Invalid host name/,
       ],
       [
+        "break reason of 2 MB",
+        () => js(breakResourceLock)("dc01/Host", { store, reason: "r".repeat(2_000_000) }),
+        /"reason"/,
+      ],
+      [
         "break reason 42",
         () => js(breakResourceLock)("dc01/Host", { store, reason: 42 }),
         /"reason"/,
@@ -725,6 +805,39 @@ Deno.test("library calls from untyped JavaScript are InputErrors naming what is 
     }
     assert.deepEqual(await snapshotTree(tmp), before, "nothing changed, in the store or out of it");
   });
+});
+
+Deno.test("a lock with the longest caller and description allowed is released, and so is its break record", async () => {
+  await withBox(async ({ store }) => {
+    // The worst case for size: every character escaped as \uXXXX in the file.
+    const caller = "\u2028".repeat(10_000);
+    const description = "\u00e9".repeat(10_000);
+    const lock = await lockResource("dc01", { store, dependencies: {}, caller, description });
+    const [status] = await getResourceLockStatus("dc01", { store });
+    assert.equal(status?.caller, caller);
+    await breakResourceLock(lock.refs[0]!, { store, force: true, reason: "\u2029".repeat(10_000) });
+    const [record] = await getResourceLockHistory("dc01", { store });
+    assert.equal(record?.description, description);
+    assert.deepEqual(await getResourceLockStatus("dc01", { store }), []);
+  });
+});
+
+Deno.test("id of a ref whose session has a dot is that ref's lock id, not a file name's stem", async () => {
+  // Sessions may hold ".": "lock --session-id a.b" prints hv01/Generic-a.b,
+  // which id read as a file name with the extension ".b" ("Generic-a").
+  assert.equal(getResourceLockId("hv01/Generic-a.b"), "Generic-a.b");
+  assert.equal(getResourceLockId("hv01/Generic-a.b@a.b"), "Generic-a.b");
+  assert.equal(getResourceLockId("hv01/File-1.2.3"), "File-1.2.3");
+  assert.deepEqual(await cli(["id", "hv01/Generic-a.b"]), {
+    code: 0,
+    stdout: "Generic-a.b\n",
+    stderr: "",
+  });
+  // File names and paths keep the original's rule: the name without its extension.
+  assert.equal(getResourceLockId("hv01/Generic-a.b.lock"), "Generic-a.b");
+  assert.equal(getResourceLockId("Generic-a.b"), "Generic-a");
+  assert.equal(getResourceLockId("dir/Host.txt"), "Host");
+  assert.equal(getResourceLockId("\\\\dc01\\ResourceLocks\\Generic-abc.lock"), "Generic-abc");
 });
 
 Deno.test("a lock object read back from JSON is released like a ref; a tampered one is refused", async () => {

@@ -144,6 +144,46 @@ Deno.test("a host folder that is a symlink or a file, or a planted guard, is ref
   );
 });
 
+Deno.test("a host folder that is a link is refused by reads too: status, test, history, status --all", async () => {
+  await hostile(
+    async (dir, decoy) => {
+      await Deno.remove(dir);
+      await Deno.mkdir(`${decoy}/elsewhere/History`);
+      await Deno.writeTextFile(`${decoy}/elsewhere/Host.lock`, '{"Type":"Host","SessionId":"s"}');
+      await Deno.writeTextFile(`${decoy}/elsewhere/History/Host.lock-s.x`, "{}");
+      await Deno.symlink(`${decoy}/elsewhere`, dir);
+    },
+    async (run) => {
+      // Before, these read the linked folder: "locked", a lock and its history
+      // from outside the store, and status --all skipped the link unseen.
+      for (const args of [["status", "hv01"], ["test", "hv01"], ["history", "hv01"]]) {
+        assertRefused(await run(args), 4, "symbolic link");
+      }
+      const all = await run(["status", "--all"]);
+      assertEquals(all.code, 4, all.stderr);
+      assertStringIncludes(all.stderr, "hv01");
+      assertStringIncludes(all.stderr, "symbolic link");
+    },
+  );
+});
+
+Deno.test("status --all says which folders under the root it skipped, escaped", async () => {
+  await hostile(
+    async (dir) => {
+      for (const name of ["HV01", "bad\x1b]0;x\x07name"]) {
+        await Deno.mkdir(`${dir}/../${name}`);
+        await Deno.writeTextFile(`${dir}/../${name}/Host.lock`, "{}");
+      }
+    },
+    async (run) => {
+      const all = await run(["status", "--all"]);
+      assertEquals(all.code, 0, all.stderr);
+      assertStringIncludes(all.stderr, 'Warning: skipped "HV01"');
+      assertStringIncludes(all.stderr, 'Warning: skipped "bad\\x1b]0;x\\x07name"');
+    },
+  );
+});
+
 Deno.test("a FIFO or a link swapped in between a look and an open hangs nothing, also under the guard", async () => {
   await using t = await tempStore();
   const store = openFsStore(`${t.root}/{0}`, { historyFolderName: "History" });

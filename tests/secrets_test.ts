@@ -110,6 +110,36 @@ function sources(): Source[] {
       JSON.stringify(`smb://svc:${p10}@${CLOSED}/{0}`)
     } };`,
   }, p10);
+  // Credentials without a scheme, as a careless hand writes them.
+  const p13 = "BareEndpointPw-3d1";
+  add({
+    name: "config etcd endpoint user:password@host:port without a scheme",
+    args: ["--store", `etcd://${CLOSED}/locks/{0}`],
+    config: `export default { etcd: { endpoints: [${JSON.stringify(`svc:${p13}@${CLOSED}`)}] } };`,
+  }, p13);
+  const p14 = "BareEnvEndpointPw-7a";
+  add({
+    name: "RESOURCE_LOCKER_ETCD_ENDPOINTS user:password@host:port without a scheme",
+    args: ["--store", `etcd://${CLOSED}/locks/{0}`],
+    env: { RESOURCE_LOCKER_ETCD_ENDPOINTS: `svc:${p14}@127.0.0.1:2` },
+  }, p14);
+  const p15 = "SchemelessTmplPw-9c";
+  add({
+    name: "template //user:password@host/{0} without a scheme",
+    args: ["--store", `//svc:${p15}@127.0.0.1/{0}`],
+  }, p15);
+  const p16 = "OneSlashTmplPw-2b";
+  add({
+    name: "template smb:/user:password@host/{0} (one slash)",
+    args: ["--store", `smb:/svc:${p16}@127.0.0.1/{0}`],
+  }, p16);
+  const p17 = "PastedPw-5e8d";
+  add({
+    name: "config smb.password also pasted into another setting (its error shows the value)",
+    args: ["--store", `smb://${CLOSED}/{0}`],
+    config: `const pw = ${JSON.stringify(p17)};
+export default { smb: { username: "svc", password: pw }, timeout: pw };`,
+  }, p17);
   return list;
 }
 

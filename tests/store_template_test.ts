@@ -184,7 +184,7 @@ const PER_SYSTEM: [string, Record<string, unknown>, Record<string, unknown>][] =
   ],
   [
     "\\\\svc:Secret-1@fs01\\{0}",
-    { error: `Invalid folder template "\\\\***@fs01\\{0}": ${CREDENTIALS}` },
+    { error: `Invalid folder template "\\\\svc:***@fs01\\{0}": ${CREDENTIALS}` },
     { kind: "fs", placeholder: "{0}", folder: "\\\\svc:Secret-1@fs01\\{0}" },
   ],
 ];

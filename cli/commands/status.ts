@@ -138,6 +138,10 @@ async function statusAll(
       if (fleet.locks.length > 0) io.out("");
       io.out(table(groupRows(fleet.groups)));
     }
+    // Folders no ref can name: said, not silently left out (their locks are not looked at).
+    for (const name of fleet.skipped) {
+      io.err(`Warning: skipped "${name}" under the store's root: not a lower-case host name`);
+    }
     for (const failure of fleet.failures) {
       const what = failure.group !== undefined ? `group "${failure.group}"` : failure.host;
       io.err(`Error: ${what}: ${failure.message}`);

@@ -22,7 +22,7 @@
  */
 
 import { InputError } from "../errors.ts";
-import { normalizeHost } from "../host.ts";
+import { storeHostName } from "../host.ts";
 import { isAbsolutePath } from "../path.ts";
 import { escapeControl, kindOf, maskSecrets, truncate } from "../_text.ts";
 
@@ -189,7 +189,7 @@ export function parseEtcdTemplate(template: string): EtcdTemplate {
  * Puts a host where a part of a template has `{0}` or `{host}`.
  *
  * The host is checked here, not only by the callers (which pass names from
- * `normalizeHost`): a name that could add a path segment, leave its folder or
+ * `storeHostName`): a name that could add a path segment, leave its folder or
  * change a URL's parts is refused, so no store can be led outside its
  * template by a host name.
  *
@@ -207,7 +207,7 @@ export function parseEtcdTemplate(template: string): EtcdTemplate {
  * ```
  */
 export function fillHost(part: string, host: string): string {
-  normalizeHost(host); // throws on anything but [A-Za-z0-9._-], ".", ".." or ".." inside
+  storeHostName(host); // throws on anything but [A-Za-z0-9._-], ".", ".." or ".." inside
   return part.replace(PLACEHOLDERS, () => host);
 }
 

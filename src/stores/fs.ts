@@ -528,7 +528,9 @@ export function openFsStore(
     const names: string[] = [];
     try {
       for await (const entry of Deno.readDir(root)) {
-        if (entry.isDirectory && !entry.name.startsWith(PRIVATE_PREFIX)) names.push(entry.name);
+        // A link is listed too, so that reading it reports it instead of skipping it unseen.
+        if (entry.name.startsWith(PRIVATE_PREFIX)) continue;
+        if (entry.isDirectory || entry.isSymlink) names.push(entry.name);
       }
     } catch (error) {
       if (!(error instanceof Deno.errors.NotFound)) fail("list the hosts in", root, error);
@@ -553,9 +555,19 @@ export function openFsStore(
         throw failure("create lock file", join(folder(host), name), error, { unchanged: true });
       }
     },
-    // async: a refused host name rejects, as every other failure does
-    list: async (host) => await listFiles(folder(host), true),
-    read: async (host, name) => await readEntry(entryPath(folder(host), name)),
+    // async: a refused host name rejects, as every other failure does.
+    // A host's folder that is a link is refused by reads too, as by changes:
+    // else status and test would report (and a Host lock drain on) locks
+    // read from wherever the link points.
+    list: async (host) => {
+      await realFolder(folder(host));
+      return await listFiles(folder(host), true);
+    },
+    read: async (host, name) => {
+      const path = entryPath(folder(host), name);
+      await realFolder(folder(host));
+      return await readEntry(path);
+    },
     replace: (host, name, version, data) =>
       guarded(host, async () => {
         const path = entryPath(folder(host), name);
@@ -622,8 +634,15 @@ export function openFsStore(
         }
       }),
     listHistory: async (host) =>
-      (await realFolder(history(host))) ? await listFiles(history(host)) : [],
-    readHistory: async (host, name) => (await readEntry(entryPath(history(host), name)))?.data,
+      (await realFolder(folder(host))) && (await realFolder(history(host)))
+        ? await listFiles(history(host))
+        : [],
+    readHistory: async (host, name) => {
+      const path = entryPath(history(host), name);
+      await realFolder(folder(host));
+      if (!(await realFolder(history(host)))) return undefined;
+      return (await readEntry(path))?.data;
+    },
     waitForChange: async (host, ms, signal) =>
       await waitForFolderChange(folder(host), ms, {
         mode: options.watch ?? "auto",
