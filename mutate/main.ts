@@ -84,7 +84,8 @@ const CORE_GROUPS: { file: string; stages: Stage[] }[] = [
   {
     file: "src/lock_ref.ts",
     stages: [
-      { files: ["tests/mutants_test.ts", "tests/locking_test.ts", "tests/race_test.ts"] },
+      { files: ["tests/lock_ref_test.ts", "tests/mutants_test.ts", "tests/locking_test.ts"] },
+      { files: ["tests/race_test.ts"] },
       { files: ["tests/dependencies_test.ts"] },
       // Lock objects and refs handed in from untyped JavaScript.
       { files: ["tests/hostile_input_test.ts"], filter: "/untyped JavaScript|lock object/" },
@@ -106,6 +107,10 @@ const CORE_GROUPS: { file: string; stages: Stage[] }[] = [
     file: "src/locker.ts",
     stages: [
       { files: ["tests/mutants_test.ts", "tests/locking_test.ts", "tests/race_test.ts"] },
+      // Waiting: woken by changes and lease ends, `wait` instead of attempts.
+      { files: ["tests/handoff_test.ts"] },
+      // Slots of maintenance groups taken with Host locks.
+      { files: ["tests/groups_test.ts"] },
       { files: ["tests/lock_file_test.ts"], filter: LOCK_FILES_THROUGH_THE_CLI },
     ],
   },

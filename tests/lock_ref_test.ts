@@ -92,3 +92,26 @@ Deno.test("a busy host's message cuts and escapes each field of a hostile lock f
   );
   assertStringIncludes(error.message, "characters)");
 });
+
+// Mutants found by `deno task mutate` (issue 18): each test names the one it kills.
+
+// Mutant: formatLockRef() without its check that the id names a session (`parsed?.sessionId`).
+Deno.test("a ref of an id that is no lock id is written as it is", () => {
+  assertEquals(formatLockRef("hv01", "Other"), "hv01/Other");
+  assertEquals(formatLockRef("hv01", "Generic-"), "hv01/Generic-");
+});
+
+// Mutants: checkNamedSession() quotes the whole session, takes "" or exactly 255 characters
+// wrongly, or forbids "/" in a Host lock's session (which is in no file name).
+Deno.test("a named session: 1 to 255 characters, quoted at most 80 in errors, '/' only outside file names", () => {
+  const lock = (lockId: string, sessionId?: string) =>
+    toLockRef({ host: "hv01", lockId, ...(sessionId !== undefined ? { sessionId } : {}) });
+  assertEquals(lock("Generic-" + "é".repeat(255)).sessionId, "é".repeat(255));
+  const long = assertThrows(() => lock("Generic-" + "é".repeat(256)), InputError);
+  assertStringIncludes(long.message, `"${"é".repeat(80)}"`);
+  assertOk(!long.message.includes("é".repeat(81)), long.message);
+  assertThrows(() => lock("Host", ""), InputError);
+  assertEquals(lock("Host", "a/b").sessionId, "a/b");
+  assertThrows(() => lock("Generic-a/b"), InputError);
+  assertEquals(parseLockRef("hv01/Host@a%2Fb").sessionId, "a/b");
+});

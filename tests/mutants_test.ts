@@ -26,7 +26,7 @@ import {
   resolveDependencies,
   validateDependencyMap,
 } from "../src/dependencies.ts";
-import { type AcquireRequest, Locker } from "../src/locker.ts";
+import { type AcquireRequest, Locker, mapLimit } from "../src/locker.ts";
 import { describeHolders } from "../src/_text.ts";
 import { holdAt, pausedAt } from "./_seams.ts";
 import { setSeamHook } from "../src/_seam.ts";
@@ -1566,4 +1566,149 @@ Deno.test("each race seam holds its change until it is let go", async () => {
     }
     if (point === "locker.renew.checked") await l.release(lock!);
   }
+});
+
+// --- src/locker.ts: the survivors of the run at 32d0363 ---------------------
+
+// Mutant: mapLimit() starts max(limit, items) workers instead of min(limit, items).
+Deno.test("mapLimit() runs at most `limit` at once, and every item once, in order", async () => {
+  for (const [limit, count] of [[2, 7], [8, 3]] as const) {
+    let running = 0;
+    let most = 0;
+    const gates = Array.from({ length: count }, () => Promise.withResolvers<void>());
+    const done = mapLimit([...Array(count).keys()], limit, async (i) => {
+      running++;
+      most = Math.max(most, running);
+      await gates[i]!.promise;
+      running--;
+      return i * 10;
+    });
+    // Let every worker that may start reach its gate before opening any.
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    assertEquals(running, Math.min(limit, count), `${count} items, limit ${limit}: started`);
+    for (const gate of gates) {
+      gate.resolve();
+      await new Promise((resolve) => setTimeout(resolve, 0));
+    }
+    const results = await done;
+    assertEquals(most, Math.min(limit, count), `${count} items, limit ${limit}: at most`);
+    assertEquals(
+      results.map((r) => r.status === "fulfilled" ? r.value : undefined),
+      [...Array(count).keys()].map((i) => i * 10),
+    );
+  }
+});
+
+/**
+ * A local store whose breaks always lose (the lock changed between the look
+ * and the move, as when another caller renews it each time): each attempt
+ * counted, and refused for good after `cap` (so a loop that never ends fails).
+ */
+function losingBreaks(root: string, cap = 20) {
+  const fs = openFsStore(`${root}/{0}`, { historyFolderName: "History" });
+  const counter = { archives: 0 };
+  const store: LockStore = {
+    ...fs,
+    archive: () => {
+      counter.archives++;
+      if (counter.archives > cap) throw new Error(`archive called more than ${cap} times`);
+      return Promise.resolve(false);
+    },
+  };
+  return { store, counter };
+}
+
+// Mutants: #inTheWay() tries `round <= 3` or `round--` times.
+Deno.test("an expired Host lock that keeps changing under every break is tried three times, then stays in the way", async () => {
+  await using t = await tempStore();
+  const clock = new FakeClock();
+  await locker(t.root, clock).acquire(request("old", { type: "Host", ttlMs: 1_000 }));
+  clock.advance(5_000);
+  const { store, counter } = losingBreaks(t.root);
+  const error = await assertRejects(
+    () => locker(t.root, clock, store).acquire(request("s1")),
+    LockBusyError,
+  );
+  assertEquals(counter.archives, 3, "three breaks");
+  assertEquals(error.holders.map((h) => h.sessionId), ["old"]);
+  assertEquals(await t.files("hv01"), ["Host.lock"], "the shared lock made is taken back");
+});
+
+// Mutant: #inTheWay() breaks the session's own expired Host lock (its session check → false).
+Deno.test("a session's own expired Host lock lets its shared lock in and is not broken", async () => {
+  await using t = await tempStore();
+  const clock = new FakeClock();
+  const l = locker(t.root, clock);
+  await l.acquire(request("s1", { type: "Host", ttlMs: 1_000 }));
+  clock.advance(5_000);
+  const [shared] = await l.acquire(request("s1"));
+  assertEquals(shared?.lockId, "Generic-s1");
+  assertEquals(await t.files("hv01"), ["Generic-s1.lock", "Host.lock"]);
+  assertEquals((await readLock(t.root, "hv01")).SessionId, "s1");
+  assertEquals(await t.history("hv01"), [], "nothing broken");
+});
+
+// Mutants: breakLock() goes round forever (`round--`, `round >= 5` → false, its
+// StoreError dropped) or seven times (`round > 5`).
+Deno.test("a break whose lock keeps changing gives up after six rounds with a store error", async () => {
+  await using t = await tempStore();
+  const clock = new FakeClock();
+  const [lock] = await locker(t.root, clock).acquire(request("s1", { type: "Host" }));
+  const { store, counter } = losingBreaks(t.root);
+  await assertRejects(
+    () => locker(t.root, clock, store).breakLock(lock!, "stuck", true),
+    StoreError,
+    "kept changing while being broken",
+  );
+  assertEquals(counter.archives, 6);
+  assertEquals((await readLock(t.root, "hv01")).SessionId, "s1", "still there");
+});
+
+// Mutant: #fate() without its `ref.sessionId === undefined` check: a bare
+// Host ref looks for History entries named `Host.lock-undefined.…`.
+Deno.test("a Host ref without a session is not told 'lost' by a History entry named for a session 'undefined'", async () => {
+  await using t = await tempStore();
+  const l = locker(t.root, new FakeClock());
+  await Deno.mkdir(`${t.root}/hv01/History`, { recursive: true });
+  await Deno.writeTextFile(
+    `${t.root}/hv01/History/Host.lock-undefined.0f0e`,
+    '{"Caller":"ps","BrokenBy":"someone","BreakReason":"stuck"}',
+  );
+  const bare = { host: "hv01", lockId: "Host", type: "Host" as const };
+  assertEquals(await l.release(bare, true), { ref: "hv01/Host", status: "already-released" });
+});
+
+// Mutant: #fate() without the content's session check: History names start
+// with the session, and session "s1.x"'s names start with "s1." too.
+Deno.test("a Host lock's fate is its own session's break, not one of a session whose name starts the same", async () => {
+  await using t = await tempStore();
+  const clock = new FakeClock();
+  const l = locker(t.root, clock);
+  const [other] = await l.acquire(request("s1.x", { type: "Host" }));
+  await l.breakLock(other!, "other session", true);
+  assertOk((await t.history("hv01"))[0]!.startsWith("Host.lock-s1.x."));
+  const ref = { host: "hv01", lockId: "Host", type: "Host" as const, sessionId: "s1" };
+  assertEquals(await l.release(ref), { ref: "hv01/Host@s1", status: "already-released" });
+});
+
+// Mutant: #fate() reads every History entry of the session, not the newest FATE_SCAN_LIMIT.
+Deno.test("a lock's fate reads at most 256 History entries of its session", async () => {
+  await using t = await tempStore();
+  const fs = openFsStore(t.store, { historyFolderName: "History" });
+  let reads = 0;
+  const store: LockStore = {
+    ...fs,
+    readHistory: (...args) => (reads++, fs.readHistory(...args)),
+  };
+  const l = locker(t.root, new FakeClock(), store);
+  await Deno.mkdir(`${t.root}/hv01/History`, { recursive: true });
+  for (let i = 0; i < 300; i++) {
+    await Deno.writeTextFile(
+      `${t.root}/hv01/History/Host.lock-s1.${String(i).padStart(3, "0")}`,
+      '{"SessionId":"s1"}',
+    );
+  }
+  const ref = { host: "hv01", lockId: "Host", type: "Host" as const, sessionId: "s1" };
+  assertEquals((await l.release(ref)).status, "already-released");
+  assertEquals(reads, 256);
 });
