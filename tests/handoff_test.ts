@@ -23,6 +23,30 @@ import type { LockStore } from "../src/store.ts";
 /** A retry every 30 s: a waiter that only polls would take that long. */
 const SLOW = { timeout: "30s", retries: 3 };
 
+/** A locker on `store` for one process. */
+function lockerOf(store: LockStore, pid: number): Locker {
+  return new Locker({
+    store,
+    names: new FileNames("{0}.lock"),
+    clock: SYSTEM_CLOCK,
+    skewMs: 0,
+    holder: { host: "test", pid },
+  });
+}
+
+/** A Host lock on hv01 whose attempts are 30 s apart: only a wake-up makes it early. */
+function request(sessionId: string) {
+  return {
+    hosts: ["hv01"],
+    type: "Host" as const,
+    sessionId,
+    retryDelayMs: 30_000,
+    attempts: 3,
+    drain: false,
+    drainTimeoutMs: 0,
+  };
+}
+
 function options(
   store: string,
   watch: "notify" | "poll",
@@ -106,23 +130,6 @@ Deno.test("lock --wait gives up after its time with exit 3; each progress line c
 Deno.test("a release between the waiter's look and the arming of its wake-up is not missed", async () => {
   await using t = await tempStore();
   const fs = openFsStore(t.store, { historyFolderName: "History", watch: "notify" });
-  const lockerOf = (store: LockStore, pid: number) =>
-    new Locker({
-      store,
-      names: new FileNames("{0}.lock"),
-      clock: SYSTEM_CLOCK,
-      skewMs: 0,
-      holder: { host: "test", pid },
-    });
-  const request = (sessionId: string) => ({
-    hosts: ["hv01"],
-    type: "Host" as const,
-    sessionId,
-    retryDelayMs: 30_000,
-    attempts: 3,
-    drain: false,
-    drainTimeoutMs: 0,
-  });
   const holder = lockerOf(fs, 1);
   const [held] = await holder.acquire(request("holder"));
   // The waiter's first look at Host.lock sees the holder; the holder lets go
@@ -154,23 +161,6 @@ Deno.test("a release between the waiter's look and the arming of its wake-up is 
 Deno.test("a wake-up's hint is never the truth: a false 'removed' makes the waiter attempt, the holder keeps the host", async () => {
   await using t = await tempStore();
   const fs = openFsStore(t.store, { historyFolderName: "History", watch: "notify" });
-  const lockerOf = (store: LockStore, pid: number) =>
-    new Locker({
-      store,
-      names: new FileNames("{0}.lock"),
-      clock: SYSTEM_CLOCK,
-      skewMs: 0,
-      holder: { host: "test", pid },
-    });
-  const request = (sessionId: string) => ({
-    hosts: ["hv01"],
-    type: "Host" as const,
-    sessionId,
-    retryDelayMs: 30_000,
-    attempts: 3,
-    drain: false,
-    drainTimeoutMs: 0,
-  });
   const holder = lockerOf(fs, 1);
   const [held] = await holder.acquire(request("holder"));
   const calls: string[] = [];
