@@ -1186,9 +1186,14 @@ export class Locker {
       const stop = new AbortController();
       const abort = () => stop.abort();
       signal?.addEventListener("abort", abort, { once: true });
+      // A wake-up that says an entry in the way was removed: attempt at once
+      // (the attempt runs every check), without looking first.
+      let cleared = false;
       const change = notified
         ? this.#store.waitForChange!(host, Math.min(untilMs - now, RECHECK_MS), stop.signal)
-          .catch(() => {})
+          .then((hint) => {
+            cleared = !!hint && blockers.some((b) => hint.removed.includes(this.#entryName(b)));
+          }, () => {})
         : undefined;
       try {
         const blockedMs = await this.#blockedFor(host, blockers);
@@ -1196,6 +1201,7 @@ export class Locker {
         const ms = Math.min(untilMs - now, blockedMs, notified ? RECHECK_MS : POLL_MS);
         const timer = this.#clock.sleep(ms, stop.signal).catch(() => {});
         await (change ? Promise.race([change, timer]) : timer);
+        if (cleared) return;
       } finally {
         // Stopped, not awaited: taking down a watch (a connection closing)
         // must not delay the attempt the wake-up was for.
@@ -1203,6 +1209,11 @@ export class Locker {
         signal?.removeEventListener("abort", abort);
       }
     }
+  }
+
+  /** The name of a blocker's entry in its host's folder. */
+  #entryName(blocker: HolderInfo): string {
+    return blocker.group !== undefined ? blocker.lockId : this.#names.fileName(blocker.lockId);
   }
 
   /**

@@ -42,6 +42,12 @@ export interface StoreEntry {
   writtenAt?: Date;
 }
 
+/** What a wake-up from {@linkcode LockStore.waitForChange} says changed, as far as the store tells. */
+export interface ChangeHint {
+  /** Names of the host's entries the notification says were removed or renamed away. */
+  removed: readonly string[];
+}
+
 /**
  * Where one store keeps its locks; what every store implements.
  *
@@ -142,8 +148,13 @@ export interface LockStore {
    * see every change after it is called: armed before it returns (a
    * watcher, a request sent), or from the revision of the store's last look
    * (etcd). The locker calls it, then looks again, then waits.
+   *
+   * It may resolve with a {@linkcode ChangeHint}: the entries the
+   * notification says were removed. A hint only: the locker then skips its
+   * look and makes its next attempt at once, and that attempt runs every
+   * check (an atomic create, the reads after it).
    */
-  waitForChange?(host: string, ms: number, signal?: AbortSignal): Promise<void>;
+  waitForChange?(host: string, ms: number, signal?: AbortSignal): Promise<ChangeHint | void>;
   /** Releases connections; the store is unusable afterwards. */
   close(): Promise<void>;
 }

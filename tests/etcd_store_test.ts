@@ -532,6 +532,88 @@ sharedTest(
   },
 );
 
+/** The watch streams a store has open (one per host prefix). */
+function openWatches(store: LockStore): string[] {
+  return (store as unknown as { openWatches: string[] }).openWatches;
+}
+
+/** Counts the watch streams a store sets up (the seam before each), until disposed. */
+function countStreams() {
+  const counter = { streams: 0, [Symbol.dispose]: () => setSeamHook(previous) };
+  const previous = setSeamHook((event) => {
+    if (event.point === "etcd.watch.stream") counter.streams++;
+    return previous?.(event);
+  });
+  return counter;
+}
+
+sharedTest(
+  "etcd store: one watch stream per host however many waiters; all wake, with the removed entry",
+  async (_etcd, open) => {
+    await using store = open();
+    await using other = open();
+    using counter = countStreams();
+    const version = await other.create("dc01", "Host.lock", bytes("h"));
+    await store.list("dc01");
+    const waiters = Array.from({ length: 5 }, () => store.waitForChange("dc01", 10_000));
+    await sleep(200);
+    assert.equal(openWatches(store).length, 1, openWatches(store).join(", "));
+    assert.equal(counter.streams, 1);
+    assert.ok(await other.archive("dc01", "Host.lock", version!, "Host.lock-1", bytes("u")));
+    const hints = await Promise.all(waiters);
+    for (const hint of hints) assert.deepEqual(hint, { removed: ["Host.lock"] });
+    // the stream lingers a moment for a waiter that looks and waits again
+    await store.list("dc01");
+    const again = store.waitForChange("dc01", 10_000);
+    assert.ok(await other.create("dc01", "Generic-1.lock", bytes("g")));
+    assert.equal(await again, undefined); // a put: no entry removed
+    assert.equal(counter.streams, 1, "a wait right after a wake set up a new stream");
+    // and is closed once nobody waits: nothing keeps the process alive
+    assert.ok(await eventually(() => openWatches(store).length === 0, 3000), "still open");
+  },
+);
+
+sharedTest(
+  "etcd store: a waiter that leaves does not take the stream from one still waiting",
+  async (_etcd, open) => {
+    await using store = open();
+    await using other = open();
+    await store.list("dc01");
+    const stop = new AbortController();
+    const leaving = store.waitForChange("dc01", 10_000, stop.signal);
+    const staying = store.waitForChange("dc01", 10_000);
+    await sleep(100);
+    stop.abort(new Error("left"));
+    await assert.rejects(leaving, /left/);
+    // past the linger: the stream is kept for the waiter still there
+    await sleep(1300);
+    assert.equal(openWatches(store).length, 1);
+    const started = Date.now();
+    assert.ok(await other.create("dc01", "Host.lock", bytes("h")));
+    await staying;
+    assert.ok(Date.now() - started < 2000, "the waiter still there did not wake");
+  },
+);
+
+sharedTest(
+  "etcd store: a change made while the watch stream is being set up still wakes the waiter",
+  async (_etcd, open) => {
+    await using store = open();
+    await using other = open();
+    const version = await other.create("dc01", "Host.lock", bytes("h"));
+    await store.read("dc01", "Host.lock");
+    using paused = pauseAt("etcd.watch.stream");
+    const waiting = store.waitForChange("dc01", 10_000);
+    await paused.reached;
+    // the stream is not asked for yet: the change is made before it exists
+    assert.ok(await other.remove("dc01", "Host.lock", version!));
+    paused.release();
+    const started = Date.now();
+    assert.deepEqual(await waiting, { removed: ["Host.lock"] });
+    assert.ok(Date.now() - started < 2000);
+  },
+);
+
 ownTest(
   "etcd store: etcd stopped gives StoreError in bounded time; a restart keeps entries",
   async (etcd, open) => {

@@ -23,6 +23,30 @@ import type { LockStore } from "../src/store.ts";
 /** A retry every 30 s: a waiter that only polls would take that long. */
 const SLOW = { timeout: "30s", retries: 3 };
 
+/** A locker on `store` for one process. */
+function lockerOf(store: LockStore, pid: number): Locker {
+  return new Locker({
+    store,
+    names: new FileNames("{0}.lock"),
+    clock: SYSTEM_CLOCK,
+    skewMs: 0,
+    holder: { host: "test", pid },
+  });
+}
+
+/** A Host lock on hv01 whose attempts are 30 s apart: only a wake-up makes it early. */
+function request(sessionId: string) {
+  return {
+    hosts: ["hv01"],
+    type: "Host" as const,
+    sessionId,
+    retryDelayMs: 30_000,
+    attempts: 3,
+    drain: false,
+    drainTimeoutMs: 0,
+  };
+}
+
 function options(
   store: string,
   watch: "notify" | "poll",
@@ -106,23 +130,6 @@ Deno.test("lock --wait gives up after its time with exit 3; each progress line c
 Deno.test("a release between the waiter's look and the arming of its wake-up is not missed", async () => {
   await using t = await tempStore();
   const fs = openFsStore(t.store, { historyFolderName: "History", watch: "notify" });
-  const lockerOf = (store: LockStore, pid: number) =>
-    new Locker({
-      store,
-      names: new FileNames("{0}.lock"),
-      clock: SYSTEM_CLOCK,
-      skewMs: 0,
-      holder: { host: "test", pid },
-    });
-  const request = (sessionId: string) => ({
-    hosts: ["hv01"],
-    type: "Host" as const,
-    sessionId,
-    retryDelayMs: 30_000,
-    attempts: 3,
-    drain: false,
-    drainTimeoutMs: 0,
-  });
   const holder = lockerOf(fs, 1);
   const [held] = await holder.acquire(request("holder"));
   // The waiter's first look at Host.lock sees the holder; the holder lets go
@@ -149,4 +156,48 @@ Deno.test("a release between the waiter's look and the arming of its wake-up is 
     tookMs < 5_000,
     `taken ${tookMs} ms after the first attempt, not at the next one (30 s)`,
   );
+});
+
+Deno.test("a wake-up's hint is never the truth: a false 'removed' makes the waiter attempt, the holder keeps the host", async () => {
+  await using t = await tempStore();
+  const fs = openFsStore(t.store, { historyFolderName: "History", watch: "notify" });
+  const holder = lockerOf(fs, 1);
+  const [held] = await holder.acquire(request("holder"));
+  const calls: string[] = [];
+  let lied = false;
+  const store: LockStore = {
+    ...fs,
+    create: (host, name, data, opts) => {
+      calls.push("create");
+      return fs.create(host, name, data, opts);
+    },
+    read: (host, name) => {
+      calls.push("read");
+      return fs.read(host, name);
+    },
+    waitForChange: (host, ms, signal) => {
+      if (lied) return fs.waitForChange!(host, ms, signal);
+      // the first wake-up says the holder's entry went, and it did not
+      lied = true;
+      return Promise.resolve({ removed: ["Host.lock"] });
+    },
+  };
+  const waiter = lockerOf(store, 2).acquire(request("waiter"));
+  let settled = false;
+  waiter.then(() => (settled = true), () => (settled = true));
+  await waitFor("the hinted attempt", () => calls.filter((c) => c === "create").length >= 2);
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  assertOk(!settled, "the waiter took the host on a false hint");
+  const entry = await fs.read("hv01", "Host.lock");
+  assertOk(new TextDecoder().decode(entry!.data).includes('"holder"'), "the holder lost the host");
+  // the hinted attempt ran the checks: a create, then a read that found the holder
+  const second = calls.indexOf("create", calls.indexOf("create") + 1);
+  assertEquals(calls.slice(second - 1, second + 2), ["read", "create", "read"]);
+  // the real release then hands it over
+  const start = Date.now();
+  await holder.release(held!);
+  const [lock] = await waiter;
+  assertEquals(lock!.sessionId, "waiter");
+  assertOk(Date.now() - start < 5_000, "the waiter slept through the release");
+  await lockerOf(fs, 2).release(lock!);
 });

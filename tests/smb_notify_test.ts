@@ -134,3 +134,26 @@ smbdTest(
     }
   },
 );
+
+smbdTest(
+  "a notification names the lock file removed (the waiter's hint); a file made names none",
+  async () => {
+    await using smbd = await startTestSmbd(["hv01"]);
+    const store = await openTestSmbStore(smbTemplate(smbd.port));
+    try {
+      assertEquals(await store.list("hv01"), []);
+      const made = store.waitForChange!("hv01", 20_000);
+      await waitFor("the folder open", async () => (await smbd.status()).openFiles.length === 1);
+      const path = join(smbd.dir("hv01"), "Host.lock");
+      await Deno.writeTextFile(path, "{}");
+      assertEquals(await made, undefined, "a file made is no removal");
+      await waitFor("the folder closed", async () => (await smbd.status()).openFiles.length === 0);
+      const removed = store.waitForChange!("hv01", 20_000);
+      await waitFor("the folder open", async () => (await smbd.status()).openFiles.length === 1);
+      await Deno.remove(path);
+      assertEquals(await removed, { removed: ["Host.lock"] });
+    } finally {
+      await store.close();
+    }
+  },
+);

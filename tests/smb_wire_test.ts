@@ -12,6 +12,7 @@ import {
   Command,
   contextIds,
   ContextType,
+  decodeChangeNotify,
   decodeCreate,
   decodeNegotiate,
   decodeQueryDirectory,
@@ -335,6 +336,43 @@ Deno.test("decodeQueryDirectory() reads FileDirectoryInformation entries", () =>
     { name: "Host.lock", attributes: 0x20 },
     { name: "History", attributes: 0x10 },
   ]);
+});
+
+Deno.test("decodeChangeNotify() reads FILE_NOTIFY_INFORMATION entries; one lying outside is refused", () => {
+  const entry = (action: number, name: string, last: boolean): Uint8Array => {
+    const size = (12 + name.length * 2 + 3) & ~3;
+    const out = new Uint8Array(size);
+    const v = new DataView(out.buffer);
+    v.setUint32(0, last ? 0 : size, true);
+    v.setUint32(4, action, true);
+    v.setUint32(8, name.length * 2, true);
+    for (let i = 0; i < name.length; i++) out[12 + i * 2] = name.charCodeAt(i);
+    return out;
+  };
+  const notify = (buffer: Uint8Array, length = buffer.length) => {
+    const body = new Uint8Array(8 + buffer.length);
+    const v = new DataView(body.buffer);
+    v.setUint16(0, 9, true);
+    v.setUint16(2, 72, true);
+    v.setUint32(4, length, true);
+    body.set(buffer, 8);
+    return answer(Command.CHANGE_NOTIFY, body);
+  };
+  const first = entry(4, "Host.lock", false);
+  const second = entry(2, "Generic-1.lock", true);
+  const both = new Uint8Array(first.length + second.length);
+  both.set(first);
+  both.set(second, first.length);
+  assertEquals(decodeChangeNotify(notify(both)), [
+    { action: 4, name: "Host.lock" },
+    { action: 2, name: "Generic-1.lock" },
+  ]);
+  assertEquals(decodeChangeNotify(notify(new Uint8Array(0))), []);
+  // a name longer than the buffer, a buffer longer than the message
+  const lying = entry(2, "Host.lock", true);
+  new DataView(lying.buffer).setUint32(8, 400, true);
+  assertThrows(() => decodeChangeNotify(notify(lying)), WireError);
+  assertThrows(() => decodeChangeNotify(notify(both, both.length + 100)), WireError);
 });
 
 Deno.test("VALIDATE_NEGOTIATE_INFO input and output (MS-SMB2 2.2.31.4, 2.2.32.6)", () => {

@@ -9,7 +9,7 @@
 
 import { seam } from "../../_seam.ts";
 import { InputError, StoreError } from "../../errors.ts";
-import type { CreateOptions, LockStore, StoreEntry } from "../../store.ts";
+import type { ChangeHint, CreateOptions, LockStore, StoreEntry } from "../../store.ts";
 import type { HttpTlsOptions } from "../_http_client.ts";
 import { fillHost } from "../_template.ts";
 import { EtcdGateway, leaseGone } from "./gateway.ts";
@@ -674,7 +674,8 @@ export class EtcdStore implements LockStore {
   /**
    * Resolves at the first change under the host's prefix since the last read or
    * `list` of that host (at once if there was one), or after `ms`, or when
-   * the store is closed.
+   * the store is closed; with the entries the events deleted, when any. One
+   * watch stream per host, shared by every waiter of this store object.
    * @throws the signal's reason when `signal` aborts
    * @throws {StoreError} when no endpoint accepts the watch in time
    */
@@ -682,16 +683,24 @@ export class EtcdStore implements LockStore {
     host: string,
     ms: number,
     signal?: AbortSignal,
-  ): Promise<void> {
+  ): Promise<ChangeHint | void> {
     signal?.throwIfAborted();
     if (ms <= 0) return;
     const since = this.#listRevision.get(host);
-    await this.#watcher.wait(
+    const removed = await this.#watcher.wait(
       `${this.#prefix(host)}/`,
       since !== undefined ? since + 1n : undefined,
       ms,
       signal,
     );
+    // entries of the host's folder only, not of its history
+    const entries = removed.filter((name) => name !== "" && !name.includes("/"));
+    if (entries.length > 0) return { removed: entries };
+  }
+
+  /** Watch streams open now, per host prefix: for tests. */
+  get openWatches(): string[] {
+    return this.#watcher.open;
   }
 
   close(): Promise<void> {

@@ -1,145 +1,274 @@
 /**
- * Waiting for a change under a key prefix with an etcd watch: the waiter
- * wakes at the first event from a given revision on, so a change made after
- * the caller's last look (and before the watch was set up) still wakes it.
+ * Waiting for a change under a key prefix with an etcd watch: one watch
+ * stream per prefix (host) for the whole store object, however many
+ * waiters it has, kept while anyone waits and {@linkcode LINGER_MS} after
+ * the last one left (a waiter that wakes, looks and waits again finds it
+ * still open: no watch is set up between a release and the waiter's look).
  *
- * A member that fails under a watch (its connection breaks, or it accepts
- * the watch request and stays silent past the request timeout) passes the
- * watch on to the next member, from the same revision: no event was seen
- * yet (the first one ends the wait), so none can be missed. A member that
- * ends the stream wakes the waiter, who looks again.
+ * A waiter names the first revision that counts (the one after its last
+ * look): an event from that revision on wakes it, also one the stream saw
+ * before the waiter came (a short log of recent events is kept). A stream
+ * that starts later than a new waiter's revision is started again from that
+ * revision, so a change between a look and the wait is never missed.
+ *
+ * A member that fails before it accepts the watch (its connection breaks,
+ * or it stays silent past the request timeout) passes the stream on to the
+ * next member, from the same revision: nothing is missed. A stream that
+ * breaks or is ended once set up wakes its waiters, who look again (and
+ * wait on a new stream from that look).
  *
  * @module
  */
 
 import { StoreError } from "../../errors.ts";
+import { seam } from "../../_seam.ts";
 import type { HttpStream } from "../_http_client.ts";
 import { EtcdGateway, oneLine, reasonOf } from "./gateway.ts";
 import { watchBody } from "./requests.ts";
 
 type Outcome =
+  /** The server ended the stream, cancelled or compacted it, or it broke once set up: wake. */
   | { kind: "done"; reason?: undefined }
-  | { kind: "aborted"; reason?: undefined }
+  /** Every waiter left and the linger ran out, or the store closed. */
+  | { kind: "ended"; reason?: undefined }
+  /** A waiter needs events from before the stream's start: set it up again from there. */
+  | { kind: "restart"; reason?: undefined }
   /** etcd refused the token: log in again and watch again. */
   | { kind: "refused"; reason: string }
-  /** The member could not be reached, broke the watch or stayed silent: try the next. */
+  /** The member could not be reached or stayed silent before accepting: try the next. */
   | { kind: "unreachable"; reason: string }
   | { kind: "failed"; reason: string };
 
-type State = "waiting" | "timeout" | "stalled" | "aborted";
+/** How long a watch stream stays open after its last waiter left. */
+export const LINGER_MS = 1000;
+/** Events kept for waiters that come after them. */
+const LOG_SIZE = 64;
 
 const decoder = new TextDecoder();
 
-/** Watches of one store: each ends at a change, its time, its signal or {@linkcode close}. */
+/** A waiter on one stream. */
+interface Waiter {
+  /** First revision whose event wakes it. */
+  readonly from: bigint;
+  /** Wakes it with the names removed from `from` on, as far as the log tells. */
+  wake(removed: string[]): void;
+  /** Ends its wait with an error. */
+  fail(error: unknown): void;
+}
+
+/** One watch stream on a prefix and its waiters. */
+class PrefixWatch {
+  readonly prefix: string;
+  /** First revision the stream covers; undefined: from when it was set up. */
+  from: bigint | undefined;
+  /** Highest revision of an event seen; -1 before the first. */
+  seen = -1n;
+  /** Recent events, oldest first. */
+  readonly log: { revision: bigint; name: string; removed: boolean }[] = [];
+  readonly waiters = new Set<Waiter>();
+  /** Aborts the stream under way; `why` says what the runner does next. */
+  stream = new AbortController();
+  why: "ended" | "restart" | undefined;
+  linger: ReturnType<typeof setTimeout> | undefined;
+  ended = false;
+
+  constructor(prefix: string, from: bigint | undefined) {
+    this.prefix = prefix;
+    this.from = from;
+  }
+
+  /** The revision the next stream starts from. */
+  get next(): bigint | undefined {
+    if (this.from === undefined) return this.seen >= 0n ? this.seen + 1n : undefined;
+    return this.seen >= this.from ? this.seen + 1n : this.from;
+  }
+
+  /** Names removed from revision `from` on, as the log tells. */
+  removedSince(from: bigint): string[] {
+    return this.log.filter((e) => e.removed && e.revision >= from).map((e) => e.name);
+  }
+
+  /** Wakes every waiter an event from its revision on concerns. */
+  dispatch(): void {
+    for (const waiter of [...this.waiters]) {
+      if (this.seen >= waiter.from) waiter.wake(this.removedSince(waiter.from));
+    }
+  }
+
+  /** Stops the stream under way, for `why`. */
+  interrupt(why: "ended" | "restart"): void {
+    this.why = why;
+    this.stream.abort();
+  }
+}
+
+/** Watches of one store: a stream per prefix, each wait ends at a change, its time, its signal or {@linkcode close}. */
 export class EtcdWatcher {
   readonly #gateway: EtcdGateway;
-  readonly #watches = new Set<AbortController>();
+  readonly #watches = new Map<string, PrefixWatch>();
 
   /** @param gateway the store's way to etcd */
   constructor(gateway: EtcdGateway) {
     this.#gateway = gateway;
   }
 
+  /** Watch streams open now (their prefixes): for tests. */
+  get open(): string[] {
+    return [...this.#watches.keys()];
+  }
+
   /**
    * Resolves at the first change under `prefix` from revision `start` on
-   * (at once when there was one), or after `ms`, or when closed. An endpoint
-   * that cannot be reached passes the watch to the next.
+   * (at once when there was one), or after `ms`, or when closed.
    * @param prefix the keys watched, `/resource-locks/dc01/`
    * @param start the first revision that counts; undefined: from now
    * @param ms how long to wait at most
    * @param signal aborts the wait
+   * @returns the names (under `prefix`) of the entries deleted, as far as
+   *   the events seen tell: a hint, empty when unknown or on a time-out
    * @throws the signal's reason when `signal` aborts
-   * @throws {StoreError} when no endpoint accepts the watch in time
+   * @throws {StoreError} when no endpoint accepts the watch
    */
-  async wait(
+  wait(
     prefix: string,
     start: bigint | undefined,
     ms: number,
     signal?: AbortSignal,
-  ): Promise<void> {
+  ): Promise<string[]> {
     const what = `watch "${prefix}"`;
-    if (this.#gateway.closed) throw this.#gateway.closedError(what);
-    const request = watchBody(prefix, start);
-    const deadline = Date.now() + ms;
+    if (this.#gateway.closed) return Promise.reject(this.#gateway.closedError(what));
+    if (signal?.aborted) return Promise.reject(signal.reason);
+    let watch = this.#watches.get(prefix);
+    if (watch === undefined) {
+      watch = new PrefixWatch(prefix, start);
+      this.#watches.set(prefix, watch);
+      void this.#run(watch, what);
+    }
+    const from = start ?? watch.seen + 1n;
+    if (watch.seen >= from) return Promise.resolve(watch.removedSince(from));
+    if (start !== undefined && (watch.from === undefined || start < watch.from)) {
+      // the stream covers less than this waiter needs: again from its revision
+      watch.from = start;
+      watch.interrupt("restart");
+    }
+    if (watch.linger !== undefined) {
+      clearTimeout(watch.linger);
+      watch.linger = undefined;
+    }
+    const shared = watch;
+    return new Promise<string[]>((resolve, reject) => {
+      const leave = () => {
+        clearTimeout(timer);
+        signal?.removeEventListener("abort", onAbort);
+        shared.waiters.delete(waiter);
+        if (shared.waiters.size === 0 && !shared.ended) {
+          shared.linger = setTimeout(() => this.#end(shared), LINGER_MS);
+        }
+      };
+      const waiter: Waiter = {
+        from,
+        wake(removed) {
+          leave();
+          resolve(removed);
+        },
+        fail(error) {
+          leave();
+          reject(error);
+        },
+      };
+      const onAbort = () => waiter.fail(signal!.reason);
+      const timer = setTimeout(() => waiter.wake([]), Math.min(Math.max(0, ms), 2_147_483_647));
+      signal?.addEventListener("abort", onAbort, { once: true });
+      shared.waiters.add(waiter);
+    });
+  }
+
+  /** Ends a stream: its waiters (if any) wake. */
+  #end(watch: PrefixWatch): void {
+    if (watch.ended) return;
+    watch.ended = true;
+    clearTimeout(watch.linger);
+    if (this.#watches.get(watch.prefix) === watch) this.#watches.delete(watch.prefix);
+    watch.interrupt("ended");
+    for (const waiter of [...watch.waiters]) waiter.wake([]);
+  }
+
+  /** Keeps the stream of `watch` going on the members until it ends. */
+  async #run(watch: PrefixWatch, what: string): Promise<void> {
     const failures: string[] = [];
     const rotation = this.#gateway.rotation();
     let loggedIn = false;
-    for (let i = 0; i < rotation.length; i++) {
-      const index = rotation[i]!;
-      const endpoint = this.#gateway.endpoint(index);
-      const token = await this.#gateway.token();
-      const outcome = await this.#watchOnce(
-        endpoint,
-        request,
-        deadline - Date.now(),
-        signal,
-        token,
-      );
-      if (outcome.kind === "refused" && !loggedIn) {
-        // the token expired or was revoked: log in again, watch again here
-        loggedIn = true;
-        await this.#gateway.tokenRefused(token);
-        i--;
-        continue;
+    try {
+      for (let i = 0; i < rotation.length; i++) {
+        const index = rotation[i]!;
+        const endpoint = this.#gateway.endpoint(index);
+        const token = await this.#gateway.token();
+        if (watch.ended) return;
+        const outcome = await this.#streamOnce(watch, endpoint, token);
+        if (watch.ended || outcome.kind === "ended") return;
+        if (outcome.kind === "restart") {
+          i--;
+          continue;
+        }
+        if (outcome.kind === "refused" && !loggedIn) {
+          // the token expired or was revoked: log in again, watch again here
+          loggedIn = true;
+          await this.#gateway.tokenRefused(token);
+          i--;
+          continue;
+        }
+        if (outcome.kind === "done") {
+          this.#gateway.prefer(index);
+          return; // finally: the waiters wake and look again
+        }
+        if (outcome.kind === "unreachable") {
+          failures.push(`"${endpoint}": ${outcome.reason}`);
+          this.#gateway.passOver(index);
+          continue;
+        }
+        throw new StoreError(
+          endpoint,
+          `Cannot ${what} in etcd at "${endpoint}": ${outcome.reason ?? "failed"}`,
+        );
       }
-      if (outcome.kind === "done") {
-        this.#gateway.prefer(index);
-        return;
-      }
-      if (outcome.kind === "aborted") throw signal!.reason;
-      if (outcome.kind === "unreachable" && Date.now() < deadline) {
-        failures.push(`"${endpoint}": ${outcome.reason}`);
-        this.#gateway.passOver(index);
-        continue;
-      }
-      if (outcome.kind === "unreachable") return; // wait is over anyway
       throw new StoreError(
-        endpoint,
-        `Cannot ${what} in etcd at "${endpoint}": ${outcome.reason ?? "failed"}`,
+        this.#gateway.location,
+        rotation.length === 1
+          ? `Cannot ${what} in etcd at ${failures[0]}`
+          : `Cannot ${what} in etcd: no endpoint answered: ${failures.join("; ")}`,
       );
+    } catch (error) {
+      // the waiters there now learn why; later ones start a new stream
+      if (!watch.ended) { for (const waiter of [...watch.waiters]) waiter.fail(error); }
+    } finally {
+      this.#end(watch);
     }
-    throw new StoreError(
-      this.#gateway.location,
-      rotation.length === 1
-        ? `Cannot ${what} in etcd at ${failures[0]}`
-        : `Cannot ${what} in etcd: no endpoint answered: ${failures.join("; ")}`,
-    );
   }
 
-  async #watchOnce(
-    endpoint: string,
-    request: string,
-    ms: number,
-    signal: AbortSignal | undefined,
-    token: string,
-  ): Promise<Outcome> {
+  /** One stream on one member, from the revision the watch needs next. */
+  async #streamOnce(watch: PrefixWatch, endpoint: string, token: string): Promise<Outcome> {
     const timeoutMs = this.#gateway.timeoutMs;
     const controller = new AbortController();
-    this.#watches.add(controller);
-    const status: { state: State } = { state: "waiting" };
-    const stop = (why: State) => {
-      if (status.state === "waiting") status.state = why;
-      controller.abort();
-    };
-    const onAbort = () => stop("aborted");
-    signal?.addEventListener("abort", onAbort, { once: true });
-    // timers from AbortSignal.timeout, as in the gateway; the listeners go in finally
-    const timer = AbortSignal.timeout(Math.max(0, ms));
-    const onTimer = () => stop("timeout");
-    timer.addEventListener("abort", onTimer, { once: true });
+    watch.stream = controller;
+    watch.why = undefined;
     // the watch must be accepted within the request timeout
     let created = false;
-    const stallTimer = AbortSignal.timeout(timeoutMs);
-    const onStall = () => {
-      if (!created) stop("stalled");
-    };
-    stallTimer.addEventListener("abort", onStall, { once: true });
+    let stalled = false;
+    const stallTimer = setTimeout(() => {
+      if (!created) {
+        stalled = true;
+        controller.abort();
+      }
+    }, timeoutMs);
     let response: HttpStream | undefined;
     try {
+      const p = seam("etcd.watch.stream", watch.prefix, "");
+      if (p) await p;
+      if (controller.signal.aborted) throw new Error("interrupted");
       response = await this.#gateway.stream(
         endpoint,
         "/v3/watch",
-        request,
+        watchBody(watch.prefix, watch.next),
         controller.signal,
         token,
       );
@@ -160,65 +289,82 @@ export class EtcdWatcher {
           const line = buffer.slice(0, newline).trim();
           buffer = buffer.slice(newline + 1);
           if (!line) continue;
-          const message = JSON.parse(line) as {
-            result?: {
-              created?: boolean;
-              canceled?: boolean;
-              cancel_reason?: string;
-              compact_revision?: string;
-              events?: unknown[];
-            };
-            error?: { message?: string };
-          };
-          const refusal = message.error?.message ?? message.result?.cancel_reason;
-          if (refusal && EtcdGateway.refusesToken(refusal)) {
-            return { kind: "refused", reason: oneLine(refusal) };
-          }
-          if (message.error) {
-            return {
-              kind: "failed",
-              reason: oneLine(message.error.message ?? "watch failed"),
-            };
-          }
-          const result = message.result ?? {};
-          if (result.created) created = true;
-          const compacted = result.compact_revision && result.compact_revision !== "0";
-          if (result.canceled && result.cancel_reason && !compacted) {
-            // refused (permission denied): waking would only look and watch again
-            return {
-              kind: "failed",
-              reason: oneLine(result.cancel_reason.replace(/^rpc error: code = \w+ desc = /, "")),
-            };
-          }
-          if ((result.events?.length ?? 0) > 0 || result.canceled || compacted) {
-            return { kind: "done" };
-          }
+          const outcome = this.#message(watch, line);
+          if (outcome === "created") created = true;
+          else if (outcome !== undefined) return outcome;
         }
       }
     } catch (error) {
-      if (this.#gateway.closed) return { kind: "done" };
-      switch (status.state) {
-        case "timeout":
-          return { kind: "done" };
-        case "aborted":
-          return { kind: "aborted" };
-        case "stalled":
-          return { kind: "unreachable", reason: `no answer within ${timeoutMs} ms` };
-      }
-      // broken before or after the watch was set up: on to the next member
+      if (this.#gateway.closed || watch.why === "ended") return { kind: "ended" };
+      if (watch.why === "restart") return { kind: "restart" };
+      if (stalled) return { kind: "unreachable", reason: `no answer within ${timeoutMs} ms` };
+      // broken after the watch was set up: the waiters look again
+      if (created) return { kind: "done" };
+      // broken before: on to the next member, from the same revision
       return { kind: "unreachable", reason: reasonOf(error) };
     } finally {
-      timer.removeEventListener("abort", onTimer);
-      stallTimer.removeEventListener("abort", onStall);
-      signal?.removeEventListener("abort", onAbort);
-      this.#watches.delete(controller);
+      clearTimeout(stallTimer);
       response?.close();
       controller.abort();
     }
   }
 
-  /** Ends every watch under way (they resolve). */
+  /** Handles one message of a stream: its events wake waiters. */
+  #message(watch: PrefixWatch, line: string): Outcome | "created" | undefined {
+    const message = JSON.parse(line) as {
+      result?: {
+        header?: { revision?: string };
+        created?: boolean;
+        canceled?: boolean;
+        cancel_reason?: string;
+        compact_revision?: string;
+        events?: { type?: string; kv?: { key?: string; mod_revision?: string } }[];
+      };
+      error?: { message?: string };
+    };
+    const refusal = message.error?.message ?? message.result?.cancel_reason;
+    if (refusal && EtcdGateway.refusesToken(refusal)) {
+      return { kind: "refused", reason: oneLine(refusal) };
+    }
+    if (message.error) {
+      return { kind: "failed", reason: oneLine(message.error.message ?? "watch failed") };
+    }
+    const result = message.result ?? {};
+    const compacted = result.compact_revision && result.compact_revision !== "0";
+    if (result.canceled && result.cancel_reason && !compacted) {
+      // refused (permission denied): waking would only look and watch again
+      return {
+        kind: "failed",
+        reason: oneLine(result.cancel_reason.replace(/^rpc error: code = \w+ desc = /, "")),
+      };
+    }
+    if (result.canceled || compacted) return { kind: "done" };
+    if (result.created) {
+      // a stream "from now" covers from the revision after the one it was set up at
+      if (watch.from === undefined && result.header?.revision) {
+        watch.from = BigInt(result.header.revision) + 1n;
+      }
+      return "created";
+    }
+    for (const event of result.events ?? []) {
+      const revision = BigInt(event.kv?.mod_revision ?? result.header?.revision ?? "0");
+      let key = "";
+      try {
+        key = decoder.decode(Uint8Array.from(atob(event.kv?.key ?? ""), (c) => c.charCodeAt(0)));
+      } catch {
+        // a key that does not decode: still a change
+      }
+      const name = key.startsWith(watch.prefix) ? key.slice(watch.prefix.length) : "";
+      watch.log.push({ revision, name, removed: event.type === "DELETE" });
+      if (watch.log.length > LOG_SIZE) watch.log.shift();
+      if (revision > watch.seen) watch.seen = revision;
+    }
+    if ((result.events?.length ?? 0) > 0) watch.dispatch();
+    return undefined;
+  }
+
+  /** Ends every watch under way (their waits resolve). */
   close(): void {
-    for (const controller of this.#watches) controller.abort();
+    for (const watch of [...this.#watches.values()]) this.#end(watch);
   }
 }

@@ -23,6 +23,7 @@ import {
   CreateOption,
   type CreateRequest,
   type CreateResponse,
+  decodeChangeNotify,
   decodeCreate,
   decodeQueryDirectory,
   decodeRead,
@@ -39,6 +40,7 @@ import {
   endOfFileInformation,
   InfoClass,
   NO_FILE_ID,
+  NotifyAction,
   NotifyFilter,
   Status,
 } from "./wire.ts";
@@ -153,6 +155,9 @@ export interface Exclusive {
 /** FILE_ATTRIBUTE_REPARSE_POINT. */
 const REPARSE_POINT = 0x400;
 
+/** Room for the names of the changes a CHANGE_NOTIFY answer gives (more: no names, only "changed"). */
+const NOTIFY_OUTPUT = 4096;
+
 /** A CHANGE_NOTIFY on an open folder for lock files made, removed, renamed or written. */
 function notifyRequest(fileId: Uint8Array): Request {
   return {
@@ -160,6 +165,7 @@ function notifyRequest(fileId: Uint8Array): Request {
     body: encodeChangeNotify(
       fileId,
       NotifyFilter.FILE_NAME | NotifyFilter.LAST_WRITE | NotifyFilter.SIZE,
+      NOTIFY_OUTPUT,
     ),
   };
 }
@@ -167,6 +173,20 @@ function notifyRequest(fileId: Uint8Array): Request {
 /** Whether a CHANGE_NOTIFY's final answer says the folder changed. */
 function changed(status: number): boolean {
   return status === Status.SUCCESS || status === Status.NOTIFY_ENUM_DIR;
+}
+
+/** The names a CHANGE_NOTIFY answer says were removed or renamed away; [] when it names none. */
+function removedIn(reply: Reply): string[] {
+  if (reply.status !== Status.SUCCESS) return [];
+  try {
+    return decodeChangeNotify(reply.message)
+      .filter((c) =>
+        c.action === NotifyAction.REMOVED || c.action === NotifyAction.RENAMED_OLD_NAME
+      )
+      .map((c) => c.name);
+  } catch {
+    return []; // only a hint: the caller looks again
+  }
 }
 
 /** Largest lock or history file read, as in the folder store. */
@@ -341,15 +361,16 @@ export class SmbShare {
    * made after a look the caller starts next is not missed. On time-out or
    * abort the request is cancelled (SMB2 CANCEL) and the folder closed,
    * without waiting for either.
-   * @returns "changed" when the server said so, "refused" when it does not
-   *   watch the folder (no such folder, no notifications: poll instead),
-   *   "waited" on time-out or abort
+   * @returns the names the server says were removed or renamed away (empty
+   *   when it named none) when it said the folder changed, "refused" when it
+   *   does not watch the folder (no such folder, no notifications: poll
+   *   instead), "waited" on time-out or abort
    */
   async waitForChange(
     path: string,
     ms: number,
     signal?: AbortSignal,
-  ): Promise<"changed" | "refused" | "waited"> {
+  ): Promise<string[] | "refused" | "waited"> {
     if (signal?.aborted) return "waited";
     const watch = this.connection.watch([
       createRequest({
@@ -368,7 +389,7 @@ export class SmbShare {
       signal?.addEventListener("abort", abort, { once: true });
     });
     const answered = watch.last.then(
-      (reply) => changed(reply.status) ? "changed" as const : "refused" as const,
+      (reply) => changed(reply.status) ? removedIn(reply) : "refused" as const,
       () => "refused" as const,
     );
     try {

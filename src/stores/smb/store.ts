@@ -62,7 +62,7 @@
 import { Buffer } from "node:buffer";
 import { InputError, StoreError } from "../../errors.ts";
 import { seam } from "../../_seam.ts";
-import type { CreateOptions, LockStore, StoreEntry } from "../../store.ts";
+import type { ChangeHint, CreateOptions, LockStore, StoreEntry } from "../../store.ts";
 import { fillHost, hostsRoot, parseSmbTemplate } from "../_template.ts";
 import {
   type Reply,
@@ -968,7 +968,11 @@ class SmbStore implements LockStore {
    * {@linkcode NOTIFY_RECHECK_MS} at most, so the caller looks again then.
    * Never rejects: a notification is only a hint.
    */
-  async waitForChange(host: string, ms: number, signal?: AbortSignal): Promise<void> {
+  async waitForChange(
+    host: string,
+    ms: number,
+    signal?: AbortSignal,
+  ): Promise<ChangeHint | void> {
     const started = Date.now();
     try {
       const target = this.#target(host);
@@ -980,6 +984,7 @@ class SmbStore implements LockStore {
         Math.min(ms, NOTIFY_RECHECK_MS),
         signal,
       );
+      if (Array.isArray(outcome)) return outcome.length > 0 ? { removed: outcome } : undefined;
       if (outcome !== "refused") return;
     } catch {
       // Only a hint: wait as a poll would.

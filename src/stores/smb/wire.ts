@@ -1025,6 +1025,51 @@ export function encodeChangeNotify(
   return body;
 }
 
+/** FILE_NOTIFY_INFORMATION Action values (MS-FSCC 2.7.1). */
+export const NotifyAction = {
+  ADDED: 1,
+  REMOVED: 2,
+  MODIFIED: 3,
+  RENAMED_OLD_NAME: 4,
+  RENAMED_NEW_NAME: 5,
+} as const;
+
+/** One change a CHANGE_NOTIFY answer names. */
+export interface NotifyChange {
+  /** {@linkcode NotifyAction} value. */
+  action: number;
+  /** Name relative to the folder watched. */
+  name: string;
+}
+
+/**
+ * The changes a CHANGE_NOTIFY answer (MS-SMB2 2.2.36) names: its
+ * FILE_NOTIFY_INFORMATION entries (MS-FSCC 2.7.1). Empty when the server
+ * named none (STATUS_NOTIFY_ENUM_DIR, an empty buffer).
+ * @throws {WireError} when an entry lies outside the answer
+ */
+export function decodeChangeNotify(message: Uint8Array): NotifyChange[] {
+  need(message, HEADER_SIZE + 8, "CHANGE_NOTIFY answer");
+  const v = view(message);
+  const b = HEADER_SIZE;
+  const length = v.getUint32(b + 4, true);
+  if (length === 0) return [];
+  const buffer = slice(message, v.getUint16(b + 2, true), length, "changes");
+  const bv = view(buffer);
+  const changes: NotifyChange[] = [];
+  for (let at = 0; at < buffer.length;) {
+    need(buffer.subarray(at), 12, "change entry");
+    const next = bv.getUint32(at, true);
+    const nameLength = bv.getUint32(at + 8, true);
+    const name = buffer.subarray(at + 12, at + 12 + nameLength);
+    if (name.length !== nameLength) throw new WireError("change entry name lies outside");
+    changes.push({ action: bv.getUint32(at + 4, true), name: fromUtf16(name) });
+    if (next === 0) break;
+    at += next;
+  }
+  return changes;
+}
+
 /** One entry of a folder listing. */
 export interface DirectoryEntry {
   /** File name. */
