@@ -326,8 +326,8 @@ Deno.test("the status page in headless Chromium: live locks, stale marks, escapi
           caption: s.querySelector("caption")?.textContent ?? null,
         })));
       assertEquals(sections, [
-        { title: "Group web", hosts: ["web01"], caption: "Locks: Group web" },
-        { title: "Hosts in no group", hosts: ["db01"], caption: "Locks: Hosts in no group" },
+        { title: "Group web", hosts: ["web01"], caption: "Locks of Group web" },
+        { title: "Hosts in no group", hosts: ["db01"], caption: "Locks of Hosts in no group" },
       ]);
       const info = await page.$eval("#fleet section .group-info", (p) => p.textContent);
       assertEquals(info, "0 of 1 in maintenance, 1 free; members: web01, web02");
@@ -382,19 +382,27 @@ Deno.test("the status page in headless Chromium: live locks, stale marks, escapi
     );
   });
 
-  let liveRef = "";
+  let liveRefs = "";
   await t.step(
-    "a lock taken by the command line appears without a reload, and is announced",
+    "a Host lock taken by the command line appears without a reload, takes its group's slot, and is announced",
     async () => {
       const taken = await runCli(
-        ["lock", "web02", "--caller", "live-test", "--description", "kernel update"],
+        ["lock", "web02", "--hard", "--caller", "live-test", "--description", "kernel update"],
         cliEnv(store.store, map),
       );
       assertEquals(taken.code, 0, taken.stderr);
-      liveRef = taken.stdout.trim();
+      liveRefs = taken.stdout;
+      const liveRef = liveRefs.trim().split("\n").at(-1)!;
       await waitForRow(page, "live-test", true);
       const row = (await rowText(page, "live-test"))!;
       assertStringIncludes(row, "web02");
+      assertStringIncludes(row, "Host");
+      await page.waitForFunction(
+        () =>
+          document.querySelector("#fleet .group-info")!.textContent ===
+            "1 of 1 in maintenance (web02), 0 free; members: web01, web02",
+        { timeout: STEP_MS },
+      );
       assertStringIncludes(row, "kernel update");
       await page.waitForFunction(
         (r) =>
@@ -410,16 +418,6 @@ Deno.test("the status page in headless Chromium: live locks, stale marks, escapi
       );
     },
   );
-
-  await t.step("a lock released by the command line disappears without a reload", async () => {
-    const released = await runCli(["unlock", liveRef], cliEnv(store.store, map));
-    assertEquals(released.code, 0, released.stderr);
-    await waitForRow(page, "live-test", false);
-    assertEquals(
-      await page.evaluate(() => (window as unknown as { __sameLoad?: number }).__sameLoad),
-      1,
-    );
-  });
 
   await t.step("a host's History opens on click", async () => {
     await page.click('#fleet button.host[data-host="db01"]');
@@ -454,6 +452,19 @@ Deno.test("the status page in headless Chromium: live locks, stale marks, escapi
 
   await t.step("the text has a contrast of at least 4.5:1", async () => {
     assertEquals(await lowContrast(page), []);
+  });
+
+  await t.step("a lock released by the command line disappears without a reload", async () => {
+    const released = await runCli(["unlock", "-"], {
+      ...cliEnv(store.store, map),
+      stdin: liveRefs,
+    });
+    assertEquals(released.code, 0, released.stderr);
+    await waitForRow(page, "live-test", false);
+    assertEquals(
+      await page.evaluate(() => (window as unknown as { __sameLoad?: number }).__sameLoad),
+      1,
+    );
   });
 
   await t.step(

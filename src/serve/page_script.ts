@@ -130,10 +130,12 @@ export const PAGE_JS = String.raw`"use strict";
 
   function lockTable(caption, locks) {
     var head = el("tr", null, COLUMNS.map(function (c) { return el("th", { scope: "col", text: c }); }));
-    return el("table", { "class": "locks" }, [
-      el("caption", { text: caption }),
-      el("thead", null, [head]),
-      el("tbody", null, locks.map(lockRow)),
+    return el("div", { "class": "table-wrap" }, [
+      el("table", { "class": "locks" }, [
+        el("caption", { "class": "visually-hidden", text: caption }),
+        el("thead", null, [head]),
+        el("tbody", null, locks.map(lockRow)),
+      ]),
     ]);
   }
 
@@ -143,7 +145,7 @@ export const PAGE_JS = String.raw`"use strict";
     var headingId = "h-" + id;
     var children = [el("h2", { id: headingId, text: title })];
     if (info) children.push(el("p", { "class": "group-info", text: info }));
-    if (locks.length > 0) children.push(lockTable("Locks: " + title, locks));
+    if (locks.length > 0) children.push(lockTable("Locks of " + title, locks));
     else children.push(el("p", { "class": "empty", text: emptyText }));
     return el("section", { "aria-labelledby": headingId, "data-section": id }, children);
   }
@@ -160,7 +162,11 @@ export const PAGE_JS = String.raw`"use strict";
       var members = {};
       group.members.forEach(function (m) { members[m] = true; grouped[m] = true; });
       var inGroup = locks.filter(function (l) { return members[l.host]; });
-      var info = group.used + " of " + group.max + " in maintenance, " + group.free + " free; members: " +
+      var inside = (group.slots || []).filter(function (s) {
+        return s.slot <= group.max && !s.expired && !s.orphaned;
+      }).map(function (s) { return s.member || "?"; });
+      var info = group.used + " of " + group.max + " in maintenance" +
+        (inside.length ? " (" + inside.join(", ") + ")" : "") + ", " + group.free + " free; members: " +
         group.members.join(", ");
       sections.push(section("group-" + i, "Group " + group.name, info, inGroup, "No locks on its members."));
     });
@@ -324,7 +330,7 @@ export const PAGE_JS = String.raw`"use strict";
       }));
     });
     byId("history-body").replaceChildren(el("table", { "class": "locks" }, [
-      el("caption", { text: "History of " + host }),
+      el("caption", { "class": "visually-hidden", text: "History of " + host }),
       el("thead", null, [head]),
       el("tbody", null, rows),
     ]));

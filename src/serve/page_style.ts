@@ -63,7 +63,9 @@ table { border-collapse: collapse; width: 100%; margin-bottom: 0.5rem; }
 caption { text-align: left; font-weight: 600; padding: 0.25rem 0; }
 th, td { text-align: left; vertical-align: top; padding: 0.35rem 0.5rem; border-bottom: 1px solid var(--line); }
 thead th { background: var(--panel); font-weight: 600; }
-td, th { overflow-wrap: anywhere; }
+td, th { overflow-wrap: break-word; }
+.table-wrap { overflow-x: auto; }
+caption.visually-hidden { position: absolute; }
 .badge { display: inline-block; padding: 0 0.4rem; border-radius: 3px; font-weight: 600; white-space: nowrap; }
 .badge.stale { color: var(--stale-text); background: var(--stale-bg); border: 1px solid var(--stale-text); }
 .badge.held { color: var(--held-text); background: var(--held-bg); }
@@ -71,7 +73,7 @@ td, th { overflow-wrap: anywhere; }
 tr.is-stale > * { background: #fff7f7; }
 .error { color: var(--stale-text); font-weight: 600; min-height: 1.4em; margin: 0.5rem 0; }
 .history { margin-top: 2rem; border-top: 2px solid var(--line); }
-.history-head { display: flex; align-items: center; justify-content: space-between; gap: 1rem; }
+.history-head { display: flex; align-items: baseline; justify-content: space-between; gap: 1rem; }
 dialog { border: 1px solid var(--line); border-radius: 6px; max-width: min(32rem, 95vw); width: 100%; padding: 1rem 1.25rem; color: var(--text); background: var(--bg); }
 dialog::backdrop { background: rgb(0 0 0 / 0.45); }
 dialog h2 { margin-top: 0; }
@@ -81,12 +83,12 @@ input { font: inherit; width: 100%; padding: 0.35rem 0.5rem; border: 1px solid #
 .actions { display: flex; gap: 0.75rem; flex-wrap: wrap; margin-top: 0.5rem; }
 @media (max-width: 600px) {
   body { padding: 0 0.5rem 1rem; }
-  table.locks, table.locks caption, table.locks tbody, table.locks tr, table.locks th, table.locks td { display: block; width: 100%; }
+  table.locks, table.locks tbody, table.locks tr, table.locks th, table.locks td { display: block; width: 100%; }
   table.locks thead {
     position: absolute; width: 1px; height: 1px; overflow: hidden; clip: rect(0 0 0 0);
   }
   table.locks tr { border: 1px solid var(--line); border-radius: 6px; margin: 0 0 0.75rem; padding: 0.25rem 0.5rem; }
-  table.locks th, table.locks td { border: 0; padding: 0.2rem 0; }
+  table.locks th, table.locks td { border: 0; padding: 0.2rem 0; overflow-wrap: anywhere; }
   table.locks [data-label]::before { content: attr(data-label) ": "; font-weight: 600; color: var(--muted); }
 }
 `;
