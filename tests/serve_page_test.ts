@@ -23,7 +23,8 @@ import { assertEquals, assertOk, assertStringIncludes } from "./_assert.ts";
 import { lockResource } from "../mod.ts";
 import { servePage } from "../src/serve/page.ts";
 import { FakeClock, tempStore } from "./_helpers.ts";
-import { REPO_ROOT, runCli, runCliInProcess } from "./_cli_helpers.ts";
+import { REPO_ROOT, runCli } from "./_cli_helpers.ts";
+import { createHandler, startServer } from "../src/serve/server.ts";
 import { haveChromium, launchChromium, STEP_MS } from "./serve_page_browser.ts";
 
 const ORIGIN = "http://127.0.0.1:8080";
@@ -103,96 +104,34 @@ Deno.test("the page's HTML has no inline script, style or handler, so the CSP ne
 const TOKEN = "page-test-token-7f3a9c";
 const HOSTILE = `<img src=x onerror="window.__pwned=1">`;
 
-/** A server over a local store answering the API the page uses (the serve command's contract). */
-interface PageServer extends AsyncDisposable {
-  url: string;
+/** The server of `resource-locker serve` over a local store, with the test's token. */
+function serverOptions(store: string, map: string) {
+  return {
+    store,
+    dependenciesFile: map,
+    port: 0,
+    tokens: [{ name: "page-test", token: TOKEN }],
+    refreshInterval: "200ms",
+  };
 }
 
-async function jsonOf(args: string[]): Promise<string> {
-  const result = await runCliInProcess([...args, "--json"]);
-  return JSON.stringify(JSON.parse(result.stdout));
-}
-
-function startFixtureServer(
-  store: string,
-  map: string,
-  options: { events?: boolean } = {},
-): PageServer {
-  const storeFlag = ["--store", store];
-  const flags = [...storeFlag, "--dependencies-file", map];
-  const closers = new Set<() => void>();
-  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, async (request) => {
-    const page = servePage(request);
-    if (page) return page;
-    const url = new URL(request.url);
-    if (url.pathname === "/v1/locks") {
-      return new Response(await jsonOf(["status", "--all", ...flags]), {
-        headers: { "content-type": "application/json" },
-      });
-    }
-    if (url.pathname === "/v1/events" && options.events !== false) {
-      let last = "";
-      const stream: { open: boolean; timer?: ReturnType<typeof setTimeout> } = { open: true };
-      const body = new ReadableStream<Uint8Array>({
-        start(controller) {
-          const loop = async () => {
-            if (!stream.open) return;
-            try {
-              const doc = await jsonOf(["status", "--all", ...flags]);
-              const key = doc.replace(/"(ageSeconds|leaseLeftSeconds)":-?\d+/g, "");
-              if (key !== last && stream.open) {
-                last = key;
-                controller.enqueue(new TextEncoder().encode(`event: locks\ndata: ${doc}\n\n`));
-              }
-            } catch { /* the stream was closed meanwhile */ }
-            if (stream.open) stream.timer = setTimeout(loop, 200);
-          };
-          loop();
-          closers.add(() => {
-            stream.open = false;
-            clearTimeout(stream.timer);
-            try {
-              controller.close();
-            } catch { /* already closed */ }
-          });
-        },
-        cancel() {
-          stream.open = false;
-          clearTimeout(stream.timer);
-        },
-      });
-      return new Response(body, { headers: { "content-type": "text/event-stream" } });
-    }
-    const history = /^\/v1\/history\/([^/]+)$/.exec(url.pathname);
-    if (history) {
-      return new Response(
-        await jsonOf(["history", decodeURIComponent(history[1]!), "--limit", "20", ...storeFlag]),
-        { headers: { "content-type": "application/json" } },
-      );
-    }
-    const broken = /^\/v1\/locks\/(.+)\/break$/.exec(url.pathname);
-    if (broken && request.method === "POST") {
-      if (request.headers.get("authorization") !== `Bearer ${TOKEN}`) {
-        await request.body?.cancel();
-        return Response.json({
-          error: {
-            code: "UNAUTHORIZED",
-            message: "A valid bearer token is needed to break a lock",
-          },
-        }, { status: 401 });
-      }
-      const { reason } = await request.json();
-      const ref = broken[1]!.split("/").map(decodeURIComponent).join("/");
-      return new Response(
-        await jsonOf(["break", ref, "--force", "--reason", reason, ...storeFlag]),
-      );
-    }
-    return new Response("not found", { status: 404 });
-  });
+/**
+ * The same server's handler behind a listener whose event stream always
+ * fails (404), as a proxy that cuts streams would: the page must poll.
+ */
+async function startServerWithoutEvents(store: string, map: string) {
+  const handler = await createHandler(serverOptions(store, map));
+  const server = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen() {} },
+    (request, info) =>
+      new URL(request.url).pathname === "/v1/events"
+        ? new Response("no streams here", { status: 404 })
+        : handler.handle(request, info),
+  );
   return {
     url: `http://127.0.0.1:${server.addr.port}`,
     async [Symbol.asyncDispose]() {
-      for (const close of closers) close();
+      await handler.close();
       await server.shutdown();
     },
   };
@@ -299,7 +238,7 @@ Deno.test("the status page in headless Chromium: live locks, stale marks, escapi
   if (!await browserOrSkip()) return;
   const { t: store, map, hostile } = await world();
   await using _store = store;
-  await using server = startFixtureServer(store.store, map);
+  await using server = await startServer(serverOptions(store.store, map));
   await using chromium = await launchChromium();
   const page = await chromium.newPage();
   const problems: string[] = [];
@@ -482,7 +421,7 @@ Deno.test("the status page in headless Chromium: live locks, stale marks, escapi
       );
       assertEquals(
         await page.$eval("#break-error", (e) => e.textContent),
-        "Not broken: A valid bearer token is needed to break a lock",
+        "Not broken: Unauthorized: a valid bearer token is needed to write",
       );
       const still = await runCli(["status", "db01", "--json"], cliEnv(store.store, map));
       assertStringIncludes(still.stdout, hostile.refs[0]!);
@@ -498,7 +437,10 @@ Deno.test("the status page in headless Chromium: live locks, stale marks, escapi
     await waitForRow(page, HOSTILE, false);
     const history = await runCli(["history", "db01", "--json"], cliEnv(store.store, map));
     const entry = JSON.parse(history.stdout).entries[0];
-    assertEquals([entry.caller, entry.breakReason], [HOSTILE, "stuck backup"]);
+    assertEquals([entry.caller, entry.breakReason], [
+      HOSTILE,
+      "stuck backup (by serve:page-test@127.0.0.1)",
+    ]);
   });
 
   await t.step(
@@ -541,7 +483,7 @@ Deno.test("the status page falls back to polling /v1/locks when the event stream
   if (!await browserOrSkip()) return;
   const { t: store, map, hostile } = await world();
   await using _store = store;
-  await using server = startFixtureServer(store.store, map, { events: false });
+  await using server = await startServerWithoutEvents(store.store, map);
   await using chromium = await launchChromium();
   const page = await chromium.newPage();
   await page.goto(server.url + "/");
@@ -550,4 +492,23 @@ Deno.test("the status page falls back to polling /v1/locks when the event stream
   assertEquals(await page.$eval("#connection", (e) => e.getAttribute("data-mode")), "polling");
   await hostile.release();
   await waitForRow(page, HOSTILE, false);
+});
+
+Deno.test("the serve command's server delivers the page over HTTP with its headers, HEAD and 304", async () => {
+  await using store = await tempStore();
+  await using server = await startServer({ store: store.store, port: 0 });
+  for (const path of ["/", "/app.js", "/app.css", "/favicon.svg"]) {
+    const got = await fetch(server.url + path);
+    const body = await got.text();
+    assertEquals(got.status, 200, path);
+    assertEquals(body, await servePage(new Request(ORIGIN + path))!.text());
+    assertStringIncludes(got.headers.get("content-security-policy")!, "script-src 'self'");
+    assertEquals(got.headers.get("x-content-type-options"), "nosniff");
+    const etag = got.headers.get("etag")!;
+    const again = await fetch(server.url + path, { headers: { "if-none-match": etag } });
+    await again.body?.cancel();
+    assertEquals(again.status, 304, path);
+    const head = await fetch(server.url + path, { method: "HEAD" });
+    assertEquals([head.status, head.headers.get("etag"), await head.text()], [200, etag, ""]);
+  }
 });
