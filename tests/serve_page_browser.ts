@@ -8,7 +8,7 @@
  * @module
  */
 
-import puppeteer, { type Browser, type Page } from "puppeteer-core";
+import puppeteer, { type Browser, type Page } from "npm:puppeteer-core@25.16.0";
 
 /** Where Debian's `chromium` package puts the browser; `CHROMIUM` overrides. */
 export const CHROMIUM_PATH: string = Deno.env.get("CHROMIUM") ?? "/usr/bin/chromium";

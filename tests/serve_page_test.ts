@@ -18,7 +18,7 @@
  */
 
 import { join } from "node:path";
-import type { Page } from "puppeteer-core";
+import type { Page } from "npm:puppeteer-core@25.16.0";
 import { assertEquals, assertOk, assertStringIncludes } from "./_assert.ts";
 import { lockResource } from "../mod.ts";
 import { servePage } from "../src/serve/page.ts";
