@@ -413,6 +413,17 @@ Deno.test("the status page in headless Chromium: live locks, stale marks, escapi
       await page.waitForSelector("#break-dialog[open]");
       assertEquals(await page.evaluate(() => document.activeElement?.id), "break-reason");
       await page.type("#break-reason", "stuck backup");
+      // No token at all: the page asks for one and sends nothing.
+      let posted = 0;
+      const count = (r: { method(): string }) => void (r.method() === "POST" && posted++);
+      page.on("request", count);
+      await page.click("#break-submit");
+      assertEquals(
+        await page.$eval("#break-error", (e) => e.textContent),
+        "Give the access token.",
+      );
+      assertEquals(await page.evaluate(() => document.activeElement?.id), "break-token");
+      assertEquals(posted, 0);
       await page.type("#break-token", "not-the-token");
       await page.click("#break-submit");
       await page.waitForFunction(
@@ -423,6 +434,8 @@ Deno.test("the status page in headless Chromium: live locks, stale marks, escapi
         await page.$eval("#break-error", (e) => e.textContent),
         "Not broken: Unauthorized: a valid bearer token is needed to write",
       );
+      page.off("request", count);
+      assertEquals(posted, 1);
       const still = await runCli(["status", "db01", "--json"], cliEnv(store.store, map));
       assertStringIncludes(still.stdout, hostile.refs[0]!);
       assertOk(await rowText(page, HOSTILE) !== undefined, "the row is still there");
