@@ -156,6 +156,8 @@ async function world() {
   });
   const earlier = await lockResource("db01", { ...options, caller: "earlier-job" });
   await earlier.release();
+  // A host that cannot be read: a folder where its Host lock file should be.
+  await Deno.mkdir(join(t.root, "nas01", "Host.lock"), { recursive: true });
   return { t, map, hostile };
 }
 
@@ -268,6 +270,14 @@ Deno.test("the status page in headless Chromium: live locks, stale marks, escapi
         { title: "Group web", hosts: ["web01"], caption: "Locks of Group web" },
         { title: "Hosts in no group", hosts: ["db01"], caption: "Locks of Hosts in no group" },
       ]);
+      const top = await page.evaluate(() => ({
+        summary: document.getElementById("summary")!.textContent,
+        failures: [...document.querySelectorAll("#failures p")].map((p) => p.textContent),
+      }));
+      assertEquals(top.summary, "2 locks on 2 hosts (3 hosts looked at), 1 stale.");
+      assertEquals(top.failures.length, 1, top.failures.join("\n"));
+      assertOk(top.failures[0]!.startsWith("Cannot read nas01: "), top.failures[0]);
+      assertStringIncludes(top.failures[0]!, "Host.lock");
       const info = await page.$eval("#fleet section .group-info", (p) => p.textContent);
       assertEquals(info, "0 of 1 in maintenance, 1 free; members: web01, web02");
       const headers = await page.$$eval(
