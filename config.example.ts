@@ -125,4 +125,13 @@ export default defineConfig({
   //   username: "resource-locker", // example
   //   password: "…", // example
   // },
+
+  // resource-locker serve: who may take and release locks through it (the API, FleetLock,
+  // breaking from the page). Each { name, token }: the name is recorded in History, the token
+  // (16 characters at least) is sent as "Authorization: Bearer <token>" and never shown.
+  // None (and no RESOURCE_LOCKER_SERVE_TOKEN): the server is read-only. Prefer the environment
+  // or a config file only its user can read, such as [{ name: "ops", token: "…" }].
+  // serve: {
+  //   tokens: [],
+  // },
 });

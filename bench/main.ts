@@ -23,6 +23,7 @@ import {
 import { smbSections } from "./_smb.ts";
 import { etcdSections } from "./_etcd.ts";
 import { startupSection } from "./_startup.ts";
+import { pageSection } from "./_page.ts";
 import {
   fanOut,
   fanOutCounts,
@@ -133,6 +134,7 @@ try {
   }
 
   figures.push(...await startupSection({ quick, root, wants }));
+  figures.push(...await pageSection({ quick, root, wants }));
 
   for (const section of [smbSections, etcdSections, handoffSections]) {
     figures.push(

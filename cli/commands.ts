@@ -14,6 +14,7 @@ import { HISTORY } from "./commands/history.ts";
 import { ID } from "./commands/id.ts";
 import { LOCK, LOCK_FILE } from "./commands/lock.ts";
 import { RUN } from "./commands/run.ts";
+import { SERVE } from "./commands/serve.ts";
 import { STATUS } from "./commands/status.ts";
 import { TEST } from "./commands/test.ts";
 import { UNLOCK } from "./commands/unlock.ts";
@@ -32,5 +33,6 @@ export const COMMANDS: readonly CommandDeclaration[] = [
   HISTORY,
   BREAK,
   RUN,
+  SERVE,
   COMPLETIONS,
 ];

@@ -5,7 +5,6 @@
  * @module
  */
 
-import type { LockInfo } from "../src/locker.ts";
 import { formatDuration } from "../src/duration.ts";
 import { showField } from "../src/_text.ts";
 import { UsageError } from "./errors.ts";
@@ -18,24 +17,8 @@ export function table(cells: string[][]): string {
     .join("\n");
 }
 
-/** A lock as `--json` shows it. */
-export function lockJson(info: LockInfo, now: number): Record<string, unknown> {
-  return {
-    host: info.host,
-    ref: info.ref,
-    lockId: info.lockId,
-    type: info.type,
-    sessionId: info.sessionId ?? null,
-    caller: info.caller ?? null,
-    description: info.description ?? null,
-    lockedAt: info.lockedAt?.toISOString() ?? null,
-    ageSeconds: info.lockedAt ? Math.round((now - info.lockedAt.getTime()) / 1000) : null,
-    expiresAt: info.expiresAt?.toISOString() ?? null,
-    expired: info.expired,
-    content: info.state,
-    holder: info.holder ?? null,
-  };
-}
+/** A lock as `--json` shows it (one builder for the command line and the server). */
+export { lockJson } from "../src/documents.ts";
 
 /** How long ago, or `?`. */
 export function age(date: Date | undefined, now: number): string {

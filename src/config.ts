@@ -115,6 +115,16 @@ export interface ResourceLockerConfig {
     /** `auto`: encrypt when the server or share requires it; `required`: always. @default "auto" */
     encrypt?: "auto" | "required";
   };
+  /** Settings of `resource-locker serve`. */
+  serve?: {
+    /**
+     * Tokens allowed to take and release locks through the server (each
+     * `{ name, token }`: the name is recorded in History, the token, at least
+     * 16 characters, is never shown). None: the server is read-only, unless
+     * `RESOURCE_LOCKER_SERVE_TOKEN` is set. @default []
+     */
+    tokens?: { name: string; token: string }[];
+  };
   /** etcd store settings. */
   etcd?: {
     /** More endpoints besides the template's, tried in turn. */
@@ -245,6 +255,8 @@ export interface ResolvedConfig {
     signing: "auto" | "required";
     encrypt: "auto" | "required";
   };
+  /** `resource-locker serve`'s settings. */
+  serve: { tokens: { name: string; token: string }[] };
   /** etcd settings. */
   etcd: {
     endpoints: string[];
@@ -377,15 +389,27 @@ const KEYS: ReadonlyMap<string, Kind> = new Map([
   ["stalePowerShellAfter", "duration"],
   ["smb", "object"],
   ["etcd", "object"],
+  ["serve", "object"],
 ]);
 
 /** The shortest lease: renewals come every third of it. */
 export const MIN_LEASE_MS = 100;
 
-/** Settings below `smb` and `etcd`: what each must be. Their values are never shown in messages. */
+/** Settings below `smb`, `etcd` and `serve`: what each must be. Their values are never shown in messages. */
 const SUB_KEYS: Readonly<
-  Record<"smb" | "etcd", ReadonlyMap<string, [string, (v: unknown) => boolean]>>
+  Record<"smb" | "etcd" | "serve", ReadonlyMap<string, [string, (v: unknown) => boolean]>>
 > = {
+  serve: new Map([
+    ["tokens", [
+      "an array of { name, token } strings",
+      (v) =>
+        Array.isArray(v) &&
+        v.every((t) =>
+          t !== null && typeof t === "object" && typeof t.name === "string" &&
+          typeof t.token === "string"
+        ),
+    ]],
+  ]),
   smb: new Map([
     ["username", ["a string", (v) => typeof v === "string"]],
     ["password", ["a string", (v) => typeof v === "string"]],
@@ -618,7 +642,7 @@ export function validateConfig(
           `Invalid config "${source}": setting "${key}" must be an object, got ${kindOf(value)}`,
         );
       }
-      const known = SUB_KEYS[key as "smb" | "etcd"];
+      const known = SUB_KEYS[key as "smb" | "etcd" | "serve"];
       const sub: Record<string, unknown> = {};
       for (const [name, item] of ownEntries(value, source, `"${key}"`)) {
         const rule = known.get(name);
@@ -637,7 +661,9 @@ export function validateConfig(
             }`,
           );
         }
-        sub[name] = Array.isArray(item) ? [...item] : item;
+        sub[name] = Array.isArray(item)
+          ? item.map((e) => e !== null && typeof e === "object" ? { ...e } : e)
+          : item;
       }
       copy[key] = sub;
       continue;
@@ -647,6 +673,7 @@ export function validateConfig(
   const c = copy as ResourceLockerConfig;
   registerSecret(c.smb?.password);
   registerSecret(c.etcd?.password);
+  for (const token of c.serve?.tokens ?? []) registerSecret(token.token);
   if (c.store) registerUrlSecrets(c.store);
   for (const endpoint of c.etcd?.endpoints ?? []) registerUrlSecrets(endpoint);
   if (warnings.length) WARNINGS.set(c, warnings);
@@ -793,7 +820,7 @@ function merge(
     if (!layer) continue;
     for (const [key, value] of Object.entries(layer)) {
       if (value === undefined || !KEYS.has(key)) continue;
-      if (key === "smb" || key === "etcd") {
+      if (key === "smb" || key === "etcd" || key === "serve") {
         (out as Record<string, unknown>)[key] = {
           ...(out as Record<string, object>)[key],
           ...value,
@@ -885,6 +912,7 @@ export async function resolveConfig(
       ...c.etcd?.username !== undefined ? { username: c.etcd.username } : {},
       ...c.etcd?.password !== undefined ? { password: c.etcd.password } : {},
     },
+    serve: { tokens: c.serve?.tokens ?? [] },
     warnings: [
       ...new Set([...layers, flagFile, overrides, checked].flatMap(configWarnings)),
     ],

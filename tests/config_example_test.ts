@@ -37,12 +37,13 @@ const SETTINGS = {
   ],
   smb: ["username", "password", "domain", "port", "timeout", "signing", "encrypt"],
   etcd: ["endpoints", "historyLimit", "timeout", "ca", "cert", "key", "username", "password"],
+  serve: ["tokens"],
 } as const;
 
 /** A commented setting: `// name: value,` with an optional `// example` mark. */
 const SETTING_LINE = /^\s*\/\/ +(\w+): (.+?),( \/\/ example)?$/;
 /** A commented object's first and last lines. */
-const OBJECT_OPEN = /^(\s*)\/\/ (smb|etcd): \{$/;
+const OBJECT_OPEN = /^(\s*)\/\/ (smb|etcd|serve): \{$/;
 const OBJECT_CLOSE = /^(\s*)\/\/ \},$/;
 
 /** The example's commented settings, each with whether it is an example. */
@@ -110,6 +111,7 @@ Deno.test("config.example.ts shows every setting, commented", async () => {
     ...SETTINGS.top,
     ...SETTINGS.smb.map((name) => `smb.${name}`),
     ...SETTINGS.etcd.map((name) => `etcd.${name}`),
+    ...SETTINGS.serve.map((name) => `serve.${name}`),
   ];
   assert.deepEqual([...shown].sort(), [...expected].sort());
 });
@@ -138,12 +140,15 @@ Deno.test("config.example.ts: the settings shown with a value, uncommented, give
     "etcd.endpoints",
     "etcd.historyLimit",
     "etcd.timeout",
+    "serve.tokens",
   ]);
   const uncommented = withDefaultsUncommented(text);
   await withConfigFile(uncommented, async (path) => {
     const loaded = (await loadConfigModule(path))! as Record<string, Record<string, unknown>>;
     const paths = Object.entries(loaded).flatMap(([key, value]) =>
-      key === "smb" || key === "etcd" ? Object.keys(value).map((sub) => `${key}.${sub}`) : [key]
+      key === "smb" || key === "etcd" || key === "serve"
+        ? Object.keys(value).map((sub) => `${key}.${sub}`)
+        : [key]
     );
     assert.deepEqual(paths.sort(), [...defaults].sort(), "every default line was uncommented");
     assert.deepEqual(await resolvedWith(path), await resolvedWith());

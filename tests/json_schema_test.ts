@@ -27,6 +27,7 @@ const SCHEMA_OF_COMMAND: Readonly<Record<string, string>> = {
   history: "history",
   break: "break",
   run: "error",
+  serve: "error",
   completions: "error",
 };
 

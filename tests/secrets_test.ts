@@ -287,3 +287,61 @@ Deno.test("a store's refusal of a template with credentials is masked in the lib
   assert.ok(error instanceof InputError, String(error));
   assertNoLeak(error.message, password, "library error");
 });
+
+Deno.test("serve: a token from a config file is in no response, log line or error of the server", async () => {
+  const token = "CfgServeTok-9e2b7a61";
+  const dir = await Deno.makeTempDir({ prefix: "rl-secrets-serve-" });
+  try {
+    const config = join(dir, "config.ts");
+    await Deno.writeTextFile(
+      config,
+      `export default { serve: { tokens: [{ name: "ops", token: ${JSON.stringify(token)} }] } };\n`,
+    );
+    const { spawnCli } = await import("./_cli_helpers.ts");
+    const child = spawnCli(
+      ["serve", "--listen", "127.0.0.1:0", "--verbose", "--config-file", config],
+      { store: `${dir}/{0}` },
+    );
+    const reader = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
+    let stderr = "";
+    const timer = setTimeout(() => child.kill("SIGKILL"), 30_000);
+    let url: string | undefined;
+    while (!url) {
+      const { done, value } = await reader.read();
+      if (done) throw new Error(`serve ended: ${stderr}`);
+      stderr += value;
+      url = /Listening on (\S+)/.exec(stderr)?.[1];
+    }
+    const bodies: string[] = [];
+    const auth = { authorization: `Bearer ${token}` };
+    for (
+      const [method, path, headers, body] of [
+        ["POST", "/v1/locks", auth, '{"host":"hv01","type":"host"}'],
+        ["POST", "/v1/locks", auth, '{"host":"hv01","type":"host"}'], // busy: an error
+        ["POST", "/v1/locks", auth, `{"host":"${token}!"}`], // the token in bad input
+        ["POST", "/v1/locks", { authorization: `Bearer ${token}x` }, "{}"],
+        ["GET", `/v1/hosts/${token}`, {}, null],
+        ["GET", "/v1/locks", {}, null],
+        ["GET", "/metrics", {}, null],
+        ["GET", "/v1/openapi.json", {}, null],
+      ] as const
+    ) {
+      const response = await fetch(`${url}${path}`, { method, headers, body });
+      bodies.push(`${response.status} ${[...response.headers].join(";")} ${await response.text()}`);
+    }
+    child.kill("SIGTERM");
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      stderr += value;
+    }
+    const { code } = await child.status;
+    clearTimeout(timer);
+    assert.equal(code, 0, stderr);
+    assert.ok(bodies[0]!.startsWith("200"), bodies[0]);
+    assert.ok(bodies[2]!.startsWith("400"), bodies[2]);
+    for (const text of [...bodies, stderr]) assertNoLeak(text, token, text.slice(0, 200));
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

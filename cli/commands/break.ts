@@ -9,7 +9,8 @@ import { breakResourceLock, DEFAULT_BREAK_REASON } from "../../src/api.ts";
 import { describeHolder } from "../../src/_text.ts";
 import type { CommandDeclaration } from "../command.ts";
 import { EXIT } from "../errors.ts";
-import { lockJson, oneOperand } from "../format.ts";
+import { oneOperand } from "../format.ts";
+import { breakDocument } from "../../src/documents.ts";
 import { printJson } from "../io.ts";
 
 /** `break <ref>`. */
@@ -35,7 +36,7 @@ it and why. --force breaks any lock.`,
       force: values.force === true,
       ...typeof values.reason === "string" ? { reason: values.reason } : {},
     });
-    if (values.json) printJson(io, { command: "break", broken: lockJson(info, Date.now()) });
+    if (values.json) printJson(io, breakDocument(info, Date.now()));
     else if (!values.quiet) {
       io.err(`Broke ${info.ref} (${describeHolder(info, { description: false })})`);
     }

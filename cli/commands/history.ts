@@ -8,7 +8,8 @@ import { getResourceLockHistory } from "../../src/api.ts";
 import { formatDuration } from "../../src/duration.ts";
 import type { CommandDeclaration } from "../command.ts";
 import { EXIT } from "../errors.ts";
-import { lockJson, oneOperand, table } from "../format.ts";
+import { oneOperand, table } from "../format.ts";
+import { historyDocument } from "../../src/documents.ts";
 import { printJson } from "../io.ts";
 import { wholeNumber } from "../options.ts";
 
@@ -28,17 +29,7 @@ export const HISTORY: CommandDeclaration = {
     });
     const now = Date.now();
     if (values.json) {
-      printJson(io, {
-        command: "history",
-        host: host.toLowerCase(),
-        entries: entries.map((e) => ({
-          ...lockJson(e, now),
-          name: e.name,
-          unlockedAt: e.unlockedAt?.toISOString() ?? null,
-          brokenBy: e.brokenBy ?? null,
-          breakReason: e.breakReason ?? null,
-        })),
-      });
+      printJson(io, historyDocument(host, entries, now));
       return EXIT.OK;
     }
     if (entries.length === 0) {

@@ -10,18 +10,13 @@ import type { CommandContext, CommandDeclaration } from "../command.ts";
 import { EXIT } from "../errors.ts";
 import { LOCK_FLAGS, lockFlags } from "../flags.ts";
 import { oneOperand } from "../format.ts";
+import { lockDocument } from "../../src/documents.ts";
 import { printJson } from "../io.ts";
 import { lockOptions } from "../options.ts";
 
 function printLock(command: string, lock: ResourceLock, { values, io }: CommandContext): number {
   if (values.json) {
-    printJson(io, {
-      command,
-      host: lock.host,
-      type: lock.type,
-      sessionId: lock.sessionId,
-      refs: lock.refs,
-    });
+    printJson(io, lockDocument(command, lock));
   } else io.out(lock.refs.join("\n"));
   return EXIT.OK;
 }

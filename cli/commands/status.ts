@@ -7,7 +7,6 @@
  */
 
 import {
-  type FleetLock,
   getFleetStatus,
   getGroupStatus,
   getResourceLockStatus,
@@ -19,51 +18,13 @@ import { formatDuration } from "../../src/duration.ts";
 import type { CommandDeclaration, Values } from "../command.ts";
 import { EXIT, UsageError } from "../errors.ts";
 import { DEPENDENCIES_FILE, GROUP_FLAG } from "../flags.ts";
-import { age, lockJson, table } from "../format.ts";
+import { age, table } from "../format.ts";
+import { fleetDocument, groupDocument, hostsDocument } from "../../src/documents.ts";
 import { type Io, printJson } from "../io.ts";
 
 function leaseLeft(expiresAt: Date | undefined, expired: boolean, now: number): string {
   if (!expiresAt) return "never";
   return expired ? "expired" : `${formatDuration(expiresAt.getTime() - now)} left`;
-}
-
-function fleetLockJson(l: FleetLock, now: number): Record<string, unknown> {
-  return {
-    ...lockJson(l, now),
-    leaseLeftSeconds: l.expiresAt
-      ? Math.max(0, Math.round((l.expiresAt.getTime() - now) / 1000))
-      : null,
-    origin: l.origin ?? "unknown",
-    writtenAt: l.writtenAt?.toISOString() ?? null,
-    stale: l.stale,
-  };
-}
-
-/** A maintenance group as `--json` shows it. */
-export function groupJson(g: GroupStatus, now: number): Record<string, unknown> {
-  return {
-    name: g.name,
-    members: g.members,
-    max: g.max,
-    used: g.used,
-    free: g.free,
-    home: g.home,
-    location: g.location,
-    slots: g.slots.map((slot) => ({
-      slot: slot.slot,
-      name: slot.name,
-      member: slot.member ?? null,
-      sessionId: slot.sessionId ?? null,
-      caller: slot.caller ?? null,
-      description: slot.description ?? null,
-      lockedAt: slot.lockedAt?.toISOString() ?? null,
-      ageSeconds: slot.lockedAt ? Math.round((now - slot.lockedAt.getTime()) / 1000) : null,
-      expiresAt: slot.expiresAt?.toISOString() ?? null,
-      expired: slot.expired,
-      orphaned: slot.orphaned,
-      holder: slot.holder ?? null,
-    })),
-  };
 }
 
 function groupRows(groups: readonly GroupStatus[]): string[][] {
@@ -104,16 +65,7 @@ async function statusAll(
   });
   const now = Date.now();
   if (values.json) {
-    printJson(io, {
-      command: "status",
-      all: true,
-      source: fleet.source,
-      hosts: fleet.hosts,
-      skipped: fleet.skipped,
-      locks: fleet.locks.map((l) => fleetLockJson(l, now)),
-      groups: fleet.groups.map((g) => groupJson(g, now)),
-      failures: fleet.failures,
-    });
+    printJson(io, fleetDocument(fleet, now));
   } else {
     if (fleet.locks.length > 0) {
       const rows = [["HOST", "TYPE", "CALLER", "HOLDER", "AGE", "LEASE", "STALE", "REF"]];
@@ -166,11 +118,7 @@ async function statusGroup(
   const locks = await getResourceLockStatus(group.members, storeOptions);
   const now = Date.now();
   if (values.json) {
-    printJson(io, {
-      command: "status",
-      group: groupJson(group, now),
-      locks: locks.map((l) => lockJson(l, now)),
-    });
+    printJson(io, groupDocument(group, locks, now));
     return EXIT.OK;
   }
   io.out(
@@ -264,11 +212,7 @@ when, lease), then its members' locks.`,
     const locks = await getResourceLockStatus(operands, storeOptions);
     const now = Date.now();
     if (values.json) {
-      printJson(io, {
-        command: "status",
-        hosts: operands.map((h) => h.toLowerCase()),
-        locks: locks.map((l) => lockJson(l, now)),
-      });
+      printJson(io, hostsDocument(operands, locks, now));
       return EXIT.OK;
     }
     if (locks.length === 0) {
