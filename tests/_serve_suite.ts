@@ -226,7 +226,7 @@ export function registerServeSuite(
     assert.equal(taken.json.command, "lock");
     const [ref] = taken.json.refs;
     const status = await call("GET", "/v1/hosts/web01", {});
-    assert.equal(status.json.locks[0].caller, "serve:ops@127.0.0.1");
+    assert.equal(status.json.locks[0].caller, "serve/ops@127.0.0.1");
     assert.equal(status.json.locks[0].description, "from the API");
     // Busy: the second Host lock is refused at once, as 409.
     const busy = await call("POST", "/v1/locks", AUTH, { host: "web01", type: "Host" });
@@ -245,7 +245,7 @@ export function registerServeSuite(
     assert.equal(broken.status, 200);
     assert.equal(broken.json.broken.ref, other.refs[0]);
     const [entry] = await getResourceLockHistory("web02", { ...t.lockOptions, limit: 1 });
-    assert.equal(entry!.breakReason, "stuck (by serve:ops@127.0.0.1)");
+    assert.equal(entry!.breakReason, "stuck (by serve/ops@127.0.0.1)");
     // Basic credentials (a FleetLock base_url's user:token@) count as the token.
     const basic = await call("POST", "/v1/locks", {
       authorization: `Basic ${btoa(`zincati:${TOKEN}`)}`,

@@ -462,7 +462,7 @@ Deno.test("the status page in headless Chromium: live locks, stale marks, escapi
     const entry = JSON.parse(history.stdout).entries[0];
     assertEquals([entry.caller, entry.breakReason], [
       HOSTILE,
-      "stuck backup (by serve:page-test@127.0.0.1)",
+      "stuck backup (by serve/page-test@127.0.0.1)",
     ]);
   });
 

@@ -318,7 +318,7 @@ test("the command: listens, logs with --verbose, stops on SIGTERM with exit 0, s
     const body = await taken.text();
     assert.ok(!body.includes(TOKEN));
     const fleet = await (await fetch(`${url}/v1/locks`)).json();
-    assert.equal(fleet.locks[0].caller, "serve:env@127.0.0.1");
+    assert.equal(fleet.locks[0].caller, "serve/env@127.0.0.1");
     child.kill("SIGTERM");
     const status = await within(15_000, child.status, () => child.kill("SIGKILL"));
     for (;;) {

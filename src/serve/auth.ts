@@ -14,7 +14,7 @@ import { kindOf, registerSecret } from "../_text.ts";
 
 /** A token allowed to write through the server, and the name History records for it. */
 export interface ServeToken {
-  /** Who holds it, recorded in History (`serve:<name>@<address>`): letters, digits, `.`, `_`, `-`. */
+  /** Who holds it, recorded in History (`serve/<name>@<address>`): letters, digits, `.`, `_`, `-`. */
   name: string;
   /** The secret, at least 16 characters. Never printed. */
   token: string;

@@ -151,7 +151,7 @@ export interface FleetLockResult {
  * that it already holds them.
  *
  * @param params the client's id and group
- * @param caller who asked (`serve:<token>@<address>`), recorded in the lock
+ * @param caller who asked (`serve/<token>@<address>`), recorded in the lock
  * @param options store options and the map file
  * @throws {FleetLockError} with the protocol's kind
  */

@@ -107,7 +107,7 @@ export function openApiDocument(): Record<string, unknown> {
           },
         },
         post: {
-          summary: "Take a lock (lock --json); the caller recorded is serve:<token>@<address>",
+          summary: "Take a lock (lock --json); the caller recorded is serve/<token>@<address>",
           security: bearer,
           requestBody: {
             required: true,

@@ -248,8 +248,13 @@ export const PAGE_JS = String.raw`"use strict";
 
   function stamp() { return new Date().toLocaleTimeString(); }
 
+  // One poll at a time: a poll asked for while one is in flight is that one,
+  // which schedules the next when it ends (else each failed stream added a loop).
+  var polling = false;
   function poll() {
     clearTimeout(pollTimer);
+    if (polling) return;
+    polling = true;
     fetch("/v1/locks", { cache: "no-store", headers: { accept: "application/json" } })
       .then(function (r) {
         if (!r.ok) throw new Error("HTTP " + r.status);
@@ -260,7 +265,11 @@ export const PAGE_JS = String.raw`"use strict";
         setMode("polling", "Updated every " + POLL_MS / 1000 + " s (live stream unavailable); last " + stamp());
       })
       .catch(function () { setMode("offline", "Cannot reach the server; retrying. Last try " + stamp()); })
-      .then(function () { if (!source) pollTimer = setTimeout(poll, POLL_MS); });
+      .then(function () {
+        polling = false;
+        clearTimeout(pollTimer);
+        if (!source) pollTimer = setTimeout(poll, POLL_MS);
+      });
   }
 
   function connect() {

@@ -4,7 +4,7 @@
  *
  * Read-only by default: every write (taking, releasing, breaking, FleetLock)
  * needs a bearer token, and every write is recorded with who did it, as the
- * lock's caller or the break's reason: `serve:<token name>@<client address>`.
+ * lock's caller or the break's reason: `serve/<token name>@<client address>`.
  *
  * @module
  */
@@ -786,7 +786,7 @@ export async function createHandler(options: ServerOptions = {}): Promise<ServeH
         routeName = found.r.pattern;
         const who = () => {
           tokenName = authorize(request);
-          return `serve:${tokenName}@${client}`;
+          return `serve/${tokenName}@${client}`;
         };
         if (
           found.r.write && found.r.pattern !== "/v1/pre-reboot" &&
