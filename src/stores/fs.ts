@@ -431,13 +431,11 @@ export function openFsStore(
   async function archiveByHandles(
     handles: FolderHandles,
     host: string,
-    name: string,
-    historyName: string,
+    { name, path }: { name: string; path: string },
+    { name: historyName, target }: { name: string; target: string },
     data: Uint8Array,
   ): Promise<void> {
     const dir = folder(host);
-    const path = entryPath(dir, name);
-    const target = entryPath(history(host), historyName);
     let hostFolder: FolderHandle;
     try {
       hostFolder = handles.open(dir);
@@ -595,7 +593,13 @@ export function openFsStore(
         const target = entryPath(history(host), historyName);
         const handles = options.historyFolderName.includes("/") ? undefined : folderHandles();
         if (handles) {
-          await archiveByHandles(handles, host, name, historyName, data);
+          await archiveByHandles(
+            handles,
+            host,
+            { name, path },
+            { name: historyName, target },
+            data,
+          );
           return true;
         }
         const h = pause("archive.historyChecked", host, name);
