@@ -10,7 +10,13 @@
  */
 
 import { parseArgs } from "node:util";
-import { closeStores, getFleetStatus, getResourceLockStatus, lockResource } from "../mod.ts";
+import {
+  closeStores,
+  getFleetStatus,
+  getResourceLockStatus,
+  lockResource,
+  type ResourceLock,
+} from "../mod.ts";
 import { mapLimit } from "../src/locker.ts";
 import {
   CLI_PERMISSIONS,
@@ -33,10 +39,26 @@ import {
   localReleaseCalls,
 } from "./_handoff.ts";
 
-const { values } = parseArgs({
-  args: Deno.args,
-  options: { quick: { type: "boolean" }, out: { type: "string" }, only: { type: "string" } },
-});
+const USAGE = "usage: deno task bench [--quick] [--only ID,…] [--out FILE]";
+let values: { quick?: boolean; out?: string; only?: string; help?: boolean };
+try {
+  ({ values } = parseArgs({
+    args: Deno.args,
+    options: {
+      quick: { type: "boolean" },
+      out: { type: "string" },
+      only: { type: "string" },
+      help: { type: "boolean" },
+    },
+  }));
+} catch (error) {
+  console.error(`${(error as Error).message}\n${USAGE}`);
+  Deno.exit(2);
+}
+if (values.help) {
+  console.log(USAGE);
+  Deno.exit(0);
+}
 const quick = values.quick === true;
 const RUNS = quick ? 5 : 60;
 const figures: Figure[] = [];
@@ -160,6 +182,31 @@ await Deno.writeTextFile(
 );
 console.log(`Figures written to ${out}`);
 
+/** Locks each of `names` with a Generic lock, 50 at a time. */
+async function lockHosts(
+  names: string[],
+  store: string,
+  config: Record<string, unknown> | undefined,
+): Promise<ResourceLock[]> {
+  const locks: ResourceLock[] = [];
+  for (let i = 0; i < names.length; i += 50) {
+    locks.push(
+      ...await Promise.all(
+        names.slice(i, i + 50).map((host) =>
+          lockResource(host, {
+            store,
+            dependencies: {},
+            retries: 1,
+            caller: "bench",
+            ...config ? { config } : {},
+          })
+        ),
+      ),
+    );
+  }
+  return locks;
+}
+
 /** `status` over many hosts each holding a lock, with bounded concurrency; time per host. */
 export async function statusAtScale(
   name: string,
@@ -170,22 +217,7 @@ export async function statusAtScale(
     {},
 ): Promise<Figure> {
   const names = Array.from({ length: hosts }, (_, i) => `${name}-st${i}`);
-  const locks = [];
-  for (let i = 0; i < names.length; i += 50) {
-    locks.push(
-      ...await Promise.all(
-        names.slice(i, i + 50).map((host) =>
-          lockResource(host, {
-            store,
-            dependencies: {},
-            retries: 1,
-            caller: "bench",
-            ...options.config ? { config: options.config } : {},
-          })
-        ),
-      ),
-    );
-  }
+  const locks = await lockHosts(names, store, options.config);
   const baseline = options.baseline ?? (async (list: string[]) => {
     const folder = (h: string) => store.replace("{0}", h);
     await Promise.all(list.map(async (h) => {
@@ -238,22 +270,7 @@ export async function fleetAtScale(
   options: { config?: Record<string, unknown>; baseline: () => Promise<unknown> },
 ): Promise<Figure> {
   const names = Array.from({ length: hosts }, (_, i) => `${name}-fl${i}`);
-  const locks = [];
-  for (let i = 0; i < names.length; i += 50) {
-    locks.push(
-      ...await Promise.all(
-        names.slice(i, i + 50).map((host) =>
-          lockResource(host, {
-            store,
-            dependencies: {},
-            retries: 1,
-            caller: "bench",
-            ...options.config ? { config: options.config } : {},
-          })
-        ),
-      ),
-    );
-  }
+  const locks = await lockHosts(names, store, options.config);
   const result = await compare(
     async () => {
       const fleet = await getFleetStatus({
