@@ -114,14 +114,8 @@ export async function etcdInstalled(): Promise<boolean> {
   }
 }
 
-/**
- * Whether this is a CI run: `CI` set and not `false` or `0` (GitHub, GitLab
- * and most others set `CI=true`, some `CI=1`).
- */
-export function underCi(): boolean {
-  const ci = Deno.env.get("CI");
-  return ci !== undefined && !/^(false|0)$/i.test(ci.trim());
-}
+import { underCi } from "./_helpers.ts";
+export { underCi };
 
 /** What {@linkcode etcdTestGate} decided. */
 export interface EtcdTestGate {

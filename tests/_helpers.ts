@@ -180,3 +180,13 @@ export function seededRandom(seed: number): () => number {
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
 }
+
+/**
+ * Whether this run is CI's: `CI` set to anything but "", "false" or "0"
+ * (CI services set `CI=true` or `CI=1`). Under CI a missing server or tool
+ * fails its suite instead of skipping it.
+ */
+export function underCi(): boolean {
+  const value = Deno.env.get("CI")?.trim().toLowerCase();
+  return value !== undefined && value !== "" && value !== "false" && value !== "0";
+}

@@ -291,11 +291,8 @@ export function entryProblem(entry: RawEntry): string | undefined {
 // ---------------------------------------------------------------------------
 // The run.
 
-/** Whether this is a CI run: CI set and not "false" or "0". */
-export function underCi(): boolean {
-  const ci = Deno.env.get("CI");
-  return ci !== undefined && !/^(false|0)$/i.test(ci.trim());
-}
+import { underCi } from "./_helpers.ts";
+export { underCi };
 
 /** Files of a folder on disk as entries (folders and vanished files skipped). */
 export async function folderEntries(dir: string): Promise<RawEntry[]> {

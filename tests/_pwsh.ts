@@ -24,14 +24,8 @@ import { REPO_ROOT } from "./_cli_helpers.ts";
 /** The PowerShell version the suite is written for (`.ci/run` installs it). */
 export const PWSH_VERSION = "7.6.9";
 
-/**
- * Whether this run is CI's: `CI` set to anything but "", "false" or "0".
- * Under CI a missing `pwsh` or module fails the suite instead of skipping it.
- */
-export function underCi(): boolean {
-  const value = Deno.env.get("CI")?.trim().toLowerCase();
-  return value !== undefined && value !== "" && value !== "false" && value !== "0";
-}
+import { underCi } from "./_helpers.ts";
+export { underCi };
 
 function isExecutable(path: string): boolean {
   try {

@@ -189,14 +189,8 @@ export function smbdMissing(): string | undefined {
   return typeof tools === "string" ? tools : undefined;
 }
 
-/**
- * Whether this run is CI's: `CI` set to anything but "", "false" or "0"
- * (CI services set `CI=true` or `CI=1`).
- */
-export function underCi(): boolean {
-  const value = Deno.env.get("CI")?.trim().toLowerCase();
-  return value !== undefined && value !== "" && value !== "false" && value !== "0";
-}
+import { underCi } from "./_helpers.ts";
+export { underCi };
 
 /**
  * `Deno.test` for tests that need smbd: skipped with a visible message when

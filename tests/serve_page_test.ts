@@ -22,7 +22,7 @@ import type { Page } from "npm:puppeteer-core@25.16.0";
 import { assertEquals, assertOk, assertStringIncludes } from "./_assert.ts";
 import { lockResource } from "../mod.ts";
 import { servePage } from "../src/serve/page.ts";
-import { FakeClock, tempStore } from "./_helpers.ts";
+import { FakeClock, tempStore, underCi } from "./_helpers.ts";
 import { REPO_ROOT, runCli } from "./_cli_helpers.ts";
 import { createHandler, startServer } from "../src/serve/server.ts";
 import { haveChromium, launchChromium, STEP_MS } from "./serve_page_browser.ts";
@@ -229,7 +229,7 @@ const UPDATE = Deno.args.includes("--update") || Deno.env.get("UPDATE") === "1";
 
 async function browserOrSkip(): Promise<boolean> {
   if (await haveChromium()) return true;
-  if (Deno.env.get("CI")) {
+  if (underCi()) {
     throw new Error("chromium is missing: .ci/run installs Debian's chromium");
   }
   console.warn("chromium is missing: the page's browser tests are skipped (CI fails instead)");
