@@ -7,6 +7,10 @@
  *
  * Usage: deno run -A tests/_etcd_contender.ts <store> <host> <rounds> <oracle URL> <worker id> [<options JSON>]
  *
+ * The worker stops after `rounds` rounds, or earlier when the oracle answers
+ * an exit with `stop` (a test under faults runs until its faults are done,
+ * not for a number of rounds that may end before them).
+ *
  * Options (for a cluster under faults): `ttl`, a lease for every round
  * (else every other round holds a 3 s lease); `config`, settings such as
  * `{ etcd: { timeout: "1s" } }`; `tolerant`, a round whose lock or release
@@ -31,13 +35,15 @@ const options = JSON.parse(optionsText ?? "{}") as {
   tolerant?: boolean;
 };
 
-async function tell(what: "enter" | "exit", type: LockType, session: string) {
+/** Tells the oracle; its answer (`stop` ends the loop after this round). */
+async function tell(what: "enter" | "exit", type: LockType, session: string): Promise<string> {
   const response = await fetch(
     `${oracle}/${what}?type=${type}&worker=${id}&session=${session}`,
     { method: "POST" },
   );
-  await response.body?.cancel();
+  const answer = await response.text();
   if (!response.ok) throw new Error(`oracle said ${response.status}`);
+  return answer;
 }
 
 const counts: Record<string, number> = {
@@ -49,7 +55,8 @@ const counts: Record<string, number> = {
 };
 const errors: string[] = [];
 try {
-  for (let round = 0; round < Number(roundsText);) {
+  let stop = false;
+  for (let round = 0; round < Number(roundsText) && !stop;) {
     const type: LockType = Math.random() < 0.35 ? "Host" : "Generic";
     let lock;
     try {
@@ -72,7 +79,7 @@ try {
     }
     await tell("enter", type, lock.sessionId);
     await sleep(2 + Math.random() * 10);
-    await tell("exit", type, lock.sessionId);
+    stop = (await tell("exit", type, lock.sessionId)) === "stop";
     counts[type]!++;
     round++;
     try {

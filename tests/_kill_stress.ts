@@ -405,6 +405,8 @@ export async function runKillStress(
     transientBadEntries: 0,
   };
   const seamHits: Record<string, number> = {};
+  /** Whether a worker died holding a lock (its final log ends in a holding). */
+  let holderKilled = false;
   const probeLatenciesMs: number[] = [];
   const all: Proc[] = [];
   const alive = new Set<Proc>();
@@ -617,12 +619,17 @@ export async function runKillStress(
           if (candidates.length === 0) continue;
           const holding: Proc[] = [];
           for (const p of candidates) if (await holds(p)) holding.push(p);
-          const choices = holding.length > 0 && rand() < 0.5 ? holding : candidates;
+          // a holder while none has been killed yet, then half the time
+          const choices = holding.length > 0 && (!holderKilled || rand() < 0.5)
+            ? holding
+            : candidates;
           const victim = choices[Math.floor(rand() * choices.length)]!;
           const wasHolding = holding.includes(victim);
           await kill(victim, wasHolding ? "at random while holding" : "at random");
           stats.randomKills!++;
           if (wasHolding) stats.randomKillsOfHolders!++;
+          // its log is final now: did it die holding?
+          if (wasHolding && await holds(victim)) holderKilled = true;
           plain.delete(victim);
           const replacement = await takeReady(phaseEnd);
           if (!replacement) break;
@@ -685,6 +692,25 @@ export async function runKillStress(
       })();
 
       await Promise.all([killer, seamer, faulter]);
+
+      // The run must kill a holder (what the exclusion check is about). A
+      // loaded machine can keep every random kill off the holders, so until
+      // one died holding, wait (bounded: the workers stop at untilMs) for a
+      // worker that holds and kill it there; its final log says whether it
+      // still held.
+      while (!holderKilled && Date.now() < untilMs - 2000) {
+        const holder = await (async () => {
+          for (const p of plain) if (alive.has(p) && await holds(p)) return p;
+        })();
+        if (!holder) {
+          await sleep(5);
+          continue;
+        }
+        await kill(holder, "while holding (no holder killed yet)");
+        stats.forcedHolderKills = (stats.forcedHolderKills ?? 0) + 1;
+        plain.delete(holder);
+        if (await holds(holder)) holderKilled = true;
+      }
 
       // Every worker at work dies at once, wherever it is.
       const victims = [...alive].filter((p) => !pool.has(p));
