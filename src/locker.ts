@@ -29,7 +29,7 @@ import {
   toLocalTicks,
 } from "./lock_file.ts";
 import { type FileNames, formatLockRef, type LockRef, parseLockId } from "./lock_ref.ts";
-import type { LockStore } from "./store.ts";
+import type { LockStore, StoreEntry } from "./store.ts";
 import { slotName, slotNumber } from "./groups.ts";
 
 /** A lock as read from a store. */
@@ -364,6 +364,15 @@ export class Locker {
   readonly #skewMs: number;
   readonly #concurrency: number;
   readonly #holder: { host: string; pid: number; user?: string };
+  /**
+   * What this locker last wrote of each lock it took or renewed, by the
+   * lock's object: its release moves that version without reading it first
+   * (one round trip less between a holder letting go and a waiter getting
+   * in). The move is compare-and-act on that version, so a lock changed
+   * since (broken, renewed by another object of the session) is read and
+   * judged as any other.
+   */
+  readonly #written = new WeakMap<LockRef, StoreEntry>();
 
   /** @param options store, names, clock and skew */
   constructor(options: LockerOptions) {
@@ -441,7 +450,11 @@ export class Locker {
 
   async #read(host: string, lockId: string): Promise<CurrentLock | undefined> {
     const entry = await this.#store.read(host, this.#names.fileName(lockId));
-    if (entry === undefined) return undefined;
+    return entry === undefined ? undefined : await this.#judge(host, lockId, entry);
+  }
+
+  /** A lock entry as it stands: its content and what it means now. */
+  async #judge(host: string, lockId: string, entry: StoreEntry): Promise<CurrentLock> {
     const content = decodeLockContent(entry.data, this.#clock.utcOffsetMinutes(this.#clock.now()));
     const info = this.#info(host, lockId, content, await this.#now(host));
     if (entry.writtenAt !== undefined) info.writtenAt = entry.writtenAt;
@@ -624,6 +637,7 @@ export class Locker {
         throw withLeftBehind(error, clean ? [] : [lock.ref]);
       }
       const created = version !== undefined;
+      if (version !== undefined) this.#written.set(lock, { data, version });
       if (request.type === "Host") {
         if (created) return { ok: true, lock, owned: true };
         const current = await this.#read(host, "Host");
@@ -1391,13 +1405,15 @@ export class Locker {
       // Only the lock just checked: broken and retaken meanwhile, it is lost.
       const p = seam("locker.renew.checked", lock.host, lock.lockId);
       if (p) await p;
+      const data = encodeLockContent(fields);
       const renewed = await this.#store.replace(
         lock.host,
         this.#names.fileName(lock.lockId),
         current.version,
-        encodeLockContent(fields),
+        data,
       );
-      if (renewed === undefined) {
+      if (renewed !== undefined) this.#written.set(lock, { data, version: renewed });
+      else {
         throw new LockLostError(
           lock.ref,
           `Lock "${lock.ref}" was lost: it was broken or released`,
@@ -1421,10 +1437,15 @@ export class Locker {
    */
   async release(ref: LockRef, force = false): Promise<ReleaseResult> {
     const refText = formatLockRef(ref.host, ref.lockId, ref.sessionId);
+    // A lock this locker wrote is first moved as written, unread.
+    const written = this.#written.get(ref);
+    this.#written.delete(ref);
     // A lock renewed by its own session between our read and our move has a
     // new version: read again. Anything else that changed it ends the loop.
     for (let round = 0;; round++) {
-      const current = await this.#read(ref.host, ref.lockId);
+      const current = round === 0 && written
+        ? await this.#judge(ref.host, ref.lockId, written)
+        : await this.#read(ref.host, ref.lockId);
       if (!current) return await this.#fate(ref, refText);
       if (!force) {
         if (ref.sessionId === undefined) {

@@ -167,22 +167,28 @@ Deno.test("Host lock drains shared locks first and blocks new ones meanwhile (wr
   const reader = await lockResource("hv01", opts(t.store, { clock }));
   let blockedReader: boolean | undefined;
   let drainEvents = 0;
+  // onProgress is not awaited: the writer can get in as soon as the reader's
+  // lock has moved into History, before the release has written its record
+  let released: Promise<unknown> | undefined;
   const writer = await lockResource(
     "hv01",
     opts(t.store, {
       type: "Host",
       clock,
       drainTimeout: 3600,
-      onProgress: async (p) => {
+      onProgress: (p) => {
         if (p.phase !== "drain") return;
         drainEvents++;
         if (drainEvents === 1) {
-          blockedReader = (await tryLockResource("hv01", opts(t.store))) === undefined;
-          await reader.release();
+          released = (async () => {
+            blockedReader = (await tryLockResource("hv01", opts(t.store))) === undefined;
+            await reader.release();
+          })();
         }
       },
     }),
   );
+  await released;
   assertEquals(blockedReader, true);
   assertOk(drainEvents >= 1);
   assertEquals(await t.files("hv01"), ["Host.lock"]);

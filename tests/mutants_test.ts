@@ -1712,3 +1712,56 @@ Deno.test("a lock's fate reads at most 256 History entries of its session", asyn
   assertEquals((await l.release(ref)).status, "already-released");
   assertEquals(reads, 256);
 });
+
+// --- a holder's release without a read ----------------------------------------------
+
+/** The folder store, counting reads of lock entries. */
+function countingReads(root: string): { store: LockStore; reads: () => number } {
+  const fs = openFsStore(`${root}/{0}`, { historyFolderName: "History" });
+  let reads = 0;
+  return {
+    store: { ...fs, read: (host, name) => (reads++, fs.read(host, name)) },
+    reads: () => reads,
+  };
+}
+
+Deno.test("a holder releases what it wrote, taken or renewed, without reading it first", async () => {
+  await using t = await tempStore();
+  const clock = new FakeClock();
+  const { store, reads } = countingReads(t.root);
+  const l = locker(t.root, clock, store);
+  for (const type of ["Host", "Generic"] as const) {
+    const [lock] = await l.acquire(request("s1", { type, ttlMs: 60_000 }));
+    clock.advance(20_000);
+    await l.renewAll([lock!], 60_000); // reads once, to check it is still ours
+    const before = reads();
+    assertEquals((await l.release(lock!)).status, "released");
+    assertEquals(reads() - before, 0, `${type}: released as renewed, unread`);
+    const [record] = await l.history("hv01", 1);
+    assertEquals(record!.sessionId, "s1");
+    assertOk(record!.unlockedAt, "the record says when");
+  }
+  assertEquals(await t.files("hv01"), []);
+});
+
+Deno.test("a holder whose lock changed since it wrote it reads it: renewed elsewhere it is released, retaken it is not moved", async () => {
+  await using t = await tempStore();
+  const clock = new FakeClock();
+  const { store, reads } = countingReads(t.root);
+  const l = locker(t.root, clock, store);
+  // renewed by another object of the session: a new version, still ours
+  const [mine] = await l.acquire(request("s1", { type: "Host", ttlMs: 60_000 }));
+  await l.renewAll([{ ...mine! }], 60_000);
+  let before = reads();
+  assertEquals((await l.release(mine!)).status, "released");
+  assertEquals(reads() - before, 1, "the move as written failed: read, judged, moved");
+  // broken and retaken by another session: never moved
+  const [old] = await l.acquire(request("s1", { type: "Host" }));
+  await l.breakLock(old!, "taken over", true);
+  const [other] = await l.acquire(request("s2", { type: "Host" }));
+  before = reads();
+  await assertRejects(() => l.release(old!), LockNotOwnedError);
+  assertOk(reads() > before);
+  assertEquals((await l.status("hv01"))[0]!.sessionId, "s2");
+  await l.release(other!);
+});
