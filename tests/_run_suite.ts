@@ -86,7 +86,13 @@ export function registerRunSuite(
         await waitFor("the Host lock", async () => (await s.files("hv01")).includes("Host.lock"));
         holder.kill("SIGKILL");
         assertEquals((await holder.status).signal, "SIGKILL");
-        assertEquals(await s.files("hv01"), ["Host.lock"], "the dead holder's lock is still there");
+        // (killed between a create's link and its unlink of the temporary
+        // name, it also leaves that private file, which no lock name matches)
+        assertEquals(
+          (await s.files("hv01")).filter((name) => !name.startsWith(".resource-locker-")),
+          ["Host.lock"],
+          "the dead holder's lock is still there",
+        );
         const busy = await cli(["lock", "hv01", "--retries", "1"], env(s, config));
         assertEquals(busy.code, 3, busy.stderr);
         const next = await cli([
