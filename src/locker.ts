@@ -269,7 +269,7 @@ interface CurrentLock {
 }
 
 type TakeResult =
-  | { ok: true; lock: HeldLock; owned: boolean }
+  | { ok: true; lock: HeldLock; owned: boolean; listed?: string[] }
   | { ok: false; host: string; holders: HolderInfo[] };
 
 /** Why an attempt failed: a host in the way, or a full group (then `host` is where its slots live). */
@@ -281,7 +281,15 @@ interface Failure {
 }
 
 type AttemptResult =
-  | { ok: true; taken: HeldLock[]; owned: HeldLock[]; slots: HeldSlot[]; ownedSlots: HeldSlot[] }
+  | {
+    ok: true;
+    taken: HeldLock[];
+    owned: HeldLock[];
+    slots: HeldSlot[];
+    ownedSlots: HeldSlot[];
+    /** Each host's entries as they stood right after its Host lock was made, where the store told. */
+    listed: Map<string, string[]>;
+  }
   | ({ ok: false } & Failure);
 
 type SlotTake =
@@ -624,10 +632,19 @@ export class Locker {
       ref: formatLockRef(host, lockId, request.sessionId),
     };
     const createOptions = request.ttlMs !== undefined ? { ttlMs: request.ttlMs } : {};
+    // A Host lock that drains lists the host right after it is made: in the
+    // same round trip where the store can.
+    const store = this.#store;
+    const createAndList = request.type === "Host" && request.drain && store.createAndList
+      ? store.createAndList.bind(store)
+      : undefined;
     for (let round = 0; round < 3; round++) {
       let version: string | undefined;
+      let listed: string[] | undefined;
       try {
-        version = await this.#store.create(host, name, data, createOptions);
+        if (createAndList) {
+          ({ version, names: listed } = await createAndList(host, name, data, createOptions));
+        } else version = await store.create(host, name, data, createOptions);
       } catch (error) {
         // Sure that nothing was made (refused, or never sent): nothing to undo.
         if (error instanceof StoreError && error.unchanged) throw error;
@@ -639,7 +656,7 @@ export class Locker {
       const created = version !== undefined;
       if (version !== undefined) this.#written.set(lock, { data, version });
       if (request.type === "Host") {
-        if (created) return { ok: true, lock, owned: true };
+        if (created) return { ok: true, lock, owned: true, ...listed ? { listed } : {} };
         const current = await this.#read(host, "Host");
         if (!current) continue; // released meanwhile: create again
         if (current.info.sessionId === request.sessionId) {
@@ -742,6 +759,7 @@ export class Locker {
     );
     const taken: HeldLock[] = [];
     const owned: HeldLock[] = [];
+    const listed = new Map<string, string[]>();
     let failure: { host: string; holders: HolderInfo[] } | undefined;
     let fault: unknown;
     results.forEach((result) => {
@@ -749,6 +767,7 @@ export class Locker {
       else if (result.value.ok) {
         taken.push(result.value.lock);
         if (result.value.owned) owned.push(result.value.lock);
+        if (result.value.listed) listed.set(result.value.lock.host, result.value.listed);
       } else {failure ??= {
           host: result.value.host,
           holders: result.value.holders,
@@ -756,7 +775,9 @@ export class Locker {
     });
     if (fault === undefined && failure === undefined) {
       const claims = request.slots ?? [];
-      if (claims.length === 0) return { ok: true, taken, owned, slots: [], ownedSlots: [] };
+      if (claims.length === 0) {
+        return { ok: true, taken, owned, slots: [], ownedSlots: [], listed };
+      }
       // Every Host lock is in place: now a slot of each group per member.
       const takes = await mapLimit(
         claims,
@@ -781,7 +802,7 @@ export class Locker {
         }
       }
       if (fault === undefined && full === undefined) {
-        return { ok: true, taken, owned, slots, ownedSlots };
+        return { ok: true, taken, owned, slots, ownedSlots, listed };
       }
       const left = await this.#rollback(owned, ownedSlots);
       if (fault !== undefined) throw withLeftBehind(fault, left);
@@ -1118,6 +1139,7 @@ export class Locker {
     request: AcquireRequest,
     taken: HeldLock[],
     renew: () => Promise<void>,
+    listed: Map<string, string[]>,
   ): Promise<void> {
     // Called with the locks taken; whoever calls it rolls back on any throw.
     const start = this.#clock.now();
@@ -1128,7 +1150,10 @@ export class Locker {
       const pending: LockInfo[] = [];
       let pendingHost = "";
       const checks = await mapLimit(taken, this.#concurrency, async (lock) => {
-        const shared = (await this.#store.list(lock.host))
+        // The first look may be the listing made with the Host lock.
+        const names = listed.get(lock.host) ?? await this.#store.list(lock.host);
+        listed.delete(lock.host);
+        const shared = names
           .map((name) => this.#names.lockId(name))
           .filter((id): id is string => {
             if (id === undefined || id === "Host") return false;
@@ -1328,6 +1353,7 @@ export class Locker {
                 await this.renewAll(result.taken, request.ttlMs!);
                 await this.renewSlots(result.slots, request.ttlMs!);
               },
+              result.listed,
             );
           }
           // The holder renews a third of the lease after this returns: when

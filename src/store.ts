@@ -82,6 +82,19 @@ export interface LockStore {
     options?: CreateOptions,
   ): Promise<string | undefined>;
   /**
+   * Optional: {@linkcode create}, then the names of the host's entries as
+   * they stand right after it ({@linkcode list}'s), in one round trip (an
+   * etcd transaction, an SMB compound). A Host lock's drain starts from
+   * this listing instead of listing once more. `names` is absent when the
+   * store could not tell (the caller then lists).
+   */
+  createAndList?(
+    host: string,
+    name: string,
+    data: Uint8Array,
+    options?: CreateOptions,
+  ): Promise<{ version: string | undefined; names?: string[] }>;
+  /**
    * Names of the entries in a host's folder, History excluded. A folder named
    * like a lock file is listed too: a lock counts by its name. [] when the
    * host's folder is missing but the folder above it exists.

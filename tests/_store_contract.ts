@@ -246,6 +246,36 @@ export function registerStoreContract(
     assertEquals((await store.read(host, "Host.lock"))?.version, renewed);
   });
 
+  test("createAndList, where a store has it, creates as create does and lists what list then sees", async (s) => {
+    const { store, other, host } = s;
+    if (!store.createAndList) {
+      // optional, and no round trip to save in a folder: the locker lists after the create
+      assertEquals(store.kind, "fs", "a store with round trips lists in its create's");
+      return;
+    }
+    // a host never used: the create makes its folder; its own entry is listed
+    const first = await store.createAndList(host, "Host.lock", bytes("h"));
+    assertOk(first.version !== undefined, "made");
+    assertEquals((await other.read(host, "Host.lock"))?.version, first.version);
+    assertEquals(first.names, ["Host.lock"]);
+    // not History, not the store's own files, not neighbours; shared locks are
+    const record = (await other.create(host, "Generic-1.lock", bytes("g")))!;
+    assertOk(await other.archive(host, "Generic-1.lock", record, "Generic-1.lock", bytes("u")));
+    for (const name of s.privateNames) await s.plant(host, name, bytes("not an entry"));
+    await other.create(`${host}x`, "File-2.lock", bytes("f"));
+    await other.create(host, "Generic-2.lock", bytes("g"));
+    await other.create(host, "File-3.lock", bytes("f"));
+    assertOk(await store.remove(host, "Host.lock", first.version!));
+    const second = await store.createAndList(host, "Host.lock", bytes("h2"));
+    assertOk(second.version !== undefined && second.version !== first.version);
+    assertEquals(second.names?.sort(), ["File-3.lock", "Generic-2.lock", "Host.lock"]);
+    assertEquals(second.names, (await store.list(host)).sort());
+    // taken: nothing made, nothing changed
+    const third = await other.createAndList!(host, "Host.lock", bytes("h3"));
+    assertEquals(third.version, undefined);
+    assertEquals(text((await store.read(host, "Host.lock"))?.data), "h2");
+  });
+
   test("an entry another client wrote is read as it is; rewritten, it is a new version", async (s) => {
     const { store, other, host } = s;
     await s.plant(host, "File-planted.lock", bytes("written by another client"));

@@ -1765,3 +1765,52 @@ Deno.test("a holder whose lock changed since it wrote it reads it: renewed elsew
   assertEquals((await l.status("hv01"))[0]!.sessionId, "s2");
   await l.release(other!);
 });
+
+// --- a Host lock's drain starts from the listing made with its create ----------------
+
+Deno.test("a Host lock's drain starts from the listing its store made with the create, and lists itself when there is none", async () => {
+  await using t = await tempStore();
+  const clock = new FakeClock();
+  const fs = openFsStore(t.store, { historyFolderName: "History" });
+  let lists = 0;
+  let tell = true;
+  const store: LockStore = {
+    ...fs,
+    list: (host) => (lists++, fs.list(host)),
+    createAndList: async (host, name, data) => {
+      const version = await fs.create(host, name, data);
+      return tell ? { version, names: await fs.list(host) } : { version };
+    },
+  };
+  const l = locker(t.root, clock, store);
+  // a free host: no list besides the create's
+  const [host] = await l.acquire(request("s1", { type: "Host" }));
+  assertEquals(lists, 0);
+  await l.release(host!);
+  // a shared lock of another session in the listing is drained (here: timed out on)
+  const [shared] = await l.acquire(request("s2"));
+  lists = 0;
+  const error = await assertRejects(
+    () => l.acquire(request("s1", { type: "Host" })),
+    DrainTimeoutError,
+  );
+  assertEquals(error.holders.map((lock) => lock.sessionId), ["s2"]);
+  assertEquals(lists, 0, "the listing named it");
+  await l.release(shared!);
+  // no listing from the store: the drain lists
+  tell = false;
+  const [again] = await l.acquire(request("s1", { type: "Host" }));
+  assertEquals(lists, 1);
+  await l.release(again!);
+  // shared locks and Host locks that do not drain never ask for it
+  let asked = 0;
+  const counting: LockStore = {
+    ...store,
+    createAndList: (...args) => (asked++, store.createAndList!(...args)),
+  };
+  const m = locker(t.root, clock, counting);
+  await m.release((await m.acquire(request("s3")))[0]!);
+  await m.release((await m.acquire(request("s3", { type: "Host", drain: false })))[0]!);
+  assertEquals(asked, 0);
+  assertEquals(await t.files("hv01"), []);
+});

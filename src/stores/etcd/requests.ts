@@ -148,9 +148,16 @@ export function grantPart(key: string, lease: string, ttl: string): Part {
  * while `fence` does not exist either: writing the fence makes this very
  * request fail wherever it still is on its way. With a lease the failure
  * branch reads what is there instead, so that an earlier send of ours can
- * be told (our value on our lease).
+ * be told (our value on our lease). `then`: more requests of the success
+ * branch, after the put (a listing of the host's keys).
  */
-export function createPart(key: string, value: string, lease: string, fence: string): Part {
+export function createPart(
+  key: string,
+  value: string,
+  lease: string,
+  fence: string,
+  then: readonly object[] = [],
+): Part {
   return {
     path: "/v3/kv/txn",
     what: `create "${key}"`,
@@ -158,7 +165,7 @@ export function createPart(key: string, value: string, lease: string, fence: str
       compare: [isAbsent(key), isAbsent(fence)],
       success: [{
         request_put: { key: keyOf(key), value, ...(lease !== "0" ? { lease } : {}) },
-      }],
+      }, ...then],
       ...(lease !== "0" ? { failure: [{ request_range: { key: keyOf(key) } }] } : {}),
     },
   };
@@ -281,19 +288,22 @@ export function listPart(prefix: string, history: string): Part {
   return {
     path: "/v3/kv/txn",
     what: `list "${prefix}"`,
-    body: {
-      success: [
-        { request_range: { key: keyOf(prefix), range_end: keyOf(history), keys_only: true } },
-        {
-          request_range: {
-            key: prefixEnd(history),
-            range_end: prefixEnd(prefix),
-            keys_only: true,
-          },
-        },
-      ],
-    },
+    body: { success: listRanges(prefix, history) },
   };
+}
+
+/** The ranges of a listing of `prefix` without `history` (keys only), for a transaction. */
+export function listRanges(prefix: string, history: string): object[] {
+  return [
+    { request_range: { key: keyOf(prefix), range_end: keyOf(history), keys_only: true } },
+    {
+      request_range: {
+        key: prefixEnd(history),
+        range_end: prefixEnd(prefix),
+        keys_only: true,
+      },
+    },
+  ];
 }
 
 /** Keys under `prefix`, oldest first; `limit` of them when given. */

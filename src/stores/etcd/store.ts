@@ -28,6 +28,7 @@ import {
   keyText,
   type KeyValue,
   listPart,
+  listRanges,
   type Part,
   prefixEnd,
   rangeBothPart,
@@ -237,13 +238,38 @@ export class EtcdStore implements LockStore {
     return revision;
   }
 
-  async create(
+  create(
     host: string,
     name: string,
     data: Uint8Array,
     options: CreateOptions = {},
   ): Promise<string | undefined> {
+    return this.#create(host, name, data, options);
+  }
+
+  /** The create's transaction also lists the host's keys (its success branch, after the put). */
+  async createAndList(
+    host: string,
+    name: string,
+    data: Uint8Array,
+    options: CreateOptions = {},
+  ): Promise<{ version: string | undefined; names?: string[] }> {
+    const listing: { names?: string[] } = {};
+    const version = await this.#create(host, name, data, options, listing);
+    return listing.names ? { version, names: listing.names } : { version };
+  }
+
+  /** Creates; with `listing`, the transaction also lists the host, into `listing.names`. */
+  async #create(
+    host: string,
+    name: string,
+    data: Uint8Array,
+    options: CreateOptions,
+    listing?: { names?: string[] },
+  ): Promise<string | undefined> {
     const key = this.#entryKey(host, name);
+    const prefix = `${this.#prefix(host)}/`;
+    const list = listing ? listRanges(prefix, `${prefix}${this.#history}/`) : [];
     const what = `create "${key}"`;
     const value = toBase64(data);
     let ttl: string | undefined;
@@ -260,7 +286,7 @@ export class EtcdStore implements LockStore {
       // ours, and etcd handles the grant first.
       const lease = ttl ? _leaseIds.next() : "0";
       const fence = this.#fenceKey(host, lease !== "0" ? lease : _leaseIds.next());
-      const create = createPart(key, value, lease, fence);
+      const create = createPart(key, value, lease, fence, list);
       const parts: Part[] = ttl ? [grantPart(key, lease, ttl), create] : [create];
       const paused = seam("etcd.create.txn", host, name);
       if (paused) await paused;
@@ -306,6 +332,10 @@ export class EtcdStore implements LockStore {
         }
         const version = this.#revisionOf(answer, what);
         this.#noteLease(key, version, lease);
+        if (listing) {
+          this.#seen(host, answer.header?.revision);
+          listing.names = this.#namesIn(prefix, answer.responses?.slice(1) ?? []);
+        }
         const done = seam("etcd.create.applied", host, name);
         if (done) await done;
         return version;
@@ -366,8 +396,13 @@ export class EtcdStore implements LockStore {
       idempotent: true,
     });
     this.#seen(host, answer.header?.revision);
+    return this.#namesIn(prefix, answer.responses ?? []);
+  }
+
+  /** The entries' names in a listing's ranges (no history, no fences). */
+  #namesIn(prefix: string, parts: NonNullable<TxnResponse["responses"]>): string[] {
     const names: string[] = [];
-    for (const part of answer.responses ?? []) {
+    for (const part of parts) {
       for (const kv of part.response_range?.kvs ?? []) {
         const name = keyText(kv.key).slice(prefix.length);
         if (name && !name.includes("/") && !name.startsWith(FENCE_PREFIX)) names.push(name);

@@ -308,18 +308,19 @@ export class SmbShare {
    * than one answer's worth of entries.
    */
   async listFolder(path: string): Promise<DirectoryEntry[] | undefined> {
-    const request = {
-      path,
-      access: Access.FILE_READ_DATA | Access.FILE_READ_ATTRIBUTES | Access.SYNCHRONIZE,
-      disposition: Disposition.FILE_OPEN,
-      options: CreateOption.FILE_DIRECTORY_FILE,
-    };
-    const [opened, first, second, closed] = await this.send([
-      createRequest(request),
-      queryRequest(RELATED_FILE_ID),
-      queryRequest(RELATED_FILE_ID),
-      closeRequest(RELATED_FILE_ID),
-    ]);
+    const listed = await this.listedIn(await this.send(listChain(path, true)));
+    // More than two answers' worth: list again, one query at a time.
+    return listed === "more" ? await this.#listFolderStepwise(listRequest(path)) : listed;
+  }
+
+  /**
+   * The entries in the answers to a {@linkcode listChain}; closes what it
+   * left open.
+   * @returns undefined when the folder does not exist, "more" when it holds
+   * more than the chain's two queries returned
+   */
+  async listedIn(replies: readonly Reply[]): Promise<DirectoryEntry[] | "more" | undefined> {
+    const [opened, first, second, closed] = replies;
     if (missing(opened!.status)) return undefined;
     expectSuccess(opened!);
     await this.closeLeft(opened!, closed);
@@ -329,8 +330,7 @@ export class SmbShare {
       expectSuccess(answer);
       entries.push(...decodeQueryDirectory(answer.message));
     }
-    // More than two answers' worth: list again, one query at a time.
-    return await this.#listFolderStepwise(request);
+    return "more";
   }
 
   async #listFolderStepwise(request: CreateRequest): Promise<DirectoryEntry[] | undefined> {
@@ -494,6 +494,30 @@ export class SmbShare {
       if (!closed) await this.closeHandle(held.handle).catch(() => {});
     }
   }
+}
+
+/** Opening a folder to list it. */
+function listRequest(path: string): CreateRequest {
+  return {
+    path,
+    access: Access.FILE_READ_DATA | Access.FILE_READ_ATTRIBUTES | Access.SYNCHRONIZE,
+    disposition: Disposition.FILE_OPEN,
+    options: CreateOption.FILE_DIRECTORY_FILE,
+  };
+}
+
+/**
+ * Lists a folder in one compound (or at the end of one: `first` false makes
+ * its CREATE unrelated to the requests before it): open, two queries,
+ * close. {@linkcode SmbShare.listedIn} reads the answers.
+ */
+export function listChain(path: string, first: boolean): Request[] {
+  return [
+    { ...createRequest(listRequest(path)), ...first ? {} : { related: false } },
+    queryRequest(RELATED_FILE_ID),
+    queryRequest(RELATED_FILE_ID),
+    closeRequest(RELATED_FILE_ID),
+  ];
 }
 
 function withoutDots(entries: DirectoryEntry[]): DirectoryEntry[] {

@@ -81,6 +81,7 @@ import {
   type Exclusive,
   expectSuccess,
   type Handle,
+  listChain,
   missing,
   readRequest,
   RELATED_FILE_ID,
@@ -100,6 +101,7 @@ import {
   Attribute,
   CreateOption,
   decodeRead,
+  type DirectoryEntry,
   Disposition,
   InfoClass,
   renameInformation,
@@ -497,11 +499,37 @@ class SmbStore implements LockStore {
    * records the open's share mode, and a reader in that moment sees it empty
    * (and the CREATE then fails, leaving the empty file behind).
    */
-  async create(
+  create(
     host: string,
     name: string,
     data: Uint8Array,
     _options?: CreateOptions,
+  ): Promise<string | undefined> {
+    return this.#create(host, name, data);
+  }
+
+  /**
+   * The create's compound also lists the folder after the link (an open of
+   * the folder unrelated to the file's, two queries, its close): still one
+   * round trip.
+   */
+  async createAndList(
+    host: string,
+    name: string,
+    data: Uint8Array,
+    _options?: CreateOptions,
+  ): Promise<{ version: string | undefined; names?: string[] }> {
+    const listing: { names?: string[] } = {};
+    const version = await this.#create(host, name, data, listing);
+    return listing.names ? { version, names: listing.names } : { version };
+  }
+
+  /** Creates; with `listing`, the compound also lists the folder, into `listing.names`. */
+  async #create(
+    host: string,
+    name: string,
+    data: Uint8Array,
+    listing?: { names?: string[] },
   ): Promise<string | undefined> {
     checkName(name);
     return await this.#run("create", host, [name], async (share, target) => {
@@ -526,10 +554,24 @@ class SmbStore implements LockStore {
         deleteRequest(RELATED_FILE_ID),
         closeRequest(RELATED_FILE_ID),
       ];
-      let replies = await this.#sendCreate(share, chain, host, name);
+      const send = async () => {
+        const all = await this.#sendCreate(
+          share,
+          listing ? [...chain, ...listChain(this.#path(target), false)] : chain,
+          host,
+          name,
+        );
+        return { replies: all.slice(0, chain.length), listed: all.slice(chain.length) };
+      };
+      let { replies, listed } = await send();
       if (replies[0]!.status === Status.OBJECT_PATH_NOT_FOUND && target.folder.length > 0) {
         await this.#makeFolder(share, target, target.folder);
-        replies = await this.#sendCreate(share, chain, host, name);
+        ({ replies, listed } = await send());
+      }
+      if (listing && listed.length > 0) {
+        // Only a hint for the caller, who lists when it is missing: never a failure here.
+        const entries = await share.listedIn(listed).catch(() => undefined);
+        if (Array.isArray(entries)) listing.names = this.#entryNames(entries);
       }
       const created = replies[0]!;
       // The server refused the temporary file: nothing was made.
@@ -621,18 +663,24 @@ class SmbStore implements LockStore {
     sub: string[],
   ): Promise<string[]> {
     return await this.#run(verb, host, sub, async (share, target) => {
-      const entries = await share.listFolder(this.#path(target, ...sub));
-      // A folder named like a lock still counts by its name (as in the
-      // local-folder store); reading it is the error. History is no entry.
-      return (entries ?? [])
-        .filter((entry) =>
-          !entry.name.startsWith(PRIVATE_PREFIX) &&
-          (!(entry.attributes & Attribute.DIRECTORY) ||
-            entry.name.toLowerCase() !== this.#history.toLowerCase())
-        )
-        .map((entry) => entry.name)
-        .sort();
+      return this.#entryNames(await share.listFolder(this.#path(target, ...sub)) ?? []);
     });
+  }
+
+  /**
+   * A folder's entries: a folder named like a lock still counts by its name
+   * (as in the local-folder store; reading it is the error). History and
+   * the store's private files are no entries.
+   */
+  #entryNames(entries: readonly DirectoryEntry[]): string[] {
+    return entries
+      .filter((entry) =>
+        !entry.name.startsWith(PRIVATE_PREFIX) &&
+        (!(entry.attributes & Attribute.DIRECTORY) ||
+          entry.name.toLowerCase() !== this.#history.toLowerCase())
+      )
+      .map((entry) => entry.name)
+      .sort();
   }
 
   list(host: string): Promise<string[]> {
