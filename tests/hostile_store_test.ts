@@ -571,3 +571,45 @@ Deno.test("without FFI, reads and guarded changes work as before, and planted li
   assertStringIncludes(result.guard, "guard");
   assertEquals(await Deno.readTextFile(`${t.root}/outside`), "outside");
 });
+
+Deno.test({
+  name:
+    "a History swapped for a link while a record is read yields the record, not the link's (Linux, FFI)",
+  ignore: !ffi,
+  async fn() {
+    await using t = await tempStore();
+    const decoy = await Deno.makeTempDir({ prefix: "rl-decoy-" });
+    try {
+      const store = openFsStore(`${t.root}/{0}`, { historyFolderName: "History" });
+      const dir = `${t.root}/hv01`;
+      await Deno.mkdir(`${dir}/History`, { recursive: true });
+      await Deno.writeTextFile(`${dir}/History/Host.lock-1`, "record");
+      await Deno.writeTextFile(`${decoy}/Host.lock-1`, "decoy");
+      let swapped = false;
+      const previous = setSeamHook((event) => {
+        if (swapped || event.point !== "fs.read.looked") return undefined;
+        swapped = true;
+        return (async () => {
+          await Deno.rename(`${dir}/History`, `${dir}/History.real`);
+          await Deno.symlink(decoy, `${dir}/History`);
+        })();
+      });
+      let data: Uint8Array | undefined;
+      try {
+        data = await store.readHistory("hv01", "Host.lock-1");
+      } finally {
+        setSeamHook(previous);
+      }
+      assertOk(swapped, "History was swapped in the window");
+      assertEquals(new TextDecoder().decode(data), "record");
+      // Now that the name is a link, it is refused before anything is opened.
+      const error = await store.readHistory("hv01", "Host.lock-1").then(
+        () => "",
+        (e) => e.message,
+      );
+      assertStringIncludes(error, "symbolic link");
+    } finally {
+      await Deno.remove(decoy, { recursive: true });
+    }
+  },
+});

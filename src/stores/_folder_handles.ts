@@ -119,6 +119,11 @@ export interface OpenFileOptions {
   write?: boolean;
   /** Create a new file (for reading and writing); fails when the name exists. @default false */
   createNew?: boolean;
+  /**
+   * Open the last name of `path` in this opened folder (`openat`), whatever
+   * the folder's own name points at by now. @default the path as it stands
+   */
+  folder?: FolderHandle;
 }
 
 /** Folder operations relative to opened folders. */
@@ -230,7 +235,10 @@ function load(): FolderHandles | undefined {
     ? (path: string, options: OpenFileOptions = {}): OpenedFile => {
       const base = O_CLOEXEC | O_NONBLOCK | flags.noFollow;
       const fileFlags = options.createNew ? base | O_RDWR | O_CREAT | O_EXCL : base | O_RDONLY;
-      let fd = c.open(cString(path), fileFlags, 0o666);
+      const at = options.folder;
+      let fd = at === undefined
+        ? c.open(cString(path), fileFlags, 0o666)
+        : c.openat(fdOf(at), cString(path.slice(path.lastIndexOf("/") + 1)), fileFlags, 0o666);
       if (fd < 0) throw failure("open", path, errno(), true);
       const statBuffer = new Uint8Array(256);
       const stat = (): OpenedFileInfo => {

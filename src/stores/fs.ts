@@ -212,11 +212,11 @@ export function openFsStore(
    * it can neither redirect a change outside the store nor hang a command),
    * and the opened file must be the one looked at.
    */
-  async function readEntry(path: string): Promise<StoreEntry | undefined> {
+  async function readEntry(path: string, at?: FolderHandle): Promise<StoreEntry | undefined> {
     // A renewal renames a new file over the lock between our look and our
     // open: read the new one (a few times at most; it only takes a moment).
     for (let round = 0;; round++) {
-      const entry = await readOnce(path);
+      const entry = await readOnce(path, at);
       if (entry !== REPLACED) return entry;
       if (round >= 8) {
         throw new StoreError(
@@ -227,7 +227,10 @@ export function openFsStore(
     }
   }
 
-  async function readOnce(path: string): Promise<StoreEntry | undefined | typeof REPLACED> {
+  async function readOnce(
+    path: string,
+    at?: FolderHandle,
+  ): Promise<StoreEntry | undefined | typeof REPLACED> {
     let seen: Deno.FileInfo;
     try {
       seen = await Deno.lstat(path);
@@ -245,7 +248,7 @@ export function openFsStore(
     const p = pause("read.looked", "", path);
     if (p) await p;
     const openFile = noFollowOpener();
-    if (openFile) return readOpened(path, seen, openFile);
+    if (openFile) return readOpened(path, seen, openFile, at);
     // Opened for reading and writing (nothing is written): an open for
     // reading alone would block for ever on a FIFO swapped in since the
     // look above; read-write opens of a FIFO return at once, and the check
@@ -287,10 +290,11 @@ export function openFsStore(
     path: string,
     seen: Deno.FileInfo,
     openFile: NonNullable<FolderHandles["openFile"]>,
+    at: FolderHandle | undefined,
   ): StoreEntry | undefined | typeof REPLACED {
     let file: OpenedFile;
     try {
-      file = openFile(path);
+      file = openFile(path, at ? { folder: at } : {});
     } catch (error) {
       if (error instanceof Deno.errors.NotFound) return undefined;
       if (error instanceof Deno.errors.FilesystemLoop) throw notALockFile(path, "a symbolic link");
@@ -562,26 +566,8 @@ export function openFsStore(
     data: Uint8Array,
   ): Promise<void> {
     const dir = folder(host);
-    let hostFolder: FolderHandle;
-    try {
-      hostFolder = handles.open(dir);
-    } catch (error) {
-      fail("open", dir, error);
-    }
-    using _host = hostFolder;
-    let historyFolder: FolderHandle;
-    try {
-      historyFolder = handles.open(history(host), hostFolder, options.historyFolderName);
-    } catch (error) {
-      if (!(error instanceof Deno.errors.NotADirectory)) fail("open", history(host), error);
-      throw new StoreError(
-        history(host),
-        `Cannot use "${
-          history(host)
-        }": it is a symbolic link or not a folder, not a lock folder; left alone`,
-      );
-    }
-    using _history = historyFolder;
+    using opened = openHistory(handles, host);
+    const { host: hostFolder, history: historyFolder } = opened;
     const h = pause("archive.historyChecked", host, name);
     if (h) await h;
     try {
@@ -606,6 +592,45 @@ export function openFsStore(
       await Deno.remove(written.path).catch(() => {});
       fail("write history entry", target, error);
     }
+  }
+
+  /**
+   * Opens a host's folder, then its History in it, never following a link.
+   *
+   * @throws {StoreError} when either is missing, a link or not a folder
+   */
+  function openHistory(
+    handles: FolderHandles,
+    host: string,
+  ): Disposable & { host: FolderHandle; history: FolderHandle } {
+    const dir = folder(host);
+    let hostFolder: FolderHandle;
+    try {
+      hostFolder = handles.open(dir);
+    } catch (error) {
+      fail("open", dir, error);
+    }
+    let historyFolder: FolderHandle;
+    try {
+      historyFolder = handles.open(history(host), hostFolder, options.historyFolderName);
+    } catch (error) {
+      hostFolder[Symbol.dispose]();
+      if (!(error instanceof Deno.errors.NotADirectory)) fail("open", history(host), error);
+      throw new StoreError(
+        history(host),
+        `Cannot use "${
+          history(host)
+        }": it is a symbolic link or not a folder, not a lock folder; left alone`,
+      );
+    }
+    return {
+      host: hostFolder,
+      history: historyFolder,
+      [Symbol.dispose]() {
+        historyFolder[Symbol.dispose]();
+        hostFolder[Symbol.dispose]();
+      },
+    };
   }
 
   async function createEntry(
@@ -771,7 +796,12 @@ export function openFsStore(
       const path = entryPath(history(host), name);
       await realFolder(folder(host));
       if (!(await realFolder(history(host)))) return undefined;
-      return (await readEntry(path))?.data;
+      // History lies in the host's folder, where a link may replace it after
+      // the check: the record is opened in the opened History, where FFI allows.
+      const handles = options.historyFolderName.includes("/") ? undefined : folderHandles();
+      if (!handles?.openFile) return (await readEntry(path))?.data;
+      using opened = openHistory(handles, host);
+      return (await readEntry(path, opened.history))?.data;
     },
     waitForChange: async (host, ms, signal) =>
       await waitForFolderChange(folder(host), ms, {
