@@ -9,8 +9,9 @@
 
 import { assertEquals, assertOk, assertStringIncludes } from "./_assert.ts";
 import { runCli, snapshotTree } from "./_cli_helpers.ts";
-import { tempStore, within } from "./_helpers.ts";
+import { GUARD_FILE, tempStore, waitFor, within } from "./_helpers.ts";
 import { openFsStore } from "../src/stores/fs.ts";
+import { folderHandles } from "../src/stores/_folder_handles.ts";
 import { setSeamHook } from "../src/_seam.ts";
 
 /** A store and a decoy tree beside it that no command may touch. */
@@ -353,4 +354,262 @@ Deno.test("without FFI, a release still moves the lock into History (the path-ch
     moved: true,
   });
   assertEquals(await Deno.readTextFile(`${t.root}/hv01/History/Host-1.lock`), "end");
+});
+
+/**
+ * A program blocked in its open of `fifo`, as some other program of the
+ * machine might be: a reader (`cat`) waits for a writer's open, a writer
+ * (`sh -c 'printf … > fifo'`) for a reader's. {@linkcode BlockedOnFifo.release}
+ * opens the other end itself and passes the word "released" through: it gets
+ * through only if nothing opened that end before (a reader let go earlier
+ * meets the end of the file, a writer let go earlier a broken pipe).
+ */
+interface BlockedOnFifo {
+  /**
+   * Whether its open has not returned: alive, without the FIFO among its files
+   * (Linux `/proc`). Can miss a let-go it has not yet run after; `release` cannot.
+   */
+  blocked(): boolean;
+  /** Opens the other end (bounded), passes "released", and returns what got through. */
+  release(): Promise<string>;
+}
+
+async function blockedOnFifo(fifo: string, side: "reader" | "writer"): Promise<BlockedOnFifo> {
+  const made = await new Deno.Command("mkfifo", { args: [fifo] }).output();
+  assertEquals(made.code, 0);
+  const reader = ["cat", fifo];
+  const writer = ["sh", "-c", 'printf released > "$1"', "sh", fifo];
+  const [command, ...args] = side === "reader" ? reader : writer;
+  const child = new Deno.Command(command!, { args, stdout: "piped", stderr: "null" }).spawn();
+  const output = child.output();
+  // openat is 257 on x86-64 and 56 on arm64; wchan names the FIFO's wait where the kernel says.
+  const openat = Deno.build.arch === "aarch64" ? "56" : "257";
+  const waiting = () => {
+    try {
+      const wchan = Deno.readTextFileSync(`/proc/${child.pid}/wchan`);
+      const call = Deno.readTextFileSync(`/proc/${child.pid}/syscall`).split(" ")[0];
+      return wchan === "wait_for_partner" || (wchan !== "0" && call === openat);
+    } catch {
+      return false;
+    }
+  };
+  await waitFor(`the ${side} to wait on the FIFO`, waiting, 5_000, 5);
+  const real = Deno.realPathSync(fifo);
+  const blocked = () => {
+    try {
+      const state = Deno.readTextFileSync(`/proc/${child.pid}/stat`).split(") ")[1]?.[0];
+      if (state === undefined || state === "Z") return false;
+      for (const entry of Deno.readDirSync(`/proc/${child.pid}/fd`)) {
+        if (Deno.readLinkSync(`/proc/${child.pid}/fd/${entry.name}`) === real) return false;
+      }
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  let released: Promise<string> | undefined;
+  const release = async () => {
+    // Bounded: with no partner left, our own open of the other end would wait for ever.
+    const [partnerCommand, ...partnerArgs] = side === "reader" ? writer : reader;
+    const partner = await new Deno.Command("timeout", {
+      args: ["5", partnerCommand!, ...partnerArgs],
+      stdout: "piped",
+      stderr: "null",
+    }).output();
+    const own = await within(5_000, output, () => child.kill());
+    const text = new TextDecoder().decode(side === "reader" ? own.stdout : partner.stdout);
+    const codes = `${own.code}/${partner.code}`;
+    return codes === "0/0" ? text : `${text} (exit codes ${codes})`;
+  };
+  return { blocked, release: () => released ??= release() };
+}
+
+const ffi = Deno.build.os === "linux" && folderHandles()?.openFile !== undefined;
+
+Deno.test({
+  name:
+    "a FIFO or a link to one swapped in between a look and an open is not opened through: a program blocked on the FIFO stays blocked (Linux, FFI)",
+  ignore: !ffi,
+  async fn() {
+    await using t = await tempStore();
+    const store = openFsStore(`${t.root}/{0}`, { historyFolderName: "History" });
+    const dir = `${t.root}/hv01`;
+    // What is swapped in at which point, who waits on the FIFO, and the refusal.
+    const cases: [string, string, string, "fifo" | "link", "reader" | "writer", string][] = [
+      ["a read meets a FIFO", "Host.lock", "fs.read.looked", "fifo", "reader", "FIFO"],
+      ["a read meets a link to a FIFO", "Host.lock", "fs.read.looked", "link", "reader", "link"],
+      ["a read meets a link to a FIFO", "Host.lock", "fs.read.looked", "link", "writer", "link"],
+      ["the guard is a FIFO", GUARD_FILE, "fs.guard.looked", "fifo", "reader", "not a regular"],
+      ["the guard links to a FIFO", GUARD_FILE, "fs.guard.looked", "link", "reader", "link"],
+      ["the guard links to a FIFO", GUARD_FILE, "fs.guard.looked", "link", "writer", "link"],
+    ];
+    for (const [situation, entry, point, plant, side, refusal] of cases) {
+      const what = `${situation}${plant === "link" ? " elsewhere" : ""} with a blocked ${side}`;
+      let waiter: BlockedOnFifo | undefined;
+      const outside = await Deno.makeTempDir({ prefix: "rl-outside-" });
+      try {
+        await Deno.remove(`${dir}/Host.lock`).catch(() => {});
+        const version = (await store.create("hv01", "Host.lock", new TextEncoder().encode("{}")))!;
+        await store.remove("hv01", "Host.lock", version); // makes the guard
+        const v = (await store.create("hv01", "Host.lock", new TextEncoder().encode("{}")))!;
+        let swapped = false;
+        const previous = setSeamHook((event) => {
+          if (swapped || event.point !== point) return undefined;
+          swapped = true;
+          return (async () => {
+            await Deno.remove(`${dir}/${entry}`);
+            if (plant === "fifo") {
+              waiter = await blockedOnFifo(`${dir}/${entry}`, side);
+            } else {
+              waiter = await blockedOnFifo(`${outside}/fifo`, side);
+              await Deno.symlink(`${outside}/fifo`, `${dir}/${entry}`);
+            }
+          })();
+        });
+        let outcome: string;
+        try {
+          const attempt: Promise<unknown> = entry === "Host.lock"
+            ? store.read("hv01", "Host.lock")
+            : store.remove("hv01", "Host.lock", v);
+          outcome = await within(10_000, attempt).then(
+            (result) => `done: ${JSON.stringify(result)}`,
+            (error) => (error as Error).message,
+          );
+        } finally {
+          setSeamHook(previous);
+        }
+        assertOk(swapped && waiter !== undefined, `${what}: the swap happened`);
+        assertStringIncludes(outcome, refusal, what);
+        assertStringIncludes(outcome, "left alone", what);
+        assertOk(waiter.blocked(), `${what}: it still waits after the refusal`);
+        assertEquals(await waiter.release(), "released", `${what}: only the test let it go`);
+        if (plant === "link") {
+          assertOk((await Deno.lstat(`${dir}/${entry}`)).isSymlink, `${what}: the link stays`);
+        }
+        await Deno.remove(`${dir}/${entry}`);
+      } finally {
+        await waiter?.release();
+        await Deno.remove(outside, { recursive: true });
+      }
+    }
+    // Nothing is left held: a change goes through at once.
+    await Deno.remove(`${dir}/Host.lock`).catch(() => {});
+    const v = (await store.create("hv01", "Host.lock", new Uint8Array()))!;
+    assertEquals(await within(5_000, store.remove("hv01", "Host.lock", v)), true);
+  },
+});
+
+Deno.test({
+  name: "with FFI, lock files are read through the no-follow open: same content and versions",
+  ignore: !ffi,
+  async fn() {
+    await using t = await tempStore();
+    const store = openFsStore(`${t.root}/{0}`, { historyFolderName: "History" });
+    const v1 = (await store.create("hv01", "Host.lock", new TextEncoder().encode("one")))!;
+    const read = await store.read("hv01", "Host.lock");
+    assertEquals(read?.version, v1, "the version read is the one created (dev and inode agree)");
+    const stat = await Deno.stat(`${t.root}/hv01/Host.lock`);
+    assertEquals(read?.writtenAt?.getTime(), stat.mtime?.getTime());
+    const big = new Uint8Array(200_000).fill(65);
+    const v2 = (await store.replace("hv01", "Host.lock", v1, big))!;
+    const again = await store.read("hv01", "Host.lock");
+    assertEquals(again?.version, v2);
+    assertEquals(again?.data.length, big.length);
+    const guard = await Deno.stat(`${t.root}/hv01/.resource-locker.guard`);
+    assertOk(guard.isFile && guard.size === 0, "the guard is an empty regular file");
+  },
+});
+
+Deno.test("without FFI, reads and guarded changes work as before, and planted links are refused", async () => {
+  await using t = await tempStore();
+  const script = `
+    import { openFsStore } from ${
+    JSON.stringify(new URL("../src/stores/fs.ts", import.meta.url).href)
+  };
+    import { folderHandles } from ${
+    JSON.stringify(new URL("../src/stores/_folder_handles.ts", import.meta.url).href)
+  };
+    const dir = ${JSON.stringify(`${t.root}/hv01`)};
+    const store = openFsStore(${JSON.stringify(`${t.root}/{0}`)}, { historyFolderName: "History" });
+    const text = (data) => new TextDecoder().decode(data);
+    const v1 = await store.create("hv01", "Host.lock", new TextEncoder().encode("one"));
+    const v2 = await store.replace("hv01", "Host.lock", v1, new TextEncoder().encode("two"));
+    const read = text((await store.read("hv01", "Host.lock")).data);
+    const removed = await store.remove("hv01", "Host.lock", v2);
+    const refusal = (p) => p.then(() => "done", (e) => e.message);
+    await Deno.writeTextFile(${JSON.stringify(`${t.root}/outside`)}, "outside");
+    await Deno.symlink(${JSON.stringify(`${t.root}/outside`)}, dir + "/Host.lock");
+    const link = await refusal(store.read("hv01", "Host.lock"));
+    await Deno.remove(dir + "/Host.lock");
+    const v3 = await store.create("hv01", "Host.lock", new TextEncoder().encode("three"));
+    await Deno.remove(dir + "/.resource-locker.guard");
+    await Deno.symlink(${JSON.stringify(`${t.root}/outside`)}, dir + "/.resource-locker.guard");
+    const guard = await refusal(store.remove("hv01", "Host.lock", v3));
+    console.log(JSON.stringify({ handles: folderHandles() !== undefined, read, removed, link, guard }));
+  `;
+  await Deno.writeTextFile(`${t.root}/fallback.ts`, script);
+  const output = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "--no-lock",
+      "--no-prompt",
+      "--allow-read",
+      "--allow-write",
+      `${t.root}/fallback.ts`,
+    ],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const stderr = new TextDecoder().decode(output.stderr);
+  assertEquals(output.code, 0, stderr);
+  const result = JSON.parse(new TextDecoder().decode(output.stdout));
+  assertEquals(result.handles, false);
+  assertEquals(result.read, "two");
+  assertEquals(result.removed, true);
+  assertStringIncludes(result.link, "symbolic link");
+  assertStringIncludes(result.guard, "symbolic link");
+  assertStringIncludes(result.guard, "guard");
+  assertEquals(await Deno.readTextFile(`${t.root}/outside`), "outside");
+});
+
+Deno.test({
+  name:
+    "a History swapped for a link while a record is read yields the record, not the link's (Linux, FFI)",
+  ignore: !ffi,
+  async fn() {
+    await using t = await tempStore();
+    const decoy = await Deno.makeTempDir({ prefix: "rl-decoy-" });
+    try {
+      const store = openFsStore(`${t.root}/{0}`, { historyFolderName: "History" });
+      const dir = `${t.root}/hv01`;
+      await Deno.mkdir(`${dir}/History`, { recursive: true });
+      await Deno.writeTextFile(`${dir}/History/Host.lock-1`, "record");
+      await Deno.writeTextFile(`${decoy}/Host.lock-1`, "decoy");
+      let swapped = false;
+      const previous = setSeamHook((event) => {
+        if (swapped || event.point !== "fs.read.looked") return undefined;
+        swapped = true;
+        return (async () => {
+          await Deno.rename(`${dir}/History`, `${dir}/History.real`);
+          await Deno.symlink(decoy, `${dir}/History`);
+        })();
+      });
+      let data: Uint8Array | undefined;
+      try {
+        data = await store.readHistory("hv01", "Host.lock-1");
+      } finally {
+        setSeamHook(previous);
+      }
+      assertOk(swapped, "History was swapped in the window");
+      assertEquals(new TextDecoder().decode(data), "record");
+      // Now that the name is a link, it is refused before anything is opened.
+      const error = await store.readHistory("hv01", "Host.lock-1").then(
+        () => "",
+        (e) => e.message,
+      );
+      assertStringIncludes(error, "symbolic link");
+    } finally {
+      await Deno.remove(decoy, { recursive: true });
+    }
+  },
 });

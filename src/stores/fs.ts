@@ -29,7 +29,12 @@ import { InputError, StoreError } from "../errors.ts";
 import { showField } from "../_text.ts";
 import { seam } from "../_seam.ts";
 import { waitForFolderChange, type WatchMode } from "./_folder_watch.ts";
-import { type FolderHandle, type FolderHandles, folderHandles } from "./_folder_handles.ts";
+import {
+  type FolderHandle,
+  type FolderHandles,
+  folderHandles,
+  type OpenedFile,
+} from "./_folder_handles.ts";
 import type { LockStore, StoreEntry } from "../store.ts";
 import { fillHost, hostsRoot, parseFolderTemplate } from "./_template.ts";
 
@@ -92,12 +97,59 @@ const latin1 = new TextDecoder("latin1");
 /** What a read found when the name pointed at another file by the time it was opened. */
 const REPLACED = Symbol("replaced");
 
-function versionOf(info: Deno.FileInfo, data: Uint8Array): string {
+function versionOf(info: { dev: number; ino: number | null }, data: Uint8Array): string {
   return `${info.dev}:${info.ino ?? ""}:${latin1.decode(data)}`;
 }
 
 function pause(point: string, host: string, name: string): Promise<void> | undefined {
   return seam(`fs.${point}`, host, name);
+}
+
+/** Opens without following a link or waiting on a FIFO, where FFI allows (`_folder_handles.ts`). */
+function noFollowOpener(): FolderHandles["openFile"] {
+  return Deno.build.os === "linux" ? folderHandles()?.openFile : undefined;
+}
+
+/** An entry named like a lock file that is something else: reported, never opened. */
+function notALockFile(path: string, what: string): StoreError {
+  return new StoreError(path, `Cannot read "${path}": it is ${what}, not a lock file; left alone`);
+}
+
+/** A guard's name holding something else: reported, never used. */
+function notOurGuard(path: string, what: string): StoreError {
+  return new StoreError(path, `Cannot use "${path}": it is ${what}, not our guard; left alone`);
+}
+
+/**
+ * Reads a file through `read` until its end: `size` (from its stat) sizes the
+ * first buffer; more than {@linkcode MAX_ENTRY_BYTES} is refused.
+ */
+function readBounded(path: string, size: number, read: (into: Uint8Array) => number | null) {
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  for (;;) {
+    const chunk = new Uint8Array(
+      total === 0 ? Math.max(512, Math.min(size + 1, MAX_ENTRY_BYTES + 1)) : 65536,
+    );
+    const n = read(chunk);
+    if (n === null || n === 0) break;
+    chunks.push(chunk.subarray(0, n));
+    total += n;
+    if (total > MAX_ENTRY_BYTES) {
+      throw new StoreError(
+        path,
+        `Cannot read "${path}": larger than ${MAX_ENTRY_BYTES} bytes, not a lock file`,
+      );
+    }
+  }
+  if (chunks.length === 1) return chunks[0]!;
+  const data = new Uint8Array(total);
+  let at = 0;
+  for (const chunk of chunks) {
+    data.set(chunk, at);
+    at += chunk.length;
+  }
+  return data;
 }
 
 /**
@@ -160,11 +212,11 @@ export function openFsStore(
    * it can neither redirect a change outside the store nor hang a command),
    * and the opened file must be the one looked at.
    */
-  async function readEntry(path: string): Promise<StoreEntry | undefined> {
+  async function readEntry(path: string, at?: FolderHandle): Promise<StoreEntry | undefined> {
     // A renewal renames a new file over the lock between our look and our
     // open: read the new one (a few times at most; it only takes a moment).
     for (let round = 0;; round++) {
-      const entry = await readOnce(path);
+      const entry = await readOnce(path, at);
       if (entry !== REPLACED) return entry;
       if (round >= 8) {
         throw new StoreError(
@@ -175,7 +227,10 @@ export function openFsStore(
     }
   }
 
-  async function readOnce(path: string): Promise<StoreEntry | undefined | typeof REPLACED> {
+  async function readOnce(
+    path: string,
+    at?: FolderHandle,
+  ): Promise<StoreEntry | undefined | typeof REPLACED> {
     let seen: Deno.FileInfo;
     try {
       seen = await Deno.lstat(path);
@@ -185,15 +240,15 @@ export function openFsStore(
     }
     if (!seen.isFile) {
       if (seen.isDirectory) fail("read", path, new Deno.errors.IsADirectory());
-      throw new StoreError(
+      throw notALockFile(
         path,
-        `Cannot read "${path}": it is ${
-          seen.isSymlink ? "a symbolic link" : "not a regular file (a FIFO, socket or device)"
-        }, not a lock file; left alone`,
+        seen.isSymlink ? "a symbolic link" : "not a regular file (a FIFO, socket or device)",
       );
     }
     const p = pause("read.looked", "", path);
     if (p) await p;
+    const openFile = noFollowOpener();
+    if (openFile) return readOpened(path, seen, openFile, at);
     // Opened for reading and writing (nothing is written): an open for
     // reading alone would block for ever on a FIFO swapped in since the
     // look above; read-write opens of a FIFO return at once, and the check
@@ -212,31 +267,7 @@ export function openFsStore(
     try {
       const info = file.statSync();
       if (!info.isFile || info.ino !== seen.ino || info.dev !== seen.dev) return REPLACED;
-      const chunks: Uint8Array[] = [];
-      let size = 0;
-      for (;;) {
-        const chunk = new Uint8Array(
-          size === 0 ? Math.max(512, Math.min(info.size + 1, MAX_ENTRY_BYTES + 1)) : 65536,
-        );
-        const n = file.readSync(chunk);
-        if (n === null || n === 0) break;
-        chunks.push(chunk.subarray(0, n));
-        size += n;
-        if (size > MAX_ENTRY_BYTES) {
-          throw new StoreError(
-            path,
-            `Cannot read "${path}": larger than ${MAX_ENTRY_BYTES} bytes, not a lock file`,
-          );
-        }
-      }
-      const data = chunks.length === 1 ? chunks[0]! : new Uint8Array(size);
-      if (chunks.length !== 1) {
-        let at = 0;
-        for (const chunk of chunks) {
-          data.set(chunk, at);
-          at += chunk.length;
-        }
-      }
+      const data = readBounded(path, info.size, (chunk) => file.readSync(chunk));
       return {
         data,
         version: versionOf(info, data),
@@ -246,6 +277,37 @@ export function openFsStore(
       fail("read", path, error);
     } finally {
       file.close();
+    }
+  }
+
+  /**
+   * {@linkcode readOnce} by a no-follow, non-blocking open for reading: a link
+   * swapped in since the look is not followed, a FIFO is opened without
+   * letting its blocked reader go on, and what was opened is checked before
+   * a byte is read.
+   */
+  function readOpened(
+    path: string,
+    seen: Deno.FileInfo,
+    openFile: NonNullable<FolderHandles["openFile"]>,
+    at: FolderHandle | undefined,
+  ): StoreEntry | undefined | typeof REPLACED {
+    let file: OpenedFile;
+    try {
+      file = openFile(path, at ? { folder: at } : {});
+    } catch (error) {
+      if (error instanceof Deno.errors.NotFound) return undefined;
+      if (error instanceof Deno.errors.FilesystemLoop) throw notALockFile(path, "a symbolic link");
+      fail("read", path, error);
+    }
+    using _file = file;
+    try {
+      const info = file.stat();
+      if (!info.isFile || info.ino !== seen.ino || info.dev !== seen.dev) return REPLACED;
+      const data = readBounded(path, info.size, (chunk) => file.read(chunk));
+      return { data, version: versionOf(info, data), writtenAt: info.mtime };
+    } catch (error) {
+      fail("read", path, error);
     }
   }
 
@@ -315,12 +377,15 @@ export function openFsStore(
     await realFolder(folder(host));
     const planted = await Deno.lstat(path).catch(() => undefined);
     if (planted && !planted.isFile) {
-      throw new StoreError(
-        path,
-        `Cannot use "${path}": it is ${
-          planted.isSymlink ? "a symbolic link" : "not a regular file"
-        }, not our guard; left alone`,
-      );
+      throw notOurGuard(path, planted.isSymlink ? "a symbolic link" : "not a regular file");
+    }
+    const g = pause("guard.looked", host, GUARD);
+    if (g) await g;
+    const openFile = noFollowOpener();
+    if (openFile) {
+      using file = await openGuardNoFollow(path, openFile);
+      await lockGuard(host, path, file);
+      return await fn(); // the close at the end of this block releases the flock
     }
     const file = await openGuard(path);
     try {
@@ -374,15 +439,80 @@ export function openFsStore(
       }
       file.close();
       if (named && !named.isFile) {
-        throw new StoreError(
-          path,
-          `Cannot use "${path}": it is ${
-            named.isSymlink ? "a symbolic link" : "not a regular file"
-          }, not our guard; left alone`,
-        );
+        throw notOurGuard(path, named.isSymlink ? "a symbolic link" : "not a regular file");
       }
     }
     throw new StoreError(path, `Cannot use "${path}": it kept changing while being opened`);
+  }
+
+  /**
+   * {@linkcode openGuard} by no-follow, non-blocking opens: an existing guard
+   * is opened for reading and checked to be a regular file before it is
+   * opened for writing (a FIFO's blocked reader stays blocked); a new one is
+   * made with an exclusive create. It must still be the file the name holds.
+   */
+  async function openGuardNoFollow(
+    path: string,
+    openFile: NonNullable<FolderHandles["openFile"]>,
+  ): Promise<OpenedFile> {
+    for (let round = 0; round < 3; round++) {
+      let file: OpenedFile;
+      try {
+        file = openFile(path, { write: true });
+      } catch (error) {
+        if (error instanceof Deno.errors.FilesystemLoop) throw notOurGuard(path, "a symbolic link");
+        if (!(error instanceof Deno.errors.NotFound)) fail("open the guard", path, error);
+        try {
+          file = openFile(path, { createNew: true });
+        } catch (error) {
+          if (error instanceof Deno.errors.AlreadyExists) continue;
+          fail("open the guard", path, error);
+        }
+      }
+      try {
+        const opened = file.stat();
+        if (!opened.isFile) throw notOurGuard(path, "not a regular file");
+        const named = await Deno.lstat(path).catch(() => undefined);
+        if (named?.isFile && named.ino === opened.ino && named.dev === opened.dev) return file;
+        if (named && !named.isFile) {
+          throw notOurGuard(path, named.isSymlink ? "a symbolic link" : "not a regular file");
+        }
+      } catch (error) {
+        file[Symbol.dispose]();
+        fail("open the guard", path, error);
+      }
+      file[Symbol.dispose]();
+    }
+    throw new StoreError(path, `Cannot use "${path}": it kept changing while being opened`);
+  }
+
+  /**
+   * Takes the guard's flock: tries without waiting, then again after a short
+   * pause that doubles up to 50 ms, for at most {@linkcode GUARD_WAIT_MS}.
+   * (A blocking flock would hold one of Deno's threads, and could not be
+   * given up at the time limit.)
+   */
+  async function lockGuard(host: string, path: string, file: OpenedFile): Promise<void> {
+    const deadline = Date.now() + GUARD_WAIT_MS;
+    for (let delay = 1;; delay = Math.min(delay * 2, 50)) {
+      let locked: boolean;
+      try {
+        locked = file.tryLock();
+      } catch (error) {
+        fail("lock the guard", path, error);
+      }
+      if (locked) return;
+      const left = deadline - Date.now();
+      if (left <= 0) {
+        throw new StoreError(
+          path,
+          `Cannot change locks in "${
+            folder(host)
+          }": another process has held "${GUARD}" for more than ${GUARD_WAIT_MS / 1000}s`,
+        );
+      }
+      await new Promise((resolve) => setTimeout(resolve, Math.min(delay, left)));
+    }
   }
 
   /** Under the guard: the entry at `path` when it still is `version`. */
@@ -436,26 +566,8 @@ export function openFsStore(
     data: Uint8Array,
   ): Promise<void> {
     const dir = folder(host);
-    let hostFolder: FolderHandle;
-    try {
-      hostFolder = handles.open(dir);
-    } catch (error) {
-      fail("open", dir, error);
-    }
-    using _host = hostFolder;
-    let historyFolder: FolderHandle;
-    try {
-      historyFolder = handles.open(history(host), hostFolder, options.historyFolderName);
-    } catch (error) {
-      if (!(error instanceof Deno.errors.NotADirectory)) fail("open", history(host), error);
-      throw new StoreError(
-        history(host),
-        `Cannot use "${
-          history(host)
-        }": it is a symbolic link or not a folder, not a lock folder; left alone`,
-      );
-    }
-    using _history = historyFolder;
+    using opened = openHistory(handles, host);
+    const { host: hostFolder, history: historyFolder } = opened;
     const h = pause("archive.historyChecked", host, name);
     if (h) await h;
     try {
@@ -480,6 +592,45 @@ export function openFsStore(
       await Deno.remove(written.path).catch(() => {});
       fail("write history entry", target, error);
     }
+  }
+
+  /**
+   * Opens a host's folder, then its History in it, never following a link.
+   *
+   * @throws {StoreError} when either is missing, a link or not a folder
+   */
+  function openHistory(
+    handles: FolderHandles,
+    host: string,
+  ): Disposable & { host: FolderHandle; history: FolderHandle } {
+    const dir = folder(host);
+    let hostFolder: FolderHandle;
+    try {
+      hostFolder = handles.open(dir);
+    } catch (error) {
+      fail("open", dir, error);
+    }
+    let historyFolder: FolderHandle;
+    try {
+      historyFolder = handles.open(history(host), hostFolder, options.historyFolderName);
+    } catch (error) {
+      hostFolder[Symbol.dispose]();
+      if (!(error instanceof Deno.errors.NotADirectory)) fail("open", history(host), error);
+      throw new StoreError(
+        history(host),
+        `Cannot use "${
+          history(host)
+        }": it is a symbolic link or not a folder, not a lock folder; left alone`,
+      );
+    }
+    return {
+      host: hostFolder,
+      history: historyFolder,
+      [Symbol.dispose]() {
+        historyFolder[Symbol.dispose]();
+        hostFolder[Symbol.dispose]();
+      },
+    };
   }
 
   async function createEntry(
@@ -645,7 +796,12 @@ export function openFsStore(
       const path = entryPath(history(host), name);
       await realFolder(folder(host));
       if (!(await realFolder(history(host)))) return undefined;
-      return (await readEntry(path))?.data;
+      // History lies in the host's folder, where a link may replace it after
+      // the check: the record is opened in the opened History, where FFI allows.
+      const handles = options.historyFolderName.includes("/") ? undefined : folderHandles();
+      if (!handles?.openFile) return (await readEntry(path))?.data;
+      using opened = openHistory(handles, host);
+      return (await readEntry(path, opened.history))?.data;
     },
     waitForChange: async (host, ms, signal) =>
       await waitForFolderChange(folder(host), ms, {
