@@ -27,6 +27,11 @@
 
 import { closeStores, lockResource, type ResourceLock, unlockResource } from "../mod.ts";
 import { mapLimit } from "../src/locker.ts";
+import {
+  type FolderHandles,
+  folderHandles,
+  type OpenedFile,
+} from "../src/stores/_folder_handles.ts";
 import { smbdMissing, startSmbd } from "../tests/_smbd.ts";
 import { etcdInstalled, etcdKeys, startEtcd } from "../tests/_etcd.ts";
 import { canRun, CLI_PERMISSIONS, compare, type Figure, figure, sample } from "./_measure.ts";
@@ -758,16 +763,19 @@ export async function localLockCalls(folder: string): Promise<void> {
 
 /**
  * The file calls its release makes, done directly, call for call as the
- * store makes them (checked with strace): the release's read (a look that
- * does not follow links, open, read to the end), then the guard (the host
- * folder and the guard looked at, the guard opened, looked at again and
- * flocked), the same read again, the look at History, the move into
- * History and the history entry's final content (a temporary file renamed
- * over it).
+ * store makes them (checked with strace): the guard (the host folder and
+ * the guard looked at, the guard opened, looked at again and flocked), the
+ * compare's read (a look that does not follow links, open, read to the
+ * end), the look at History, the move into History and the history entry's
+ * final content (a temporary file renamed over it). (A holder releases what
+ * it wrote without reading it first: no read before the guard.) Where the
+ * store opens through libc (FFI granted, Linux), so does this floor.
  *
  * @param folder the host's folder (with its `History` folder)
  */
 export async function localReleaseCalls(folder: string): Promise<void> {
+  const handles = folderHandles();
+  if (handles?.openFile) return await localReleaseCallsByHandles(folder, handles);
   const path = `${folder}/Host.lock`;
   const read = async () => {
     await Deno.lstat(path);
@@ -777,7 +785,6 @@ export async function localReleaseCalls(folder: string): Promise<void> {
     while (f.readSync(buffer)) { /* to the end */ }
     f.close();
   };
-  await read();
   const guardPath = `${folder}/.guard`;
   await Deno.lstat(folder);
   await Deno.lstat(guardPath).catch(() => undefined);
@@ -798,6 +805,47 @@ export async function localReleaseCalls(folder: string): Promise<void> {
   guard.close();
 }
 
+/**
+ * {@linkcode localReleaseCalls} as the store makes them where FFI is granted
+ * (Linux; checked with strace): the looks by path, and the opens, `fstat`,
+ * `flock`, reads and moves through libc (`_folder_handles.ts`).
+ */
+async function localReleaseCallsByHandles(folder: string, handles: FolderHandles): Promise<void> {
+  const openFile = handles.openFile!;
+  const path = `${folder}/Host.lock`;
+  const guardPath = `${folder}/.guard`;
+  await Deno.lstat(folder);
+  await Deno.lstat(guardPath).catch(() => undefined);
+  let guardFile: OpenedFile;
+  try {
+    guardFile = openFile(guardPath, { write: true });
+  } catch {
+    guardFile = openFile(guardPath, { createNew: true });
+  }
+  using guard = guardFile;
+  guard.stat();
+  await Deno.lstat(guardPath);
+  guard.tryLock();
+  await Deno.lstat(path);
+  {
+    using file = openFile(path);
+    file.stat();
+    const buffer = new Uint8Array(65536);
+    while (file.read(buffer)) { /* to the end */ }
+  }
+  await Deno.lstat(`${folder}/History`);
+  using host = handles.open(folder);
+  using history = handles.open(`${folder}/History`, host, "History");
+  const name = `Host.lock-${crypto.randomUUID()}`;
+  handles.rename(host, "Host.lock", history, name);
+  const temporary = `.tmp-${crypto.randomUUID()}`;
+  const out = await Deno.open(`${folder}/${temporary}`, { write: true, createNew: true });
+  out.writeSync(LOCAL_CONTENT);
+  out.statSync();
+  out.close();
+  handles.rename(host, temporary, history, name);
+}
+
 const LOCAL_CONTENT = new TextEncoder().encode(JSON.stringify({ Caller: "bench", LockedAt: 1 }));
 
 /**
@@ -810,7 +858,7 @@ const LOCAL_CONTENT = new TextEncoder().encode(JSON.stringify({ Caller: "bench",
 export function localFloor(store: string): FanOutFloor {
   const folder = (host: string) => store.replace("{0}", host);
   return {
-    describe: "the same file calls done directly (write, link, list; read, guard, read, " +
+    describe: "the same file calls done directly (write, link, list; guard, read, " +
       "rename, write; with the store's lstat checks)",
     async prepare(hosts) {
       for (const host of hosts) await Deno.mkdir(`${folder(host)}/History`, { recursive: true });
