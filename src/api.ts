@@ -253,7 +253,10 @@ const LOCK_OPTION_KINDS: Record<string, OptionKind> = {
 /**
  * Checks a function's options: undefined or an object, and each option
  * known here of its kind. Values are checked further where they are used
- * (durations parsed, session ids matched).
+ * (durations parsed, session ids matched). Only the object's own
+ * properties count (a copy of them is returned): an option inherited from
+ * a prototype (`Object.create({ force: true })`) is no option, as in the
+ * config and the dependency map.
  */
 function checkOptions<T extends object>(
   options: T | undefined,
@@ -264,8 +267,9 @@ function checkOptions<T extends object>(
   if (options === null || typeof options !== "object" || Array.isArray(options)) {
     throw new InputError(`Invalid options of ${fn}(): expected an object, got ${kindOf(options)}`);
   }
+  const own = { ...options } as Record<string, unknown>;
   for (const [key, kind] of Object.entries(kinds)) {
-    const value = (options as Record<string, unknown>)[key];
+    const value = own[key];
     if (value !== undefined && !isKind(kind, value)) {
       throw new InputError(
         `Invalid option "${key}" of ${fn}(): expected ${EXPECTED[kind]}, got ${
@@ -274,7 +278,7 @@ function checkOptions<T extends object>(
       );
     }
   }
-  return options;
+  return own as T;
 }
 
 /**

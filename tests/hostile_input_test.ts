@@ -255,6 +255,27 @@ Deno.test("inherited names are no commands, flags, lock types or settings", asyn
   });
 });
 
+Deno.test("options inherited from a prototype are no options: no inherited force, store or session", async () => {
+  await withBox(async ({ store, tmp }) => {
+    const mine = await lockResource("hv01", { store, type: "Host", dependencies: {} });
+    const ref = mine.refs[0]!.replace(/@.*/, ""); // no session: only force releases it
+    const force = Object.assign(Object.create({ force: true }), { store });
+    await assert.rejects(() => unlockResource(ref, force), /force/);
+    assert.equal((await getResourceLockStatus("hv01", { store }))[0]?.sessionId, mine.sessionId);
+    // an inherited store or session is not used either
+    const elsewhere = join(tmp, "elsewhere", "{0}");
+    const inherited = Object.assign(Object.create({ store: elsewhere, sessionId: "s-inh" }), {
+      store,
+      dependencies: {},
+    });
+    const shared = await lockResource("vm01", inherited);
+    assert.notEqual(shared.sessionId, "s-inh");
+    await shared.release();
+    await assert.rejects(() => Deno.stat(join(tmp, "elsewhere")), Deno.errors.NotFound);
+    await mine.release();
+  });
+});
+
 Deno.test("a dependency map with the host names constructor, __proto__ and toString works", async () => {
   await withBox(async ({ tmp, store, root }) => {
     const file = join(tmp, "proto.json");
