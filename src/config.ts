@@ -755,7 +755,7 @@ export async function loadConfigModule(
     const notFound = (error as { code?: string }).code === "ERR_MODULE_NOT_FOUND" ||
       /^Module not found/.test(message);
     if (optional && url.protocol !== "file:" && notFound) return undefined;
-    throw fail(message.split("\n")[0]!);
+    throw fail(await withoutLiterals(message.split("\n")[0]!, url));
   } finally {
     clearTimeout(timer);
   }
@@ -781,6 +781,27 @@ export async function loadConfigModule(
     config.hostsFile = join(parentPath(name), hostsFile.replace(/^\.[\\/]/, ""));
   }
   return config;
+}
+
+/**
+ * A config module's own error without the strings written in the module:
+ * one that failed to load (a syntax error, an exception it threw) was never
+ * read, so its secrets are not known as such, and a message such as
+ * `bad <password>` would show one. Every string literal of the file that
+ * could be one (6 characters or more, no blanks) is masked.
+ */
+async function withoutLiterals(message: string, url: URL): Promise<string> {
+  if (url.protocol !== "file:") return message;
+  const text = await Deno.readTextFile(url).catch(() => "");
+  const literals = new Set<string>();
+  for (const [, , body] of text.matchAll(/(["'`])((?:\\.|(?!\1)[^\\\n])*)\1/g)) {
+    if (body!.length >= 6 && !/\s/.test(body!)) literals.add(body!);
+  }
+  let masked = message;
+  for (const literal of [...literals].sort((a, b) => b.length - a.length)) {
+    masked = masked.replaceAll(literal, "***");
+  }
+  return masked;
 }
 
 function fromEnvironment(): ResourceLockerConfig {

@@ -140,6 +140,20 @@ function sources(): Source[] {
     config: `const pw = ${JSON.stringify(p17)};
 export default { smb: { username: "svc", password: pw }, timeout: pw };`,
   }, p17);
+  const p18 = "ThrownPw-71c4";
+  add({
+    name: "config module that throws an error naming its password (never loaded)",
+    args: ["--store", `smb://${CLOSED}/{0}`],
+    config: `const pw = ${JSON.stringify(p18)};
+if (pw) throw new Error("cannot reach the vault with " + pw);
+export default { smb: { username: "svc", password: pw } };`,
+  }, p18);
+  const p19 = "SyntaxPw-0d2e";
+  add({
+    name: "config module with a syntax error beside its password",
+    args: ["--store", `smb://${CLOSED}/{0}`],
+    config: `export default { smb: { username: "svc", password: ${JSON.stringify(p19)} ,, } };`,
+  }, p19);
   return list;
 }
 
