@@ -65,6 +65,18 @@ const COMMANDS: [string, string[]][] = [
   ["break --force", ["break", "hv01/Host", "--force"]],
 ];
 
+/** Runs `script` (saved at `path`) in a process without `--allow-ffi`; what it printed, as JSON. */
+async function withoutFfi(path: string, script: string): Promise<unknown> {
+  await Deno.writeTextFile(path, script);
+  const output = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "--no-lock", "--no-prompt", "--allow-read", "--allow-write", path],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  assertEquals(output.code, 0, new TextDecoder().decode(output.stderr));
+  return JSON.parse(new TextDecoder().decode(output.stdout));
+}
+
 Deno.test("a Host.lock that is a symlink to a file outside the store is never followed", async () => {
   await hostile(
     (dir, decoy) => Deno.symlink(`${decoy}/secret.txt`, `${dir}/Host.lock`),
@@ -334,22 +346,7 @@ Deno.test("without FFI, a release still moves the lock into History (the path-ch
     const moved = await store.archive("hv01", "Host.lock", v, "Host-1.lock", new TextEncoder().encode("end"));
     console.log(JSON.stringify({ handles: folderHandles() !== undefined, moved }));
   `;
-  await Deno.writeTextFile(`${t.root}/archive.ts`, script);
-  const output = await new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "--no-lock",
-      "--no-prompt",
-      "--allow-read",
-      "--allow-write",
-      `${t.root}/archive.ts`,
-    ],
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const stderr = new TextDecoder().decode(output.stderr);
-  assertEquals(output.code, 0, stderr);
-  assertEquals(JSON.parse(new TextDecoder().decode(output.stdout)), {
+  assertEquals(await withoutFfi(`${t.root}/archive.ts`, script), {
     handles: false,
     moved: true,
   });
@@ -547,22 +544,13 @@ Deno.test("without FFI, reads and guarded changes work as before, and planted li
     const guard = await refusal(store.remove("hv01", "Host.lock", v3));
     console.log(JSON.stringify({ handles: folderHandles() !== undefined, read, removed, link, guard }));
   `;
-  await Deno.writeTextFile(`${t.root}/fallback.ts`, script);
-  const output = await new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "--no-lock",
-      "--no-prompt",
-      "--allow-read",
-      "--allow-write",
-      `${t.root}/fallback.ts`,
-    ],
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const stderr = new TextDecoder().decode(output.stderr);
-  assertEquals(output.code, 0, stderr);
-  const result = JSON.parse(new TextDecoder().decode(output.stdout));
+  const result = await withoutFfi(`${t.root}/fallback.ts`, script) as {
+    handles: boolean;
+    read: string;
+    removed: boolean;
+    link: string;
+    guard: string;
+  };
   assertEquals(result.handles, false);
   assertEquals(result.read, "two");
   assertEquals(result.removed, true);
