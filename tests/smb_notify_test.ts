@@ -136,6 +136,43 @@ smbdTest(
 );
 
 smbdTest(
+  "waits of one process on one folder share one open and one notification; each ends by itself",
+  async () => {
+    await using smbd = await startTestSmbd(["hv01"]);
+    const store = await openTestSmbStore(smbTemplate(smbd.port));
+    const open = async () => (await smbd.status()).openFiles.length;
+    try {
+      assertEquals(await store.list("hv01"), []);
+      // five waits, one of them stopped early: one folder open throughout
+      const stop = new AbortController();
+      const early = store.waitForChange!("hv01", 20_000, stop.signal);
+      const waits = Array.from({ length: 4 }, () => store.waitForChange!("hv01", 20_000));
+      await waitFor("the folder open", async () => (await open()) === 1);
+      stop.abort();
+      await early;
+      const short = store.waitForChange!("hv01", 50);
+      await short; // its time-out ends it alone
+      assertEquals(await open(), 1, "the others still wait on the one notification");
+      // one change wakes them all, and the folder is closed
+      const wrote = Date.now();
+      await Deno.writeTextFile(join(smbd.dir("hv01"), "Other.lock"), "{}");
+      await Promise.all(waits);
+      assertOk(Date.now() - wrote < 5_000, "all woken by the file written");
+      await waitFor("no open files", async () => (await open()) === 0);
+      // waits that all stop leave nothing open either
+      const stops = Array.from({ length: 3 }, () => new AbortController());
+      const later = stops.map((s) => store.waitForChange!("hv01", 20_000, s.signal));
+      await waitFor("the folder open", async () => (await open()) === 1);
+      for (const s of stops) s.abort();
+      await Promise.all(later);
+      await waitFor("no open files", async () => (await open()) === 0);
+    } finally {
+      await store.close();
+    }
+  },
+);
+
+smbdTest(
   "a notification names the lock file removed (the waiter's hint); a file made names none",
   async () => {
     await using smbd = await startTestSmbd(["hv01"]);

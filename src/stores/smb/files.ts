@@ -16,6 +16,7 @@ import {
   type SmbConnection,
   SmbFailure,
   statusFailure,
+  type Watch,
 } from "./connection.ts";
 import {
   Access,
@@ -193,6 +194,8 @@ function removedIn(reply: Reply): string[] {
 const MAX_ENTRY_BYTES = 1 << 20;
 
 export class SmbShare {
+  /** The folder watches open now, by path: one per folder, shared by its waits. */
+  readonly #folderWatches = new Map<string, FolderWatch>();
   /** The connection, its session set up and its share connected. */
   readonly connection: SmbConnection;
 
@@ -356,22 +359,47 @@ export class SmbShare {
    * Waits until the folder `path` may have changed (a file made, removed,
    * renamed, written or resized in it), at most `ms`, or until `signal`
    * aborts: one CHANGE_NOTIFY (MS-SMB2 2.2.35) sent in a compound with the
-   * folder's open. The compound is on its way when this returns to the
-   * caller's first await (when the connection has the credits), so a change
-   * made after a look the caller starts next is not missed. On time-out or
-   * abort the request is cancelled (SMB2 CANCEL) and the folder closed,
-   * without waiting for either.
+   * folder's open, shared by every wait on the folder at that time (one
+   * open and one request however many wait). The compound is on its way
+   * when this returns to the caller's first await (when the connection has
+   * the credits), or was already, so a change made after a look the caller
+   * starts next is not missed. Once the last wait ends by time-out or abort,
+   * the request is cancelled (SMB2 CANCEL) and the folder closed, without
+   * waiting for either; an answer wakes every wait and closes the folder.
    * @returns the names the server says were removed or renamed away (empty
    *   when it named none) when it said the folder changed, "refused" when it
    *   does not watch the folder (no such folder, no notifications: poll
    *   instead), "waited" on time-out or abort
    */
-  async waitForChange(
+  waitForChange(
     path: string,
     ms: number,
     signal?: AbortSignal,
   ): Promise<string[] | "refused" | "waited"> {
-    if (signal?.aborted) return "waited";
+    if (signal?.aborted) return Promise.resolve("waited");
+    const shared = this.#folderWatches.get(path) ?? this.#watchFolder(path);
+    return new Promise((resolve) => {
+      const done = (outcome: FolderOutcome | "waited") => {
+        clearTimeout(timer);
+        signal?.removeEventListener("abort", leave);
+        shared.waiters.delete(done);
+        resolve(outcome);
+      };
+      const leave = () => {
+        done("waited");
+        if (shared.waiters.size > 0 || this.#folderWatches.get(path) !== shared) return;
+        this.#folderWatches.delete(path);
+        shared.watch.cancel();
+        void this.#closeWatched(shared.watch.first);
+      };
+      const timer = setTimeout(leave, ms);
+      signal?.addEventListener("abort", leave, { once: true });
+      shared.waiters.add(done);
+    });
+  }
+
+  /** Opens `path` with a CHANGE_NOTIFY for the waits on it; its answer wakes them all. */
+  #watchFolder(path: string): FolderWatch {
     const watch = this.connection.watch([
       createRequest({
         path,
@@ -381,25 +409,17 @@ export class SmbShare {
       }),
       notifyRequest(RELATED_FILE_ID),
     ]);
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    let abort: (() => void) | undefined;
-    const waited = new Promise<"waited">((resolve) => {
-      abort = () => resolve("waited");
-      timer = setTimeout(abort, ms);
-      signal?.addEventListener("abort", abort, { once: true });
-    });
-    const answered = watch.last.then(
+    const shared: FolderWatch = { watch, waiters: new Set() };
+    this.#folderWatches.set(path, shared);
+    watch.last.then(
       (reply) => changed(reply.status) ? removedIn(reply) : "refused" as const,
       () => "refused" as const,
-    );
-    try {
-      return await Promise.race([answered, waited]);
-    } finally {
-      clearTimeout(timer);
-      signal?.removeEventListener("abort", abort!);
-      watch.cancel();
+    ).then((outcome) => {
+      if (this.#folderWatches.get(path) === shared) this.#folderWatches.delete(path);
+      for (const wake of [...shared.waiters]) wake(outcome);
       void this.#closeWatched(watch.first);
-    }
+    });
+    return shared;
   }
 
   /** Closes the folder a {@linkcode waitForChange} opened. Never throws. */
@@ -494,6 +514,15 @@ export class SmbShare {
       if (!closed) await this.closeHandle(held.handle).catch(() => {});
     }
   }
+}
+
+/** What a folder watch's answer tells its waits. */
+type FolderOutcome = string[] | "refused";
+
+/** One CHANGE_NOTIFY on a folder and the waits it will wake. */
+interface FolderWatch {
+  watch: Watch;
+  waiters: Set<(outcome: FolderOutcome) => void>;
 }
 
 /** Opening a folder to list it. */
