@@ -8,10 +8,17 @@
  */
 
 import { registerRunSuite } from "./_run_suite.ts";
-import { tempStore } from "./_helpers.ts";
+import { tempStore, waitFor } from "./_helpers.ts";
 import { assertEquals, assertOk, assertStringIncludes } from "./_assert.ts";
 import { alive, hasScript, type RunProcess, spawnRun } from "./_run_helpers.ts";
 import { listNames, runCli } from "./_cli_helpers.ts";
+
+/** Whether process `pid` ignores SIGINT (`SigIgn` in `/proc/<pid>/status`, bit 2 = signal 2). */
+async function ignoresSigint(pid: number): Promise<boolean> {
+  const status = await Deno.readTextFile(`/proc/${pid}/status`).catch(() => "");
+  const mask = /^SigIgn:\s*([0-9a-f]+)$/m.exec(status)?.[1];
+  return mask !== undefined && (BigInt(`0x${mask}`) & 2n) !== 0n;
+}
 
 registerRunSuite("local", tempStore);
 
@@ -75,6 +82,7 @@ Deno.test({
       await type(run, "hello\n");
       await run.stderr.line(/^got=hello$/);
       await run.stderr.line(/^ready$/);
+      await waitFor("the background child ignoring SIGINT", () => ignoresSigint(grandchild));
       await type(run, "\x03"); // Ctrl-C: the terminal signals its foreground group
       await run.stderr.line(/SIGINT from the terminal: left to the command$/);
       await run.stderr.line(/trapped$/);
@@ -110,6 +118,10 @@ Deno.test({
       ], { env, terminal: true });
       const grandchild = await number(run, "grandchild");
       await run.stderr.line(/^ready$/);
+      // The shell prints before its background child ran: a Ctrl-C before
+      // the child ignores SIGINT (as POSIX has it) would end it, leaving
+      // nothing behind to stop. Type it once the child ignores it.
+      await waitFor("the background child ignoring SIGINT", () => ignoresSigint(grandchild));
       await type(run, "\x03");
       const out = await run.end();
       assertEquals(out.code, 130, out.stderr); // sh died of SIGINT; its code stands
