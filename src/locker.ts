@@ -306,6 +306,13 @@ interface CurrentSlot {
 const POLL_MS = 500;
 /** With them (a hint, never the truth), it still looks this often. */
 const RECHECK_MS = 30_000;
+/**
+ * Why a wait's own timer and notification are stopped once it is over (only
+ * ever caught): a reason made once, because `abort()` without one builds a
+ * DOMException, which a fresh process pays about a millisecond for, between
+ * a wake-up and the attempt it is for.
+ */
+const WAIT_OVER = new Error("the wait is over");
 /** Progress repeats an unchanged state at most this often. */
 const PROGRESS_EVERY_MS = 30_000;
 
@@ -1223,7 +1230,7 @@ export class Locker {
       const now = this.#clock.now();
       if (now >= untilMs) return;
       const stop = new AbortController();
-      const abort = () => stop.abort();
+      const abort = () => stop.abort(WAIT_OVER);
       signal?.addEventListener("abort", abort, { once: true });
       // A wake-up that says an entry in the way was removed: attempt at once
       // (the attempt runs every check), without looking first.
@@ -1244,7 +1251,7 @@ export class Locker {
       } finally {
         // Stopped, not awaited: taking down a watch (a connection closing)
         // must not delay the attempt the wake-up was for.
-        stop.abort();
+        stop.abort(WAIT_OVER);
         signal?.removeEventListener("abort", abort);
       }
     }
