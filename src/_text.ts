@@ -88,6 +88,31 @@ export function showField(text: string): string {
 }
 
 /**
+ * The first line of a thrown value's message, as one safe field
+ * ({@linkcode showField}): what a getter or proxy of the caller's threw.
+ * Never throws (a message that is itself a throwing getter).
+ *
+ * @param error anything thrown
+ * @returns one short line
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { firstLineOf } from "./_text.ts";
+ * assert.equal(firstLineOf(new Error("a\nb")), "a");
+ * ```
+ */
+export function firstLineOf(error: unknown): string {
+  try {
+    return showField(
+      (error instanceof Error ? String(error.message) : String(error)).split("\n")[0]!,
+    );
+  } catch {
+    return "(a value that cannot be shown)";
+  }
+}
+
+/**
  * Describes a value for an error message without echoing more than a short,
  * safe form of it: strings quoted and cut, objects by their kind. Never
  * throws (BigInt, cycles, getters).
