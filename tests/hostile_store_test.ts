@@ -613,3 +613,35 @@ Deno.test({
     }
   },
 });
+
+Deno.test("store content that is hard on the secret masking passes --json at once", async () => {
+  // Every --json document and every answer of the server passes the secret
+  // masking whole: its patterns must take time in proportion to the text.
+  // A caller of 40000 letters took seconds, ";pass" repeated ran for hours.
+  for (
+    const caller of [
+      "A".repeat(500_000),
+      ";pass".repeat(100_000),
+      "(".repeat(500_000),
+      "(x:".repeat(150_000),
+      "a.".repeat(250_000),
+    ]
+  ) {
+    await hostile(
+      (dir) =>
+        Deno.writeTextFile(
+          `${dir}/Generic-s1.lock`,
+          JSON.stringify({
+            Caller: caller,
+            LockedAtUtc: "2020-01-01T00:00:00.000Z",
+            SessionId: "s1",
+          }),
+        ),
+      async (run) => {
+        const result = await run(["status", "hv01", "--json"]);
+        assertEquals(result.code, 0, result.stderr.slice(0, 300));
+        assertEquals(JSON.parse(result.stdout).locks[0].caller, caller, "--json keeps it exact");
+      },
+    );
+  }
+});
