@@ -614,6 +614,52 @@ Deno.test({
   },
 });
 
+Deno.test("history --limit holds only the newest records, however much is planted in History", async () => {
+  // Each record may be as large as a lock file (1 MiB); 150 of 900 KB do
+  // not fit a 64 MB heap all at once, the newest one does.
+  await using t = await tempStore();
+  const history = `${t.root}/hv01/History`;
+  await Deno.mkdir(history, { recursive: true });
+  const caller = "A".repeat(900_000);
+  for (let i = 0; i < 150; i++) {
+    await Deno.writeTextFile(
+      `${history}/Generic-s${i}.lock`,
+      JSON.stringify({
+        Caller: `${caller}${i}`,
+        LockedAtUtc: "2020-01-01T00:00:00.000Z",
+        UnlockedAtUtc: new Date(Date.UTC(2020, 0, 2, 0, 0, i)).toISOString(),
+        Type: "Generic",
+        SessionId: `s${i}`,
+      }),
+    );
+  }
+  const config = `${t.root}/config.ts`;
+  await Deno.writeTextFile(config, "export default { concurrency: 2 };");
+  const output = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "--allow-all",
+      "--v8-flags=--max-old-space-size=64",
+      new URL("../cli.ts", import.meta.url).pathname,
+      "--store",
+      t.store,
+      "--config-file",
+      config,
+      "history",
+      "hv01",
+      "--limit",
+      "2",
+      "--json",
+    ],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const stderr = new TextDecoder().decode(output.stderr);
+  assertEquals(output.code, 0, stderr.slice(0, 500));
+  const entries = JSON.parse(new TextDecoder().decode(output.stdout)).entries;
+  assertEquals(entries.map((e: { sessionId: string }) => e.sessionId), ["s149", "s148"]);
+});
+
 Deno.test("store content that is hard on the secret masking passes --json at once", async () => {
   // Every --json document and every answer of the server passes the secret
   // masking whole: its patterns must take time in proportion to the text.
