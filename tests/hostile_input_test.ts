@@ -30,6 +30,7 @@ import {
   unlockResource,
 } from "../mod.ts";
 import { validateConfig } from "../src/config.ts";
+import { parentPath } from "../src/path.ts";
 import { runCli, snapshotTree } from "./_cli_helpers.ts";
 
 interface Result {
@@ -1066,4 +1067,15 @@ Deno.test("user input echoed in messages is escaped and cut too", async () => {
       assert.ok(result.stderr.split("\n").every((line) => line.length < 1100), "lines are cut");
     }
   });
+});
+
+Deno.test("the folder above a path with a long run of separators is found at once", () => {
+  // It was found with /[\\/]+$/, which scans a run of separators again from
+  // each one when the run does not end the path: 200000 took most of a minute.
+  const path = `/tmp/${"/".repeat(200_000)}missing`;
+  const started = Date.now();
+  assert.equal(parentPath(path), `/tmp${"/".repeat(200_000)}`);
+  assert.equal(parentPath("/var/lib/locks/dc01///"), "/var/lib/locks");
+  const ms = Date.now() - started;
+  assert.ok(ms < 1_000, `took ${ms} ms`);
 });
