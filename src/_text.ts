@@ -88,6 +88,31 @@ export function showField(text: string): string {
 }
 
 /**
+ * The first line of a thrown value's message, as one safe field
+ * ({@linkcode showField}): what a getter or proxy of the caller's threw.
+ * Never throws (a message that is itself a throwing getter).
+ *
+ * @param error anything thrown
+ * @returns one short line
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { firstLineOf } from "./_text.ts";
+ * assert.equal(firstLineOf(new Error("a\nb")), "a");
+ * ```
+ */
+export function firstLineOf(error: unknown): string {
+  try {
+    return showField(
+      (error instanceof Error ? String(error.message) : String(error)).split("\n")[0]!,
+    );
+  } catch {
+    return "(a value that cannot be shown)";
+  }
+}
+
+/**
  * Describes a value for an error message without echoing more than a short,
  * safe form of it: strings quoted and cut, objects by their kind. Never
  * throws (BigInt, cycles, getters).
@@ -271,19 +296,62 @@ export function registerUrlSecrets(text: string): void {
   }
 }
 
-/** `scheme://` and the authority after it (up to the path, query or fragment). */
-const URL_AUTHORITY = /([a-z][a-z0-9+.-]*:\/\/)([^\s/?#"'<>\\]*)/gi;
+// The patterns below run over whole documents (`--json`, the server's
+// answers) that hold values from a store, up to a lock file's size (1 MiB):
+// each must take time in proportion to the text. A pattern that may start at
+// every character of a long run and scan to its end each time takes its
+// square (a caller of 40000 letters took seconds, one of ";pass" repeated
+// for ever): so starts are rare characters, and runs that a start may scan
+// are bounded.
+
+/**
+ * `://` and the authority after it (up to the path, query or fragment):
+ * whatever the scheme before it (a letter-led scheme was looked for from
+ * every letter, scanning its whole run of letters each time).
+ */
+const URL_AUTHORITY = /(:\/\/)([^\s/?#"'<>\\]*)/g;
+/** Longest user or password {@linkcode BARE_USERINFO} looks at. */
+const MAX_USERINFO_CHARS = 256;
 /**
  * `user:password@` without a scheme, as a careless hand writes it: an etcd
  * endpoint `svc:pw@etcd1:2379`, a template `//svc:pw@fs01/locks/{0}` or
  * `smb:/svc:pw@fs01/{0}`, `\\svc:pw@fs01\share`. It starts a value (after a
  * space, quote, comma, `=`, `(` or `[`) or follows a `/` or `\`; the password
- * runs to the last `@` before the host, as in a URL.
+ * runs to the last `@` before the host, as in a URL. User and password are
+ * at most {@linkcode MAX_USERINFO_CHARS} characters each, and the user holds
+ * none of the characters a value starts after.
  */
-const BARE_USERINFO = /(^|[\s"'(,=[/\\])([^\s:/?#"'<>\\@,]+):([^\s/?#"'<>\\]*)@/g;
-/** Query or parameter values whose name says they are secret. */
-const SECRET_PARAMETER =
-  /([?&;](?:[^=&#\s"'\\]*(?:pass|pwd|secret|token|key|auth|cred)[^=&#\s"'\\]*)=)([^&#\s"'\\]*)/gi;
+const BARE_USERINFO = new RegExp(
+  `(^|[\\s"'(,=[/\\\\])([^\\s:/?#"'<>\\\\@,(=[]{1,${MAX_USERINFO_CHARS}}):` +
+    `([^\\s/?#"'<>\\\\]{0,${MAX_USERINFO_CHARS}})@`,
+  "g",
+);
+/**
+ * A query or parameter name (after the last `?`, `&` or `;` before its `=`);
+ * {@linkcode SECRET_NAME} says whether its value is secret.
+ */
+const PARAMETER_NAME = /[?&;]([^=&#\s"'\\?;]*)=/g;
+/** A parameter's value, from where it starts. */
+const PARAMETER_VALUE = /[^&#\s"'\\]*/y;
+/** Parameter names whose values are secret. */
+const SECRET_NAME = /pass|pwd|secret|token|key|auth|cred/i;
+
+/** The text with the value of every parameter whose name says it is secret masked. */
+function maskParameters(text: string): string {
+  let masked = "";
+  let from = 0;
+  PARAMETER_NAME.lastIndex = 0;
+  for (let match; (match = PARAMETER_NAME.exec(text)) !== null;) {
+    if (!SECRET_NAME.test(match[1]!)) continue;
+    const start = PARAMETER_NAME.lastIndex;
+    PARAMETER_VALUE.lastIndex = start;
+    PARAMETER_VALUE.exec(text);
+    masked += `${text.slice(from, start)}${MASK}`;
+    from = PARAMETER_VALUE.lastIndex;
+    PARAMETER_NAME.lastIndex = from;
+  }
+  return masked + text.slice(from);
+}
 
 function passwordOf(authority: string): string | undefined {
   const at = authority.lastIndexOf("@");
@@ -314,8 +382,8 @@ export function maskSecrets(text: string): string {
     if (password === undefined) return whole;
     const user = authority.slice(0, authority.indexOf(":"));
     return `${scheme}${user}:${MASK}${authority.slice(authority.lastIndexOf("@"))}`;
-  }).replace(BARE_USERINFO, (_whole, before: string, user: string) => `${before}${user}:${MASK}@`)
-    .replace(SECRET_PARAMETER, (_whole, name: string) => `${name}${MASK}`);
+  }).replace(BARE_USERINFO, (_whole, before: string, user: string) => `${before}${user}:${MASK}@`);
+  masked = maskParameters(masked);
   // Longest first, so a secret that contains another is masked whole.
   for (const secret of [...secrets].sort((a, b) => b.length - a.length)) {
     if (masked.includes(secret)) masked = masked.replaceAll(secret, MASK);

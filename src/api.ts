@@ -27,7 +27,7 @@ import { InputError, LockBusyError } from "./errors.ts";
 import { normalizeHost } from "./host.ts";
 import { LOCK_TYPES, type LockType } from "./lock_file.ts";
 import { FileNames, type LockRef, parseLockRef, toLockRef, validateSessionId } from "./lock_ref.ts";
-import { kindOf, maskSecrets } from "./_text.ts";
+import { firstLineOf, kindOf, maskSecrets } from "./_text.ts";
 import {
   type HeldLock,
   type HistoryEntry,
@@ -38,7 +38,7 @@ import {
   type ReleaseResult,
   type SlotClaim,
 } from "./locker.ts";
-import { ResourceLock } from "./resource_lock.ts";
+import { isResourceLock, ResourceLock } from "./resource_lock.ts";
 import type { LockStore } from "./store.ts";
 import { openStore } from "./stores/open.ts";
 
@@ -267,7 +267,18 @@ function checkOptions<T extends object>(
   if (options === null || typeof options !== "object" || Array.isArray(options)) {
     throw new InputError(`Invalid options of ${fn}(): expected an object, got ${kindOf(options)}`);
   }
-  const own = { ...options } as Record<string, unknown>;
+  // Read once: a getter or a proxy runs here, once (a failing one is bad
+  // input, not a TypeError from deep inside), and a list is copied, so what
+  // was checked is what is used.
+  let own: Record<string, unknown>;
+  try {
+    own = { ...options } as Record<string, unknown>;
+    for (const key of Object.keys(kinds)) {
+      if (Array.isArray(own[key])) own[key] = Array.from(own[key] as unknown[]);
+    }
+  } catch (error) {
+    throw new InputError(`Invalid options of ${fn}(): reading them failed: ${firstLineOf(error)}`);
+  }
   for (const [key, kind] of Object.entries(kinds)) {
     const value = own[key];
     if (value !== undefined && !isKind(kind, value)) {
@@ -728,7 +739,7 @@ export async function lockFileResource(
 function refsOf(locks: unknown): LockRef[] {
   const list: unknown[] = Array.isArray(locks) ? locks : [locks];
   return list.flatMap((item) =>
-    item instanceof ResourceLock ? item.locks.map((held) => toLockRef(held)) : [toLockRef(item)]
+    isResourceLock(item) ? item.locks.map((held) => toLockRef(held)) : [toLockRef(item)]
   );
 }
 
@@ -762,14 +773,17 @@ export async function unlockResource(
   options: UnlockResourceOptions = {},
 ): Promise<ReleaseResult[]> {
   options = checkOptions(options, { ...STORE_OPTION_KINDS, force: "boolean" }, "unlockResource");
-  const refs = refsOf(locks); // checks everything before anything is released
-  const objects = (Array.isArray(locks) ? locks : [locks]).filter((
-    l,
-  ): l is ResourceLock => l instanceof ResourceLock);
-  if (
-    objects.length > 0 && !options.force &&
-    objects.length === (Array.isArray(locks) ? locks.length : 1)
-  ) {
+  let list: unknown[];
+  try {
+    list = Array.isArray(locks) ? Array.from(locks) : [locks]; // read once
+  } catch (error) {
+    throw new InputError(
+      `Invalid locks of unlockResource(): reading them failed: ${firstLineOf(error)}`,
+    );
+  }
+  const refs = refsOf(list); // checks everything before anything is released
+  const objects = list.filter((l): l is ResourceLock => isResourceLock(l));
+  if (objects.length > 0 && !options.force && objects.length === list.length) {
     const results: ReleaseResult[] = [];
     for (const lock of objects) results.push(...await lock.release());
     return results;
@@ -908,7 +922,7 @@ export async function getResourceDependence(
  * ```
  */
 export function getResourceLockId(lock: LockLike): string {
-  if (lock instanceof ResourceLock) {
+  if (isResourceLock(lock)) {
     return lock.locks[lock.locks.length - 1]!.lockId;
   }
   if (typeof lock !== "string") return toLockRef(lock).lockId;

@@ -788,20 +788,56 @@ export async function loadConfigModule(
  * one that failed to load (a syntax error, an exception it threw) was never
  * read, so its secrets are not known as such, and a message such as
  * `bad <password>` would show one. Every string literal of the file that
- * could be one (6 characters or more, no blanks) is masked.
+ * could be one (6 characters or more, no blanks) is masked, as written and
+ * as its value (a password with a quote or a backslash is written escaped, and the
+ * message shows its value), also JSON-escaped and URL-encoded.
  */
 async function withoutLiterals(message: string, url: URL): Promise<string> {
   if (url.protocol !== "file:") return message;
   const text = await Deno.readTextFile(url).catch(() => "");
   const literals = new Set<string>();
   for (const [, , body] of text.matchAll(/(["'`])((?:\\.|(?!\1)[^\\\n])*)\1/g)) {
-    if (body!.length >= 6 && !/\s/.test(body!)) literals.add(body!);
+    const value = literalValue(body!);
+    for (
+      const form of [body!, value, JSON.stringify(value).slice(1, -1), encodeURIComponent(value)]
+    ) {
+      if (form.length >= 6 && !/\s/.test(form)) literals.add(form);
+    }
   }
   let masked = message;
   for (const literal of [...literals].sort((a, b) => b.length - a.length)) {
     masked = masked.replaceAll(literal, "***");
   }
   return masked;
+}
+
+/** The one-character escapes of a JavaScript string literal. */
+const CHARACTER_ESCAPES = new Map([
+  ["n", "\n"],
+  ["r", "\r"],
+  ["t", "\t"],
+  ["b", "\b"],
+  ["f", "\f"],
+  ["v", "\v"],
+  ["0", "\0"],
+]);
+
+/**
+ * The value of a string literal's body as written in a module, its escapes
+ * resolved (an escaped quote or backslash, `\x41`, `\u0041`, `\u{41}`, `\n`).
+ */
+function literalValue(body: string): string {
+  return body.replace(
+    /\\(?:u\{([0-9a-fA-F]{1,6})\}|u([0-9a-fA-F]{4})|x([0-9a-fA-F]{2})|([\s\S]))/g,
+    (_, braced?: string, u4?: string, x2?: string, other?: string) => {
+      const hex = braced ?? u4 ?? x2;
+      if (hex !== undefined) {
+        const code = parseInt(hex, 16);
+        return code <= 0x10ffff ? String.fromCodePoint(code) : "";
+      }
+      return CHARACTER_ESCAPES.get(other!) ?? (other === "\n" ? "" : other!);
+    },
+  );
 }
 
 function fromEnvironment(): ResourceLockerConfig {

@@ -59,9 +59,14 @@ export function validateDependencyMap(
       throw new InputError(`${where}: ${(error as Error).message}`);
     }
     // PowerShell's ConvertTo-Json writes a one-element array as a plain string.
-    const items = typeof list === "string" ? [list] : list;
-    if (!Array.isArray(items)) {
+    if (typeof list !== "string" && !Array.isArray(list)) {
       throw new InputError(`${where}: expected an array of host names, got ${kindOf(list)}`);
+    }
+    let items: unknown[];
+    try {
+      items = typeof list === "string" ? [list] : Array.from(list); // read once
+    } catch (error) {
+      throw new InputError(`${where}: cannot be read: ${firstLine(error)}`);
     }
     const targets = Object.hasOwn(map, host) ? map[host]! : (map[host] = []);
     for (let index = 0; index < items.length; index++) {

@@ -131,6 +131,18 @@ function toTicks(value: unknown): bigint | undefined {
 }
 
 /**
+ * The text without the NULs that end it (a file padded by a crashed write).
+ * Not `/\0+$/`: from every NUL of a run that does not end the text it scans
+ * the run again, which made a planted lock file of NULs and one letter take
+ * half an hour to read (1 MiB; every command reading it hung).
+ */
+function withoutTrailingNuls(text: string): string {
+  let end = text.length;
+  while (end > 0 && text.charCodeAt(end - 1) === 0) end--;
+  return end === text.length ? text : text.slice(0, end);
+}
+
+/**
  * Reads a lock file's content. Never throws: content that cannot be read
  * yields state `empty`, `partial` or `unreadable`, because a lock file counts
  * by its name alone.
@@ -152,8 +164,7 @@ export function decodeLockContent(
   bytes: Uint8Array,
   utcOffsetMinutes: number,
 ): LockContent {
-  const text = decodeText(bytes).replace(/^\uFEFF/, "").replace(/\0+$/, "")
-    .trim();
+  const text = withoutTrailingNuls(decodeText(bytes).replace(/^\uFEFF/, "")).trim();
   if (text === "") return { state: "empty", fields: {} };
   let parsed: unknown;
   try {

@@ -17,7 +17,7 @@
 import { InputError } from "./errors.ts";
 import { normalizeHost } from "./host.ts";
 import type { LockType } from "./lock_file.ts";
-import { kindOf, showValue } from "./_text.ts";
+import { firstLineOf, kindOf, showValue } from "./_text.ts";
 
 /** A parsed lock ref. */
 export interface LockRef {
@@ -47,7 +47,7 @@ export function validateSessionId(sessionId: string): string {
   }
   if (!SESSION.test(sessionId)) {
     throw new InputError(
-      `Invalid session id ${JSON.stringify(sessionId)}: use letters, digits, ".", "_" and "-"`,
+      `Invalid session id ${showValue(sessionId)}: use letters, digits, ".", "_" and "-"`,
     );
   }
   return sessionId;
@@ -284,8 +284,16 @@ export function toLockRef(value: unknown): LockRef {
       }`,
     );
   }
-  const { host, lockId, type, sessionId } = value as Record<string, unknown>;
   const bad = (why: string) => new InputError(`Invalid lock object: ${why}`);
+  let fields: Record<string, unknown>;
+  try {
+    // Read once: a getter runs here, once, and a failing one is bad input.
+    const { host, lockId, type, sessionId } = value as Record<string, unknown>;
+    fields = { host, lockId, type, sessionId };
+  } catch (error) {
+    throw bad(`reading it failed: ${firstLineOf(error)}`);
+  }
+  const { host, lockId, type, sessionId } = fields;
   let normal: string;
   try {
     normal = normalizeHost(host as string);

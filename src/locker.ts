@@ -535,9 +535,33 @@ export class Locker {
    */
   async history(host: string, limit = Infinity): Promise<HistoryEntry[]> {
     const names = await this.#store.listHistory(host);
-    const entries = await mapLimit(names, this.#concurrency, async (name) => {
+    // Only the newest `limit` entries are kept while reading: History is
+    // written by anyone who may write in the host's folder, and each record
+    // may be as large as a lock file (1 MiB), so holding them all for a short
+    // answer would take memory in proportion to everything planted there.
+    // Ties keep History's listing order, as a stable sort of them all would.
+    const kept: { entry: HistoryEntry; index: number; time: number }[] = [];
+    const time = (e: HistoryEntry) => (e.unlockedAt ?? e.lockedAt)?.getTime() ?? 0;
+    const before = (a: (typeof kept)[number], b: (typeof kept)[number]) =>
+      a.time > b.time || (a.time === b.time && a.index < b.index);
+    const keep = (entry: HistoryEntry, index: number) => {
+      const item = { entry, index, time: time(entry) };
+      if (limit === Infinity) return void kept.push(item); // all of them: sorted once at the end
+      let low = 0;
+      let high = kept.length;
+      while (low < high) {
+        const middle = (low + high) >>> 1;
+        if (before(kept[middle]!, item)) low = middle + 1;
+        else high = middle;
+      }
+      if (low >= limit) return;
+      kept.splice(low, 0, item);
+      if (kept.length > limit) kept.pop();
+    };
+    const indexed = names.map((name, index) => ({ name, index }));
+    const entries = await mapLimit(indexed, this.#concurrency, async ({ name, index }) => {
       const lockId = this.#names.historyLockId(name);
-      if (!lockId) return undefined;
+      if (!lockId) return;
       const bytes = await this.#store.readHistory(host, name);
       if (!bytes) return undefined;
       const offset = this.#clock.utcOffsetMinutes(this.#clock.now());
@@ -564,15 +588,13 @@ export class Locker {
       }
       if (typeof f.BrokenBy === "string") entry.brokenBy = f.BrokenBy;
       if (typeof f.BreakReason === "string") entry.breakReason = f.BreakReason;
-      return entry;
+      keep(entry, index);
     });
-    const list: HistoryEntry[] = [];
     for (const result of entries) {
       if (result.status === "rejected") throw result.reason;
-      if (result.value) list.push(result.value);
     }
-    const time = (e: HistoryEntry) => (e.unlockedAt ?? e.lockedAt)?.getTime() ?? 0;
-    return list.sort((a, b) => time(b) - time(a)).slice(0, limit);
+    if (limit === Infinity) kept.sort((a, b) => before(a, b) ? -1 : before(b, a) ? 1 : 0);
+    return kept.map((item) => item.entry);
   }
 
   #newContent(request: AcquireRequest, instant: { ticks: bigint; at: number }): Uint8Array {

@@ -41,7 +41,11 @@ export function joinPath(...parts: string[]): string {
  * ```
  */
 export function parentPath(path: string): string {
-  const trimmed = path.replace(/[\\/]+$/, "");
+  // A loop, not /[\\/]+$/: that pattern scans a run of separators again from
+  // each one when the run does not end the path (quadratic in its length).
+  let end = path.length;
+  while (end > 0 && (path[end - 1] === "/" || path[end - 1] === "\\")) end--;
+  const trimmed = path.slice(0, end);
   const at = Math.max(trimmed.lastIndexOf("/"), trimmed.lastIndexOf("\\"));
   return at <= 0 ? (at === 0 ? trimmed[0]! : trimmed) : trimmed.slice(0, at);
 }

@@ -10,6 +10,20 @@ import { LockLostError, LockNotOwnedError } from "./errors.ts";
 import type { LockType } from "./lock_file.ts";
 import type { HeldLock, HeldSlot, Locker, ReleaseResult } from "./locker.ts";
 
+let made: (value: unknown) => boolean;
+
+/**
+ * Whether `value` is a lock object this library made: not merely one whose
+ * prototype is `ResourceLock.prototype` (`Object.create`), which has none of
+ * its state and could release nothing.
+ *
+ * @param value anything
+ * @returns true for a lock object made by a lock call
+ */
+export function isResourceLock(value: unknown): value is ResourceLock {
+  return made(value);
+}
+
 /**
  * Locks taken by one lock call: a host and its dependencies, one session.
  *
@@ -44,6 +58,9 @@ export class ResourceLock implements AsyncDisposable {
   readonly ttlMs: number | undefined;
   readonly #locker: Locker;
   readonly #lost = new AbortController();
+  static {
+    made = (value) => value !== null && typeof value === "object" && #locker in value;
+  }
   #cancelTimer: (() => void) | undefined;
   #released = false;
   /**

@@ -129,6 +129,35 @@ Deno.test("loadConfigModule() reports a file that does not load, in one line", a
   }
 });
 
+Deno.test("loadConfigModule() masks a password written escaped in a module that fails to load", async () => {
+  // Generated passwords hold quotes and backslashes: written escaped in the
+  // module, while its error shows the value (and maybe its JSON or URL form).
+  const cases: [literal: string, value: string][] = [
+    [String.raw`"Xy7\\q#\"9!kLm"`, 'Xy7\\q#"9!kLm'],
+    [String.raw`'ab\'cd\u0065fg9'`, "ab'cdefg9"],
+    [String.raw`"T\u{1F600}\x6Fk-42"`, "T\u{1F600}ok-42"],
+  ];
+  const dir = await Deno.makeTempDir();
+  try {
+    for (const [i, [literal, value]] of cases.entries()) {
+      const file = `${dir}/escaped-${i}.ts`;
+      await Deno.writeTextFile(
+        file,
+        `const pw = ${literal};
+if (pw) throw new Error("vault said no to " + pw + " " + JSON.stringify(pw) + " " + encodeURIComponent(pw));
+export default { smb: { username: "svc", password: pw } };`,
+      );
+      const error = await assertRejects(() => loadConfigModule(file), InputError);
+      for (const form of [value, JSON.stringify(value).slice(1, -1), encodeURIComponent(value)]) {
+        assertOk(!error.message.includes(form), `${form} in: ${error.message}`);
+      }
+      assertStringIncludes(error.message, "vault said no to ***");
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("defineConfig() returns its settings unchanged", () => {
   const config = { lockRetries: 5 };
   assertEquals(defineConfig(config), config);

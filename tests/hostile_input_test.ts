@@ -24,11 +24,13 @@ import {
   lockFileResource,
   lockHostResource,
   lockResource,
+  ResourceLock,
   testHostResourceLock,
   tryLockResource,
   unlockResource,
 } from "../mod.ts";
 import { validateConfig } from "../src/config.ts";
+import { parentPath } from "../src/path.ts";
 import { runCli, snapshotTree } from "./_cli_helpers.ts";
 
 interface Result {
@@ -592,6 +594,16 @@ Deno.test("the command line with a config whose top-level await never settles ex
 // ---------------------------------------------------------------------------
 // 4. The library from untyped JavaScript
 
+/** An array whose length throws when read (a hostile proxy), as from untyped JavaScript. */
+function throwingList(items: string[]): string[] {
+  return new Proxy(items, {
+    get(target, key) {
+      if (key === "length") throw new Error("length");
+      return Reflect.get(target, key);
+    },
+  });
+}
+
 Deno.test("library calls from untyped JavaScript are InputErrors naming what is wrong, and touch nothing", async () => {
   await withBox(async ({ tmp, store }) => {
     // A decoy where "../../../decoy" would land from a store three folders deep.
@@ -812,6 +824,84 @@ Deno.test("library calls from untyped JavaScript are InputErrors naming what is 
           js(getMaintenanceGroups)({ config: { groups: [{ name: "g", members: null, max: 1 }] } }),
         /members: expected an array of host names, got null/,
       ],
+      // Getters and proxies of untyped JavaScript: read once, and what
+      // they throw is bad input, never a raw error from deep inside.
+      [
+        "options with a throwing getter",
+        () =>
+          js(testHostResourceLock)("dc01", {
+            get store() {
+              throw new Error("vault down");
+            },
+          }),
+        /Invalid options of testHostResourceLock\(\): reading them failed: vault down/,
+      ],
+      [
+        "options a proxy whose keys throw",
+        () =>
+          js(unlockResource)(
+            "dc01/Host@s1",
+            new Proxy({}, {
+              ownKeys() {
+                throw new RangeError("no keys");
+              },
+            }),
+          ),
+        /Invalid options of unlockResource\(\): reading them failed: no keys/,
+      ],
+      [
+        "type list whose length throws",
+        () => js(testHostResourceLock)("dc01", { store, type: throwingList(["Host"]) }),
+        /reading them failed: length/,
+      ],
+      [
+        "dependency list whose length throws",
+        () => js(getResourceDependence)("dc01", { dependencies: { dc01: throwingList(["a"]) } }),
+        /at "dc01": cannot be read: length/,
+      ],
+      [
+        "lock object with a throwing getter",
+        () =>
+          js(unlockResource)({
+            host: "dc01",
+            lockId: "Host",
+            get sessionId() {
+              throw new Error("no session");
+            },
+          }, { store }),
+        /Invalid lock object: reading it failed: no session/,
+      ],
+      [
+        "id of a lock object with a throwing getter",
+        () =>
+          js(getResourceLockId)({
+            get host() {
+              throw new Error("no host");
+            },
+          }),
+        /Invalid lock object: reading it failed: no host/,
+      ],
+      [
+        "unlock a list whose length throws",
+        () => js(unlockResource)(throwingList(["dc01/Host@s1"]), { store }),
+        /Invalid locks of unlockResource\(\): reading them failed: length/,
+      ],
+      [
+        "unlock an object made on ResourceLock's prototype",
+        () => js(unlockResource)(Object.create(ResourceLock.prototype, { locks: { value: [] } })),
+        /Invalid lock object/,
+      ],
+      [
+        "id of an object made on ResourceLock's prototype",
+        () =>
+          js(getResourceLockId)(Object.create(ResourceLock.prototype, { locks: { value: [] } })),
+        /Invalid lock object/,
+      ],
+      [
+        "a session id of 100000 characters is cut in the message",
+        () => js(lockResource)("dc01", { store, dependencies: {}, sessionId: "a".repeat(100_000) }),
+        /^Invalid session id "a{80}… \(100000 characters\)": use letters/,
+      ],
     ];
     for (const [name, call, message] of cases) {
       let error: unknown;
@@ -977,4 +1067,15 @@ Deno.test("user input echoed in messages is escaped and cut too", async () => {
       assert.ok(result.stderr.split("\n").every((line) => line.length < 1100), "lines are cut");
     }
   });
+});
+
+Deno.test("the folder above a path with a long run of separators is found at once", () => {
+  // It was found with /[\\/]+$/, which scans a run of separators again from
+  // each one when the run does not end the path: 200000 took most of a minute.
+  const path = `/tmp/${"/".repeat(200_000)}missing`;
+  const started = Date.now();
+  assert.equal(parentPath(path), `/tmp${"/".repeat(200_000)}`);
+  assert.equal(parentPath("/var/lib/locks/dc01///"), "/var/lib/locks");
+  const ms = Date.now() - started;
+  assert.ok(ms < 1_000, `took ${ms} ms`);
 });

@@ -601,3 +601,98 @@ Deno.test({
     }
   },
 });
+
+Deno.test("history --limit holds only the newest records, however much is planted in History", async () => {
+  // Each record may be as large as a lock file (1 MiB); 150 of 900 KB do
+  // not fit a 64 MB heap all at once, the newest one does.
+  await using t = await tempStore();
+  const history = `${t.root}/hv01/History`;
+  await Deno.mkdir(history, { recursive: true });
+  const caller = "A".repeat(900_000);
+  for (let i = 0; i < 150; i++) {
+    await Deno.writeTextFile(
+      `${history}/Generic-s${i}.lock`,
+      JSON.stringify({
+        Caller: `${caller}${i}`,
+        LockedAtUtc: "2020-01-01T00:00:00.000Z",
+        UnlockedAtUtc: new Date(Date.UTC(2020, 0, 2, 0, 0, i)).toISOString(),
+        Type: "Generic",
+        SessionId: `s${i}`,
+      }),
+    );
+  }
+  const config = `${t.root}/config.ts`;
+  await Deno.writeTextFile(config, "export default { concurrency: 2 };");
+  const output = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "--allow-all",
+      "--v8-flags=--max-old-space-size=64",
+      new URL("../cli.ts", import.meta.url).pathname,
+      "--store",
+      t.store,
+      "--config-file",
+      config,
+      "history",
+      "hv01",
+      "--limit",
+      "2",
+      "--json",
+    ],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const stderr = new TextDecoder().decode(output.stderr);
+  assertEquals(output.code, 0, stderr.slice(0, 500));
+  const entries = JSON.parse(new TextDecoder().decode(output.stdout)).entries;
+  assertEquals(entries.map((e: { sessionId: string }) => e.sessionId), ["s149", "s148"]);
+});
+
+Deno.test("store content that is hard on the secret masking passes --json at once", async () => {
+  // Every --json document and every answer of the server passes the secret
+  // masking whole: its patterns must take time in proportion to the text.
+  // A caller of 40000 letters took seconds, ";pass" repeated ran for hours.
+  for (
+    const caller of [
+      "A".repeat(500_000),
+      ";pass".repeat(100_000),
+      "(".repeat(500_000),
+      "(x:".repeat(150_000),
+      "a.".repeat(250_000),
+    ]
+  ) {
+    await hostile(
+      (dir) =>
+        Deno.writeTextFile(
+          `${dir}/Generic-s1.lock`,
+          JSON.stringify({
+            Caller: caller,
+            LockedAtUtc: "2020-01-01T00:00:00.000Z",
+            SessionId: "s1",
+          }),
+        ),
+      async (run) => {
+        const result = await run(["status", "hv01", "--json"]);
+        assertEquals(result.code, 0, result.stderr.slice(0, 300));
+        assertEquals(JSON.parse(result.stdout).locks[0].caller, caller, "--json keeps it exact");
+      },
+    );
+  }
+});
+
+Deno.test("a Host.lock of NULs ending in a letter is read at once", async () => {
+  // Trailing NULs (a crashed write's padding) are dropped; a run of them that
+  // does not end the file was scanned again from each NUL: 300 KB took minutes.
+  await hostile(
+    (dir) =>
+      Deno.writeFile(`${dir}/Host.lock`, new TextEncoder().encode(`${"\0".repeat(300_000)}x`)),
+    async (run) => {
+      for (const args of [["status", "hv01"], ["status", "hv01", "--json"]]) {
+        const result = await run(args);
+        assertEquals(result.code, 0, result.stderr.slice(0, 300));
+      }
+      const lock = await run(["lock", "hv01", "--hard"]);
+      assertEquals(lock.code, 3, lock.stderr.slice(0, 300)); // held (by whoever), not hung
+    },
+  );
+});

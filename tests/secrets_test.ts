@@ -154,6 +154,14 @@ export default { smb: { username: "svc", password: pw } };`,
     args: ["--store", `smb://${CLOSED}/{0}`],
     config: `export default { smb: { username: "svc", password: ${JSON.stringify(p19)} ,, } };`,
   }, p19);
+  const p20 = 'Esc\\aped"Pw-3f';
+  add({
+    name: "config module that throws its password, written escaped (a quote and a backslash)",
+    args: ["--store", `smb://${CLOSED}/{0}`],
+    config: `const pw = ${JSON.stringify(p20)};
+if (pw) throw new Error("cannot reach the vault with " + pw);
+export default { smb: { username: "svc", password: pw } };`,
+  }, p20);
   return list;
 }
 
