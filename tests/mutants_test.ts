@@ -1712,3 +1712,98 @@ Deno.test("a lock's fate reads at most 256 History entries of its session", asyn
   assertEquals((await l.release(ref)).status, "already-released");
   assertEquals(reads, 256);
 });
+
+// --- src/locker.ts: waiting (ProgressGate, #waitWhileBlocked, #blockedFor) --
+
+/** `fn` with Math.random fixed at 0.5: a retry then waits the delay plus 10 ms. */
+async function withoutJitter<T>(fn: () => Promise<T>): Promise<T> {
+  const random = Math.random;
+  Math.random = () => 0.5;
+  try {
+    return await fn();
+  } finally {
+    Math.random = random;
+  }
+}
+
+// Mutants: `now - this.#at < PROGRESS_EVERY_MS` as `<=`, `>=`, `now + this.#at`.
+Deno.test("an unchanged wait is reported again once 30 s have passed, to the millisecond", async () => {
+  await using t = await tempStore();
+  const clock = new FakeClock();
+  const l = locker(t.root, clock);
+  await l.acquire(request("holder", { type: "Host" }));
+  const reported: [number | undefined, number][] = [];
+  const start = clock.now();
+  await assertRejects(
+    () =>
+      withoutJitter(() =>
+        l.acquire(request("waiter", {
+          retryDelayMs: 990, // 1 s between attempts
+          attempts: 32,
+          onProgress: (p) => reported.push([p.attempt, p.at.getTime() - start]),
+        }))
+      ),
+    LockBusyError,
+  );
+  assertEquals(reported, [[1, 0], [31, 30_000]]);
+});
+
+// Mutant: the holders of a progress state not sorted (`.sort()` removed).
+Deno.test("the same locks in the way listed in another order are no new progress", async () => {
+  await using t = await tempStore();
+  const clock = new FakeClock();
+  const fs = openFsStore(t.store, { historyFolderName: "History" });
+  let flip = false;
+  const store: LockStore = {
+    ...fs,
+    list: async (host) => {
+      const names = (await fs.list(host)).sort();
+      flip = !flip;
+      return flip ? names.reverse() : names;
+    },
+  };
+  const l = locker(t.root, clock, store);
+  await l.acquire(request("reader-a"));
+  await l.acquire(request("reader-b"));
+  const reported: string[][] = [];
+  await assertRejects(
+    () =>
+      l.acquire(request("writer", {
+        type: "Host",
+        ttlMs: 3_000, // renewed every second: a fresh look at the readers each time
+        drainTimeoutMs: 10_000,
+        onProgress: (p) => reported.push(p.holders.map((h) => h.sessionId!)),
+      })),
+    DrainTimeoutError,
+  );
+  assertEquals(reported.length, 1, `one line for one state: ${JSON.stringify(reported)}`);
+});
+
+// Mutant: a holder's key without its session (`sessionId ?? ""` as `&&`).
+Deno.test("a host handed to another session while waiting is new progress", async () => {
+  await using t = await tempStore();
+  const clock = new HookedClock();
+  // Polling: the hand-over happens while the waiter sleeps, not beside it.
+  const l = locker(
+    t.root,
+    clock,
+    openFsStore(t.store, { historyFolderName: "History", watch: "poll" }),
+  );
+  const [first] = await l.acquire(request("first", { type: "Host" }));
+  let handed: Promise<unknown> | undefined;
+  clock.afterSleep = async () => {
+    handed ??= l.release(first!).then(() => l.acquire(request("second", { type: "Host" })));
+    await handed;
+  };
+  const reported: string[] = [];
+  await assertRejects(
+    () =>
+      l.acquire(request("waiter", {
+        retryDelayMs: 1_000,
+        attempts: 3,
+        onProgress: (p) => reported.push(p.holders.map((h) => h.sessionId).join()),
+      })),
+    LockBusyError,
+  );
+  assertEquals(reported, ["first", "second"]);
+});
