@@ -1807,3 +1807,28 @@ Deno.test("a host handed to another session while waiting is new progress", asyn
   );
   assertEquals(reported, ["first", "second"]);
 });
+
+// Mutants of originOf(): each state and each field of ours tested on its own.
+Deno.test("status() tells who wrote a lock: us by any field of ours, PowerShell by LockedAt or its first step", async () => {
+  await using t = await tempStore();
+  const l = locker(t.root, new FakeClock());
+  const cases: [string, string][] = [
+    ["", "unknown"],
+    ["{not json", "unknown"],
+    ["Invoke-Maintenance", "powershell"],
+    ['{"SessionId":"s1"}', "resource-locker"],
+    ['{"LockedAtUtc":"2026-12-01T10:00:00.000Z"}', "resource-locker"],
+    ['{"Holder":{"Host":"h","Pid":1}}', "resource-locker"],
+    ['{"Type":"Host"}', "resource-locker"],
+    ['{"ExpiresAtUtc":"2026-12-01T10:00:00.000Z"}', "resource-locker"],
+    ['{"LockedAt":639000000000000000,"Caller":"ps"}', "powershell"],
+    ['{"Caller":"someone"}', "unknown"],
+  ];
+  const origins: string[] = [];
+  for (const [i, [text]] of cases.entries()) {
+    await Deno.mkdir(`${t.root}/h${i}`);
+    await Deno.writeTextFile(`${t.root}/h${i}/Host.lock`, text);
+    origins.push((await l.status(`h${i}`))[0]!.origin!);
+  }
+  assertEquals(origins, cases.map(([, origin]) => origin));
+});
