@@ -26,7 +26,7 @@ import {
   resolveDependencies,
   validateDependencyMap,
 } from "../src/dependencies.ts";
-import { type AcquireRequest, Locker, mapLimit } from "../src/locker.ts";
+import { type AcquireRequest, Locker, mapLimit, type SlotClaim } from "../src/locker.ts";
 import { describeHolders } from "../src/_text.ts";
 import { holdAt, pausedAt } from "./_seams.ts";
 import { setSeamHook } from "../src/_seam.ts";
@@ -1831,4 +1831,56 @@ Deno.test("status() tells who wrote a lock: us by any field of ours, PowerShell 
     origins.push((await l.status(`h${i}`))[0]!.origin!);
   }
   assertEquals(origins, cases.map(([, origin]) => origin));
+});
+
+// --- src/locker.ts: slots of maintenance groups --------------------------------
+
+/** A claim on a slot of `group` (max `max`, in its own folder `_group-<group>`) for `member`. */
+function claim(group: string, member: string, max = 1): SlotClaim {
+  return { group, max, home: `_group-${group}`, member };
+}
+
+/** A Host lock request on `member` with slots of `groups`. */
+function hostWithSlots(
+  sessionId: string,
+  member: string,
+  groups: string[],
+  extra: Partial<AcquireRequest> = {},
+): AcquireRequest {
+  return request(sessionId, {
+    hosts: [member],
+    type: "Host",
+    drain: false,
+    slots: groups.map((g) => claim(g, member)),
+    ...extra,
+  });
+}
+
+// Mutants: #rollback() names every slot of the attempt (`.filter` removed),
+// or none (its filter always false), as left behind.
+Deno.test("a store fault on one group names a slot taken in another that could not be freed, and only then", async () => {
+  await using t = await tempStore();
+  let removes = false;
+  const store = faultyStore(t.root, {
+    list: (host) => host === "_group-b" ? "before" : undefined,
+    remove: (_, name) => removes && name.startsWith("Group-") ? "before" : undefined,
+  });
+  const l = locker(t.root, new FakeClock(), store);
+  const freed = await assertRejects(
+    () => l.acquireAll(hostWithSlots("s1", "hv01", ["a", "b"])),
+    StoreError,
+  );
+  assertEquals(freed.message, "list failed");
+  assertEquals(await t.files("_group-a"), [], "slot a was taken back");
+  removes = true;
+  const left = await assertRejects(
+    () => l.acquireAll(hostWithSlots("s2", "hv02", ["a", "b"])),
+    StoreError,
+  );
+  assertEquals(
+    left.message,
+    "list failed; could not release _group-a/Group-a.slot-1: unlock them with the force option",
+  );
+  assertEquals(left.remedies, ["force"]);
+  assertEquals(await t.files("hv02"), [], "the Host lock was taken back");
 });
