@@ -1884,3 +1884,39 @@ Deno.test("a store fault on one group names a slot taken in another that could n
   assertEquals(left.remedies, ["force"]);
   assertEquals(await t.files("hv02"), [], "the Host lock was taken back");
 });
+
+// Mutants: the members a full group is asked for by one request (`needs`)
+// not set, or counting claims of other groups (`c.group === name` as true).
+Deno.test("a group too full for the members of one request says how many slots they need", async () => {
+  await using t = await tempStore();
+  const l = locker(t.root, new FakeClock());
+  await l.acquireAll(request("other", {
+    hosts: ["hv09"],
+    type: "Host",
+    drain: false,
+    caller: "x",
+    slots: [claim("g", "hv09", 2)],
+  }));
+  const busy = await assertRejects(
+    () =>
+      l.acquireAll(request("s1", {
+        hosts: ["hv01", "hv02"],
+        type: "Host",
+        drain: false,
+        slots: [claim("g", "hv01", 2), claim("g", "hv02", 2), claim("h", "hv01")],
+      })),
+    LockBusyError,
+  );
+  assertOk(
+    /^Cannot lock "hv0[12]": group "g": 1 of 2 in maintenance: hv09 by "x" since \S+; locking hv01, hv02 needs 2 slots \(1 attempt\)$/
+      .test(busy.message),
+    busy.message,
+  );
+  for (const folder of ["hv01", "hv02", "_group-g", "_group-h"]) {
+    assertEquals(
+      (await t.files(folder)).filter((f) => !f.startsWith("Group-g.slot-1")),
+      [],
+      `${folder}: all taken back`,
+    );
+  }
+});
