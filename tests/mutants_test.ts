@@ -1920,3 +1920,39 @@ Deno.test("a group too full for the members of one request says how many slots t
     );
   }
 });
+
+// Mutants: slots above the group's max (left from a larger max) counted in
+// the way (`s.info.slot <= claim.max` as true or `<`), or freed and taken.
+Deno.test("a slot above the group's max is neither in the way nor free: an expired one is left alone", async () => {
+  await using t = await tempStore();
+  const clock = new FakeClock();
+  const l = locker(t.root, clock);
+  for (const [session, member] of [["a", "hv05"], ["b", "hv06"]] as const) {
+    await l.acquireAll(request(session, {
+      hosts: [member],
+      type: "Host",
+      drain: false,
+      caller: session,
+      slots: [claim("g", member, 2)],
+    }));
+  }
+  const above = JSON.stringify({
+    Type: "GroupSlot",
+    Group: "g",
+    Member: "hv07",
+    SessionId: "old",
+    ExpiresAtUtc: new Date(clock.now() - 60_000).toISOString(),
+  });
+  await Deno.writeTextFile(`${t.root}/_group-g/Group-g.slot-3`, above);
+  const busy = await assertRejects(
+    () => l.acquireAll(hostWithSlots("s1", "hv01", [], { slots: [claim("g", "hv01", 2)] })),
+    LockBusyError,
+  );
+  assertOk(
+    /^Cannot lock "hv01": group "g": 2 of 2 in maintenance: hv05 by "a" since \S+; hv06 by "b" since \S+ \(1 attempt\)$/
+      .test(busy.message),
+    busy.message,
+  );
+  assertEquals(await Deno.readTextFile(`${t.root}/_group-g/Group-g.slot-3`), above);
+  assertEquals(await t.files("hv01"), []);
+});
