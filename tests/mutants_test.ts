@@ -1956,3 +1956,19 @@ Deno.test("a slot above the group's max is neither in the way nor free: an expir
   assertEquals(await Deno.readTextFile(`${t.root}/_group-g/Group-g.slot-3`), above);
   assertEquals(await t.files("hv01"), []);
 });
+
+// Mutant: the session's own slot found for any member (`&&` as `||`).
+Deno.test("a session locking a second member of a group takes a second slot, not its first one", async () => {
+  await using t = await tempStore();
+  const l = locker(t.root, new FakeClock());
+  await l.acquireAll(hostWithSlots("s1", "hv01", [], { slots: [claim("g", "hv01", 2)] }));
+  const second = await l.acquireAll(
+    hostWithSlots("s1", "hv02", [], { slots: [claim("g", "hv02", 2)] }),
+  );
+  assertEquals(second.slots.map((s) => [s.name, s.member]), [["Group-g.slot-2", "hv02"]]);
+  const members = [];
+  for (const name of await t.files("_group-g")) {
+    members.push([name, (await readLock(t.root, "_group-g", name)).Member]);
+  }
+  assertEquals(members, [["Group-g.slot-1", "hv01"], ["Group-g.slot-2", "hv02"]]);
+});
