@@ -1972,3 +1972,41 @@ Deno.test("a session locking a second member of a group takes a second slot, not
   }
   assertEquals(members, [["Group-g.slot-1", "hv01"], ["Group-g.slot-2", "hv02"]]);
 });
+
+// Mutants: #takeSlot()'s four rounds (`round < 4` as `<=`), releaseSlots()'s five.
+Deno.test("a slot take that keeps losing its create tries four times; a slot free that keeps losing its remove, five", async () => {
+  await using t = await tempStore();
+  const fs = openFsStore(t.store, { historyFolderName: "History" });
+  let creates = 0;
+  let removes = 0;
+  let hiding = false;
+  const store: LockStore = {
+    ...fs,
+    // The slot files vanish from the listing: every look finds slot 1 free.
+    list: async (host) =>
+      (await fs.list(host)).filter((name) => !(hiding && name.startsWith("Group-"))),
+    create: (host, name, data, options) => {
+      if (name.startsWith("Group-")) creates++;
+      return fs.create(host, name, data, options);
+    },
+    remove: (host, name, version) => {
+      if (!hiding || !name.startsWith("Group-")) return fs.remove(host, name, version);
+      removes++;
+      return Promise.resolve(false); // changed since it was read, every time
+    },
+  };
+  const l = locker(t.root, new FakeClock(), store);
+  const held = await l.acquireAll(hostWithSlots("other", "hv09", ["g"]));
+  hiding = true;
+  creates = 0;
+  const busy = await assertRejects(
+    () => l.acquireAll(hostWithSlots("s1", "hv01", ["g"])),
+    LockBusyError,
+  );
+  assertStringIncludes(busy.message, 'group "g": 0 of 1 in maintenance');
+  assertEquals(creates, 4);
+  const [freed] = await l.releaseSlots(held.slots);
+  assertEquals(freed!.status, "rejected");
+  assertOk((freed as PromiseRejectedResult).reason instanceof StoreError);
+  assertEquals(removes, 5);
+});
