@@ -2010,3 +2010,74 @@ Deno.test("a slot take that keeps losing its create tries four times; a slot fre
   assertOk((freed as PromiseRejectedResult).reason instanceof StoreError);
   assertEquals(removes, 5);
 });
+
+// Mutants of #createSlot() and #removeSlotIfOurs(): a create that fails.
+Deno.test("a slot create that fails: untouched it is passed on, else what it may have made of ours is removed or named", async () => {
+  await using t = await tempStore();
+  const fs = openFsStore(t.store, { historyFolderName: "History" });
+  const encode = (fields: Record<string, unknown>) =>
+    new TextEncoder().encode(JSON.stringify(fields));
+  let fault: "unchanged" | "before" | "after" | "competitor" | "other member" | undefined;
+  let failRemove = false;
+  const options: unknown[] = [];
+  const store: LockStore = {
+    ...fs,
+    create: async (host, name, data, opts) => {
+      if (!name.startsWith("Group-")) return fs.create(host, name, data, opts);
+      options.push(opts);
+      const what = fault;
+      if (what === "unchanged") throw new StoreError(host, "refused", { unchanged: true });
+      if (what === "before") throw new StoreError(host, "create failed");
+      if (what === "competitor") {
+        await fs.create(host, name, encode({ SessionId: "rival", Member: "hv01" }));
+      } else if (what === "other member") {
+        await fs.create(host, name, encode({ SessionId: "s1", Member: "hv99" }));
+      } else {
+        const made = await fs.create(host, name, data, opts);
+        if (what === undefined) return made;
+      }
+      throw new StoreError(host, "create answer lost");
+    },
+    // A store that refused the create untouched may refuse the rest too:
+    // nothing is read back, so nothing is named left behind.
+    read: (host, name) =>
+      fault === "unchanged" && name.startsWith("Group-")
+        ? Promise.reject(new StoreError(host, "read failed"))
+        : fs.read(host, name),
+    remove: (host, name, version) =>
+      failRemove && name.startsWith("Group-")
+        ? Promise.reject(new StoreError(host, "remove failed"))
+        : fs.remove(host, name, version),
+  };
+  const l = locker(t.root, new FakeClock(), store);
+  const attempt = async (what: typeof fault) => {
+    fault = what;
+    const error = await assertRejects(
+      () => l.acquireAll(hostWithSlots("s1", "hv01", ["g"])),
+      StoreError,
+    );
+    const left = await t.files("_group-g");
+    for (const name of left) await Deno.remove(`${t.root}/_group-g/${name}`);
+    return [error.message, left.length];
+  };
+  assertEquals(await attempt("unchanged"), ["refused", 0]);
+  assertEquals(await attempt("before"), ["create failed", 0]);
+  assertEquals(await attempt("after"), ["create answer lost", 0], "ours, removed");
+  assertEquals(await attempt("competitor"), ["create answer lost", 1], "another's, kept");
+  assertEquals(await attempt("other member"), ["create answer lost", 1], "another member's, kept");
+  failRemove = true;
+  assertEquals(await attempt("after"), [
+    "create answer lost; could not release _group-g/Group-g.slot-1: unlock them with the force option",
+    1,
+  ]);
+  // The lease goes to the store's create (native leases), and only when there is one.
+  fault = undefined;
+  failRemove = false;
+  options.length = 0;
+  const leased = await l.acquireAll(hostWithSlots("s1", "hv01", ["g"], { ttlMs: 60_000 }));
+  await l.releaseSlots(leased.slots);
+  await l.release({ host: "hv01", lockId: "Host", type: "Host", sessionId: "s1" });
+  await l.acquireAll(hostWithSlots("s2", "hv01", ["g"]));
+  assertEquals(options, [{ ttlMs: 60_000 }, {}]);
+  assertEquals(Object.keys(options[1]!), []);
+});
