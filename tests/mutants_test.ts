@@ -2081,3 +2081,88 @@ Deno.test("a slot create that fails: untouched it is passed on, else what it may
   assertEquals(options, [{ ttlMs: 60_000 }, {}]);
   assertEquals(Object.keys(options[1]!), []);
 });
+
+// Mutants of #readSlot() and #slots(): what a slot tells, in number order,
+// expired to the millisecond, left over only when its member can be judged.
+Deno.test("groupSlots() reads each slot's fields, by number, judging lease and member", async () => {
+  await using t = await tempStore();
+  const clock = new FakeClock();
+  const fs = openFsStore(t.store, { historyFolderName: "History" });
+  const store: LockStore = {
+    ...fs,
+    // Newest first, and a slot that is gone by the time it is read.
+    list: async (host) => [...(await fs.list(host)).sort().reverse(), "Group-g.slot-7"],
+    // A store that would read a folder named "a..b" (this one refuses it).
+    read: (host, name) => host === "a..b" ? Promise.resolve(undefined) : fs.read(host, name),
+  };
+  const l = locker(t.root, clock, store, 1_000);
+  const ours = await l.acquireAll(
+    hostWithSlots("s1", "hv01", [], {
+      slots: [claim("g", "hv01", 20)],
+      caller: "patch",
+      description: "kb1",
+      ttlMs: 60_000,
+    }),
+  );
+  assertEquals(ours.slots.map((s) => s.name), ["Group-g.slot-1"]);
+  const write = (n: number, fields: Record<string, unknown>) =>
+    Deno.writeTextFile(`${t.root}/_group-g/Group-g.slot-${n}`, JSON.stringify(fields));
+  const at = (ms: number) => new Date(clock.now() + ms).toISOString();
+  // Out by one millisecond past the skew of 1 s, and exactly at it.
+  await write(2, { Member: "hv02", SessionId: "x", ExpiresAtUtc: at(-1_001) });
+  await write(10, { Member: "hv03", SessionId: "y", ExpiresAtUtc: at(-1_000) });
+  // Members that are no host names: never judged, never left over.
+  await write(3, { Member: "HV04", SessionId: "z" });
+  await write(4, { Member: "a..b", SessionId: "z" });
+  // No session or no member: nothing to judge either.
+  await write(5, { Member: "hv05", Holder: "somewhere" });
+  await write(6, { SessionId: "z", Holder: { Host: 7, Pid: "8" } });
+  // hv08's Host lock is another session's; hv09's cannot be read (a folder).
+  await l.acquire(request("w", { hosts: ["hv08"], type: "Host", drain: false }));
+  await write(11, { Member: "hv08", SessionId: "v" });
+  await Deno.mkdir(`${t.root}/hv09/Host.lock`, { recursive: true });
+  await write(12, { Member: "hv09", SessionId: "v" });
+  await Deno.writeTextFile(`${t.root}/_group-g/Group-other.slot-1`, "{}");
+  await Deno.writeTextFile(`${t.root}/_group-g/Group-g.slot-x`, "{}");
+  const slots = await l.groupSlots("g", "_group-g");
+  assertEquals(slots.map((s) => [s.slot, s.expired, s.orphaned]), [
+    [1, false, false],
+    [2, true, true], // hv02 holds no Host lock of session x
+    [3, false, false],
+    [4, false, false],
+    [5, false, false],
+    [6, false, false],
+    [10, false, true],
+    [11, false, true],
+    [12, false, false],
+  ]);
+  const [first, , , , fifth, sixth] = slots;
+  assertEquals(first, {
+    group: "g",
+    slot: 1,
+    name: "Group-g.slot-1",
+    home: "_group-g",
+    expired: false,
+    orphaned: false,
+    member: "hv01",
+    sessionId: "s1",
+    caller: "patch",
+    description: "kb1",
+    lockedAt: new Date(clock.now()),
+    expiresAt: new Date(clock.now() + 60_000),
+    holder: { host: "test", pid: 1 },
+  });
+  assertEquals(Object.keys(fifth!).sort(), [
+    "expired",
+    "group",
+    "home",
+    "member",
+    "name",
+    "orphaned",
+    "slot",
+  ]);
+  assertEquals([sixth!.sessionId, sixth!.holder, "member" in sixth!], ["z", {}, false]);
+  // A slot that cannot be read is a fault, not a free slot.
+  await Deno.mkdir(`${t.root}/_group-g/Group-g.slot-8`);
+  await assertRejects(() => l.groupSlots("g", "_group-g"), StoreError);
+});
