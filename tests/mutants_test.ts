@@ -2166,3 +2166,36 @@ Deno.test("groupSlots() reads each slot's fields, by number, judging lease and m
   await Deno.mkdir(`${t.root}/_group-g/Group-g.slot-8`);
   await assertRejects(() => l.groupSlots("g", "_group-g"), StoreError);
 });
+
+// Mutant: a slot the session held before counted as taken by this attempt
+// (`take.value.owned` as true), so a refusal would free it.
+Deno.test("a session locking its member again with a full group keeps the slot it held before", async () => {
+  await using t = await tempStore();
+  const l = locker(t.root, new FakeClock());
+  await l.acquireAll(hostWithSlots("other", "hv09", ["b"]));
+  await l.acquireAll(hostWithSlots("s1", "hv01", ["a"]));
+  await assertRejects(
+    () => l.acquireAll(hostWithSlots("s1", "hv01", ["a", "b"])),
+    LockBusyError,
+  );
+  assertEquals(await t.files("_group-a"), ["Group-a.slot-1"], "slot a is still held");
+  assertEquals((await readLock(t.root, "_group-a", "Group-a.slot-1")).SessionId, "s1");
+  assertEquals(await t.files("hv01"), ["Host.lock"], "and so is the Host lock");
+});
+
+// Mutant: a full group looked at four times over (`free.length === 0 &&
+// stale.length === 0` as false): refused after one look, not four.
+Deno.test("a full group is refused after one look at its slots", async () => {
+  await using t = await tempStore();
+  const fs = openFsStore(t.store, { historyFolderName: "History" });
+  let looks = 0;
+  const store: LockStore = {
+    ...fs,
+    list: (host) => (host === "_group-g" && looks++, fs.list(host)),
+  };
+  const l = locker(t.root, new FakeClock(), store);
+  await l.acquireAll(hostWithSlots("other", "hv09", ["g"]));
+  looks = 0;
+  await assertRejects(() => l.acquireAll(hostWithSlots("s1", "hv01", ["g"])), LockBusyError);
+  assertEquals(looks, 1);
+});
