@@ -2199,3 +2199,92 @@ Deno.test("a full group is refused after one look at its slots", async () => {
   await assertRejects(() => l.acquireAll(hostWithSlots("s1", "hv01", ["g"])), LockBusyError);
   assertEquals(looks, 1);
 });
+
+// Mutants of renewSlots(): whose slot it is, the new lease, a replace that lost.
+Deno.test("renewSlots() renews the session's slot for its member only, and loses one changed under it", async () => {
+  await using t = await tempStore();
+  const clock = new FakeClock();
+  const l = locker(t.root, clock);
+  const { slots: [slot] } = await l.acquireAll(
+    hostWithSlots("s1", "hv01", [], { slots: [claim("g", "hv01", 2)], ttlMs: 60_000 }),
+  );
+  clock.advance(10_000);
+  await l.renewSlots([slot!], 30_000);
+  const renewed = await readLock(t.root, "_group-g", slot!.name);
+  assertEquals(
+    [Date.parse(renewed.RenewedAtUtc), Date.parse(renewed.ExpiresAtUtc)],
+    [clock.now(), clock.now() + 30_000],
+  );
+  assertEquals([renewed.Member, renewed.SessionId, renewed.Type], ["hv01", "s1", "GroupSlot"]);
+  const lost = (held: typeof slot) =>
+    assertRejects(() => l.renewSlots([held!], 30_000), LockLostError);
+  // The same name for another member or another session is not this slot.
+  await lost({ ...slot!, member: "hv02" });
+  await lost({ ...slot!, sessionId: "s2" });
+  await lost({ ...slot!, name: "Group-g.slot-2" });
+  // Freed between the renewal's look and its write.
+  using held = holdAt("locker.slot.renew");
+  const renewal = l.renewSlots([slot!], 30_000);
+  await held.reached("locker.slot.renew");
+  await l.releaseSlots([slot!]);
+  held.letGo("locker.slot.renew");
+  await assertRejects(() => renewal, LockLostError, "it was freed or taken over");
+});
+
+// Mutants of releaseSlots() and releaseSlotsOf(): only the session's slot
+// for its member is freed, and only what was freed here is returned.
+Deno.test("releaseSlotsOf() frees the session's slots of one member, and tells which it freed", async () => {
+  await using t = await tempStore();
+  const fs = openFsStore(t.store, { historyFolderName: "History" });
+  let vanish: string | undefined;
+  let reads = 0;
+  let failing = false;
+  const store: LockStore = {
+    ...fs,
+    remove: (host, name, version) =>
+      failing
+        ? Promise.reject(new StoreError(host, "remove failed"))
+        : fs.remove(host, name, version),
+    read: async (host, name) => {
+      // The second look at `vanish` (the release's, after the listing's) finds it gone.
+      if (name === vanish && ++reads === 2) await Deno.remove(`${t.root}/${host}/${name}`);
+      return fs.read(host, name);
+    },
+  };
+  const l = locker(t.root, new FakeClock(), store);
+  const g = (member: string) => claim("g", member, 4);
+  await l.acquireAll(hostWithSlots("s1", "hv01", [], { slots: [g("hv01")] }));
+  await l.acquireAll(hostWithSlots("s1", "hv02", [], { slots: [g("hv02")] }));
+  await l.acquireAll(hostWithSlots("s2", "hv03", [], { slots: [g("hv03")] }));
+  const members = async () => {
+    const out = [];
+    for (const name of await t.files("_group-g")) {
+      out.push((await readLock(t.root, "_group-g", name)).Member);
+    }
+    return out;
+  };
+  assertEquals(await members(), ["hv01", "hv02", "hv03"]);
+  // Neither another member's slot of the session nor another session's.
+  const none = await l.releaseSlots([
+    { group: "g", member: "hv02", home: "_group-g", name: "Group-g.slot-1", sessionId: "s1" },
+    { group: "g", member: "hv03", home: "_group-g", name: "Group-g.slot-3", sessionId: "s1" },
+  ]);
+  assertEquals(none.map((r) => (r as PromiseFulfilledResult<boolean>).value), [false, false]);
+  assertEquals(await members(), ["hv01", "hv02", "hv03"]);
+  const freed = await l.releaseSlotsOf("hv01", "s1", [g("hv01")]);
+  assertEquals(freed.map((s) => [s.name, s.member, s.sessionId]), [[
+    "Group-g.slot-1",
+    "hv01",
+    "s1",
+  ]]);
+  assertEquals(await members(), ["hv02", "hv03"]);
+  vanish = "Group-g.slot-2";
+  assertEquals(
+    await l.releaseSlotsOf("hv02", "s1", [g("hv02")]),
+    [],
+    "gone before it was freed here",
+  );
+  assertEquals(await members(), ["hv03"]);
+  failing = true;
+  await assertRejects(() => l.releaseSlotsOf("hv03", "s2", [g("hv03")]), StoreError);
+});
