@@ -19,7 +19,7 @@ import {
   ResourceLockerError,
   StoreError,
 } from "../mod.ts";
-import { FakeClock, tempStore } from "./_helpers.ts";
+import { FakeClock, tempStore, within } from "./_helpers.ts";
 import { ResourceLock } from "../src/resource_lock.ts";
 import {
   readDependencyMap,
@@ -1726,6 +1726,14 @@ async function withoutJitter<T>(fn: () => Promise<T>): Promise<T> {
   }
 }
 
+/** A local store without change notifications (no `waitForChange`): waiters look every 500 ms. */
+function pollingStore(root: string): LockStore {
+  const { waitForChange: _, ...store } = openFsStore(`${root}/{0}`, {
+    historyFolderName: "History",
+  });
+  return store;
+}
+
 // Mutants: `now - this.#at < PROGRESS_EVERY_MS` as `<=`, `>=`, `now + this.#at`.
 Deno.test("an unchanged wait is reported again once 30 s have passed, to the millisecond", async () => {
   await using t = await tempStore();
@@ -1783,12 +1791,8 @@ Deno.test("the same locks in the way listed in another order are no new progress
 Deno.test("a host handed to another session while waiting is new progress", async () => {
   await using t = await tempStore();
   const clock = new HookedClock();
-  // Polling: the hand-over happens while the waiter sleeps, not beside it.
-  const l = locker(
-    t.root,
-    clock,
-    openFsStore(t.store, { historyFolderName: "History", watch: "poll" }),
-  );
+  // No notifications: the hand-over happens while the waiter sleeps, not beside it.
+  const l = locker(t.root, clock, pollingStore(t.root));
   const [first] = await l.acquire(request("first", { type: "Host" }));
   let handed: Promise<unknown> | undefined;
   clock.afterSleep = async () => {
@@ -2287,4 +2291,116 @@ Deno.test("releaseSlotsOf() frees the session's slots of one member, and tells w
   assertEquals(await members(), ["hv03"]);
   failing = true;
   await assertRejects(() => l.releaseSlotsOf("hv03", "s2", [g("hv03")]), StoreError);
+});
+
+/** A clock whose sleeps end only when aborted: a wait that nothing but an abort or a change ends. */
+class StuckClock extends FakeClock {
+  /** Sleeps not ended yet. */
+  pending = 0;
+  override sleep(_ms: number, signal?: AbortSignal): Promise<void> {
+    return new Promise((_, reject) => {
+      if (signal?.aborted) return reject(signal.reason);
+      this.pending++;
+      signal?.addEventListener("abort", () => (this.pending--, reject(signal.reason)), {
+        once: true,
+      });
+    });
+  }
+}
+
+// Mutants of #waitWhileBlocked(): the caller's abort listener not added, or
+// not removed; the check of the signal at each turn removed.
+Deno.test("an abort ends a wait at once and leaves no listener on the caller's signal", async () => {
+  await using t = await tempStore();
+  const l = locker(t.root, new StuckClock(), pollingStore(t.root));
+  await l.acquire(request("holder", { type: "Host" }));
+  const abort = new AbortController();
+  let listeners = 0;
+  const add = abort.signal.addEventListener.bind(abort.signal);
+  const remove = abort.signal.removeEventListener.bind(abort.signal);
+  abort.signal.addEventListener = (...args: Parameters<typeof add>) => (listeners++, add(...args));
+  abort.signal.removeEventListener = (
+    ...args: Parameters<typeof remove>
+  ) => (listeners--, remove(...args));
+  let waiting = false;
+  const waiter = l.acquire(request("s1", {
+    retryDelayMs: 60_000,
+    attempts: 2,
+    signal: abort.signal,
+    onProgress: () => (waiting = true),
+  }));
+  while (!waiting) await new Promise((resolve) => setTimeout(resolve, 5));
+  await new Promise((resolve) => setTimeout(resolve, 20));
+  abort.abort(new Error("stop"));
+  await within(5_000, assertRejects(() => waiter, Error, "stop"));
+  assertEquals(listeners, 0);
+  assertEquals(await t.files("hv01"), ["Host.lock"]);
+});
+
+// Mutants of #waitWhileBlocked() and #blockedFor(): how long each look waits.
+Deno.test("a waiter looks every 500 ms without notifications, every 30 s with them, and wakes when the lease ends", async () => {
+  await using t = await tempStore();
+  const clock = new FakeClock();
+  const polling = locker(t.root, clock, pollingStore(t.root));
+  await polling.acquire(request("holder", { type: "Host" }));
+  const wait = (l: Locker, retryDelayMs: number) =>
+    withoutJitter(() =>
+      assertRejects(() => l.acquire(request("s1", { retryDelayMs, attempts: 2 })), LockBusyError)
+    );
+  await wait(polling, 1_000);
+  assertEquals(clock.sleeps, [500, 500, 10]);
+  // Notifications that never come: a look every 30 s all the same.
+  const fs = openFsStore(t.store, { historyFolderName: "History" });
+  const watches: number[] = [];
+  const silentStore: LockStore = {
+    ...fs,
+    waitForChange: (_host, ms, signal) => {
+      watches.push(ms);
+      return new Promise((resolve) => signal?.addEventListener("abort", () => resolve(undefined)));
+    },
+  };
+  clock.sleeps.length = 0;
+  await wait(locker(t.root, clock, silentStore), 100_000);
+  assertEquals(clock.sleeps, [30_000, 30_000, 30_000, 10_010]);
+  assertEquals(watches, clock.sleeps);
+  // A lease that runs out 2 s from now, 100 ms of skew: the next attempt
+  // comes 1 ms after both, and breaks it.
+  await Deno.mkdir(`${t.root}/db01`);
+  await Deno.writeTextFile(
+    `${t.root}/db01/Host.lock`,
+    JSON.stringify({
+      SessionId: "gone",
+      ExpiresAtUtc: new Date(clock.now() + 2_000).toISOString(),
+    }),
+  );
+  clock.sleeps.length = 0;
+  await withoutJitter(() =>
+    locker(t.root, clock, silentStore, 100).acquire(
+      request("s2", { hosts: ["db01"], retryDelayMs: 60_000, attempts: 2 }),
+    )
+  );
+  assertEquals(clock.sleeps, [2_101]);
+});
+
+// Mutant: the wait's timer and watch not stopped once the wait ends (`stop.abort()` removed).
+Deno.test("a wait woken by a change leaves no timer running", async () => {
+  await using t = await tempStore();
+  const clock = new StuckClock();
+  const fs = openFsStore(t.store, { historyFolderName: "History" });
+  let wakes = 0;
+  const store: LockStore = {
+    ...fs,
+    // One wake-up that says the holder's entry went (it did not), then none.
+    waitForChange: (_host, _ms, signal) =>
+      wakes++ === 0
+        ? Promise.resolve({ removed: ["Host.lock"] })
+        : new Promise((resolve) => signal?.addEventListener("abort", () => resolve(undefined))),
+  };
+  const l = locker(t.root, clock, store);
+  await l.acquire(request("holder", { type: "Host" }));
+  await assertRejects(
+    () => l.acquire(request("s1", { retryDelayMs: 60_000, attempts: 2 })),
+    LockBusyError,
+  );
+  assertEquals([wakes, clock.pending], [1, 0]);
 });
