@@ -2404,3 +2404,139 @@ Deno.test("a wait woken by a change leaves no timer running", async () => {
   );
   assertEquals([wakes, clock.pending], [1, 0]);
 });
+
+// Mutants of #blockedFor(): a holder now of another session, a slot left
+// over, no holder named; each ends the wait at the next look.
+Deno.test("a wait ends at the next look when the holder changed session or its slot was left over", async () => {
+  await using t = await tempStore();
+  const clock = new HookedClock();
+  const l = locker(t.root, clock, pollingStore(t.root));
+  const [first] = await l.acquire(request("first", { type: "Host" }));
+  let once: Promise<unknown> | undefined;
+  clock.afterSleep = async () => {
+    once ??= l.release(first!).then(() => l.acquire(request("second", { type: "Host" })));
+    await once;
+  };
+  await withoutJitter(() =>
+    assertRejects(
+      () => l.acquire(request("waiter", { retryDelayMs: 10_000, attempts: 2 })),
+      LockBusyError,
+      "(2 attempts)",
+    )
+  );
+  assertEquals(clock.sleeps, [500], "the look after the first sleep found another holder");
+  // A full group whose slot is left over (its member's Host lock gone).
+  await l.acquireAll(hostWithSlots("holder", "hv09", ["g"]));
+  once = undefined;
+  clock.afterSleep = async () => {
+    once ??= Deno.remove(`${t.root}/hv09/Host.lock`);
+    await once;
+  };
+  clock.sleeps.length = 0;
+  const taken = await withoutJitter(() =>
+    l.acquireAll(hostWithSlots("s1", "hv02", ["g"], { retryDelayMs: 10_000, attempts: 2 }))
+  );
+  assertEquals(taken.slots.map((s) => s.name), ["Group-g.slot-1"]);
+  assertEquals(clock.sleeps, [500], "the look after the first sleep found the slot left over");
+});
+
+// Mutant: #blockedFor() without its answer for nobody named (`POLL_MS`).
+Deno.test("busy with nobody in the way, a waiter looks again every 500 ms even with notifications", async () => {
+  await using t = await tempStore();
+  const clock = new FakeClock();
+  const fs = openFsStore(t.store, { historyFolderName: "History" });
+  const store: LockStore = {
+    ...fs,
+    create: () => Promise.resolve(undefined), // "exists"…
+    read: () => Promise.resolve(undefined), // …and gone when looked at
+    waitForChange: (_host, _ms, signal) =>
+      new Promise((resolve) => signal?.addEventListener("abort", () => resolve(undefined))),
+  };
+  await withoutJitter(() =>
+    assertRejects(
+      () =>
+        locker(t.root, clock, store).acquire(
+          request("s1", { type: "Host", retryDelayMs: 1_000, attempts: 2 }),
+        ),
+      LockBusyError,
+    )
+  );
+  assertEquals(clock.sleeps, [500, 500, 10]);
+});
+
+// Mutants of #waitWhileBlocked()'s wake-up: any one of the entries in the
+// way named removed (`some` as `every`), a slot's entry name as it is.
+Deno.test("a wake-up naming one slot of a full group makes the waiter attempt at once", async () => {
+  await using t = await tempStore();
+  const clock = new FakeClock();
+  const fs = openFsStore(t.store, { historyFolderName: "History" });
+  let wakes = 0;
+  const store: LockStore = {
+    ...fs,
+    // The first wake-up says slot 1 went (it did not); then none come.
+    waitForChange: (_host, _ms, signal) =>
+      wakes++ === 0
+        ? Promise.resolve({ removed: ["Group-g.slot-1"] })
+        : new Promise((resolve) => signal?.addEventListener("abort", () => resolve(undefined))),
+  };
+  const l = locker(t.root, clock, store);
+  const g = (member: string) => claim("g", member, 2);
+  await l.acquireAll(hostWithSlots("a", "hv08", [], { slots: [g("hv08")] }));
+  await l.acquireAll(hostWithSlots("b", "hv09", [], { slots: [g("hv09")] }));
+  await withoutJitter(() =>
+    assertRejects(
+      () =>
+        l.acquireAll(
+          hostWithSlots("s1", "hv01", [], {
+            slots: [g("hv01")],
+            retryDelayMs: 60_000,
+            attempts: 2,
+          }),
+        ),
+      LockBusyError,
+    )
+  );
+  assertEquals([wakes, clock.sleeps], [1, []], "attempted on the wake-up, without sleeping");
+});
+
+// Mutants of acquireAll()'s `wait`: it gives up at its end, to the
+// millisecond; progress then tells what is left and no count of attempts.
+Deno.test("wait gives up at its end to the millisecond; its progress has no attempt count", async () => {
+  await using t = await tempStore();
+  const clock = new FakeClock();
+  const l = locker(t.root, clock, pollingStore(t.root));
+  await l.acquire(request("holder", { type: "Host" }));
+  const progress: unknown[] = [];
+  const start = clock.now();
+  await within(
+    10_000,
+    assertRejects(
+      () =>
+        l.acquire(request("s1", {
+          waitMs: 2_000,
+          attempts: 1,
+          onProgress: (p) => progress.push([p.attempt, p.attempts, p.waitMs, p.host]),
+        })),
+      LockBusyError,
+      "(2 attempts)",
+    ),
+  );
+  assertEquals(clock.now() - start, 2_000);
+  assertEquals(progress, [[1, undefined, 2_000, "hv01"]]);
+  assertEquals(clock.sleeps, [500, 500, 500, 500]);
+  // Retries count their attempts.
+  progress.length = 0;
+  await withoutJitter(() =>
+    assertRejects(
+      () =>
+        l.acquire(request("s2", {
+          retryDelayMs: 990,
+          attempts: 2,
+          onProgress: (p) => progress.push([p.attempt, p.attempts, p.waitMs, p.host]),
+        })),
+      LockBusyError,
+      "(2 attempts)",
+    )
+  );
+  assertEquals(progress, [[1, 2, 1_000, "hv01"]]);
+});
