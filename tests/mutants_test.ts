@@ -2540,3 +2540,102 @@ Deno.test("wait gives up at its end to the millisecond; its progress has no atte
   );
   assertEquals(progress, [[1, 2, 1_000, "hv01"]]);
 });
+
+// Mutants of the renewal after a slow take: `>=` as `>`, `ttlMs / 3` as
+// `* 3`, `now - attemptStart` as `+`, `&&` as `||`.
+Deno.test("a take that lasted a third of the lease renews it before returning, a shorter one does not", async () => {
+  await using t = await tempStore();
+  const clock = new FakeClock();
+  const fs = openFsStore(t.store, { historyFolderName: "History" });
+  let slowMs = 0;
+  const store: LockStore = {
+    ...fs,
+    create: (host, name, data, options) => {
+      clock.advance(slowMs);
+      return fs.create(host, name, data, options);
+    },
+  };
+  const l = locker(t.root, clock, store);
+  const renewedAt = async (host: string, extra: Partial<AcquireRequest>) => {
+    const start = clock.now();
+    await l.acquire(request("s1", { hosts: [host], type: "Host", drain: false, ...extra }));
+    const content = await readLock(t.root, host);
+    return content.RenewedAtUtc === undefined
+      ? undefined
+      : [Date.parse(content.RenewedAtUtc) - start, Date.parse(content.ExpiresAtUtc) - start];
+  };
+  slowMs = 999;
+  assertEquals(await renewedAt("hv01", { ttlMs: 3_000 }), undefined);
+  slowMs = 1_000;
+  assertEquals(await renewedAt("hv02", { ttlMs: 3_000 }), [1_000, 4_000]);
+  assertEquals(await renewedAt("hv03", {}), undefined, "no lease, nothing to renew");
+});
+
+// Mutants of the drain's renewal: the slots of the request renewed with the locks.
+Deno.test("a draining Host lock renews its slots with its lease; a drain that times out frees them", async () => {
+  await using t = await tempStore();
+  const clock = new HookedClock();
+  const l = locker(t.root, clock);
+  const [reader] = await l.acquire(request("reader"));
+  const start = clock.now();
+  let released: Promise<unknown> | undefined;
+  clock.afterSleep = async () => {
+    if (!released && clock.now() - start >= 1_500) released = l.release(reader!);
+    await released;
+  };
+  const taken = await l.acquireAll(
+    hostWithSlots("writer", "hv01", ["g"], { drain: true, ttlMs: 3_000, drainTimeoutMs: 60_000 }),
+  );
+  const slot = await readLock(t.root, "_group-g", taken.slots[0]!.name);
+  assertEquals(Date.parse(slot.RenewedAtUtc), start + 1_000);
+  assertEquals(Date.parse(slot.ExpiresAtUtc), start + 4_000);
+  await l.releaseSlots(taken.slots);
+  await l.release(taken.locks[0]!);
+  // A drain that times out: the Host lock and the slot go.
+  clock.afterSleep = undefined;
+  await l.acquire(request("reader2"));
+  await assertRejects(
+    () =>
+      l.acquireAll(hostWithSlots("writer2", "hv01", ["g"], { drain: true, drainTimeoutMs: 1_000 })),
+    DrainTimeoutError,
+  );
+  assertEquals(await t.files("_group-g"), []);
+  assertEquals((await t.files("hv01")).filter((f) => f.startsWith("Host")), []);
+});
+
+// Mutant: the drain waits on the shared locks of every host on one host
+// (`lock.host === pendingHost` as true), looking again at once forever.
+Deno.test("a drain over two hosts waits on the first host's shared locks, then times out", async () => {
+  await using t = await tempStore();
+  const clock = new FakeClock();
+  const l = locker(t.root, clock, pollingStore(t.root));
+  await l.acquire(request("r1", { hosts: ["hv01"] }));
+  await l.acquire(request("r2", { hosts: ["db01"] }));
+  await within(
+    10_000,
+    assertRejects(
+      () =>
+        l.acquire(request("w", { hosts: ["db01", "hv01"], type: "Host", drainTimeoutMs: 1_000 })),
+      DrainTimeoutError,
+    ),
+  );
+  assertEquals(clock.sleeps, [500, 500]);
+});
+
+// Mutants of acquire() and acquireAll()'s checks of the slots they are given.
+Deno.test("slots go with acquireAll() and Host locks only", async () => {
+  await using t = await tempStore();
+  const l = locker(t.root, new FakeClock());
+  const slots = [claim("g", "hv01")];
+  await assertRejects(() => l.acquire(hostWithSlots("s1", "hv01", ["g"])), TypeError, "acquireAll");
+  await assertRejects(
+    () => l.acquireAll(request("s1", { hosts: ["hv01"], slots })),
+    TypeError,
+    "Host locks only",
+  );
+  assertEquals(await t.files("hv01"), []);
+  // No slots, or an empty list: a plain lock.
+  const plain = await l.acquire(request("s1", { hosts: ["hv01"], slots: [] }));
+  assertEquals(plain.map((p) => p.lockId), ["Generic-s1"]);
+  assertEquals((await l.acquireAll(request("s2", { hosts: ["hv01"], slots: [] }))).slots, []);
+});
