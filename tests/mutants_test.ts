@@ -2639,3 +2639,22 @@ Deno.test("slots go with acquireAll() and Host locks only", async () => {
   assertEquals(plain.map((p) => p.lockId), ["Generic-s1"]);
   assertEquals((await l.acquireAll(request("s2", { hosts: ["hv01"], slots: [] }))).slots, []);
 });
+
+// Mutants of #slotContent(): an empty caller or description written, the lease in seconds.
+Deno.test("a slot's entry holds its lease in seconds, and no empty caller or description", async () => {
+  await using t = await tempStore();
+  const clock = new FakeClock();
+  const l = locker(t.root, clock);
+  const { slots: [leased] } = await l.acquireAll(
+    hostWithSlots("s1", "hv01", ["g"], { caller: "", description: "", ttlMs: 90_000 }),
+  );
+  const content = await readLock(t.root, "_group-g", leased!.name);
+  assertEquals(["Caller" in content, "Description" in content], [false, false]);
+  assertEquals(
+    [content.TtlSeconds, Date.parse(content.ExpiresAtUtc), content.Group, content.Member],
+    [90, clock.now() + 90_000, "g", "hv01"],
+  );
+  const { slots: [plain] } = await l.acquireAll(hostWithSlots("s2", "hv02", ["h"]));
+  const unleased = await readLock(t.root, "_group-h", plain!.name);
+  assertEquals(["TtlSeconds" in unleased, "ExpiresAtUtc" in unleased], [false, false]);
+});
