@@ -2658,3 +2658,37 @@ Deno.test("a slot's entry holds its lease in seconds, and no empty caller or des
   const unleased = await readLock(t.root, "_group-h", plain!.name);
   assertEquals(["TtlSeconds" in unleased, "ExpiresAtUtc" in unleased], [false, false]);
 });
+
+// Mutants of #takeSlot()'s holders and slotHolder(): a full group names the
+// others' slots with what they tell, never the session's own.
+Deno.test("a full group's holders are the other sessions' slots, each with what it tells", async () => {
+  await using t = await tempStore();
+  const clock = new FakeClock();
+  const l = locker(t.root, clock);
+  const g = (member: string) => claim("g", member, 3);
+  await l.acquireAll(hostWithSlots("s1", "hv01", [], { slots: [g("hv01")] }));
+  await l.acquireAll(
+    hostWithSlots("x", "hv09", [], { slots: [g("hv09")], caller: "c", description: "d" }),
+  );
+  await Deno.writeTextFile(
+    `${t.root}/_group-g/Group-g.slot-3`,
+    JSON.stringify({ Type: "GroupSlot" }),
+  );
+  const busy = await assertRejects(
+    () => l.acquireAll(hostWithSlots("s1", "hv02", [], { slots: [g("hv02")] })),
+    LockBusyError,
+  );
+  assertEquals(busy.holders, [
+    {
+      lockId: "Group-g.slot-2",
+      group: "g",
+      member: "hv09",
+      caller: "c",
+      description: "d",
+      lockedAt: new Date(clock.now()),
+      sessionId: "x",
+    },
+    { lockId: "Group-g.slot-3", group: "g" },
+  ]);
+  assertEquals(busy.host, "hv02");
+});
