@@ -2240,7 +2240,7 @@ Deno.test("renewSlots() renews the session's slot for its member only, and loses
 Deno.test("releaseSlotsOf() frees the session's slots of one member, and tells which it freed", async () => {
   await using t = await tempStore();
   const fs = openFsStore(t.store, { historyFolderName: "History" });
-  let vanish: string | undefined;
+  let vanish = "";
   let reads = 0;
   let failing = false;
   const store: LockStore = {
