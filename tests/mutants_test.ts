@@ -2692,3 +2692,33 @@ Deno.test("a full group's holders are the other sessions' slots, each with what 
   ]);
   assertEquals(busy.host, "hv02");
 });
+
+// Mutant: a stale slot freed here but taken by another before our create
+// counted as ours (`if (made)` as true).
+Deno.test("a stale slot another taker takes between our free and our create is not ours", async () => {
+  await using t = await tempStore();
+  const clock = new FakeClock();
+  const fs = openFsStore(t.store, { historyFolderName: "History" });
+  const rival = new TextEncoder().encode(
+    JSON.stringify({ Type: "GroupSlot", Group: "g", Member: "hv09", SessionId: "rival" }),
+  );
+  const store: LockStore = {
+    ...fs,
+    remove: async (host, name, version) => {
+      const removed = await fs.remove(host, name, version);
+      if (removed && name === "Group-g.slot-1") await fs.create(host, name, rival);
+      return removed;
+    },
+  };
+  const l = locker(t.root, clock, store);
+  await l.acquireAll(hostWithSlots("dead", "hv08", ["g"], { ttlMs: 1_000 }));
+  await Deno.remove(`${t.root}/hv08/Host.lock`);
+  clock.advance(5_000);
+  await l.acquire(request("rival", { hosts: ["hv09"], type: "Host", drain: false }));
+  const busy = await assertRejects(
+    () => l.acquireAll(hostWithSlots("s1", "hv01", ["g"])),
+    LockBusyError,
+  );
+  assertStringIncludes(busy.message, 'group "g": 1 of 1 in maintenance: hv09');
+  assertEquals((await readLock(t.root, "_group-g", "Group-g.slot-1")).SessionId, "rival");
+});
