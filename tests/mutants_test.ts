@@ -2722,3 +2722,25 @@ Deno.test("a stale slot another taker takes between our free and our create is n
   assertStringIncludes(busy.message, 'group "g": 1 of 1 in maintenance: hv09');
   assertEquals((await readLock(t.root, "_group-g", "Group-g.slot-1")).SessionId, "rival");
 });
+
+// Mutant: the signal not checked once the attempt took the locks.
+Deno.test("an abort that comes while the locks are being taken takes them back", async () => {
+  await using t = await tempStore();
+  const fs = openFsStore(t.store, { historyFolderName: "History" });
+  const abort = new AbortController();
+  const store: LockStore = {
+    ...fs,
+    create: async (host, name, data, options) => {
+      const made = await fs.create(host, name, data, options);
+      abort.abort(new Error("stop"));
+      return made;
+    },
+  };
+  const l = locker(t.root, new FakeClock(), store);
+  await assertRejects(
+    () => l.acquireAll(hostWithSlots("s1", "hv01", ["g"], { signal: abort.signal })),
+    Error,
+    "stop",
+  );
+  assertEquals([await t.files("hv01"), await t.files("_group-g")], [[], []]);
+});
