@@ -274,11 +274,15 @@ Deno.test("a draining Host lock renews its own lease every third of it while it 
     if (!released && clock.now() - start >= 3_000) released = l.release(reader!);
     await released;
   };
-  await l.acquire(request("writer", {
-    type: "Host",
-    ttlMs: 6_000,
-    drainTimeoutMs: 300_000,
-  }));
+  // Bounded: a drain that stops sleeping would spin in fake time for ever.
+  await within(
+    10_000,
+    l.acquire(request("writer", {
+      type: "Host",
+      ttlMs: 6_000,
+      drainTimeoutMs: 300_000,
+    })),
+  );
   await released;
   const content = await readLock(t.root, "hv01");
   const renewedAt = Date.parse(content.RenewedAtUtc);
@@ -1236,15 +1240,18 @@ Deno.test("progress tells how long the retry waits and how long the drain may st
   assertEquals(retries, clock.sleeps);
   const drains: number[] = [];
   await l.acquire(request("reader", { hosts: ["db01"] }));
-  await assertRejects(
-    () =>
-      l.acquire(request("writer", {
-        hosts: ["db01"],
-        type: "Host",
-        drainTimeoutMs: 1_000,
-        onProgress: (p) => drains.push(p.waitMs),
-      })),
-    DrainTimeoutError,
+  await within(
+    10_000,
+    assertRejects(
+      () =>
+        l.acquire(request("writer", {
+          hosts: ["db01"],
+          type: "Host",
+          drainTimeoutMs: 1_000,
+          onProgress: (p) => drains.push(p.waitMs),
+        })),
+      DrainTimeoutError,
+    ),
   );
   // The same reader all along: one line, and one wait to the end (no poll).
   assertEquals(drains, [1_000]);
@@ -1374,9 +1381,12 @@ Deno.test("a drain waits out only what is left of its timeout", async () => {
   const l = locker(t.root, clock);
   await l.acquire(request("reader"));
   // Renewals every 200 ms cut the wait; the last piece is what is left.
-  await assertRejects(
-    () => l.acquire(request("writer", { type: "Host", drainTimeoutMs: 300, ttlMs: 600 })),
-    DrainTimeoutError,
+  await within(
+    10_000,
+    assertRejects(
+      () => l.acquire(request("writer", { type: "Host", drainTimeoutMs: 300, ttlMs: 600 })),
+      DrainTimeoutError,
+    ),
   );
   assertEquals(clock.sleeps, [200, 100]);
 });
