@@ -2754,3 +2754,23 @@ Deno.test("an abort that comes while the locks are being taken takes them back",
   );
   assertEquals([await t.files("hv01"), await t.files("_group-g")], [[], []]);
 });
+
+// Mutant: a request needing more slots of a group than it has names the
+// members of other groups too (`c.group === claim.group` as true).
+Deno.test("a request needing more slots of one group than it has names that group's members only", async () => {
+  await using t = await tempStore();
+  const l = locker(t.root, new FakeClock());
+  const error = await assertRejects(
+    () =>
+      l.acquireAll(request("s1", {
+        hosts: ["hv01", "hv02"],
+        type: "Host",
+        drain: false,
+        slots: [claim("h", "hv01", 2), claim("g", "hv01"), claim("g", "hv02")],
+      })),
+    InputError,
+  );
+  assertStringIncludes(error.message, 'Cannot lock "hv01", "hv02" together: group "g" lets 1');
+  assertStringIncludes(error.message, "this needs 2");
+  assertEquals([await t.files("hv01"), await t.files("_group-h")], [[], []]);
+});
