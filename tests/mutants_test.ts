@@ -2774,3 +2774,28 @@ Deno.test("a request needing more slots of one group than it has names that grou
   assertStringIncludes(error.message, "this needs 2");
   assertEquals([await t.files("hv01"), await t.files("_group-h")], [[], []]);
 });
+
+// Mutant: a wake-up without a hint read as one (`!!hint` as true).
+Deno.test("a wake-up without a hint makes the waiter look again, not fail", async () => {
+  await using t = await tempStore();
+  const clock = new FakeClock();
+  const fs = openFsStore(t.store, { historyFolderName: "History" });
+  let wakes = 0;
+  const store: LockStore = {
+    ...fs,
+    // A change with nothing said about it, then no more.
+    waitForChange: (_host, _ms, signal) =>
+      wakes++ === 0
+        ? Promise.resolve()
+        : new Promise((resolve) => signal?.addEventListener("abort", () => resolve(undefined))),
+  };
+  const l = locker(t.root, clock, store);
+  await l.acquire(request("holder", { type: "Host" }));
+  await withoutJitter(() =>
+    assertRejects(
+      () => l.acquire(request("s1", { retryDelayMs: 60_000, attempts: 2 })),
+      LockBusyError,
+    )
+  );
+  assertEquals(clock.sleeps, [30_000, 30_000, 10]);
+});
