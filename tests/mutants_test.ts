@@ -2799,3 +2799,25 @@ Deno.test("a wake-up without a hint makes the waiter look again, not fail", asyn
   );
   assertEquals(clock.sleeps, [30_000, 30_000, 10]);
 });
+
+// Mutant: the drain renews at every look (`now - renewedAt` as `now + renewedAt`).
+Deno.test("a drain shorter than a third of the lease never renews it", async () => {
+  await using t = await tempStore();
+  const clock = new FakeClock();
+  const fs = openFsStore(t.store, { historyFolderName: "History" });
+  let replaces = 0;
+  const store: LockStore = {
+    ...fs,
+    replace: (host, name, version, data) => (replaces++, fs.replace(host, name, version, data)),
+  };
+  const l = locker(t.root, clock, store);
+  await l.acquire(request("reader"));
+  await within(
+    10_000,
+    assertRejects(
+      () => l.acquire(request("writer", { type: "Host", drainTimeoutMs: 500, ttlMs: 3_000 })),
+      DrainTimeoutError,
+    ),
+  );
+  assertEquals([replaces, clock.sleeps], [0, [500]]);
+});
