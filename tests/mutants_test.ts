@@ -19,14 +19,14 @@ import {
   ResourceLockerError,
   StoreError,
 } from "../mod.ts";
-import { FakeClock, tempStore } from "./_helpers.ts";
+import { FakeClock, tempStore, within } from "./_helpers.ts";
 import { ResourceLock } from "../src/resource_lock.ts";
 import {
   readDependencyMap,
   resolveDependencies,
   validateDependencyMap,
 } from "../src/dependencies.ts";
-import { type AcquireRequest, Locker, mapLimit } from "../src/locker.ts";
+import { type AcquireRequest, Locker, mapLimit, type SlotClaim } from "../src/locker.ts";
 import { describeHolders } from "../src/_text.ts";
 import { holdAt, pausedAt } from "./_seams.ts";
 import { setSeamHook } from "../src/_seam.ts";
@@ -274,11 +274,15 @@ Deno.test("a draining Host lock renews its own lease every third of it while it 
     if (!released && clock.now() - start >= 3_000) released = l.release(reader!);
     await released;
   };
-  await l.acquire(request("writer", {
-    type: "Host",
-    ttlMs: 6_000,
-    drainTimeoutMs: 300_000,
-  }));
+  // Bounded: a drain that stops sleeping would spin in fake time for ever.
+  await within(
+    10_000,
+    l.acquire(request("writer", {
+      type: "Host",
+      ttlMs: 6_000,
+      drainTimeoutMs: 300_000,
+    })),
+  );
   await released;
   const content = await readLock(t.root, "hv01");
   const renewedAt = Date.parse(content.RenewedAtUtc);
@@ -1236,15 +1240,18 @@ Deno.test("progress tells how long the retry waits and how long the drain may st
   assertEquals(retries, clock.sleeps);
   const drains: number[] = [];
   await l.acquire(request("reader", { hosts: ["db01"] }));
-  await assertRejects(
-    () =>
-      l.acquire(request("writer", {
-        hosts: ["db01"],
-        type: "Host",
-        drainTimeoutMs: 1_000,
-        onProgress: (p) => drains.push(p.waitMs),
-      })),
-    DrainTimeoutError,
+  await within(
+    10_000,
+    assertRejects(
+      () =>
+        l.acquire(request("writer", {
+          hosts: ["db01"],
+          type: "Host",
+          drainTimeoutMs: 1_000,
+          onProgress: (p) => drains.push(p.waitMs),
+        })),
+      DrainTimeoutError,
+    ),
   );
   // The same reader all along: one line, and one wait to the end (no poll).
   assertEquals(drains, [1_000]);
@@ -1374,9 +1381,12 @@ Deno.test("a drain waits out only what is left of its timeout", async () => {
   const l = locker(t.root, clock);
   await l.acquire(request("reader"));
   // Renewals every 200 ms cut the wait; the last piece is what is left.
-  await assertRejects(
-    () => l.acquire(request("writer", { type: "Host", drainTimeoutMs: 300, ttlMs: 600 })),
-    DrainTimeoutError,
+  await within(
+    10_000,
+    assertRejects(
+      () => l.acquire(request("writer", { type: "Host", drainTimeoutMs: 300, ttlMs: 600 })),
+      DrainTimeoutError,
+    ),
   );
   assertEquals(clock.sleeps, [200, 100]);
 });
@@ -1813,4 +1823,1102 @@ Deno.test("a Host lock's drain starts from the listing its store made with the c
   await m.release((await m.acquire(request("s3", { type: "Host", drain: false })))[0]!);
   assertEquals(asked, 0);
   assertEquals(await t.files("hv01"), []);
+});
+// --- src/locker.ts: waiting (ProgressGate, #waitWhileBlocked, #blockedFor) --
+
+/** `fn` with Math.random fixed at 0.5: a retry then waits the delay plus 10 ms. */
+async function withoutJitter<T>(fn: () => Promise<T>): Promise<T> {
+  const random = Math.random;
+  Math.random = () => 0.5;
+  try {
+    return await fn();
+  } finally {
+    Math.random = random;
+  }
+}
+
+/** A local store without change notifications (no `waitForChange`): waiters look every 500 ms. */
+function pollingStore(root: string): LockStore {
+  const { waitForChange: _, ...store } = openFsStore(`${root}/{0}`, {
+    historyFolderName: "History",
+  });
+  return store;
+}
+
+// Mutants: `now - this.#at < PROGRESS_EVERY_MS` as `<=`, `>=`, `now + this.#at`.
+Deno.test("an unchanged wait is reported again once 30 s have passed, to the millisecond", async () => {
+  await using t = await tempStore();
+  const clock = new FakeClock();
+  const l = locker(t.root, clock);
+  await l.acquire(request("holder", { type: "Host" }));
+  const reported: [number | undefined, number][] = [];
+  const start = clock.now();
+  await assertRejects(
+    () =>
+      withoutJitter(() =>
+        l.acquire(request("waiter", {
+          retryDelayMs: 990, // 1 s between attempts
+          attempts: 32,
+          onProgress: (p) => reported.push([p.attempt, p.at.getTime() - start]),
+        }))
+      ),
+    LockBusyError,
+  );
+  assertEquals(reported, [[1, 0], [31, 30_000]]);
+});
+
+// Mutant: the holders of a progress state not sorted (`.sort()` removed).
+Deno.test("the same locks in the way listed in another order are no new progress", async () => {
+  await using t = await tempStore();
+  const clock = new FakeClock();
+  const fs = openFsStore(t.store, { historyFolderName: "History" });
+  let flip = false;
+  const store: LockStore = {
+    ...fs,
+    list: async (host) => {
+      const names = (await fs.list(host)).sort();
+      flip = !flip;
+      return flip ? names.reverse() : names;
+    },
+  };
+  const l = locker(t.root, clock, store);
+  await l.acquire(request("reader-a"));
+  await l.acquire(request("reader-b"));
+  const reported: string[][] = [];
+  await assertRejects(
+    () =>
+      l.acquire(request("writer", {
+        type: "Host",
+        ttlMs: 3_000, // renewed every second: a fresh look at the readers each time
+        drainTimeoutMs: 10_000,
+        onProgress: (p) => reported.push(p.holders.map((h) => h.sessionId!)),
+      })),
+    DrainTimeoutError,
+  );
+  assertEquals(reported.length, 1, `one line for one state: ${JSON.stringify(reported)}`);
+});
+
+// Mutant: a holder's key without its session (`sessionId ?? ""` as `&&`).
+Deno.test("a host handed to another session while waiting is new progress", async () => {
+  await using t = await tempStore();
+  const clock = new HookedClock();
+  // No notifications: the hand-over happens while the waiter sleeps, not beside it.
+  const l = locker(t.root, clock, pollingStore(t.root));
+  const [first] = await l.acquire(request("first", { type: "Host" }));
+  let handed: Promise<unknown> | undefined;
+  clock.afterSleep = async () => {
+    handed ??= l.release(first!).then(() => l.acquire(request("second", { type: "Host" })));
+    await handed;
+  };
+  const reported: string[] = [];
+  await assertRejects(
+    () =>
+      l.acquire(request("waiter", {
+        retryDelayMs: 1_000,
+        attempts: 3,
+        onProgress: (p) => reported.push(p.holders.map((h) => h.sessionId).join()),
+      })),
+    LockBusyError,
+  );
+  assertEquals(reported, ["first", "second"]);
+});
+
+// Mutants of originOf(): each state and each field of ours tested on its own.
+Deno.test("status() tells who wrote a lock: us by any field of ours, PowerShell by LockedAt or its first step", async () => {
+  await using t = await tempStore();
+  const l = locker(t.root, new FakeClock());
+  const cases: [string, string][] = [
+    ["", "unknown"],
+    ["{not json", "unknown"],
+    ["Invoke-Maintenance", "powershell"],
+    ['{"SessionId":"s1"}', "resource-locker"],
+    ['{"LockedAtUtc":"2026-12-01T10:00:00.000Z"}', "resource-locker"],
+    ['{"Holder":{"Host":"h","Pid":1}}', "resource-locker"],
+    ['{"Type":"Host"}', "resource-locker"],
+    ['{"ExpiresAtUtc":"2026-12-01T10:00:00.000Z"}', "resource-locker"],
+    ['{"LockedAt":639000000000000000,"Caller":"ps"}', "powershell"],
+    ['{"Caller":"someone"}', "unknown"],
+  ];
+  const origins: string[] = [];
+  for (const [i, [text]] of cases.entries()) {
+    await Deno.mkdir(`${t.root}/h${i}`);
+    await Deno.writeTextFile(`${t.root}/h${i}/Host.lock`, text);
+    origins.push((await l.status(`h${i}`))[0]!.origin!);
+  }
+  assertEquals(origins, cases.map(([, origin]) => origin));
+});
+
+// --- src/locker.ts: slots of maintenance groups --------------------------------
+
+/** A claim on a slot of `group` (max `max`, in its own folder `_group-<group>`) for `member`. */
+function claim(group: string, member: string, max = 1): SlotClaim {
+  return { group, max, home: `_group-${group}`, member };
+}
+
+/** A Host lock request on `member` with slots of `groups`. */
+function hostWithSlots(
+  sessionId: string,
+  member: string,
+  groups: string[],
+  extra: Partial<AcquireRequest> = {},
+): AcquireRequest {
+  return request(sessionId, {
+    hosts: [member],
+    type: "Host",
+    drain: false,
+    slots: groups.map((g) => claim(g, member)),
+    ...extra,
+  });
+}
+
+// Mutants: #rollback() names every slot of the attempt (`.filter` removed),
+// or none (its filter always false), as left behind.
+Deno.test("a store fault on one group names a slot taken in another that could not be freed, and only then", async () => {
+  await using t = await tempStore();
+  let removes = false;
+  const store = faultyStore(t.root, {
+    list: (host) => host === "_group-b" ? "before" : undefined,
+    remove: (_, name) => removes && name.startsWith("Group-") ? "before" : undefined,
+  });
+  const l = locker(t.root, new FakeClock(), store);
+  const freed = await assertRejects(
+    () => l.acquireAll(hostWithSlots("s1", "hv01", ["a", "b"])),
+    StoreError,
+  );
+  assertEquals(freed.message, "list failed");
+  assertEquals(await t.files("_group-a"), [], "slot a was taken back");
+  removes = true;
+  const left = await assertRejects(
+    () => l.acquireAll(hostWithSlots("s2", "hv02", ["a", "b"])),
+    StoreError,
+  );
+  assertEquals(
+    left.message,
+    "list failed; could not release _group-a/Group-a.slot-1: unlock them with the force option",
+  );
+  assertEquals(left.remedies, ["force"]);
+  assertEquals(await t.files("hv02"), [], "the Host lock was taken back");
+});
+
+// Mutants: the members a full group is asked for by one request (`needs`)
+// not set, or counting claims of other groups (`c.group === name` as true).
+Deno.test("a group too full for the members of one request says how many slots they need", async () => {
+  await using t = await tempStore();
+  const l = locker(t.root, new FakeClock());
+  await l.acquireAll(request("other", {
+    hosts: ["hv09"],
+    type: "Host",
+    drain: false,
+    caller: "x",
+    slots: [claim("g", "hv09", 2)],
+  }));
+  const busy = await assertRejects(
+    () =>
+      l.acquireAll(request("s1", {
+        hosts: ["hv01", "hv02"],
+        type: "Host",
+        drain: false,
+        slots: [claim("g", "hv01", 2), claim("g", "hv02", 2), claim("h", "hv01")],
+      })),
+    LockBusyError,
+  );
+  assertOk(
+    /^Cannot lock "hv0[12]": group "g": 1 of 2 in maintenance: hv09 by "x" since \S+; locking hv01, hv02 needs 2 slots \(1 attempt\)$/
+      .test(busy.message),
+    busy.message,
+  );
+  for (const folder of ["hv01", "hv02", "_group-g", "_group-h"]) {
+    assertEquals(
+      (await t.files(folder)).filter((f) => !f.startsWith("Group-g.slot-1")),
+      [],
+      `${folder}: all taken back`,
+    );
+  }
+});
+
+// Mutants: slots above the group's max (left from a larger max) counted in
+// the way (`s.info.slot <= claim.max` as true or `<`), or freed and taken.
+Deno.test("a slot above the group's max is neither in the way nor free: an expired one is left alone", async () => {
+  await using t = await tempStore();
+  const clock = new FakeClock();
+  const l = locker(t.root, clock);
+  for (const [session, member] of [["a", "hv05"], ["b", "hv06"]] as const) {
+    await l.acquireAll(request(session, {
+      hosts: [member],
+      type: "Host",
+      drain: false,
+      caller: session,
+      slots: [claim("g", member, 2)],
+    }));
+  }
+  const above = JSON.stringify({
+    Type: "GroupSlot",
+    Group: "g",
+    Member: "hv07",
+    SessionId: "old",
+    ExpiresAtUtc: new Date(clock.now() - 60_000).toISOString(),
+  });
+  await Deno.writeTextFile(`${t.root}/_group-g/Group-g.slot-3`, above);
+  const busy = await assertRejects(
+    () => l.acquireAll(hostWithSlots("s1", "hv01", [], { slots: [claim("g", "hv01", 2)] })),
+    LockBusyError,
+  );
+  assertOk(
+    /^Cannot lock "hv01": group "g": 2 of 2 in maintenance: hv05 by "a" since \S+; hv06 by "b" since \S+ \(1 attempt\)$/
+      .test(busy.message),
+    busy.message,
+  );
+  assertEquals(await Deno.readTextFile(`${t.root}/_group-g/Group-g.slot-3`), above);
+  assertEquals(await t.files("hv01"), []);
+});
+
+// Mutant: the session's own slot found for any member (`&&` as `||`).
+Deno.test("a session locking a second member of a group takes a second slot, not its first one", async () => {
+  await using t = await tempStore();
+  const l = locker(t.root, new FakeClock());
+  await l.acquireAll(hostWithSlots("s1", "hv01", [], { slots: [claim("g", "hv01", 2)] }));
+  const second = await l.acquireAll(
+    hostWithSlots("s1", "hv02", [], { slots: [claim("g", "hv02", 2)] }),
+  );
+  assertEquals(second.slots.map((s) => [s.name, s.member]), [["Group-g.slot-2", "hv02"]]);
+  const members = [];
+  for (const name of await t.files("_group-g")) {
+    members.push([name, (await readLock(t.root, "_group-g", name)).Member]);
+  }
+  assertEquals(members, [["Group-g.slot-1", "hv01"], ["Group-g.slot-2", "hv02"]]);
+});
+
+// Mutants: #takeSlot()'s four rounds (`round < 4` as `<=`), releaseSlots()'s five.
+Deno.test("a slot take that keeps losing its create tries four times; a slot free that keeps losing its remove, five", async () => {
+  await using t = await tempStore();
+  const fs = openFsStore(t.store, { historyFolderName: "History" });
+  let creates = 0;
+  let removes = 0;
+  let hiding = false;
+  const store: LockStore = {
+    ...fs,
+    // The slot files vanish from the listing: every look finds slot 1 free.
+    list: async (host) =>
+      (await fs.list(host)).filter((name) => !(hiding && name.startsWith("Group-"))),
+    create: (host, name, data, options) => {
+      if (name.startsWith("Group-")) creates++;
+      return fs.create(host, name, data, options);
+    },
+    remove: (host, name, version) => {
+      if (!hiding || !name.startsWith("Group-")) return fs.remove(host, name, version);
+      removes++;
+      return Promise.resolve(false); // changed since it was read, every time
+    },
+  };
+  const l = locker(t.root, new FakeClock(), store);
+  const held = await l.acquireAll(hostWithSlots("other", "hv09", ["g"]));
+  hiding = true;
+  creates = 0;
+  const busy = await assertRejects(
+    () => l.acquireAll(hostWithSlots("s1", "hv01", ["g"])),
+    LockBusyError,
+  );
+  assertStringIncludes(busy.message, 'group "g": 0 of 1 in maintenance');
+  assertEquals(creates, 4);
+  const [freed] = await l.releaseSlots(held.slots);
+  assertEquals(freed!.status, "rejected");
+  assertOk((freed as PromiseRejectedResult).reason instanceof StoreError);
+  assertEquals(removes, 5);
+});
+
+// Mutants of #createSlot() and #removeSlotIfOurs(): a create that fails.
+Deno.test("a slot create that fails: untouched it is passed on, else what it may have made of ours is removed or named", async () => {
+  await using t = await tempStore();
+  const fs = openFsStore(t.store, { historyFolderName: "History" });
+  const encode = (fields: Record<string, unknown>) =>
+    new TextEncoder().encode(JSON.stringify(fields));
+  let fault: "unchanged" | "before" | "after" | "competitor" | "other member" | undefined;
+  let failRemove = false;
+  const options: unknown[] = [];
+  const store: LockStore = {
+    ...fs,
+    create: async (host, name, data, opts) => {
+      if (!name.startsWith("Group-")) return fs.create(host, name, data, opts);
+      options.push(opts);
+      const what = fault;
+      if (what === "unchanged") throw new StoreError(host, "refused", { unchanged: true });
+      if (what === "before") throw new StoreError(host, "create failed");
+      if (what === "competitor") {
+        await fs.create(host, name, encode({ SessionId: "rival", Member: "hv01" }));
+      } else if (what === "other member") {
+        await fs.create(host, name, encode({ SessionId: "s1", Member: "hv99" }));
+      } else {
+        const made = await fs.create(host, name, data, opts);
+        if (what === undefined) return made;
+      }
+      throw new StoreError(host, "create answer lost");
+    },
+    // A store that refused the create untouched may refuse the rest too:
+    // nothing is read back, so nothing is named left behind.
+    read: (host, name) =>
+      fault === "unchanged" && name.startsWith("Group-")
+        ? Promise.reject(new StoreError(host, "read failed"))
+        : fs.read(host, name),
+    remove: (host, name, version) =>
+      failRemove && name.startsWith("Group-")
+        ? Promise.reject(new StoreError(host, "remove failed"))
+        : fs.remove(host, name, version),
+  };
+  const l = locker(t.root, new FakeClock(), store);
+  const attempt = async (what: typeof fault) => {
+    fault = what;
+    const error = await assertRejects(
+      () => l.acquireAll(hostWithSlots("s1", "hv01", ["g"])),
+      StoreError,
+    );
+    const left = await t.files("_group-g");
+    for (const name of left) await Deno.remove(`${t.root}/_group-g/${name}`);
+    return [error.message, left.length];
+  };
+  assertEquals(await attempt("unchanged"), ["refused", 0]);
+  assertEquals(await attempt("before"), ["create failed", 0]);
+  assertEquals(await attempt("after"), ["create answer lost", 0], "ours, removed");
+  assertEquals(await attempt("competitor"), ["create answer lost", 1], "another's, kept");
+  assertEquals(await attempt("other member"), ["create answer lost", 1], "another member's, kept");
+  failRemove = true;
+  assertEquals(await attempt("after"), [
+    "create answer lost; could not release _group-g/Group-g.slot-1: unlock them with the force option",
+    1,
+  ]);
+  // The lease goes to the store's create (native leases), and only when there is one.
+  fault = undefined;
+  failRemove = false;
+  options.length = 0;
+  const leased = await l.acquireAll(hostWithSlots("s1", "hv01", ["g"], { ttlMs: 60_000 }));
+  await l.releaseSlots(leased.slots);
+  await l.release({ host: "hv01", lockId: "Host", type: "Host", sessionId: "s1" });
+  await l.acquireAll(hostWithSlots("s2", "hv01", ["g"]));
+  assertEquals(options, [{ ttlMs: 60_000 }, {}]);
+  assertEquals(Object.keys(options[1]!), []);
+});
+
+// Mutants of #readSlot() and #slots(): what a slot tells, in number order,
+// expired to the millisecond, left over only when its member can be judged.
+Deno.test("groupSlots() reads each slot's fields, by number, judging lease and member", async () => {
+  await using t = await tempStore();
+  const clock = new FakeClock();
+  const fs = openFsStore(t.store, { historyFolderName: "History" });
+  const store: LockStore = {
+    ...fs,
+    // Newest first, and a slot that is gone by the time it is read.
+    list: async (host) => [...(await fs.list(host)).sort().reverse(), "Group-g.slot-7"],
+    // A store that would read a folder named "a..b" (this one refuses it).
+    read: (host, name) => host === "a..b" ? Promise.resolve(undefined) : fs.read(host, name),
+  };
+  const l = locker(t.root, clock, store, 1_000);
+  const ours = await l.acquireAll(
+    hostWithSlots("s1", "hv01", [], {
+      slots: [claim("g", "hv01", 20)],
+      caller: "patch",
+      description: "kb1",
+      ttlMs: 60_000,
+    }),
+  );
+  assertEquals(ours.slots.map((s) => s.name), ["Group-g.slot-1"]);
+  const write = (n: number, fields: Record<string, unknown>) =>
+    Deno.writeTextFile(`${t.root}/_group-g/Group-g.slot-${n}`, JSON.stringify(fields));
+  const at = (ms: number) => new Date(clock.now() + ms).toISOString();
+  // Out by one millisecond past the skew of 1 s, and exactly at it.
+  await write(2, { Member: "hv02", SessionId: "x", ExpiresAtUtc: at(-1_001) });
+  await write(10, { Member: "hv03", SessionId: "y", ExpiresAtUtc: at(-1_000) });
+  // Members that are no host names: never judged, never left over.
+  await write(3, { Member: "HV04", SessionId: "z" });
+  await write(4, { Member: "a..b", SessionId: "z" });
+  // No session or no member: nothing to judge either.
+  await write(5, { Member: "hv05", Holder: "somewhere" });
+  await write(6, { SessionId: "z", Holder: { Host: 7, Pid: "8" } });
+  // hv08's Host lock is another session's; hv09's cannot be read (a folder).
+  await l.acquire(request("w", { hosts: ["hv08"], type: "Host", drain: false }));
+  await write(11, { Member: "hv08", SessionId: "v" });
+  await Deno.mkdir(`${t.root}/hv09/Host.lock`, { recursive: true });
+  await write(12, { Member: "hv09", SessionId: "v" });
+  await Deno.writeTextFile(`${t.root}/_group-g/Group-other.slot-1`, "{}");
+  await Deno.writeTextFile(`${t.root}/_group-g/Group-g.slot-x`, "{}");
+  const slots = await l.groupSlots("g", "_group-g");
+  assertEquals(slots.map((s) => [s.slot, s.expired, s.orphaned]), [
+    [1, false, false],
+    [2, true, true], // hv02 holds no Host lock of session x
+    [3, false, false],
+    [4, false, false],
+    [5, false, false],
+    [6, false, false],
+    [10, false, true],
+    [11, false, true],
+    [12, false, false],
+  ]);
+  const [first, , , , fifth, sixth] = slots;
+  assertEquals(first, {
+    group: "g",
+    slot: 1,
+    name: "Group-g.slot-1",
+    home: "_group-g",
+    expired: false,
+    orphaned: false,
+    member: "hv01",
+    sessionId: "s1",
+    caller: "patch",
+    description: "kb1",
+    lockedAt: new Date(clock.now()),
+    expiresAt: new Date(clock.now() + 60_000),
+    holder: { host: "test", pid: 1 },
+  });
+  assertEquals(Object.keys(fifth!).sort(), [
+    "expired",
+    "group",
+    "home",
+    "member",
+    "name",
+    "orphaned",
+    "slot",
+  ]);
+  assertEquals([sixth!.sessionId, sixth!.holder, "member" in sixth!], ["z", {}, false]);
+  // A slot that cannot be read is a fault, not a free slot.
+  await Deno.mkdir(`${t.root}/_group-g/Group-g.slot-8`);
+  await assertRejects(() => l.groupSlots("g", "_group-g"), StoreError);
+});
+
+// Mutant: a slot the session held before counted as taken by this attempt
+// (`take.value.owned` as true), so a refusal would free it.
+Deno.test("a session locking its member again with a full group keeps the slot it held before", async () => {
+  await using t = await tempStore();
+  const l = locker(t.root, new FakeClock());
+  await l.acquireAll(hostWithSlots("other", "hv09", ["b"]));
+  await l.acquireAll(hostWithSlots("s1", "hv01", ["a"]));
+  await assertRejects(
+    () => l.acquireAll(hostWithSlots("s1", "hv01", ["a", "b"])),
+    LockBusyError,
+  );
+  assertEquals(await t.files("_group-a"), ["Group-a.slot-1"], "slot a is still held");
+  assertEquals((await readLock(t.root, "_group-a", "Group-a.slot-1")).SessionId, "s1");
+  assertEquals(await t.files("hv01"), ["Host.lock"], "and so is the Host lock");
+});
+
+// Mutant: a full group looked at four times over (`free.length === 0 &&
+// stale.length === 0` as false): refused after one look, not four.
+Deno.test("a full group is refused after one look at its slots", async () => {
+  await using t = await tempStore();
+  const fs = openFsStore(t.store, { historyFolderName: "History" });
+  let looks = 0;
+  const store: LockStore = {
+    ...fs,
+    list: (host) => (host === "_group-g" && looks++, fs.list(host)),
+  };
+  const l = locker(t.root, new FakeClock(), store);
+  await l.acquireAll(hostWithSlots("other", "hv09", ["g"]));
+  looks = 0;
+  await assertRejects(() => l.acquireAll(hostWithSlots("s1", "hv01", ["g"])), LockBusyError);
+  assertEquals(looks, 1);
+});
+
+// Mutants of renewSlots(): whose slot it is, the new lease, a replace that lost.
+Deno.test("renewSlots() renews the session's slot for its member only, and loses one changed under it", async () => {
+  await using t = await tempStore();
+  const clock = new FakeClock();
+  const l = locker(t.root, clock);
+  const { slots: [slot] } = await l.acquireAll(
+    hostWithSlots("s1", "hv01", [], { slots: [claim("g", "hv01", 2)], ttlMs: 60_000 }),
+  );
+  clock.advance(10_000);
+  await l.renewSlots([slot!], 30_000);
+  const renewed = await readLock(t.root, "_group-g", slot!.name);
+  assertEquals(
+    [Date.parse(renewed.RenewedAtUtc), Date.parse(renewed.ExpiresAtUtc)],
+    [clock.now(), clock.now() + 30_000],
+  );
+  assertEquals([renewed.Member, renewed.SessionId, renewed.Type], ["hv01", "s1", "GroupSlot"]);
+  const lost = (held: typeof slot) =>
+    assertRejects(() => l.renewSlots([held!], 30_000), LockLostError);
+  // The same name for another member or another session is not this slot.
+  await lost({ ...slot!, member: "hv02" });
+  await lost({ ...slot!, sessionId: "s2" });
+  await lost({ ...slot!, name: "Group-g.slot-2" });
+  // Freed between the renewal's look and its write.
+  using held = holdAt("locker.slot.renew");
+  const renewal = l.renewSlots([slot!], 30_000);
+  await held.reached("locker.slot.renew");
+  await l.releaseSlots([slot!]);
+  held.letGo("locker.slot.renew");
+  await assertRejects(() => renewal, LockLostError, "it was freed or taken over");
+});
+
+// Mutants of releaseSlots() and releaseSlotsOf(): only the session's slot
+// for its member is freed, and only what was freed here is returned.
+Deno.test("releaseSlotsOf() frees the session's slots of one member, and tells which it freed", async () => {
+  await using t = await tempStore();
+  const fs = openFsStore(t.store, { historyFolderName: "History" });
+  let vanish = "";
+  let reads = 0;
+  let failing = false;
+  const store: LockStore = {
+    ...fs,
+    remove: (host, name, version) =>
+      failing
+        ? Promise.reject(new StoreError(host, "remove failed"))
+        : fs.remove(host, name, version),
+    read: async (host, name) => {
+      // The second look at `vanish` (the release's, after the listing's) finds it gone.
+      if (name === vanish && ++reads === 2) await Deno.remove(`${t.root}/${host}/${name}`);
+      return fs.read(host, name);
+    },
+  };
+  const l = locker(t.root, new FakeClock(), store);
+  const g = (member: string) => claim("g", member, 4);
+  await l.acquireAll(hostWithSlots("s1", "hv01", [], { slots: [g("hv01")] }));
+  await l.acquireAll(hostWithSlots("s1", "hv02", [], { slots: [g("hv02")] }));
+  await l.acquireAll(hostWithSlots("s2", "hv03", [], { slots: [g("hv03")] }));
+  const members = async () => {
+    const out = [];
+    for (const name of await t.files("_group-g")) {
+      out.push((await readLock(t.root, "_group-g", name)).Member);
+    }
+    return out;
+  };
+  assertEquals(await members(), ["hv01", "hv02", "hv03"]);
+  // Neither another member's slot of the session nor another session's.
+  const none = await l.releaseSlots([
+    { group: "g", member: "hv02", home: "_group-g", name: "Group-g.slot-1", sessionId: "s1" },
+    { group: "g", member: "hv03", home: "_group-g", name: "Group-g.slot-3", sessionId: "s1" },
+  ]);
+  assertEquals(none.map((r) => (r as PromiseFulfilledResult<boolean>).value), [false, false]);
+  assertEquals(await members(), ["hv01", "hv02", "hv03"]);
+  const freed = await l.releaseSlotsOf("hv01", "s1", [g("hv01")]);
+  assertEquals(freed.map((s) => [s.name, s.member, s.sessionId]), [[
+    "Group-g.slot-1",
+    "hv01",
+    "s1",
+  ]]);
+  assertEquals(await members(), ["hv02", "hv03"]);
+  vanish = "Group-g.slot-2";
+  assertEquals(
+    await l.releaseSlotsOf("hv02", "s1", [g("hv02")]),
+    [],
+    "gone before it was freed here",
+  );
+  assertEquals(await members(), ["hv03"]);
+  failing = true;
+  await assertRejects(() => l.releaseSlotsOf("hv03", "s2", [g("hv03")]), StoreError);
+});
+
+/** A clock whose sleeps end only when aborted: a wait that nothing but an abort or a change ends. */
+class StuckClock extends FakeClock {
+  /** Sleeps not ended yet. */
+  pending = 0;
+  override sleep(_ms: number, signal?: AbortSignal): Promise<void> {
+    return new Promise((_, reject) => {
+      if (signal?.aborted) return reject(signal.reason);
+      this.pending++;
+      signal?.addEventListener("abort", () => (this.pending--, reject(signal.reason)), {
+        once: true,
+      });
+    });
+  }
+}
+
+// Mutants of #waitWhileBlocked(): the caller's abort listener not added, or
+// not removed; the check of the signal at each turn removed.
+Deno.test("an abort ends a wait at once and leaves no listener on the caller's signal", async () => {
+  await using t = await tempStore();
+  const l = locker(t.root, new StuckClock(), pollingStore(t.root));
+  await l.acquire(request("holder", { type: "Host" }));
+  const abort = new AbortController();
+  let listeners = 0;
+  const add = abort.signal.addEventListener.bind(abort.signal);
+  const remove = abort.signal.removeEventListener.bind(abort.signal);
+  abort.signal.addEventListener = (...args: Parameters<typeof add>) => (listeners++, add(...args));
+  abort.signal.removeEventListener = (
+    ...args: Parameters<typeof remove>
+  ) => (listeners--, remove(...args));
+  let waiting = false;
+  const waiter = l.acquire(request("s1", {
+    retryDelayMs: 60_000,
+    attempts: 2,
+    signal: abort.signal,
+    onProgress: () => (waiting = true),
+  }));
+  while (!waiting) await new Promise((resolve) => setTimeout(resolve, 5));
+  await new Promise((resolve) => setTimeout(resolve, 20));
+  abort.abort(new Error("stop"));
+  await within(5_000, assertRejects(() => waiter, Error, "stop"));
+  assertEquals(listeners, 0);
+  assertEquals(await t.files("hv01"), ["Host.lock"]);
+});
+
+// Mutants of #waitWhileBlocked() and #blockedFor(): how long each look waits.
+Deno.test("a waiter looks every 500 ms without notifications, every 30 s with them, and wakes when the lease ends", async () => {
+  await using t = await tempStore();
+  const clock = new FakeClock();
+  const polling = locker(t.root, clock, pollingStore(t.root));
+  await polling.acquire(request("holder", { type: "Host" }));
+  const wait = (l: Locker, retryDelayMs: number) =>
+    withoutJitter(() =>
+      assertRejects(() => l.acquire(request("s1", { retryDelayMs, attempts: 2 })), LockBusyError)
+    );
+  await wait(polling, 1_000);
+  assertEquals(clock.sleeps, [500, 500, 10]);
+  // Notifications that never come: a look every 30 s all the same.
+  const fs = openFsStore(t.store, { historyFolderName: "History" });
+  const watches: number[] = [];
+  const silentStore: LockStore = {
+    ...fs,
+    waitForChange: (_host, ms, signal) => {
+      watches.push(ms);
+      return new Promise((resolve) => signal?.addEventListener("abort", () => resolve(undefined)));
+    },
+  };
+  clock.sleeps.length = 0;
+  await wait(locker(t.root, clock, silentStore), 100_000);
+  assertEquals(clock.sleeps, [30_000, 30_000, 30_000, 10_010]);
+  assertEquals(watches, clock.sleeps);
+  // A lease that runs out 2 s from now, 100 ms of skew: the next attempt
+  // comes 1 ms after both, and breaks it.
+  await Deno.mkdir(`${t.root}/db01`);
+  await Deno.writeTextFile(
+    `${t.root}/db01/Host.lock`,
+    JSON.stringify({
+      SessionId: "gone",
+      ExpiresAtUtc: new Date(clock.now() + 2_000).toISOString(),
+    }),
+  );
+  clock.sleeps.length = 0;
+  await withoutJitter(() =>
+    locker(t.root, clock, silentStore, 100).acquire(
+      request("s2", { hosts: ["db01"], retryDelayMs: 60_000, attempts: 2 }),
+    )
+  );
+  assertEquals(clock.sleeps, [2_101]);
+});
+
+// Mutant: the wait's timer and watch not stopped once the wait ends (`stop.abort()` removed).
+Deno.test("a wait woken by a change leaves no timer running", async () => {
+  await using t = await tempStore();
+  const clock = new StuckClock();
+  const fs = openFsStore(t.store, { historyFolderName: "History" });
+  let wakes = 0;
+  const store: LockStore = {
+    ...fs,
+    // One wake-up that says the holder's entry went (it did not), then none.
+    waitForChange: (_host, _ms, signal) =>
+      wakes++ === 0
+        ? Promise.resolve({ removed: ["Host.lock"] })
+        : new Promise((resolve) => signal?.addEventListener("abort", () => resolve(undefined))),
+  };
+  const l = locker(t.root, clock, store);
+  await l.acquire(request("holder", { type: "Host" }));
+  await assertRejects(
+    () => l.acquire(request("s1", { retryDelayMs: 60_000, attempts: 2 })),
+    LockBusyError,
+  );
+  assertEquals([wakes, clock.pending], [1, 0]);
+});
+
+// Mutants of #blockedFor(): a holder now of another session, a slot left
+// over, no holder named; each ends the wait at the next look.
+Deno.test("a wait ends at the next look when the holder changed session or its slot was left over", async () => {
+  await using t = await tempStore();
+  const clock = new HookedClock();
+  const l = locker(t.root, clock, pollingStore(t.root));
+  const [first] = await l.acquire(request("first", { type: "Host" }));
+  let once: Promise<unknown> | undefined;
+  clock.afterSleep = async () => {
+    once ??= l.release(first!).then(() => l.acquire(request("second", { type: "Host" })));
+    await once;
+  };
+  await withoutJitter(() =>
+    assertRejects(
+      () => l.acquire(request("waiter", { retryDelayMs: 10_000, attempts: 2 })),
+      LockBusyError,
+      "(2 attempts)",
+    )
+  );
+  assertEquals(clock.sleeps, [500], "the look after the first sleep found another holder");
+  // A full group whose slot is left over (its member's Host lock gone).
+  await l.acquireAll(hostWithSlots("holder", "hv09", ["g"]));
+  once = undefined;
+  clock.afterSleep = async () => {
+    once ??= Deno.remove(`${t.root}/hv09/Host.lock`);
+    await once;
+  };
+  clock.sleeps.length = 0;
+  const taken = await withoutJitter(() =>
+    l.acquireAll(hostWithSlots("s1", "hv02", ["g"], { retryDelayMs: 10_000, attempts: 2 }))
+  );
+  assertEquals(taken.slots.map((s) => s.name), ["Group-g.slot-1"]);
+  assertEquals(clock.sleeps, [500], "the look after the first sleep found the slot left over");
+});
+
+// Mutant: #blockedFor() without its answer for nobody named (`POLL_MS`).
+Deno.test("busy with nobody in the way, a waiter looks again every 500 ms even with notifications", async () => {
+  await using t = await tempStore();
+  const clock = new FakeClock();
+  const fs = openFsStore(t.store, { historyFolderName: "History" });
+  const store: LockStore = {
+    ...fs,
+    create: () => Promise.resolve(undefined), // "exists"…
+    read: () => Promise.resolve(undefined), // …and gone when looked at
+    waitForChange: (_host, _ms, signal) =>
+      new Promise((resolve) => signal?.addEventListener("abort", () => resolve(undefined))),
+  };
+  await withoutJitter(() =>
+    assertRejects(
+      () =>
+        locker(t.root, clock, store).acquire(
+          request("s1", { type: "Host", retryDelayMs: 1_000, attempts: 2 }),
+        ),
+      LockBusyError,
+    )
+  );
+  assertEquals(clock.sleeps, [500, 500, 10]);
+});
+
+// Mutants of #waitWhileBlocked()'s wake-up: any one of the entries in the
+// way named removed (`some` as `every`), a slot's entry name as it is.
+Deno.test("a wake-up naming one slot of a full group makes the waiter attempt at once", async () => {
+  await using t = await tempStore();
+  const clock = new FakeClock();
+  const fs = openFsStore(t.store, { historyFolderName: "History" });
+  let wakes = 0;
+  const store: LockStore = {
+    ...fs,
+    // The first wake-up says slot 1 went (it did not); then none come.
+    waitForChange: (_host, _ms, signal) =>
+      wakes++ === 0
+        ? Promise.resolve({ removed: ["Group-g.slot-1"] })
+        : new Promise((resolve) => signal?.addEventListener("abort", () => resolve(undefined))),
+  };
+  const l = locker(t.root, clock, store);
+  const g = (member: string) => claim("g", member, 2);
+  await l.acquireAll(hostWithSlots("a", "hv08", [], { slots: [g("hv08")] }));
+  await l.acquireAll(hostWithSlots("b", "hv09", [], { slots: [g("hv09")] }));
+  await withoutJitter(() =>
+    assertRejects(
+      () =>
+        l.acquireAll(
+          hostWithSlots("s1", "hv01", [], {
+            slots: [g("hv01")],
+            retryDelayMs: 60_000,
+            attempts: 2,
+          }),
+        ),
+      LockBusyError,
+    )
+  );
+  assertEquals([wakes, clock.sleeps], [1, []], "attempted on the wake-up, without sleeping");
+});
+
+// Mutants of acquireAll()'s `wait`: it gives up at its end, to the
+// millisecond; progress then tells what is left and no count of attempts.
+Deno.test("wait gives up at its end to the millisecond; its progress has no attempt count", async () => {
+  await using t = await tempStore();
+  const clock = new FakeClock();
+  const l = locker(t.root, clock, pollingStore(t.root));
+  await l.acquire(request("holder", { type: "Host" }));
+  const progress: unknown[] = [];
+  const start = clock.now();
+  await within(
+    10_000,
+    assertRejects(
+      () =>
+        l.acquire(request("s1", {
+          waitMs: 2_000,
+          attempts: 1,
+          onProgress: (p) => progress.push([p.attempt, p.attempts, p.waitMs, p.host]),
+        })),
+      LockBusyError,
+      "(2 attempts)",
+    ),
+  );
+  assertEquals(clock.now() - start, 2_000);
+  assertEquals(progress, [[1, undefined, 2_000, "hv01"]]);
+  assertEquals(clock.sleeps, [500, 500, 500, 500]);
+  // Retries count their attempts.
+  progress.length = 0;
+  await withoutJitter(() =>
+    assertRejects(
+      () =>
+        l.acquire(request("s2", {
+          retryDelayMs: 990,
+          attempts: 2,
+          onProgress: (p) => progress.push([p.attempt, p.attempts, p.waitMs, p.host]),
+        })),
+      LockBusyError,
+      "(2 attempts)",
+    )
+  );
+  assertEquals(progress, [[1, 2, 1_000, "hv01"]]);
+});
+
+// Mutants of the renewal after a slow take: `>=` as `>`, `ttlMs / 3` as
+// `* 3`, `now - attemptStart` as `+`, `&&` as `||`.
+Deno.test("a take that lasted a third of the lease renews it before returning, a shorter one does not", async () => {
+  await using t = await tempStore();
+  const clock = new FakeClock();
+  const fs = openFsStore(t.store, { historyFolderName: "History" });
+  let slowMs = 0;
+  const store: LockStore = {
+    ...fs,
+    create: (host, name, data, options) => {
+      clock.advance(slowMs);
+      return fs.create(host, name, data, options);
+    },
+  };
+  const l = locker(t.root, clock, store);
+  const renewedAt = async (host: string, extra: Partial<AcquireRequest>) => {
+    const start = clock.now();
+    await l.acquire(request("s1", { hosts: [host], type: "Host", drain: false, ...extra }));
+    const content = await readLock(t.root, host);
+    return content.RenewedAtUtc === undefined
+      ? undefined
+      : [Date.parse(content.RenewedAtUtc) - start, Date.parse(content.ExpiresAtUtc) - start];
+  };
+  slowMs = 999;
+  assertEquals(await renewedAt("hv01", { ttlMs: 3_000 }), undefined);
+  slowMs = 1_000;
+  assertEquals(await renewedAt("hv02", { ttlMs: 3_000 }), [1_000, 4_000]);
+  assertEquals(await renewedAt("hv03", {}), undefined, "no lease, nothing to renew");
+});
+
+// Mutants of the drain's renewal: the slots of the request renewed with the locks.
+Deno.test("a draining Host lock renews its slots with its lease; a drain that times out frees them", async () => {
+  await using t = await tempStore();
+  const clock = new HookedClock();
+  const l = locker(t.root, clock);
+  const [reader] = await l.acquire(request("reader"));
+  const start = clock.now();
+  let released: Promise<unknown> | undefined;
+  clock.afterSleep = async () => {
+    if (!released && clock.now() - start >= 1_500) released = l.release(reader!);
+    await released;
+  };
+  const taken = await l.acquireAll(
+    hostWithSlots("writer", "hv01", ["g"], { drain: true, ttlMs: 3_000, drainTimeoutMs: 60_000 }),
+  );
+  const slot = await readLock(t.root, "_group-g", taken.slots[0]!.name);
+  assertEquals(Date.parse(slot.RenewedAtUtc), start + 1_000);
+  assertEquals(Date.parse(slot.ExpiresAtUtc), start + 4_000);
+  await l.releaseSlots(taken.slots);
+  await l.release(taken.locks[0]!);
+  // A drain that times out: the Host lock and the slot go.
+  clock.afterSleep = undefined;
+  await l.acquire(request("reader2"));
+  await assertRejects(
+    () =>
+      l.acquireAll(hostWithSlots("writer2", "hv01", ["g"], { drain: true, drainTimeoutMs: 1_000 })),
+    DrainTimeoutError,
+  );
+  assertEquals(await t.files("_group-g"), []);
+  assertEquals((await t.files("hv01")).filter((f) => f.startsWith("Host")), []);
+});
+
+// Mutant: the drain waits on the shared locks of every host on one host
+// (`lock.host === pendingHost` as true), looking again at once forever.
+Deno.test("a drain over two hosts waits on the first host's shared locks, then times out", async () => {
+  await using t = await tempStore();
+  const clock = new FakeClock();
+  const l = locker(t.root, clock, pollingStore(t.root));
+  await l.acquire(request("r1", { hosts: ["hv01"] }));
+  await l.acquire(request("r2", { hosts: ["db01"] }));
+  await within(
+    10_000,
+    assertRejects(
+      () =>
+        l.acquire(request("w", { hosts: ["db01", "hv01"], type: "Host", drainTimeoutMs: 1_000 })),
+      DrainTimeoutError,
+    ),
+  );
+  assertEquals(clock.sleeps, [500, 500]);
+});
+
+// Mutants of acquire() and acquireAll()'s checks of the slots they are given.
+Deno.test("slots go with acquireAll() and Host locks only", async () => {
+  await using t = await tempStore();
+  const l = locker(t.root, new FakeClock());
+  const slots = [claim("g", "hv01")];
+  await assertRejects(() => l.acquire(hostWithSlots("s1", "hv01", ["g"])), TypeError, "acquireAll");
+  await assertRejects(
+    () => l.acquireAll(request("s1", { hosts: ["hv01"], slots })),
+    TypeError,
+    "Host locks only",
+  );
+  assertEquals(await t.files("hv01"), []);
+  // No slots, or an empty list: a plain lock.
+  const plain = await l.acquire(request("s1", { hosts: ["hv01"], slots: [] }));
+  assertEquals(plain.map((p) => p.lockId), ["Generic-s1"]);
+  assertEquals((await l.acquireAll(request("s2", { hosts: ["hv01"], slots: [] }))).slots, []);
+});
+
+// Mutants of #slotContent(): an empty caller or description written, the lease in seconds.
+Deno.test("a slot's entry holds its lease in seconds, and no empty caller or description", async () => {
+  await using t = await tempStore();
+  const clock = new FakeClock();
+  const l = locker(t.root, clock);
+  const { slots: [leased] } = await l.acquireAll(
+    hostWithSlots("s1", "hv01", ["g"], { caller: "", description: "", ttlMs: 90_000 }),
+  );
+  const content = await readLock(t.root, "_group-g", leased!.name);
+  assertEquals(["Caller" in content, "Description" in content], [false, false]);
+  assertEquals(
+    [content.TtlSeconds, Date.parse(content.ExpiresAtUtc), content.Group, content.Member],
+    [90, clock.now() + 90_000, "g", "hv01"],
+  );
+  const { slots: [plain] } = await l.acquireAll(hostWithSlots("s2", "hv02", ["h"]));
+  const unleased = await readLock(t.root, "_group-h", plain!.name);
+  assertEquals(["TtlSeconds" in unleased, "ExpiresAtUtc" in unleased], [false, false]);
+});
+
+// Mutants of #takeSlot()'s holders and slotHolder(): a full group names the
+// others' slots with what they tell, never the session's own.
+Deno.test("a full group's holders are the other sessions' slots, each with what it tells", async () => {
+  await using t = await tempStore();
+  const clock = new FakeClock();
+  const l = locker(t.root, clock);
+  const g = (member: string) => claim("g", member, 3);
+  await l.acquireAll(hostWithSlots("s1", "hv01", [], { slots: [g("hv01")] }));
+  await l.acquireAll(
+    hostWithSlots("x", "hv09", [], { slots: [g("hv09")], caller: "c", description: "d" }),
+  );
+  await Deno.writeTextFile(
+    `${t.root}/_group-g/Group-g.slot-3`,
+    JSON.stringify({ Type: "GroupSlot" }),
+  );
+  const busy = await assertRejects(
+    () => l.acquireAll(hostWithSlots("s1", "hv02", [], { slots: [g("hv02")] })),
+    LockBusyError,
+  );
+  assertEquals(busy.holders, [
+    {
+      lockId: "Group-g.slot-2",
+      group: "g",
+      member: "hv09",
+      caller: "c",
+      description: "d",
+      lockedAt: new Date(clock.now()),
+      sessionId: "x",
+    },
+    { lockId: "Group-g.slot-3", group: "g" },
+  ]);
+  assertEquals(busy.host, "hv02");
+});
+
+// Mutant: a stale slot freed here but taken by another before our create
+// counted as ours (`if (made)` as true).
+Deno.test("a stale slot another taker takes between our free and our create is not ours", async () => {
+  await using t = await tempStore();
+  const clock = new FakeClock();
+  const fs = openFsStore(t.store, { historyFolderName: "History" });
+  const rival = new TextEncoder().encode(
+    JSON.stringify({ Type: "GroupSlot", Group: "g", Member: "hv09", SessionId: "rival" }),
+  );
+  const store: LockStore = {
+    ...fs,
+    remove: async (host, name, version) => {
+      const removed = await fs.remove(host, name, version);
+      if (removed && name === "Group-g.slot-1") await fs.create(host, name, rival);
+      return removed;
+    },
+  };
+  const l = locker(t.root, clock, store);
+  await l.acquireAll(hostWithSlots("dead", "hv08", ["g"], { ttlMs: 1_000 }));
+  await Deno.remove(`${t.root}/hv08/Host.lock`);
+  clock.advance(5_000);
+  await l.acquire(request("rival", { hosts: ["hv09"], type: "Host", drain: false }));
+  const busy = await assertRejects(
+    () => l.acquireAll(hostWithSlots("s1", "hv01", ["g"])),
+    LockBusyError,
+  );
+  assertStringIncludes(busy.message, 'group "g": 1 of 1 in maintenance: hv09');
+  assertEquals((await readLock(t.root, "_group-g", "Group-g.slot-1")).SessionId, "rival");
+});
+
+// Mutant: the signal not checked once the attempt took the locks.
+Deno.test("an abort that comes while the locks are being taken takes them back", async () => {
+  await using t = await tempStore();
+  const fs = openFsStore(t.store, { historyFolderName: "History" });
+  const abort = new AbortController();
+  const store: LockStore = {
+    ...fs,
+    create: async (host, name, data, options) => {
+      const made = await fs.create(host, name, data, options);
+      abort.abort(new Error("stop"));
+      return made;
+    },
+  };
+  const l = locker(t.root, new FakeClock(), store);
+  await assertRejects(
+    () => l.acquireAll(hostWithSlots("s1", "hv01", ["g"], { signal: abort.signal })),
+    Error,
+    "stop",
+  );
+  assertEquals([await t.files("hv01"), await t.files("_group-g")], [[], []]);
+});
+
+// Mutant: a request needing more slots of a group than it has names the
+// members of other groups too (`c.group === claim.group` as true).
+Deno.test("a request needing more slots of one group than it has names that group's members only", async () => {
+  await using t = await tempStore();
+  const l = locker(t.root, new FakeClock());
+  const error = await assertRejects(
+    () =>
+      l.acquireAll(request("s1", {
+        hosts: ["hv01", "hv02"],
+        type: "Host",
+        drain: false,
+        slots: [claim("h", "hv01", 2), claim("g", "hv01"), claim("g", "hv02")],
+      })),
+    InputError,
+  );
+  assertStringIncludes(error.message, 'Cannot lock "hv01", "hv02" together: group "g" lets 1');
+  assertStringIncludes(error.message, "this needs 2");
+  assertEquals([await t.files("hv01"), await t.files("_group-h")], [[], []]);
+});
+
+// Mutant: a wake-up without a hint read as one (`!!hint` as true).
+Deno.test("a wake-up without a hint makes the waiter look again, not fail", async () => {
+  await using t = await tempStore();
+  const clock = new FakeClock();
+  const fs = openFsStore(t.store, { historyFolderName: "History" });
+  let wakes = 0;
+  const store: LockStore = {
+    ...fs,
+    // A change with nothing said about it, then no more.
+    waitForChange: (_host, _ms, signal) =>
+      wakes++ === 0
+        ? Promise.resolve()
+        : new Promise((resolve) => signal?.addEventListener("abort", () => resolve(undefined))),
+  };
+  const l = locker(t.root, clock, store);
+  await l.acquire(request("holder", { type: "Host" }));
+  await withoutJitter(() =>
+    assertRejects(
+      () => l.acquire(request("s1", { retryDelayMs: 60_000, attempts: 2 })),
+      LockBusyError,
+    )
+  );
+  assertEquals(clock.sleeps, [30_000, 30_000, 10]);
+});
+
+// Mutant: the drain renews at every look (`now - renewedAt` as `now + renewedAt`).
+Deno.test("a drain shorter than a third of the lease never renews it", async () => {
+  await using t = await tempStore();
+  const clock = new FakeClock();
+  const fs = openFsStore(t.store, { historyFolderName: "History" });
+  let replaces = 0;
+  const store: LockStore = {
+    ...fs,
+    replace: (host, name, version, data) => (replaces++, fs.replace(host, name, version, data)),
+  };
+  const l = locker(t.root, clock, store);
+  await l.acquire(request("reader"));
+  await within(
+    10_000,
+    assertRejects(
+      () => l.acquire(request("writer", { type: "Host", drainTimeoutMs: 500, ttlMs: 3_000 })),
+      DrainTimeoutError,
+    ),
+  );
+  assertEquals([replaces, clock.sleeps], [0, [500]]);
 });
