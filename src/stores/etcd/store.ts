@@ -118,6 +118,15 @@ export class EtcdStore implements LockStore {
    * caller names, compared by etcd.
    */
   readonly #leases = new Map<string, { version: string; lease: string }>();
+  /**
+   * A lease granted for a create that found its key taken, kept for this
+   * object's next create with the same TTL: most likely a waiter's, right
+   * after the holder let go. Renewed in the same round trip as the put, it
+   * saves that create the grant, a raft write of its own. Only while young
+   * (half its TTL); one that is never used has no keys and runs out by
+   * itself.
+   */
+  #spare: { lease: string; ttl: string; at: number } | undefined;
   /** The hosts under the root of a template ending in the host; absent for other templates. */
   readonly listHosts?: () => Promise<string[]>;
 
@@ -283,16 +292,29 @@ export class EtcdStore implements LockStore {
     }
     for (let attempt = 1;; attempt++) {
       // With a TTL, the grant and the put in one round trip: the lease id is
-      // ours, and etcd handles the grant first.
-      const lease = ttl ? _leaseIds.next() : "0";
-      const fence = this.#fenceKey(host, lease !== "0" ? lease : _leaseIds.next());
+      // ours, and etcd handles the grant first. A spare lease is renewed
+      // instead of a grant (cheaper: no raft write), its fence id fresh.
+      const spare = ttl ? this.#takeSpare(ttl) : undefined;
+      const lease = spare ?? (ttl ? _leaseIds.next() : "0");
+      const fence = this.#fenceKey(
+        host,
+        lease !== "0" && spare === undefined ? lease : _leaseIds.next(),
+      );
       const create = createPart(key, value, lease, fence, list);
-      const parts: Part[] = ttl ? [grantPart(key, lease, ttl), create] : [create];
+      const parts: Part[] = !ttl
+        ? [create]
+        : [spare ? keepAlivePart(key, spare) : grantPart(key, lease, ttl), create];
       const paused = seam("etcd.create.txn", host, name);
       if (paused) await paused;
       const results = await this.#gateway.callAll(parts);
-      const granted = ttl ? results[0]! : undefined;
       const created = results.at(-1)!;
+      if (spare !== undefined && !created.ok && !created.lost && leaseGone(created)) {
+        // The spare ran out before the put: nothing was made; grant one.
+        attempt--;
+        continue;
+      }
+      // A renewed spare stands for a grant that went in.
+      const granted = ttl ? (spare ? { ok: true as const } : results[0]!) : undefined;
       const grantFailed = granted !== undefined && !granted.ok && !granted.lost;
       /** What a put of ours that went in looks like: our bytes on our lease. */
       const ours = (kv: KeyValue | undefined): kv is KeyValue & { mod_revision: string } =>
@@ -327,7 +349,8 @@ export class EtcdStore implements LockStore {
         }
         const answer = created.json as TxnResponse;
         if (!answer.succeeded) {
-          await this.#revoke(lease);
+          // The key is taken: the lease is kept for the next create.
+          if (ttl) this.#spare = { lease, ttl, at: performance.now() };
           return undefined;
         }
         const version = this.#revisionOf(answer, what);
@@ -348,6 +371,14 @@ export class EtcdStore implements LockStore {
       const taken = granted!.ok ? false : /already exists/i.test(granted!.message);
       if (!taken || attempt >= 3) throw (granted as { error: StoreError }).error;
     }
+  }
+
+  /** The spare lease for a create with `ttl` (seconds), while young; it is used once. */
+  #takeSpare(ttl: string): string | undefined {
+    const spare = this.#spare;
+    this.#spare = undefined;
+    if (!spare || spare.ttl !== ttl) return undefined;
+    return performance.now() - spare.at < Number(ttl) * 500 ? spare.lease : undefined;
   }
 
   /** Deletes the entry a put of ours made on a lease not ours (by its version: only that put). */
