@@ -765,7 +765,7 @@ export class Locker {
   async #rollback(
     owned: readonly HeldLock[],
     ownedSlots: readonly HeldSlot[] = [],
-  ): Promise<string[]> {
+  ): Promise<{ left: string[]; fault: unknown }> {
     const results = await mapLimit(owned, this.#concurrency, async (lock) => {
       const current = await this.#read(lock.host, lock.lockId);
       if (!current || current.info.sessionId !== lock.sessionId) return;
@@ -774,10 +774,30 @@ export class Locker {
     // Slots after their Host locks: a slot never stands for a member whose
     // Host lock is held without one.
     const slots = await this.releaseSlots(ownedSlots);
-    return [
-      ...owned.filter((_, i) => results[i]!.status === "rejected").map((l) => l.ref),
-      ...ownedSlots.filter((_, i) => slots[i]!.status === "rejected").map(slotRef),
-    ];
+    const failed = [...results, ...slots].find((r) => r.status === "rejected");
+    return {
+      left: [
+        ...owned.filter((_, i) => results[i]!.status === "rejected").map((l) => l.ref),
+        ...ownedSlots.filter((_, i) => slots[i]!.status === "rejected").map(slotRef),
+      ],
+      fault: failed?.status === "rejected" ? failed.reason : undefined,
+    };
+  }
+
+  /**
+   * Backs off what an attempt made when the way is not clear. Anything it
+   * cannot take back is no busy host but a fault: thrown with what it left.
+   */
+  async #backOff<T>(
+    owned: readonly HeldLock[],
+    ownedSlots: readonly HeldSlot[],
+    fault: unknown,
+    refused: T,
+  ): Promise<T> {
+    const back = await this.#rollback(owned, ownedSlots);
+    if (fault !== undefined) throw withLeftBehind(fault, back.left);
+    if (back.left.length > 0) throw withLeftBehind(back.fault, back.left);
+    return refused;
   }
 
   async #attempt(request: AcquireRequest): Promise<AttemptResult> {
@@ -833,13 +853,9 @@ export class Locker {
       if (fault === undefined && full === undefined) {
         return { ok: true, taken, owned, slots, ownedSlots, listed };
       }
-      const left = await this.#rollback(owned, ownedSlots);
-      if (fault !== undefined) throw withLeftBehind(fault, left);
-      return { ok: false, ...full! };
+      return await this.#backOff(owned, ownedSlots, fault, { ok: false as const, ...full! });
     }
-    const left = await this.#rollback(owned);
-    if (fault !== undefined) throw withLeftBehind(fault, left);
-    return { ok: false, ...failure! };
+    return await this.#backOff(owned, [], fault, { ok: false as const, ...failure! });
   }
 
   // -------------------------------------------------------------------------
@@ -1395,7 +1411,7 @@ export class Locker {
         } catch (error) {
           // Interrupted (signal, a throwing onProgress) or failed while
           // draining: nothing this attempt took stays behind.
-          const left = await this.#rollback(result.owned, result.ownedSlots);
+          const { left } = await this.#rollback(result.owned, result.ownedSlots);
           throw withLeftBehind(error, left);
         }
         return { locks: result.taken, slots: result.slots };

@@ -384,6 +384,50 @@ Deno.test("a shared lock whose check for a Host lock fails takes its own lock ba
   assertEquals(await t.files("hv01"), ["Generic-s1.lock"]);
 });
 
+Deno.test("a busy host whose attempt cannot take back a lock it made reports the fault and names the lock left behind", async () => {
+  await using t = await tempStore();
+  const clock = new FakeClock();
+  // db01 is busy: another session's Host lock
+  await locker(t.root, clock).acquire(request("other", { type: "Host", hosts: ["db01"] }));
+  const l = locker(
+    t.root,
+    clock,
+    faultyStore(t.root, { remove: (host) => host === "app01" ? "before" : undefined }),
+  );
+  for (const type of ["Host", "Generic"] as const) {
+    const error = await assertRejects(
+      () => l.acquire(request(`s-${type}`, { type, hosts: ["app01", "db01"] })),
+      StoreError,
+    );
+    const name = type === "Host" ? "Host@s-Host" : "Generic-s-Generic";
+    assertStringIncludes(error.message, `could not release app01/${name}`);
+    assertStringIncludes(error.message, "remove failed");
+    await locker(t.root, clock).release(parseLockRef(`app01/${name}`), true);
+  }
+  // a slot of a full group the same: its member's Host lock named
+  const member = locker(
+    t.root,
+    clock,
+    faultyStore(t.root, { remove: (host) => host === "web01" ? "before" : undefined }),
+  );
+  const group = { group: "g", home: "grouphome", max: 1 };
+  await locker(t.root, clock).acquireAll(
+    request("first", { type: "Host", hosts: ["web02"], slots: [{ ...group, member: "web02" }] }),
+  );
+  const full = await assertRejects(
+    () =>
+      member.acquireAll(
+        request("second", {
+          type: "Host",
+          hosts: ["web01"],
+          slots: [{ ...group, member: "web01" }],
+        }),
+      ),
+    StoreError,
+  );
+  assertStringIncludes(full.message, "could not release web01/Host@second");
+});
+
 Deno.test("a store fault on one host of an attempt takes back the locks the attempt made on the others", async () => {
   await using t = await tempStore();
   const clock = new FakeClock();
