@@ -1820,6 +1820,85 @@ Deno.test("a holder whose lock changed since it wrote it reads it: renewed elsew
   await l.release(other!);
 });
 
+Deno.test("a lock just taken is released as written, unread", async () => {
+  await using t = await tempStore();
+  const { store, reads } = countingReads(t.root);
+  const l = locker(t.root, new FakeClock(), store);
+  for (const type of ["Host", "Generic"] as const) {
+    const [lock] = await l.acquire(request("s1", { type }));
+    const before = reads();
+    assertEquals((await l.release(lock!)).status, "released");
+    assertEquals(reads() - before, 0, type);
+  }
+  assertEquals(await t.files("hv01"), []);
+});
+
+Deno.test("a create refused untouched is passed on without touching the session's lock already there", async () => {
+  await using t = await tempStore();
+  const clock = new FakeClock();
+  const l = locker(t.root, clock);
+  for (const type of ["Host", "Generic"] as const) {
+    // the session holds the lock already; its next create is refused before anything was done
+    const [held] = await l.acquire(request("s1", { type }));
+    const fs = openFsStore(t.store, { historyFolderName: "History" });
+    const refusing: LockStore = {
+      ...fs,
+      create: () => Promise.reject(new StoreError(t.root, "create refused", { unchanged: true })),
+    };
+    const error = await assertRejects(
+      () => locker(t.root, clock, refusing).acquire(request("s1", { type })),
+      StoreError,
+    );
+    assertEquals(error.message.includes("could not release"), false, error.message);
+    const file = type === "Host" ? "Host.lock" : "Generic-s1.lock";
+    assertEquals(await t.files("hv01"), [file], `${type}: the lock held before stays`);
+    await l.release(held!);
+  }
+});
+
+Deno.test("a drain lists the host anew after its first look: a shared lock made after the create's listing is waited on", async () => {
+  await using t = await tempStore();
+  const clock = new FakeClock();
+  const fs = openFsStore(t.store, { historyFolderName: "History" });
+  const l = locker(t.root, clock);
+  const [early] = await l.acquire(request("s2"));
+  // a shared locker that looked for a Host lock before ours was there (as a
+  // check-then-create locker does), and made its lock after the listing
+  const late = locker(t.root, clock, {
+    ...fs,
+    read: (host, name) => name === "Host.lock" ? Promise.resolve(undefined) : fs.read(host, name),
+  });
+  let woken = 0;
+  const store: LockStore = {
+    ...fs,
+    createAndList: async (host, name, data) => {
+      const version = await fs.create(host, name, data);
+      return { version, names: await fs.list(host) };
+    },
+    waitForChange: async (_host, ms) => {
+      if (woken++ === 0) {
+        // s3 first: the drain's look that runs beside this wait sees s2 go only after
+        await late.acquire(request("s3"));
+        await l.release(early!);
+      }
+      clock.advance(ms);
+    },
+  };
+  const error = await within(
+    10_000,
+    assertRejects(
+      () =>
+        locker(t.root, clock, store).acquire(
+          request("s1", { type: "Host", drainTimeoutMs: 1_000 }),
+        ),
+      DrainTimeoutError,
+    ),
+  );
+  assertEquals(error.holders.map((lock) => lock.sessionId), ["s3"]);
+  assertEquals(await t.files("hv01"), ["Generic-s3.lock"]);
+  await l.release(parseLockRef("hv01/Generic-s3"), true);
+});
+
 // --- a Host lock's drain starts from the listing made with its create ----------------
 
 Deno.test("a Host lock's drain starts from the listing its store made with the create, and lists itself when there is none", async () => {
