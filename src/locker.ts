@@ -383,11 +383,12 @@ export class Locker {
    * What this locker last wrote of each lock it took or renewed, by the
    * lock's object: its release moves that version without reading it first
    * (one round trip less between a holder letting go and a waiter getting
-   * in). The move is compare-and-act on that version, so a lock changed
-   * since (broken, renewed by another object of the session) is read and
-   * judged as any other.
+   * in), and its record is made from these fields, not from the bytes
+   * decoded again. The move is compare-and-act on that version, so a lock
+   * changed since (broken, renewed by another object of the session) is
+   * read and judged as any other.
    */
-  readonly #written = new WeakMap<LockRef, StoreEntry>();
+  readonly #written = new WeakMap<LockRef, { version: string; fields: Record<string, unknown> }>();
 
   /** @param options store, names, clock and skew */
   constructor(options: LockerOptions) {
@@ -597,7 +598,10 @@ export class Locker {
     return kept.map((item) => item.entry);
   }
 
-  #newContent(request: AcquireRequest, instant: { ticks: bigint; at: number }): Uint8Array {
+  #newFields(
+    request: AcquireRequest,
+    instant: { ticks: bigint; at: number },
+  ): Record<string, unknown> {
     const now = instant.at;
     const fields: Record<string, unknown> = {};
     if (request.caller) fields.Caller = request.caller;
@@ -611,7 +615,7 @@ export class Locker {
       fields.ExpiresAtUtc = new Date(now + request.ttlMs).toISOString();
       fields.TtlSeconds = request.ttlMs / 1000;
     }
-    return encodeLockContent(fields);
+    return fields;
   }
 
   async #breakEntry(
@@ -650,7 +654,8 @@ export class Locker {
     host: string,
     request: AcquireRequest,
   ): Promise<TakeResult> {
-    const data = this.#newContent(request, await this.#instant(host));
+    const fields = this.#newFields(request, await this.#instant(host));
+    const data = encodeLockContent(fields);
     const lockId = request.type === "Host" ? "Host" : `${request.type}-${request.sessionId}`;
     const name = this.#names.fileName(lockId);
     const lock: HeldLock = {
@@ -683,7 +688,7 @@ export class Locker {
         throw withLeftBehind(error, clean ? [] : [lock.ref]);
       }
       const created = version !== undefined;
-      if (version !== undefined) this.#written.set(lock, { data, version });
+      if (version !== undefined) this.#written.set(lock, { fields, version });
       if (request.type === "Host") {
         if (created) return { ok: true, lock, owned: true, ...listed ? { listed } : {} };
         const current = await this.#read(host, "Host");
@@ -1483,7 +1488,7 @@ export class Locker {
         current.version,
         data,
       );
-      if (renewed !== undefined) this.#written.set(lock, { data, version: renewed });
+      if (renewed !== undefined) this.#written.set(lock, { fields, version: renewed });
       else {
         throw new LockLostError(
           lock.ref,
@@ -1514,11 +1519,11 @@ export class Locker {
     // A lock renewed by its own session between our read and our move has a
     // new version: read again. Anything else that changed it ends the loop.
     for (let round = 0;; round++) {
-      const current = round === 0 && written
-        ? await this.#judge(ref.host, ref.lockId, written)
-        : await this.#read(ref.host, ref.lockId);
-      if (!current) return await this.#fate(ref, refText);
-      if (!force) {
+      // As written: ours, with these fields; else read as it stands now.
+      const mine = round === 0 ? written : undefined;
+      const current = mine ? undefined : await this.#read(ref.host, ref.lockId);
+      if (!mine && !current) return await this.#fate(ref, refText);
+      if (current && !force) {
         if (ref.sessionId === undefined) {
           throw new InputError(
             `Cannot unlock "${refText}": the ref does not name its session; the force option releases it anyway`,
@@ -1543,10 +1548,11 @@ export class Locker {
         }
       }
       const name = this.#names.fileName(ref.lockId);
-      const historyName = this.#historyName(name, ref.lockId, current.info.sessionId);
-      const fields: Record<string, unknown> = { ...current.content.fields };
+      const owner = mine ? ref.sessionId : current!.info.sessionId;
+      const historyName = this.#historyName(name, ref.lockId, owner);
+      const fields: Record<string, unknown> = { ...(mine?.fields ?? current!.content.fields) };
       if (
-        current.content.state === "partial" &&
+        current?.content.state === "partial" &&
         current.content.caller !== undefined
       ) {
         fields.Caller = current.content.caller;
@@ -1560,7 +1566,7 @@ export class Locker {
       const archived = await this.#store.archive(
         ref.host,
         name,
-        current.version,
+        mine?.version ?? current!.version,
         historyName,
         encodeLockContent(fields),
       );

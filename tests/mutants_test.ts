@@ -1825,10 +1825,18 @@ Deno.test("a lock just taken is released as written, unread", async () => {
   const { store, reads } = countingReads(t.root);
   const l = locker(t.root, new FakeClock(), store);
   for (const type of ["Host", "Generic"] as const) {
-    const [lock] = await l.acquire(request("s1", { type }));
+    const [lock] = await l.acquire(request("s1", { type, caller: "me", ttlMs: 60_000 }));
+    const name = type === "Host" ? "Host.lock" : "Generic-s1.lock";
+    const wrote = await readLock(t.root, "hv01", name);
     const before = reads();
     assertEquals((await l.release(lock!)).status, "released");
     assertEquals(reads() - before, 0, type);
+    // the record is the lock as written, with when it was let go
+    const [record] = (await t.history("hv01")).filter((n) => n.startsWith(name));
+    const { UnlockedAt, UnlockedAtUtc, ...rest } = await readLock(t.root, "hv01/History", record!);
+    assertEquals(rest, wrote);
+    assertOk(UnlockedAt !== undefined && UnlockedAtUtc !== undefined, "when it was let go");
+    for (const file of await t.history("hv01")) await Deno.remove(`${t.root}/hv01/History/${file}`);
   }
   assertEquals(await t.files("hv01"), []);
 });
