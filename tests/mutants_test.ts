@@ -1866,7 +1866,7 @@ Deno.test("a create refused untouched is passed on without touching the session'
 
 Deno.test("a drain lists the host anew after its first look: a shared lock made after the create's listing is waited on", async () => {
   await using t = await tempStore();
-  const clock = new FakeClock();
+  const clock = new StuckClock(); // time moves only in the wait below
   const fs = openFsStore(t.store, { historyFolderName: "History" });
   const l = locker(t.root, clock);
   const [early] = await l.acquire(request("s2"));
