@@ -417,7 +417,9 @@ export class SmbShare {
     ).then((outcome) => {
       if (this.#folderWatches.get(path) === shared) this.#folderWatches.delete(path);
       for (const wake of [...shared.waiters]) wake(outcome);
-      void this.#closeWatched(watch.first);
+      // After the woken waits' next requests went out: a CLOSE sent first
+      // would delay them.
+      setTimeout(() => void this.#closeWatched(watch.first), 0);
     });
     return shared;
   }
