@@ -5,7 +5,7 @@
  * @module
  */
 
-import { type Clock, SYSTEM_CLOCK } from "./clock.ts";
+import { checkedClock, type Clock, SYSTEM_CLOCK } from "./clock.ts";
 import {
   resolveConfig,
   type ResolvedConfig,
@@ -358,7 +358,7 @@ async function context(options: StoreOptions): Promise<Context> {
     stores.set(key, store);
     store.catch(() => stores.delete(key));
   }
-  const clock = options.clock ?? SYSTEM_CLOCK;
+  const clock = options.clock ? checkedClock(options.clock) : SYSTEM_CLOCK;
   const locker = new Locker({
     store: await store,
     names: new FileNames(config.fileNameTemplate),

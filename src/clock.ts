@@ -5,6 +5,8 @@
  * @module
  */
 
+import { InputError } from "./errors.ts";
+
 /** The source of time the locking rules use. */
 export interface Clock {
   /** Milliseconds since the Unix epoch. */
@@ -79,3 +81,51 @@ export const LIGHT_CLOCK: Clock = clockOver((ms, fn) => {
     cancelled = true;
   };
 });
+
+/** Farthest a Date reaches from the epoch, in milliseconds. */
+const MAX_DATE_MS = 8.64e15;
+
+/**
+ * A clock a caller gave, checked at each reading: a time that is no date
+ * (NaN, beyond a Date's range, no number) or an offset that is no whole
+ * number of minutes within a day is an {@linkcode InputError} naming the
+ * clock, not a RangeError from deep inside a lock's making.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { checkedClock, SYSTEM_CLOCK } from "./clock.ts";
+ * const broken = checkedClock({ ...SYSTEM_CLOCK, now: () => NaN });
+ * assert.throws(() => broken.now(), /The clock's now\(\) gave NaN/);
+ * assert.ok(checkedClock(SYSTEM_CLOCK).now() > 0);
+ * ```
+ */
+export function checkedClock(clock: Clock): Clock {
+  const shown = (value: unknown) => typeof value === "number" ? String(value) : typeof value;
+  return {
+    now() {
+      const now: unknown = clock.now();
+      if (typeof now !== "number" || !(Math.abs(now) <= MAX_DATE_MS)) {
+        throw new InputError(
+          `The clock's now() gave ${
+            shown(now)
+          }: expected milliseconds since 1970 that a Date can hold`,
+        );
+      }
+      return now;
+    },
+    sleep: (ms, signal) => clock.sleep(ms, signal),
+    utcOffsetMinutes(epochMs) {
+      const minutes: unknown = clock.utcOffsetMinutes(epochMs);
+      if (!Number.isInteger(minutes) || Math.abs(minutes as number) > 24 * 60) {
+        throw new InputError(
+          `The clock's utcOffsetMinutes() gave ${
+            shown(minutes)
+          }: expected whole minutes within a day`,
+        );
+      }
+      return minutes as number;
+    },
+    schedule: (fn, ms) => clock.schedule(fn, ms),
+  };
+}

@@ -10,6 +10,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { main } from "../cli.ts";
+import type { Clock } from "../src/clock.ts";
 import {
   breakResourceLock,
   getFleetStatus,
@@ -275,6 +276,37 @@ Deno.test("options inherited from a prototype are no options: no inherited force
     await shared.release();
     await assert.rejects(() => Deno.stat(join(tmp, "elsewhere")), Deno.errors.NotFound);
     await mine.release();
+  });
+});
+
+Deno.test("a clock that gives no time or no offset is an InputError naming it, and nothing is locked", async () => {
+  await withBox(async ({ store, root }) => {
+    const real = { now: Date.now, utcOffsetMinutes: () => 0 };
+    const clock = (now: () => unknown, utcOffsetMinutes: () => unknown = real.utcOffsetMinutes) =>
+      ({
+        now,
+        utcOffsetMinutes,
+        sleep: (ms: number) =>
+          new Promise<void>((resolve) => setTimeout(resolve, Math.min(ms, 10))),
+        schedule: () => () => {},
+      }) as unknown as Clock;
+    for (
+      const [what, bad] of [
+        ["now() NaN", clock(() => NaN)],
+        ["now() beyond a Date", clock(() => 1e300)],
+        ["now() a string", clock(() => "2026-12-03")],
+        ["an offset NaN", clock(real.now, () => NaN)],
+        ["an offset of half a minute", clock(real.now, () => 0.5)],
+      ] as const
+    ) {
+      await assert.rejects(
+        () => lockResource("hv01", { store, type: "Host", dependencies: {}, clock: bad }),
+        (error: Error) =>
+          error instanceof InputError && /^The clock's \w+\(\) gave /.test(error.message),
+        what,
+      );
+    }
+    await assert.rejects(() => Deno.stat(join(root, "hv01", "Host.lock")), Deno.errors.NotFound);
   });
 });
 
