@@ -431,6 +431,9 @@ class SmbStore implements LockStore {
   /** The host's SMB server clock minus this machine's, measured when connecting. */
   async clockOffsetMs(host: string): Promise<number> {
     const target = this.#target(host);
+    // Connected: the offset is the session's, known since it was set up.
+    const linked = this.#closed ? undefined : this.#linked(target);
+    if (linked) return linked.session.clockOffsetMs;
     return await this.#run(
       "read the clock of",
       host,
