@@ -737,31 +737,49 @@ sharedTest(
   },
 );
 
+/**
+ * Two stores: `holder` holds dc01's Host.lock, `waiter` tried to create it
+ * too and was refused, its lease id being `spare`. Runs `fn`, then puts the
+ * lease ids back.
+ */
+async function afterRefusedCreate(
+  open: OpenStore,
+  spare: string,
+  fn: (holder: LockStore, waiter: LockStore, held: string) => Promise<void>,
+): Promise<void> {
+  await using holder = open();
+  await using waiter = open();
+  const next = _leaseIds.next;
+  try {
+    const held = await holder.create("dc01", "Host.lock", bytes("h"), { ttlMs: 30_000 });
+    assert.ok(held);
+    const ids = [spare];
+    _leaseIds.next = () => ids.shift() ?? next();
+    assert.equal(
+      await waiter.create("dc01", "Host.lock", bytes("w"), { ttlMs: 30_000 }),
+      undefined,
+    );
+    await fn(holder, waiter, held);
+  } finally {
+    _leaseIds.next = next;
+  }
+}
+
 sharedTest(
   "etcd store: a create that finds its key taken keeps its lease for the next create, renewed instead of granted again",
-  async (etcd, open, prefix) => {
-    await using holder = open();
-    await using waiter = open();
-    const next = _leaseIds.next;
-    const spare = "5151515151";
-    try {
-      const held = await holder.create("dc01", "Host.lock", bytes("h"), { ttlMs: 30_000 });
-      assert.ok(held);
-      const ids = [spare];
-      _leaseIds.next = () => ids.shift() ?? next();
-      assert.equal(
-        await waiter.create("dc01", "Host.lock", bytes("w"), { ttlMs: 30_000 }),
-        undefined,
-      );
+  (etcd, open, prefix) =>
+    afterRefusedCreate(open, "5151515151", async (holder, waiter, held) => {
       // not revoked: kept, with no key on it
-      const kept = await etcdGateway(etcd, "/v3/lease/timetolive", { ID: spare, keys: true });
+      const kept = await etcdGateway(etcd, "/v3/lease/timetolive", {
+        ID: "5151515151",
+        keys: true,
+      });
       assert.ok(Number(kept.TTL) > 0, "the spare lease was revoked");
       assert.deepEqual(kept.keys ?? [], []);
       assert.ok(await holder.archive("dc01", "Host.lock", held, "Host.lock-s.1", bytes("h")));
       const version = await waiter.create("dc01", "Host.lock", bytes("w"), { ttlMs: 30_000 });
       assert.ok(version);
-      const entry = await rawKey(etcd, prefix, "dc01", "Host.lock");
-      assert.equal(entry!.lease, spare);
+      assert.equal((await rawKey(etcd, prefix, "dc01", "Host.lock"))!.lease, "5151515151");
       assert.equal(text((await waiter.read("dc01", "Host.lock"))?.data), "w");
       // used once: the next taken create keeps a new one
       assert.equal(
@@ -769,42 +787,23 @@ sharedTest(
         undefined,
       );
       assert.ok(await waiter.remove("dc01", "Host.lock", version));
-    } finally {
-      _leaseIds.next = next;
-    }
-  },
+    }),
 );
 
 sharedTest(
   "etcd store: a spare lease revoked before the create is not used: the create grants a lease and succeeds",
-  async (etcd, open, prefix) => {
-    await using holder = open();
-    await using waiter = open();
-    const next = _leaseIds.next;
-    const spare = "5252525252";
-    try {
-      const held = await holder.create("dc01", "Host.lock", bytes("h"), { ttlMs: 30_000 });
-      assert.ok(held);
-      const ids = [spare];
-      _leaseIds.next = () => ids.shift() ?? next();
-      assert.equal(
-        await waiter.create("dc01", "Host.lock", bytes("w"), { ttlMs: 30_000 }),
-        undefined,
-      );
+  (etcd, open, prefix) =>
+    afterRefusedCreate(open, "5252525252", async (holder, waiter, held) => {
       assert.ok(await holder.remove("dc01", "Host.lock", held));
       // the spare runs out (revoked here) between the two creates
-      await etcdGateway(etcd, "/v3/lease/revoke", { ID: spare });
-      const version = await waiter.create("dc01", "Host.lock", bytes("w"), { ttlMs: 30_000 });
-      assert.ok(version);
+      await etcdGateway(etcd, "/v3/lease/revoke", { ID: "5252525252" });
+      assert.ok(await waiter.create("dc01", "Host.lock", bytes("w"), { ttlMs: 30_000 }));
       const entry = await rawKey(etcd, prefix, "dc01", "Host.lock");
       assert.notEqual(entry!.lease, "0");
-      assert.notEqual(entry!.lease, spare);
+      assert.notEqual(entry!.lease, "5252525252");
       const alive = await etcdGateway(etcd, "/v3/lease/timetolive", { ID: entry!.lease });
       assert.ok(Number(alive.TTL) > 25, `the entry's lease has ${alive.TTL} s`);
-    } finally {
-      _leaseIds.next = next;
-    }
-  },
+    }),
 );
 
 Deno.test("etcd store: a closed store refuses calls with StoreError", async () => {
