@@ -404,6 +404,19 @@ Deno.test("a busy host whose attempt cannot take back a lock it made reports the
     assertStringIncludes(error.message, "remove failed");
     await locker(t.root, clock).release(parseLockRef(`app01/${name}`), true);
   }
+  // the one that failed is not the first taken back: its fault is still the one thrown
+  const second = locker(
+    t.root,
+    clock,
+    faultyStore(t.root, { remove: (host) => host === "app02" ? "before" : undefined }),
+  );
+  const error = await assertRejects(
+    () => second.acquire(request("s3", { type: "Host", hosts: ["app01", "app02", "db01"] })),
+    StoreError,
+  );
+  assertStringIncludes(error.message, "remove failed; could not release app02/Host@s3");
+  assertEquals(await t.files("app01"), []);
+  await locker(t.root, clock).release(parseLockRef("app02/Host@s3"), true);
   // a slot of a full group the same: its member's Host lock named
   const member = locker(
     t.root,
@@ -2101,6 +2114,40 @@ function hostWithSlots(
     ...extra,
   });
 }
+
+// Mutants of #takeSlot(): a slot of another session for the same member taken
+// as the session's own (its session check as true), or a slot taken over
+// from a left-over one not counted as made (`made` false, `owned` false):
+// rewritten in place, it would stay behind when the attempt fails.
+Deno.test("a slot left over for the same member is taken over in one look, and taken back when the attempt fails", async () => {
+  await using t = await tempStore();
+  const clock = new FakeClock();
+  const l = locker(t.root, clock);
+  // "old" held hv01 with slot a, and lost its Host lock: the slot is left over
+  const old = await l.acquireAll(hostWithSlots("old", "hv01", ["a"]));
+  await l.release(old.locks[0]!);
+  // group b is full
+  await l.acquireAll(hostWithSlots("busy", "hv02", ["b"]));
+  await assertRejects(
+    () => l.acquireAll(hostWithSlots("s1", "hv01", ["a", "b"])),
+    LockBusyError,
+  );
+  assertEquals(await t.files("_group-a"), [], "the left-over slot replaced, then taken back");
+  assertEquals(await t.files("hv01"), []);
+  // taken over without a second look
+  await l.acquireAll(hostWithSlots("old", "hv01", ["a"])).then((a) => l.release(a.locks[0]!));
+  const fs = openFsStore(t.store, { historyFolderName: "History" });
+  let looks = 0;
+  const counting = locker(t.root, clock, {
+    ...fs,
+    list: (host) => (host === "_group-a" && looks++, fs.list(host)),
+  });
+  const taken = await counting.acquireAll(hostWithSlots("s2", "hv01", ["a"]));
+  assertEquals(looks, 1);
+  assertEquals((await l.groupSlots("a", "_group-a")).map((slot) => slot.sessionId), ["s2"]);
+  await l.releaseSlots(taken.slots);
+  await l.release(taken.locks[0]!);
+});
 
 // Mutants: #rollback() names every slot of the attempt (`.filter` removed),
 // or none (its filter always false), as left behind.
