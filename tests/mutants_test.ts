@@ -156,9 +156,19 @@ class HookedClock extends FakeClock {
   }
 }
 
+/** The folder store under `root`, opened as the lockers of these tests open it. */
+function folderStore(root: string) {
+  return openFsStore(`${root}/{0}`, { historyFolderName: "History" });
+}
+
+/** A wait for a change that never comes: it ends only when its waiter stops it. */
+function untilStopped(signal: AbortSignal | undefined): Promise<undefined> {
+  return new Promise((resolve) => signal?.addEventListener("abort", () => resolve(undefined)));
+}
+
 function locker(root: string, clock: FakeClock, store?: LockStore, skewMs = 0): Locker {
   return new Locker({
-    store: store ?? openFsStore(`${root}/{0}`, { historyFolderName: "History" }),
+    store: store ?? folderStore(root),
     names: new FileNames("{0}.lock"),
     clock,
     skewMs,
@@ -310,7 +320,7 @@ function faultyStore(
     Record<StoreMethod, (host: string, name: string) => "before" | "after" | undefined>
   >,
 ): LockStore {
-  const fs = openFsStore(`${root}/{0}`, { historyFolderName: "History" });
+  const fs = folderStore(root);
   const wrap = <A extends [string, ...unknown[]], R>(
     method: StoreMethod,
     fn: (...args: A) => Promise<R>,
@@ -846,7 +856,7 @@ Deno.test("a release retried after a store fault reports a lock taken over on th
 Deno.test("a renewal that ends while the release is under way schedules no further renewal", async () => {
   await using t = await tempStore();
   const clock = new FakeClock();
-  const fs = openFsStore(t.store, { historyFolderName: "History" });
+  const fs = folderStore(t.root);
   const renewed = Promise.withResolvers<void>();
   const store: LockStore = {
     ...fs,
@@ -876,7 +886,7 @@ Deno.test("a renewal that ends while the release is under way schedules no furth
 Deno.test("a renewal overtaken by the release at the end of its lease loses nothing", async () => {
   await using t = await tempStore();
   const clock = new FakeClock();
-  const fs = openFsStore(t.store, { historyFolderName: "History" });
+  const fs = folderStore(t.root);
   const refused = Promise.withResolvers<void>();
   const store: LockStore = {
     ...fs,
@@ -1016,7 +1026,7 @@ Deno.test("BrokenBy is host:pid when no user is known", async () => {
   await using t = await tempStore();
   const clock = new FakeClock();
   const l = new Locker({
-    store: openFsStore(t.store, { historyFolderName: "History" }),
+    store: folderStore(t.root),
     names: new FileNames("{0}.lock"),
     clock,
     skewMs: 0,
@@ -1043,7 +1053,7 @@ Deno.test("release() of a lock whose file names no session needs force; break of
 Deno.test("a release whose lock keeps changing gives up after six rounds", async () => {
   await using t = await tempStore();
   const clock = new FakeClock();
-  const fs = openFsStore(t.store, { historyFolderName: "History" });
+  const fs = folderStore(t.root);
   let archives = 0;
   const store: LockStore = { ...fs, archive: () => (archives++, Promise.resolve(false)) };
   const l = locker(t.root, clock, store);
@@ -1106,7 +1116,7 @@ Deno.test("after a lost create, a Host.lock naming no session is left alone and 
 Deno.test("a rollback leaves alone a lock that another session took in its place meanwhile", async () => {
   await using t = await tempStore();
   const clock = new FakeClock();
-  const fs = openFsStore(t.store, { historyFolderName: "History" });
+  const fs = folderStore(t.root);
   const other = locker(t.root, clock);
   let swapped = false;
   // Hosts are taken one after the other (concurrency 1): when b01 is
@@ -1156,7 +1166,7 @@ Deno.test("test() counts only the types asked for; status() gives no holder for 
 Deno.test("history() skips an entry that vanished between listing and reading", async () => {
   await using t = await tempStore();
   const clock = new FakeClock();
-  const fs = openFsStore(t.store, { historyFolderName: "History" });
+  const fs = folderStore(t.root);
   const store: LockStore = {
     ...fs,
     listHistory: async (host) => [...await fs.listHistory(host), "Host.lock-gone"],
@@ -1240,7 +1250,7 @@ Deno.test("a release that finds a lock broken reports that break, even after an 
 Deno.test("a store clock that cannot be read counts as no offset; leases reach the store's create", async () => {
   await using t = await tempStore();
   const clock = new FakeClock();
-  const fs = openFsStore(t.store, { historyFolderName: "History" });
+  const fs = folderStore(t.root);
   const options: unknown[] = [];
   const store: LockStore = {
     ...fs,
@@ -1262,7 +1272,7 @@ Deno.test("a store clock that cannot be read counts as no offset; leases reach t
 
 Deno.test("a Host lock that vanishes at every look is tried three times, then reported busy with nobody in the way", async () => {
   await using t = await tempStore();
-  const fs = openFsStore(t.store, { historyFolderName: "History" });
+  const fs = folderStore(t.root);
   let creates = 0;
   const store: LockStore = {
     ...fs,
@@ -1335,7 +1345,7 @@ Deno.test("a released shared lock keeps its name in History; a ref without a ses
 Deno.test("status() and test() pass over files that are no locks, locks that vanish, and fields a file lacks", async () => {
   await using t = await tempStore();
   const clock = new FakeClock();
-  const fs = openFsStore(t.store, { historyFolderName: "History" });
+  const fs = folderStore(t.root);
   // The folder lists a lock that is gone by the time it is read.
   const store: LockStore = {
     ...fs,
@@ -1371,7 +1381,7 @@ Deno.test("status() and test() pass over files that are no locks, locks that van
 Deno.test("history() fails when an entry cannot be read, and gives released entries no break fields", async () => {
   await using t = await tempStore();
   const clock = new FakeClock();
-  const fs = openFsStore(t.store, { historyFolderName: "History" });
+  const fs = folderStore(t.root);
   let fail = false;
   const store: LockStore = {
     ...fs,
@@ -1401,7 +1411,7 @@ Deno.test("an empty caller or description is not written", async () => {
 Deno.test("stores that can watch are waited on instead of the clock, for retries and drains", async () => {
   await using t = await tempStore();
   const clock = new FakeClock();
-  const fs = openFsStore(t.store, { historyFolderName: "History" });
+  const fs = folderStore(t.root);
   const waits: [string, number][] = [];
   const store: LockStore = {
     ...fs,
@@ -1523,7 +1533,7 @@ Deno.test("breakLock(): a live lock needs force by default; a ref without a sess
 Deno.test("status() puts the Host lock first and orders the rest whatever order the store lists them in", async () => {
   await using t = await tempStore();
   const clock = new FakeClock();
-  const fs = openFsStore(t.store, { historyFolderName: "History" });
+  const fs = folderStore(t.root);
   const store: LockStore = { ...fs, list: async (host) => (await fs.list(host)).reverse() };
   const l = locker(t.root, clock, store);
   await l.acquire(request("zz"));
@@ -1548,7 +1558,7 @@ Deno.test("history() trusts UnlockedAtUtc over the writer's local ticks", async 
 
 /** The local store under `root`, recording every remove it is asked for. */
 function recordingRemoves(root: string, read?: LockStore["read"]) {
-  const fs = openFsStore(`${root}/{0}`, { historyFolderName: "History" });
+  const fs = folderStore(root);
   const removes: string[] = [];
   const store: LockStore = {
     ...fs,
@@ -1565,7 +1575,7 @@ Deno.test("a shared lock the session held already is never removed, refused or f
   await using t = await tempStore();
   const clock = new FakeClock();
   let failHost = false;
-  const fs = openFsStore(t.store, { historyFolderName: "History" });
+  const fs = folderStore(t.root);
   const { store, removes } = recordingRemoves(
     t.root,
     (host, name) =>
@@ -1596,7 +1606,7 @@ Deno.test("a create that failed before making anything leaves nothing to name", 
 Deno.test("each race seam holds its change until it is let go", async () => {
   await using t = await tempStore();
   const clock = new FakeClock();
-  const fs = openFsStore(t.store, { historyFolderName: "History" });
+  const fs = folderStore(t.root);
   const changes: string[] = [];
   const store: LockStore = {
     ...fs,
@@ -1672,7 +1682,7 @@ Deno.test("mapLimit() runs at most `limit` at once, and every item once, in orde
  * counted, and refused for good after `cap` (so a loop that never ends fails).
  */
 function losingBreaks(root: string, cap = 20) {
-  const fs = openFsStore(`${root}/{0}`, { historyFolderName: "History" });
+  const fs = folderStore(root);
   const counter = { archives: 0 };
   const store: LockStore = {
     ...fs,
@@ -1761,7 +1771,7 @@ Deno.test("a Host lock's fate is its own session's break, not one of a session w
 // Mutant: #fate() reads every History entry of the session, not the newest FATE_SCAN_LIMIT.
 Deno.test("a lock's fate reads at most 256 History entries of its session", async () => {
   await using t = await tempStore();
-  const fs = openFsStore(t.store, { historyFolderName: "History" });
+  const fs = folderStore(t.root);
   let reads = 0;
   const store: LockStore = {
     ...fs,
@@ -1784,7 +1794,7 @@ Deno.test("a lock's fate reads at most 256 History entries of its session", asyn
 
 /** The folder store, counting reads of lock entries. */
 function countingReads(root: string): { store: LockStore; reads: () => number } {
-  const fs = openFsStore(`${root}/{0}`, { historyFolderName: "History" });
+  const fs = folderStore(root);
   let reads = 0;
   return {
     store: { ...fs, read: (host, name) => (reads++, fs.read(host, name)) },
@@ -1861,7 +1871,7 @@ Deno.test("a create refused untouched is passed on without touching the session'
   for (const type of ["Host", "Generic"] as const) {
     // the session holds the lock already; its next create is refused before anything was done
     const [held] = await l.acquire(request("s1", { type }));
-    const fs = openFsStore(t.store, { historyFolderName: "History" });
+    const fs = folderStore(t.root);
     const refusing: LockStore = {
       ...fs,
       create: () => Promise.reject(new StoreError(t.root, "create refused", { unchanged: true })),
@@ -1880,7 +1890,7 @@ Deno.test("a create refused untouched is passed on without touching the session'
 Deno.test("a drain lists the host anew after its first look: a shared lock made after the create's listing is waited on", async () => {
   await using t = await tempStore();
   const clock = new StuckClock(); // time moves only in the wait below
-  const fs = openFsStore(t.store, { historyFolderName: "History" });
+  const fs = folderStore(t.root);
   const l = locker(t.root, clock);
   const [early] = await l.acquire(request("s2"));
   // a shared locker that looked for a Host lock before ours was there (as a
@@ -1925,7 +1935,7 @@ Deno.test("a drain lists the host anew after its first look: a shared lock made 
 Deno.test("a Host lock's drain starts from the listing its store made with the create, and lists itself when there is none", async () => {
   await using t = await tempStore();
   const clock = new FakeClock();
-  const fs = openFsStore(t.store, { historyFolderName: "History" });
+  const fs = folderStore(t.root);
   let lists = 0;
   let tell = true;
   const store: LockStore = {
@@ -1983,9 +1993,7 @@ async function withoutJitter<T>(fn: () => Promise<T>): Promise<T> {
 
 /** A local store without change notifications (no `waitForChange`): waiters look every 500 ms. */
 function pollingStore(root: string): LockStore {
-  const { waitForChange: _, ...store } = openFsStore(`${root}/{0}`, {
-    historyFolderName: "History",
-  });
+  const { waitForChange: _, ...store } = folderStore(root);
   return store;
 }
 
@@ -2015,7 +2023,7 @@ Deno.test("an unchanged wait is reported again once 30 s have passed, to the mil
 Deno.test("the same locks in the way listed in another order are no new progress", async () => {
   await using t = await tempStore();
   const clock = new FakeClock();
-  const fs = openFsStore(t.store, { historyFolderName: "History" });
+  const fs = folderStore(t.root);
   let flip = false;
   const store: LockStore = {
     ...fs,
@@ -2136,7 +2144,7 @@ Deno.test("a slot left over for the same member is taken over in one look, and t
   assertEquals(await t.files("hv01"), []);
   // taken over without a second look
   await l.acquireAll(hostWithSlots("old", "hv01", ["a"])).then((a) => l.release(a.locks[0]!));
-  const fs = openFsStore(t.store, { historyFolderName: "History" });
+  const fs = folderStore(t.root);
   let looks = 0;
   const counting = locker(t.root, clock, {
     ...fs,
@@ -2269,7 +2277,7 @@ Deno.test("a session locking a second member of a group takes a second slot, not
 // Mutants: #takeSlot()'s four rounds (`round < 4` as `<=`), releaseSlots()'s five.
 Deno.test("a slot take that keeps losing its create tries four times; a slot free that keeps losing its remove, five", async () => {
   await using t = await tempStore();
-  const fs = openFsStore(t.store, { historyFolderName: "History" });
+  const fs = folderStore(t.root);
   let creates = 0;
   let removes = 0;
   let hiding = false;
@@ -2307,7 +2315,7 @@ Deno.test("a slot take that keeps losing its create tries four times; a slot fre
 // Mutants of #createSlot() and #removeSlotIfOurs(): a create that fails.
 Deno.test("a slot create that fails: untouched it is passed on, else what it may have made of ours is removed or named", async () => {
   await using t = await tempStore();
-  const fs = openFsStore(t.store, { historyFolderName: "History" });
+  const fs = folderStore(t.root);
   const encode = (fields: Record<string, unknown>) =>
     new TextEncoder().encode(JSON.stringify(fields));
   let fault: "unchanged" | "before" | "after" | "competitor" | "other member" | undefined;
@@ -2380,7 +2388,7 @@ Deno.test("a slot create that fails: untouched it is passed on, else what it may
 Deno.test("groupSlots() reads each slot's fields, by number, judging lease and member", async () => {
   await using t = await tempStore();
   const clock = new FakeClock();
-  const fs = openFsStore(t.store, { historyFolderName: "History" });
+  const fs = folderStore(t.root);
   const store: LockStore = {
     ...fs,
     // Newest first, and a slot that is gone by the time it is read.
@@ -2480,7 +2488,7 @@ Deno.test("a session locking its member again with a full group keeps the slot i
 // stale.length === 0` as false): refused after one look, not four.
 Deno.test("a full group is refused after one look at its slots", async () => {
   await using t = await tempStore();
-  const fs = openFsStore(t.store, { historyFolderName: "History" });
+  const fs = folderStore(t.root);
   let looks = 0;
   const store: LockStore = {
     ...fs,
@@ -2528,7 +2536,7 @@ Deno.test("renewSlots() renews the session's slot for its member only, and loses
 // for its member is freed, and only what was freed here is returned.
 Deno.test("releaseSlotsOf() frees the session's slots of one member, and tells which it freed", async () => {
   await using t = await tempStore();
-  const fs = openFsStore(t.store, { historyFolderName: "History" });
+  const fs = folderStore(t.root);
   let vanish = "";
   let reads = 0;
   let failing = false;
@@ -2639,13 +2647,13 @@ Deno.test("a waiter looks every 500 ms without notifications, every 30 s with th
   await wait(polling, 1_000);
   assertEquals(clock.sleeps, [500, 500, 10]);
   // Notifications that never come: a look every 30 s all the same.
-  const fs = openFsStore(t.store, { historyFolderName: "History" });
+  const fs = folderStore(t.root);
   const watches: number[] = [];
   const silentStore: LockStore = {
     ...fs,
     waitForChange: (_host, ms, signal) => {
       watches.push(ms);
-      return new Promise((resolve) => signal?.addEventListener("abort", () => resolve(undefined)));
+      return untilStopped(signal);
     },
   };
   clock.sleeps.length = 0;
@@ -2675,15 +2683,13 @@ Deno.test("a waiter looks every 500 ms without notifications, every 30 s with th
 Deno.test("a wait woken by a change leaves no timer running", async () => {
   await using t = await tempStore();
   const clock = new StuckClock();
-  const fs = openFsStore(t.store, { historyFolderName: "History" });
+  const fs = folderStore(t.root);
   let wakes = 0;
   const store: LockStore = {
     ...fs,
     // One wake-up that says the holder's entry went (it did not), then none.
     waitForChange: (_host, _ms, signal) =>
-      wakes++ === 0
-        ? Promise.resolve({ removed: ["Host.lock"] })
-        : new Promise((resolve) => signal?.addEventListener("abort", () => resolve(undefined))),
+      wakes++ === 0 ? Promise.resolve({ removed: ["Host.lock"] }) : untilStopped(signal),
   };
   const l = locker(t.root, clock, store);
   await l.acquire(request("holder", { type: "Host" }));
@@ -2733,13 +2739,12 @@ Deno.test("a wait ends at the next look when the holder changed session or its s
 Deno.test("busy with nobody in the way, a waiter looks again every 500 ms even with notifications", async () => {
   await using t = await tempStore();
   const clock = new FakeClock();
-  const fs = openFsStore(t.store, { historyFolderName: "History" });
+  const fs = folderStore(t.root);
   const store: LockStore = {
     ...fs,
     create: () => Promise.resolve(undefined), // "exists"…
     read: () => Promise.resolve(undefined), // …and gone when looked at
-    waitForChange: (_host, _ms, signal) =>
-      new Promise((resolve) => signal?.addEventListener("abort", () => resolve(undefined))),
+    waitForChange: (_host, _ms, signal) => untilStopped(signal),
   };
   await withoutJitter(() =>
     assertRejects(
@@ -2758,15 +2763,13 @@ Deno.test("busy with nobody in the way, a waiter looks again every 500 ms even w
 Deno.test("a wake-up naming one slot of a full group makes the waiter attempt at once", async () => {
   await using t = await tempStore();
   const clock = new FakeClock();
-  const fs = openFsStore(t.store, { historyFolderName: "History" });
+  const fs = folderStore(t.root);
   let wakes = 0;
   const store: LockStore = {
     ...fs,
     // The first wake-up says slot 1 went (it did not); then none come.
     waitForChange: (_host, _ms, signal) =>
-      wakes++ === 0
-        ? Promise.resolve({ removed: ["Group-g.slot-1"] })
-        : new Promise((resolve) => signal?.addEventListener("abort", () => resolve(undefined))),
+      wakes++ === 0 ? Promise.resolve({ removed: ["Group-g.slot-1"] }) : untilStopped(signal),
   };
   const l = locker(t.root, clock, store);
   const g = (member: string) => claim("g", member, 2);
@@ -2835,7 +2838,7 @@ Deno.test("wait gives up at its end to the millisecond; its progress has no atte
 Deno.test("a take that lasted a third of the lease renews it before returning, a shorter one does not", async () => {
   await using t = await tempStore();
   const clock = new FakeClock();
-  const fs = openFsStore(t.store, { historyFolderName: "History" });
+  const fs = folderStore(t.root);
   let slowMs = 0;
   const store: LockStore = {
     ...fs,
@@ -2987,7 +2990,7 @@ Deno.test("a full group's holders are the other sessions' slots, each with what 
 Deno.test("a stale slot another taker takes between our free and our create is not ours", async () => {
   await using t = await tempStore();
   const clock = new FakeClock();
-  const fs = openFsStore(t.store, { historyFolderName: "History" });
+  const fs = folderStore(t.root);
   const rival = new TextEncoder().encode(
     JSON.stringify({ Type: "GroupSlot", Group: "g", Member: "hv09", SessionId: "rival" }),
   );
@@ -3015,7 +3018,7 @@ Deno.test("a stale slot another taker takes between our free and our create is n
 // Mutant: the signal not checked once the attempt took the locks.
 Deno.test("an abort that comes while the locks are being taken takes them back", async () => {
   await using t = await tempStore();
-  const fs = openFsStore(t.store, { historyFolderName: "History" });
+  const fs = folderStore(t.root);
   const abort = new AbortController();
   const store: LockStore = {
     ...fs,
@@ -3058,15 +3061,12 @@ Deno.test("a request needing more slots of one group than it has names that grou
 Deno.test("a wake-up without a hint makes the waiter look again, not fail", async () => {
   await using t = await tempStore();
   const clock = new FakeClock();
-  const fs = openFsStore(t.store, { historyFolderName: "History" });
+  const fs = folderStore(t.root);
   let wakes = 0;
   const store: LockStore = {
     ...fs,
     // A change with nothing said about it, then no more.
-    waitForChange: (_host, _ms, signal) =>
-      wakes++ === 0
-        ? Promise.resolve()
-        : new Promise((resolve) => signal?.addEventListener("abort", () => resolve(undefined))),
+    waitForChange: (_host, _ms, signal) => wakes++ === 0 ? Promise.resolve() : untilStopped(signal),
   };
   const l = locker(t.root, clock, store);
   await l.acquire(request("holder", { type: "Host" }));
@@ -3083,7 +3083,7 @@ Deno.test("a wake-up without a hint makes the waiter look again, not fail", asyn
 Deno.test("a drain shorter than a third of the lease never renews it", async () => {
   await using t = await tempStore();
   const clock = new FakeClock();
-  const fs = openFsStore(t.store, { historyFolderName: "History" });
+  const fs = folderStore(t.root);
   let replaces = 0;
   const store: LockStore = {
     ...fs,
