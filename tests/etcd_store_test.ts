@@ -422,6 +422,33 @@ sharedTest(
     );
 
     await t.step(
+      "create on a spare lease, the keep-alive and put applied, both answers lost: read back, ours",
+      async () => {
+        // pipelined, they share their fate; the put is not sent again but read back
+        await using store = fresh();
+        const held = await other.create("resent-spare", "Host.lock", bytes("h"), { ttlMs: 30_000 });
+        const refused = await store.create("resent-spare", "Host.lock", bytes("mine"), {
+          ttlMs: 30_000,
+        });
+        assert.equal(refused, undefined); // its lease is kept as the spare
+        assert.ok(await other.remove("resent-spare", "Host.lock", held!));
+        const cut = proxy.failNext("/v3/lease/keepalive", "lose-answer");
+        const version = await store.create("resent-spare", "Host.lock", bytes("mine"), {
+          ttlMs: 30_000,
+        });
+        await cut;
+        assert.ok(version, "the entry of the first send is ours");
+        assert.deepEqual(await other.read("resent-spare", "Host.lock"), {
+          data: bytes("mine"),
+          version,
+        });
+        const kv = await rawKey(etcd, prefix, "resent-spare", "Host.lock");
+        const alive = await etcdGateway(etcd, "/v3/lease/timetolive", { ID: kv!.lease });
+        assert.ok(Number(alive.TTL) > 0, "it rides a live lease");
+      },
+    );
+
+    await t.step(
       "archive, answer lost on a kept-alive connection: sent again, still done",
       async () => {
         await using store = fresh();
