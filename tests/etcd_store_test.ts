@@ -833,6 +833,40 @@ sharedTest(
     }),
 );
 
+sharedTest(
+  "etcd store: a spare lease is not used by a create with another TTL, nor once older than half its TTL",
+  async (etcd, open, prefix) => {
+    const leaseOfEntry = async () => (await rawKey(etcd, prefix, "dc01", "Host.lock"))!.lease;
+    await afterRefusedCreate(open, "5353535353", async (holder, waiter, held) => {
+      assert.ok(await holder.remove("dc01", "Host.lock", held));
+      const version = await waiter.create("dc01", "Host.lock", bytes("w"), { ttlMs: 60_000 });
+      assert.ok(version);
+      assert.notEqual(await leaseOfEntry(), "5353535353");
+      assert.ok(await waiter.remove("dc01", "Host.lock", version));
+    });
+    // a spare of a 1 s TTL, 0.6 s old: still alive in etcd, but too old to use
+    await using holder = open();
+    await using waiter = open();
+    const next = _leaseIds.next;
+    try {
+      const held = await holder.create("dc01", "Host.lock", bytes("h"), { ttlMs: 30_000 });
+      assert.ok(held);
+      const ids = ["5454545454"];
+      _leaseIds.next = () => ids.shift() ?? next();
+      assert.equal(
+        await waiter.create("dc01", "Host.lock", bytes("w"), { ttlMs: 1_000 }),
+        undefined,
+      );
+      assert.ok(await holder.remove("dc01", "Host.lock", held));
+      await new Promise((resolve) => setTimeout(resolve, 600));
+      assert.ok(await waiter.create("dc01", "Host.lock", bytes("w"), { ttlMs: 1_000 }));
+      assert.notEqual(await leaseOfEntry(), "5454545454");
+    } finally {
+      _leaseIds.next = next;
+    }
+  },
+);
+
 Deno.test("etcd store: a closed store refuses calls with StoreError", async () => {
   const store = openEtcdStore("etcd://127.0.0.1:1/locks/{0}", {
     historyFolderName: "History",
