@@ -1201,6 +1201,16 @@ export class Locker {
     return (await this.#slots(home, group, true)).map((slot) => slot.info);
   }
 
+  /** The lock ids of shared locks of other sessions among a host's entry names. */
+  #sharedOfOthers(names: readonly string[], sessionId: string): string[] {
+    return names
+      .map((name) => this.#names.lockId(name))
+      .filter((id): id is string => {
+        if (id === undefined || id === "Host") return false;
+        return parseLockId(id)!.sessionId !== sessionId;
+      });
+  }
+
   async #drain(
     request: AcquireRequest,
     taken: HeldLock[],
@@ -1208,6 +1218,13 @@ export class Locker {
     listed: Map<string, string[]>,
   ): Promise<void> {
     // Called with the locks taken; whoever calls it rolls back on any throw.
+    // Listings made with the Host locks that show no shared lock of another
+    // session: drained already (the common case, right after a handoff).
+    const clear = taken.every((lock) => {
+      const names = listed.get(lock.host);
+      return names !== undefined && this.#sharedOfOthers(names, request.sessionId).length === 0;
+    });
+    if (clear) return;
     const start = this.#clock.now();
     const deadline = start + request.drainTimeoutMs;
     const progress = new ProgressGate(this.#clock, request.onProgress);
@@ -1219,12 +1236,7 @@ export class Locker {
         // The first look may be the listing made with the Host lock.
         const names = listed.get(lock.host) ?? await this.#store.list(lock.host);
         listed.delete(lock.host);
-        const shared = names
-          .map((name) => this.#names.lockId(name))
-          .filter((id): id is string => {
-            if (id === undefined || id === "Host") return false;
-            return parseLockId(id)!.sessionId !== request.sessionId;
-          });
+        const shared = this.#sharedOfOthers(names, request.sessionId);
         const found: LockInfo[] = [];
         for (const id of shared) {
           const current = await this.#inTheWay(lock.host, id, request.sessionId);

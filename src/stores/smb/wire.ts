@@ -243,8 +243,11 @@ export function utf16(text: string): Uint8Array {
   return out;
 }
 
+/** One decoder for every name: making one per name costs more than decoding it. */
+const utf16Decoder = new TextDecoder("utf-16le");
+
 function fromUtf16(bytes: Uint8Array): string {
-  return new TextDecoder("utf-16le").decode(bytes);
+  return utf16Decoder.decode(bytes);
 }
 
 function align8(n: number): number {
