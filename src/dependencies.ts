@@ -6,7 +6,7 @@
  */
 
 import { readSmallFile, SmallFileError } from "./_file.ts";
-import { kindOf } from "./_text.ts";
+import { firstLineOf, kindOf } from "./_text.ts";
 import { InputError, StoreError } from "./errors.ts";
 import { normalizeHost } from "./host.ts";
 import { decodeText } from "./lock_file.ts";
@@ -45,7 +45,7 @@ export function validateDependencyMap(
     entries = Object.entries(value);
   } catch (error) {
     throw new InputError(
-      `Invalid dependency map "${source}": cannot be read: ${firstLine(error)}`,
+      `Invalid dependency map "${source}": cannot be read: ${firstLineOf(error)}`,
     );
   }
   const map: Record<string, string[]> = Object.create(null);
@@ -66,7 +66,7 @@ export function validateDependencyMap(
     try {
       items = typeof list === "string" ? [list] : Array.from(list); // read once
     } catch (error) {
-      throw new InputError(`${where}: cannot be read: ${firstLine(error)}`);
+      throw new InputError(`${where}: cannot be read: ${firstLineOf(error)}`);
     }
     const targets = Object.hasOwn(map, host) ? map[host]! : (map[host] = []);
     for (let index = 0; index < items.length; index++) {
@@ -84,10 +84,6 @@ export function validateDependencyMap(
     }
   }
   return map;
-}
-
-function firstLine(error: unknown): string {
-  return (error instanceof Error ? error.message : String(error)).split("\n")[0]!;
 }
 
 function decodeUtf32(bytes: Uint8Array, littleEndian: boolean): string {
@@ -209,7 +205,7 @@ async function readMapJson(
     bytes = await readSmallFile(path, MAX_DEPENDENCY_MAP_BYTES);
   } catch (error) {
     if (!(error instanceof SmallFileError) || error.reason === "unreadable") {
-      throw new StoreError(path, `Cannot read dependency map "${path}": ${firstLine(error)}`, {
+      throw new StoreError(path, `Cannot read dependency map "${path}": ${firstLineOf(error)}`, {
         cause: error,
       });
     }
@@ -226,7 +222,7 @@ async function readMapJson(
   try {
     parsed = JSON.parse(decodeMap(bytes));
   } catch (error) {
-    throw new InputError(`Invalid dependency map "${path}": not JSON: ${firstLine(error)}`);
+    throw new InputError(`Invalid dependency map "${path}": not JSON: ${firstLineOf(error)}`);
   }
   return parsed;
 }

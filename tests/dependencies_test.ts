@@ -66,6 +66,20 @@ Deno.test("readDependencyMap() names the file and the place of a malformed map",
   }
 });
 
+Deno.test("readDependencyMap() shows the control characters of a hostile map's JSON error escaped, never raw", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const path = `${dir}/map.json`;
+    // JSON.parse's message quotes the text around the fault
+    await Deno.writeTextFile(path, '{"hv01": \u001b[2J\u001b]0;owned\u0007}');
+    const error = await assertRejects(() => readDependencyMap(path), InputError);
+    assertStringIncludes(error.message, "not JSON");
+    assertEquals(/[\u0000-\u001f\u007f]/.test(error.message), false, JSON.stringify(error.message));
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("readDependencyMap() reads a file with a UTF-8 BOM as PowerShell writes it", async () => {
   const dir = await Deno.makeTempDir();
   try {
