@@ -766,13 +766,14 @@ sharedTest(
 
 /**
  * Two stores: `holder` holds dc01's Host.lock, `waiter` tried to create it
- * too and was refused, its lease id being `spare`. Runs `fn`, then puts the
+ * too (with `waiterTtlMs`) and was refused, its lease id being `spare`. Runs `fn`, then puts the
  * lease ids back.
  */
 async function afterRefusedCreate(
   open: OpenStore,
   spare: string,
   fn: (holder: LockStore, waiter: LockStore, held: string) => Promise<void>,
+  waiterTtlMs = 30_000,
 ): Promise<void> {
   await using holder = open();
   await using waiter = open();
@@ -783,7 +784,7 @@ async function afterRefusedCreate(
     const ids = [spare];
     _leaseIds.next = () => ids.shift() ?? next();
     assert.equal(
-      await waiter.create("dc01", "Host.lock", bytes("w"), { ttlMs: 30_000 }),
+      await waiter.create("dc01", "Host.lock", bytes("w"), { ttlMs: waiterTtlMs }),
       undefined,
     );
     await fn(holder, waiter, held);
@@ -845,25 +846,12 @@ sharedTest(
       assert.ok(await waiter.remove("dc01", "Host.lock", version));
     });
     // a spare of a 1 s TTL, 0.6 s old: still alive in etcd, but too old to use
-    await using holder = open();
-    await using waiter = open();
-    const next = _leaseIds.next;
-    try {
-      const held = await holder.create("dc01", "Host.lock", bytes("h"), { ttlMs: 30_000 });
-      assert.ok(held);
-      const ids = ["5454545454"];
-      _leaseIds.next = () => ids.shift() ?? next();
-      assert.equal(
-        await waiter.create("dc01", "Host.lock", bytes("w"), { ttlMs: 1_000 }),
-        undefined,
-      );
+    await afterRefusedCreate(open, "5454545454", async (holder, waiter, held) => {
       assert.ok(await holder.remove("dc01", "Host.lock", held));
       await new Promise((resolve) => setTimeout(resolve, 600));
       assert.ok(await waiter.create("dc01", "Host.lock", bytes("w"), { ttlMs: 1_000 }));
       assert.notEqual(await leaseOfEntry(), "5454545454");
-    } finally {
-      _leaseIds.next = next;
-    }
+    }, 1_000);
   },
 );
 
