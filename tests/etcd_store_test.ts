@@ -855,6 +855,30 @@ sharedTest(
   },
 );
 
+Deno.test("etcd store: an endpoint's error text is shown with its control characters escaped, never raw", async () => {
+  // answers every request with a gRPC-gateway error whose message carries escape sequences
+  const server = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen: () => {} },
+    () =>
+      Response.json({ error: "x", code: 7, message: "denied \u001b[2J\u001b]0;owned\u0007 here" }, {
+        status: 403,
+      }),
+  );
+  const store = openEtcdStore(`etcd://127.0.0.1:${server.addr.port}/locks/{0}`, {
+    historyFolderName: "History",
+    timeoutMs: 2_000,
+  });
+  try {
+    const error = await store.list("dc01").then(() => undefined, (e: unknown) => e);
+    assert.ok(error instanceof StoreError, String(error));
+    assert.match(error.message, /denied .*here/);
+    assert.equal(/[\u0000-\u001f\u007f]/.test(error.message), false, JSON.stringify(error.message));
+  } finally {
+    await store.close();
+    await server.shutdown();
+  }
+});
+
 Deno.test("etcd store: a closed store refuses calls with StoreError", async () => {
   const store = openEtcdStore("etcd://127.0.0.1:1/locks/{0}", {
     historyFolderName: "History",

@@ -9,7 +9,7 @@
  */
 
 import { InputError, StoreError } from "../../errors.ts";
-import { registerSecret } from "../../_text.ts";
+import { escapeControl, registerSecret } from "../../_text.ts";
 import {
   HttpClient,
   type HttpResponse,
@@ -164,9 +164,13 @@ export function leaseGone(result: Result): boolean {
   return cause instanceof EtcdAnswerError && cause.grpcCode === NOT_FOUND;
 }
 
-/** Text on one line. */
+/**
+ * A server's text on one line, its control characters shown escaped: what
+ * an endpoint answers goes into our error messages, and must not carry a
+ * terminal's escape sequences to whoever prints them.
+ */
 export function oneLine(text: string): string {
-  return text.replace(/\s+/g, " ").trim();
+  return escapeControl(text.replace(/\s+/g, " ").trim());
 }
 
 /** Short reason out of a transport failure. */
