@@ -62,3 +62,19 @@ export async function assertRejects<E extends Error>(
   }
   throw new assert.AssertionError({ message: `expected ${type.name} to be rejected` });
 }
+
+/**
+ * A character that must never reach a terminal raw: C0 and C1 controls but
+ * the newline, DEL, zero-width and bidirectional marks.
+ */
+// deno-lint-ignore no-control-regex
+export const RAW_CONTROL = /[\x00-\x09\x0b-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069]/;
+
+/** Text that carries no raw control character ({@linkcode RAW_CONTROL}). */
+export function assertNoRawControl(text: string, what = "text"): void {
+  assert.doesNotMatch(
+    text,
+    RAW_CONTROL,
+    `${what}: a raw control character in ${JSON.stringify(text)}`,
+  );
+}

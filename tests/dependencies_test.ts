@@ -1,4 +1,10 @@
-import { assertEquals, assertRejects, assertStringIncludes, assertThrows } from "./_assert.ts";
+import {
+  assertEquals,
+  assertNoRawControl,
+  assertRejects,
+  assertStringIncludes,
+  assertThrows,
+} from "./_assert.ts";
 import { getResourceDependence, InputError } from "../mod.ts";
 import {
   readDependencyMap,
@@ -74,7 +80,7 @@ Deno.test("readDependencyMap() shows the control characters of a hostile map's J
     await Deno.writeTextFile(path, '{"hv01": \u001b[2J\u001b]0;owned\u0007}');
     const error = await assertRejects(() => readDependencyMap(path), InputError);
     assertStringIncludes(error.message, "not JSON");
-    assertEquals(/[\u0000-\u001f\u007f]/.test(error.message), false, JSON.stringify(error.message));
+    assertNoRawControl(error.message, "the error");
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

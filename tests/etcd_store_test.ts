@@ -12,6 +12,7 @@
  */
 
 import assert from "node:assert/strict";
+import { assertNoRawControl } from "./_assert.ts";
 import { type SeamEvent, setSeamHook } from "../src/_seam.ts";
 import { InputError, StoreError } from "../src/errors.ts";
 import type { LockStore } from "../src/store.ts";
@@ -872,7 +873,7 @@ Deno.test("etcd store: an endpoint's error text is shown with its control charac
     const error = await store.list("dc01").then(() => undefined, (e: unknown) => e);
     assert.ok(error instanceof StoreError, String(error));
     assert.match(error.message, /denied .*here/);
-    assert.equal(/[\u0000-\u001f\u007f]/.test(error.message), false, JSON.stringify(error.message));
+    assertNoRawControl(error.message, "the error");
   } finally {
     await store.close();
     await server.shutdown();

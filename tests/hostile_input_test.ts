@@ -8,6 +8,7 @@
  */
 
 import assert from "node:assert/strict";
+import { RAW_CONTROL } from "./_assert.ts";
 import { join } from "node:path";
 import { main } from "../cli.ts";
 import type { Clock } from "../src/clock.ts";
@@ -78,8 +79,6 @@ function assertOneLineError(result: Result, code: number, ...mentions: string[])
 }
 
 /** Raw bytes a terminal acts on: C0 controls but newline, DEL, C1, bidi overrides, line separators. */
-// deno-lint-ignore no-control-regex
-const RAW_CONTROL = /[\x00-\x09\x0b-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069]/;
 
 const STORE_ENV = [
   "RESOURCE_LOCKER_STORE",
