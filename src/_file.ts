@@ -6,6 +6,8 @@
  * @module
  */
 
+import { concatBytes } from "./_bytes.ts";
+
 /** What stands at a path when it is not a regular file, for messages. */
 function kindOfEntry(info: Deno.FileInfo): string {
   if (info.isDirectory) return "a folder";
@@ -99,13 +101,7 @@ export async function readSmallFile(path: string | URL, maxBytes: number): Promi
       }
       chunks.push(buffer.slice(0, n));
     }
-    const bytes = new Uint8Array(total);
-    let at = 0;
-    for (const chunk of chunks) {
-      bytes.set(chunk, at);
-      at += chunk.length;
-    }
-    return bytes;
+    return concatBytes(chunks);
   } catch (error) {
     if (error instanceof SmallFileError) throw error;
     throw new SmallFileError("unreadable", (error as Error).message, { cause: error });

@@ -51,6 +51,7 @@ import {
 import { Metrics } from "./metrics.ts";
 import { openApiDocument } from "./openapi.ts";
 import { servePage } from "./page.ts";
+import { concatBytes } from "../_bytes.ts";
 
 /** Options of {@linkcode startServer}. */
 export interface ServerOptions extends FleetStatusOptions {
@@ -396,13 +397,7 @@ async function readJson(request: Request, max: number, required: boolean): Promi
     }
     chunks.push(value);
   }
-  const bytes = new Uint8Array(size);
-  let at = 0;
-  for (const chunk of chunks) {
-    bytes.set(chunk, at);
-    at += chunk.byteLength;
-  }
-  const text = new TextDecoder().decode(bytes);
+  const text = new TextDecoder().decode(concatBytes(chunks));
   if (text.trim() === "") {
     if (required) throw new HttpError(400, "Missing JSON body");
     return undefined;

@@ -16,6 +16,8 @@
  * @module
  */
 
+import { concatBytes } from "../_bytes.ts";
+
 /** TLS settings of an {@linkcode HttpClient}, for `https://` origins. */
 export interface HttpTlsOptions {
   /** CA certificates (PEM) trusted besides Deno's root store. */
@@ -251,19 +253,8 @@ class _Connection {
   async body(head: _Head): Promise<Uint8Array> {
     if (/\bchunked\b/i.test(head.headers.get("transfer-encoding") ?? "")) {
       const parts: Uint8Array[] = [];
-      let length = 0;
-      for (let part = await this.chunk(); part; part = await this.chunk()) {
-        parts.push(part);
-        length += part.length;
-      }
-      if (parts.length === 1) return parts[0]!;
-      const all = new Uint8Array(length);
-      let offset = 0;
-      for (const part of parts) {
-        all.set(part, offset);
-        offset += part.length;
-      }
-      return all;
+      for (let part = await this.chunk(); part; part = await this.chunk()) parts.push(part);
+      return concatBytes(parts);
     }
     const length = head.headers.get("content-length");
     if (length !== undefined) return await this.#bytes(Number(length));

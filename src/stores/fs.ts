@@ -37,6 +37,7 @@ import {
 } from "./_folder_handles.ts";
 import type { LockStore, StoreEntry } from "../store.ts";
 import { fillHost, hostsRoot, parseFolderTemplate } from "./_template.ts";
+import { concatBytes } from "../_bytes.ts";
 
 /** Options for {@linkcode openFsStore}. */
 export interface FsStoreOptions {
@@ -142,14 +143,7 @@ function readBounded(path: string, size: number, read: (into: Uint8Array) => num
       );
     }
   }
-  if (chunks.length === 1) return chunks[0]!;
-  const data = new Uint8Array(total);
-  let at = 0;
-  for (const chunk of chunks) {
-    data.set(chunk, at);
-    at += chunk.length;
-  }
-  return data;
+  return concatBytes(chunks);
 }
 
 /**

@@ -11,6 +11,8 @@
  * @module
  */
 
+import { concatBytes } from "../../_bytes.ts";
+
 // ---------------------------------------------------------------------------
 // Constants
 
@@ -223,16 +225,6 @@ export function statusName(status: number): string {
 
 function view(bytes: Uint8Array): DataView {
   return new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-}
-
-function concat(parts: readonly Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((sum, part) => sum + part.length, 0));
-  let at = 0;
-  for (const part of parts) {
-    out.set(part, at);
-    at += part.length;
-  }
-  return out;
 }
 
 /** UTF-16LE, the encoding of every name in SMB2. */
@@ -561,7 +553,7 @@ export function encodeNegotiate(request: NegotiateRequest): Uint8Array {
     v.setUint16(32, contexts.length, true);
   } // else ClientStartTime: 0
   request.dialects.forEach((dialect, i) => v.setUint16(fixed + i * 2, dialect, true));
-  body.set(concat(parts), withContexts ? contextsAt : dialectsEnd);
+  body.set(concatBytes(parts), withContexts ? contextsAt : dialectsEnd);
   return body;
 }
 
