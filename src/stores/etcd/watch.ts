@@ -50,8 +50,11 @@ const decoder = new TextDecoder();
 interface Waiter {
   /** First revision whose event wakes it. */
   readonly from: bigint;
-  /** Wakes it with the names removed from `from` on, as far as the log tells. */
-  wake(removed: string[]): void;
+  /**
+   * Wakes it with the names removed from `from` on, as far as the log
+   * tells; undefined when no event woke it (time-out, stream ended, close).
+   */
+  wake(removed: string[] | undefined): void;
   /** Ends its wait with an error. */
   fail(error: unknown): void;
 }
@@ -125,7 +128,9 @@ export class EtcdWatcher {
    * @param ms how long to wait at most
    * @param signal aborts the wait
    * @returns the names (under `prefix`) of the entries deleted, as far as
-   *   the events seen tell: a hint, empty when unknown or on a time-out
+   *   the events seen tell: a hint, empty when unknown; undefined when no
+   *   event ended the wait (its time ran out, the stream ended, was
+   *   cancelled or compacted, or the store closed)
    * @throws the signal's reason when `signal` aborts
    * @throws {StoreError} when no endpoint accepts the watch
    */
@@ -134,7 +139,7 @@ export class EtcdWatcher {
     start: bigint | undefined,
     ms: number,
     signal?: AbortSignal,
-  ): Promise<string[]> {
+  ): Promise<string[] | undefined> {
     const what = `watch "${prefix}"`;
     if (this.#gateway.closed) return Promise.reject(this.#gateway.closedError(what));
     if (signal?.aborted) return Promise.reject(signal.reason);
@@ -156,7 +161,7 @@ export class EtcdWatcher {
       watch.linger = undefined;
     }
     const shared = watch;
-    return new Promise<string[]>((resolve, reject) => {
+    return new Promise<string[] | undefined>((resolve, reject) => {
       const leave = () => {
         clearTimeout(timer);
         signal?.removeEventListener("abort", onAbort);
@@ -177,7 +182,10 @@ export class EtcdWatcher {
         },
       };
       const onAbort = () => waiter.fail(signal!.reason);
-      const timer = setTimeout(() => waiter.wake([]), Math.min(Math.max(0, ms), 2_147_483_647));
+      const timer = setTimeout(
+        () => waiter.wake(undefined),
+        Math.min(Math.max(0, ms), 2_147_483_647),
+      );
       signal?.addEventListener("abort", onAbort, { once: true });
       shared.waiters.add(waiter);
     });
@@ -190,7 +198,7 @@ export class EtcdWatcher {
     clearTimeout(watch.linger);
     if (this.#watches.get(watch.prefix) === watch) this.#watches.delete(watch.prefix);
     watch.interrupt("ended");
-    for (const waiter of [...watch.waiters]) waiter.wake([]);
+    for (const waiter of [...watch.waiters]) waiter.wake(undefined);
   }
 
   /** Keeps the stream of `watch` going on the members until it ends. */
