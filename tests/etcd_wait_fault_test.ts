@@ -114,3 +114,108 @@ for (
     },
   });
 }
+
+/**
+ * A TCP forwarder on loopback in front of the etcd that can freeze: from
+ * then on nothing passes either way and every connection stays open, as
+ * with a member that hangs (SIGSTOP) or a network that drops its packets.
+ */
+function freezable() {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const conns = new Set<Deno.Conn>();
+  let frozen = false;
+  const thaw = Promise.withResolvers<void>();
+  const pump = async (from: Deno.Conn, to: Deno.Conn) => {
+    const buffer = new Uint8Array(64 * 1024);
+    try {
+      for (;;) {
+        const n = await from.read(buffer);
+        if (n === null) break;
+        if (frozen) await thaw.promise;
+        if (frozen) return;
+        let offset = 0;
+        while (offset < n) offset += await to.write(buffer.subarray(offset, n));
+      }
+    } catch {
+      // a side closed
+    }
+    for (const conn of [from, to]) {
+      conns.delete(conn);
+      try {
+        conn.close();
+      } catch {
+        // closed already
+      }
+    }
+  };
+  const accepting = (async () => {
+    try {
+      for await (const client of listener) {
+        conns.add(client);
+        const server = await Deno.connect({ hostname: "127.0.0.1", port: etcd!.clientPort });
+        conns.add(server);
+        void pump(client, server);
+        void pump(server, client);
+      }
+    } catch {
+      // listener closed
+    }
+  })();
+  return {
+    endpoint: `http://127.0.0.1:${(listener.addr as Deno.NetAddr).port}`,
+    freeze: () => (frozen = true),
+    async [Symbol.asyncDispose]() {
+      listener.close();
+      await accepting;
+      for (const conn of conns) {
+        try {
+          conn.close();
+        } catch {
+          // closed already
+        }
+      }
+      thaw.resolve();
+    },
+  };
+}
+
+Deno.test({
+  name:
+    "etcd wait: a member that hangs under a watch (sockets open, nothing said) does not make the waiter sleep through a release",
+  ignore: gate.ignore,
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const { openEtcdStore } = await import("../src/stores/etcd.ts");
+    await using member = freezable();
+    const prefix = `/wait-fault-${prefixes++}`;
+    // the waiter's first endpoint is the one that will hang, the second is sound
+    const waiter = openEtcdStore(`${member.endpoint.replace("http", "etcd")}${prefix}/{0}`, {
+      historyFolderName: "History",
+      timeoutMs: 1_000,
+      endpoints: [etcd!.endpoint],
+    });
+    const holder = openEtcdStore(`etcd://127.0.0.1:${etcd!.clientPort}${prefix}/{0}`, {
+      historyFolderName: "History",
+      timeoutMs: 1_000,
+    });
+    try {
+      const version = await holder.create("dc01", "Host.lock", new Uint8Array([1]));
+      assert.ok(version);
+      await waiter.list("dc01");
+      const waiting = waiter.waitForChange!("dc01", 20_000);
+      await new Promise((resolve) => setTimeout(resolve, 300)); // the watch set up
+      member.freeze();
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      assert.ok(await holder.remove("dc01", "Host.lock", version));
+      const releasedAt = Date.now();
+      await waiting;
+      const tookMs = Date.now() - releasedAt;
+      // a few times the request timeout, not the wait's 20 s
+      assert.ok(tookMs < 8_000, `woken ${tookMs} ms after the release`);
+    } finally {
+      await waiter.close();
+      await holder.close();
+    }
+  },
+});

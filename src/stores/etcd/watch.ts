@@ -24,7 +24,7 @@ import { StoreError } from "../../errors.ts";
 import { seam } from "../../_seam.ts";
 import type { HttpStream } from "../_http_client.ts";
 import { EtcdGateway, oneLine, reasonOf } from "./gateway.ts";
-import { watchBody } from "./requests.ts";
+import { probeBody, watchBody } from "./requests.ts";
 
 type Outcome =
   /** The server ended the stream, cancelled or compacted it, or it broke once set up: wake. */
@@ -35,12 +35,21 @@ type Outcome =
   | { kind: "restart"; reason?: undefined }
   /** etcd refused the token: log in again and watch again. */
   | { kind: "refused"; reason: string }
+  /** The member stopped answering once the stream was set up: wake, and prefer the next. */
+  | { kind: "hung"; reason?: undefined }
   /** The member could not be reached or stayed silent before accepting: try the next. */
   | { kind: "unreachable"; reason: string }
   | { kind: "failed"; reason: string };
 
 /** How long a watch stream stays open after its last waiter left. */
 export const LINGER_MS = 1000;
+/**
+ * How often the member carrying a stream is asked whether it still
+ * answers: a member that hangs (or loses the cluster) keeps the stream open
+ * and silent, and its waiters would sleep through every change until their
+ * time ran out. A wake-up comes at most this plus the request timeout late.
+ */
+export const PROBE_MS = 3000;
 /** Events kept for waiters that come after them. */
 const LOG_SIZE = 64;
 
@@ -229,6 +238,11 @@ export class EtcdWatcher {
           this.#gateway.prefer(index);
           return; // finally: the waiters wake and look again
         }
+        if (outcome.kind === "hung") {
+          // what it missed is not known: the waiters look again (elsewhere)
+          this.#gateway.passOver(index);
+          return;
+        }
         if (outcome.kind === "unreachable") {
           failures.push(`"${endpoint}": ${outcome.reason}`);
           this.#gateway.passOver(index);
@@ -262,6 +276,21 @@ export class EtcdWatcher {
     // the watch must be accepted within the request timeout
     let created = false;
     let stalled = false;
+    let hung = false;
+    let probe: ReturnType<typeof setInterval> | undefined;
+    const probing = () => {
+      let asking = false;
+      probe = setInterval(async () => {
+        if (asking) return;
+        asking = true;
+        const alive = await this.#gateway.answers(endpoint, probeBody(watch.prefix), token);
+        asking = false;
+        if (!alive && !controller.signal.aborted) {
+          hung = true;
+          controller.abort();
+        }
+      }, PROBE_MS);
+    };
     const stallTimer = setTimeout(() => {
       if (!created) {
         stalled = true;
@@ -298,20 +327,24 @@ export class EtcdWatcher {
           buffer = buffer.slice(newline + 1);
           if (!line) continue;
           const outcome = this.#message(watch, line);
-          if (outcome === "created") created = true;
-          else if (outcome !== undefined) return outcome;
+          if (outcome === "created") {
+            if (!created) probing();
+            created = true;
+          } else if (outcome !== undefined) return outcome;
         }
       }
     } catch (error) {
       if (this.#gateway.closed || watch.why === "ended") return { kind: "ended" };
       if (watch.why === "restart") return { kind: "restart" };
       if (stalled) return { kind: "unreachable", reason: `no answer within ${timeoutMs} ms` };
+      if (hung) return { kind: "hung" };
       // broken after the watch was set up: the waiters look again
       if (created) return { kind: "done" };
       // broken before: on to the next member, from the same revision
       return { kind: "unreachable", reason: reasonOf(error) };
     } finally {
       clearTimeout(stallTimer);
+      clearInterval(probe);
       response?.close();
       controller.abort();
     }
