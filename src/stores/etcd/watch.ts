@@ -15,7 +15,10 @@
  * or it stays silent past the request timeout) passes the stream on to the
  * next member, from the same revision: nothing is missed. A stream that
  * breaks or is ended once set up wakes its waiters, who look again (and
- * wait on a new stream from that look).
+ * wait on a new stream from that look); so does one whose member stops
+ * answering the read it is asked every {@linkcode PROBE_MS} (a member that
+ * hangs keeps the stream open and silent). A wait that no event ended
+ * resolves with undefined, so the store can tell it from a change.
  *
  * @module
  */
