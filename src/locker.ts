@@ -1306,11 +1306,16 @@ export class Locker {
       // A wake-up that says an entry in the way was removed: attempt at once
       // (the attempt runs every check), without looking first.
       let cleared = false;
+      // A wait that failed (no watch to be had) is no wake-up: this look
+      // then waits as a poll would, not again at once (a busy loop).
+      let failed = false;
       const change = notified
         ? this.#store.waitForChange!(host, Math.min(untilMs - now, RECHECK_MS), stop.signal)
           .then((hint) => {
             cleared = !!hint && blockers.some((b) => hint.removed.includes(this.#entryName(b)));
-          }, () => {})
+          }, () => {
+            failed = true;
+          })
         : undefined;
       try {
         const blockedMs = await this.#blockedFor(host, blockers);
@@ -1320,6 +1325,10 @@ export class Locker {
         runAbortOnce();
         await (change ? Promise.race([change, timer]) : timer);
         if (cleared) return;
+        if (failed) {
+          const left = Math.min(ms, POLL_MS) - (this.#clock.now() - now);
+          if (left > 0) await this.#clock.sleep(left, stop.signal).catch(() => {});
+        }
       } finally {
         // Stopped, not awaited: taking down a watch (a connection closing)
         // must not delay the attempt the wake-up was for.

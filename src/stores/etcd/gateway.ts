@@ -664,6 +664,29 @@ export class EtcdGateway {
     );
   }
 
+  /**
+   * Whether `endpoint` answers a read (`body`, to `/v3/kv/range`) within
+   * the request timeout. A member that hangs (its sockets open, nothing
+   * said) or that has lost the rest of the cluster (a linearizable read)
+   * does not, and its watch streams hear no more changes. Never throws.
+   */
+  async answers(endpoint: string, body: string, token: string): Promise<boolean> {
+    if (this.#closed) return false;
+    try {
+      const answer = await this.#http.request(
+        endpoint,
+        "/v3/kv/range",
+        body,
+        AbortSignal.timeout(this.#timeoutMs),
+        true,
+        token ? { Authorization: token } : undefined,
+      );
+      return answer.status < 500;
+    } catch {
+      return false;
+    }
+  }
+
   /** Whether an error text from etcd refuses a token (then {@linkcode tokenRefused}). */
   static refusesToken(message: string): boolean {
     return TOKEN_REFUSED.test(message);

@@ -343,6 +343,14 @@ export function deleteKeysPart(keys: readonly string[], what: string): Part {
   };
 }
 
+/**
+ * A linearizable read of `key` that returns its count only: whether a
+ * member still answers, and reaches the cluster's leader.
+ */
+export function probeBody(key: string): string {
+  return JSON.stringify({ key: keyOf(key), count_only: true });
+}
+
 /** A watch of every key under `prefix`, from `start` when given. */
 export function watchBody(prefix: string, start?: bigint): string {
   return JSON.stringify({

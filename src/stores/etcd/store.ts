@@ -93,6 +93,13 @@ export const _leaseIds: { next(): string } = {
 const FENCE_PREFIX = ".resource-locker-fence-";
 /** How long a fence stands, in seconds: far longer than any request can be held up. */
 const FENCE_TTL = String(24 * 3600);
+/**
+ * A wait that no event ended (the watch stream was cancelled, compacted,
+ * cut or ended by the endpoint) lasts at least this long: the caller looks
+ * again when it returns, and a stream that ends at once every time would
+ * otherwise make a busy loop of looks and streams.
+ */
+const ENDED_WATCH_PAUSE_MS = 500;
 
 /** Whether a keep-alive answer gives the lease time left. */
 function ttlLeft(json: unknown): boolean {
@@ -752,6 +759,7 @@ export class EtcdStore implements LockStore {
   ): Promise<ChangeHint | void> {
     signal?.throwIfAborted();
     if (ms <= 0) return;
+    const started = Date.now();
     const since = this.#listRevision.get(host);
     const removed = await this.#watcher.wait(
       `${this.#prefix(host)}/`,
@@ -759,6 +767,13 @@ export class EtcdStore implements LockStore {
       ms,
       signal,
     );
+    if (removed === undefined) {
+      // No event: its time ran out, the store closed, or the stream ended.
+      if (this.#gateway.closed) return;
+      await pauseUnless(Math.min(ms, ENDED_WATCH_PAUSE_MS) - (Date.now() - started), signal);
+      signal?.throwIfAborted();
+      return;
+    }
     // entries of the host's folder only, not of its history
     const entries = removed.filter((name) => name !== "" && !name.includes("/"));
     if (entries.length > 0) return { removed: entries };
@@ -774,4 +789,18 @@ export class EtcdStore implements LockStore {
     this.#watcher.close();
     return Promise.resolve();
   }
+}
+
+/** Resolves after `ms`, or at once when `signal` aborts. */
+function pauseUnless(ms: number, signal: AbortSignal | undefined): Promise<void> {
+  if (ms <= 0 || signal?.aborted) return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      signal?.removeEventListener("abort", done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal?.addEventListener("abort", done, { once: true });
+  });
 }

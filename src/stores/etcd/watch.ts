@@ -15,7 +15,10 @@
  * or it stays silent past the request timeout) passes the stream on to the
  * next member, from the same revision: nothing is missed. A stream that
  * breaks or is ended once set up wakes its waiters, who look again (and
- * wait on a new stream from that look).
+ * wait on a new stream from that look); so does one whose member stops
+ * answering the read it is asked every {@linkcode PROBE_MS} (a member that
+ * hangs keeps the stream open and silent). A wait that no event ended
+ * resolves with undefined, so the store can tell it from a change.
  *
  * @module
  */
@@ -24,7 +27,7 @@ import { StoreError } from "../../errors.ts";
 import { seam } from "../../_seam.ts";
 import type { HttpStream } from "../_http_client.ts";
 import { EtcdGateway, oneLine, reasonOf } from "./gateway.ts";
-import { watchBody } from "./requests.ts";
+import { probeBody, watchBody } from "./requests.ts";
 
 type Outcome =
   /** The server ended the stream, cancelled or compacted it, or it broke once set up: wake. */
@@ -35,12 +38,21 @@ type Outcome =
   | { kind: "restart"; reason?: undefined }
   /** etcd refused the token: log in again and watch again. */
   | { kind: "refused"; reason: string }
+  /** The member stopped answering once the stream was set up: wake, and prefer the next. */
+  | { kind: "hung"; reason?: undefined }
   /** The member could not be reached or stayed silent before accepting: try the next. */
   | { kind: "unreachable"; reason: string }
   | { kind: "failed"; reason: string };
 
 /** How long a watch stream stays open after its last waiter left. */
 export const LINGER_MS = 1000;
+/**
+ * How often the member carrying a stream is asked whether it still
+ * answers: a member that hangs (or loses the cluster) keeps the stream open
+ * and silent, and its waiters would sleep through every change until their
+ * time ran out. A wake-up comes at most this plus the request timeout late.
+ */
+export const PROBE_MS = 3000;
 /** Events kept for waiters that come after them. */
 const LOG_SIZE = 64;
 
@@ -50,8 +62,11 @@ const decoder = new TextDecoder();
 interface Waiter {
   /** First revision whose event wakes it. */
   readonly from: bigint;
-  /** Wakes it with the names removed from `from` on, as far as the log tells. */
-  wake(removed: string[]): void;
+  /**
+   * Wakes it with the names removed from `from` on, as far as the log
+   * tells; undefined when no event woke it (time-out, stream ended, close).
+   */
+  wake(removed: string[] | undefined): void;
   /** Ends its wait with an error. */
   fail(error: unknown): void;
 }
@@ -125,7 +140,9 @@ export class EtcdWatcher {
    * @param ms how long to wait at most
    * @param signal aborts the wait
    * @returns the names (under `prefix`) of the entries deleted, as far as
-   *   the events seen tell: a hint, empty when unknown or on a time-out
+   *   the events seen tell: a hint, empty when unknown; undefined when no
+   *   event ended the wait (its time ran out, the stream ended, was
+   *   cancelled or compacted, or the store closed)
    * @throws the signal's reason when `signal` aborts
    * @throws {StoreError} when no endpoint accepts the watch
    */
@@ -134,7 +151,7 @@ export class EtcdWatcher {
     start: bigint | undefined,
     ms: number,
     signal?: AbortSignal,
-  ): Promise<string[]> {
+  ): Promise<string[] | undefined> {
     const what = `watch "${prefix}"`;
     if (this.#gateway.closed) return Promise.reject(this.#gateway.closedError(what));
     if (signal?.aborted) return Promise.reject(signal.reason);
@@ -156,7 +173,7 @@ export class EtcdWatcher {
       watch.linger = undefined;
     }
     const shared = watch;
-    return new Promise<string[]>((resolve, reject) => {
+    return new Promise<string[] | undefined>((resolve, reject) => {
       const leave = () => {
         clearTimeout(timer);
         signal?.removeEventListener("abort", onAbort);
@@ -177,7 +194,10 @@ export class EtcdWatcher {
         },
       };
       const onAbort = () => waiter.fail(signal!.reason);
-      const timer = setTimeout(() => waiter.wake([]), Math.min(Math.max(0, ms), 2_147_483_647));
+      const timer = setTimeout(
+        () => waiter.wake(undefined),
+        Math.min(Math.max(0, ms), 2_147_483_647),
+      );
       signal?.addEventListener("abort", onAbort, { once: true });
       shared.waiters.add(waiter);
     });
@@ -190,7 +210,7 @@ export class EtcdWatcher {
     clearTimeout(watch.linger);
     if (this.#watches.get(watch.prefix) === watch) this.#watches.delete(watch.prefix);
     watch.interrupt("ended");
-    for (const waiter of [...watch.waiters]) waiter.wake([]);
+    for (const waiter of [...watch.waiters]) waiter.wake(undefined);
   }
 
   /** Keeps the stream of `watch` going on the members until it ends. */
@@ -220,6 +240,11 @@ export class EtcdWatcher {
         if (outcome.kind === "done") {
           this.#gateway.prefer(index);
           return; // finally: the waiters wake and look again
+        }
+        if (outcome.kind === "hung") {
+          // what it missed is not known: the waiters look again (elsewhere)
+          this.#gateway.passOver(index);
+          return;
         }
         if (outcome.kind === "unreachable") {
           failures.push(`"${endpoint}": ${outcome.reason}`);
@@ -254,6 +279,21 @@ export class EtcdWatcher {
     // the watch must be accepted within the request timeout
     let created = false;
     let stalled = false;
+    let hung = false;
+    let probe: ReturnType<typeof setInterval> | undefined;
+    const probing = () => {
+      let asking = false;
+      probe = setInterval(async () => {
+        if (asking) return;
+        asking = true;
+        const alive = await this.#gateway.answers(endpoint, probeBody(watch.prefix), token);
+        asking = false;
+        if (!alive && !controller.signal.aborted) {
+          hung = true;
+          controller.abort();
+        }
+      }, PROBE_MS);
+    };
     const stallTimer = setTimeout(() => {
       if (!created) {
         stalled = true;
@@ -290,20 +330,24 @@ export class EtcdWatcher {
           buffer = buffer.slice(newline + 1);
           if (!line) continue;
           const outcome = this.#message(watch, line);
-          if (outcome === "created") created = true;
-          else if (outcome !== undefined) return outcome;
+          if (outcome === "created") {
+            if (!created) probing();
+            created = true;
+          } else if (outcome !== undefined) return outcome;
         }
       }
     } catch (error) {
       if (this.#gateway.closed || watch.why === "ended") return { kind: "ended" };
       if (watch.why === "restart") return { kind: "restart" };
       if (stalled) return { kind: "unreachable", reason: `no answer within ${timeoutMs} ms` };
+      if (hung) return { kind: "hung" };
       // broken after the watch was set up: the waiters look again
       if (created) return { kind: "done" };
       // broken before: on to the next member, from the same revision
       return { kind: "unreachable", reason: reasonOf(error) };
     } finally {
       clearTimeout(stallTimer);
+      clearInterval(probe);
       response?.close();
       controller.abort();
     }

@@ -390,7 +390,7 @@ export class SmbShare {
         if (shared.waiters.size > 0 || this.#folderWatches.get(path) !== shared) return;
         this.#folderWatches.delete(path);
         shared.watch.cancel();
-        void this.#closeWatched(shared.watch.first);
+        void shared.close();
       };
       const timer = setTimeout(leave, ms);
       signal?.addEventListener("abort", leave, { once: true });
@@ -409,7 +409,15 @@ export class SmbShare {
       }),
       notifyRequest(RELATED_FILE_ID),
     ]);
-    const shared: FolderWatch = { watch, waiters: new Set() };
+    // Closed once: after the close, the server may give its FileId to
+    // another open (a lock file's exclusive open), which a second CLOSE
+    // (when the answer to a cancelled watch comes) would close.
+    let closing: Promise<void> | undefined;
+    const shared: FolderWatch = {
+      watch,
+      waiters: new Set(),
+      close: () => closing ??= this.#closeWatched(watch.first),
+    };
     this.#folderWatches.set(path, shared);
     watch.last.then(
       (reply) => changed(reply.status) ? removedIn(reply) : "refused" as const,
@@ -419,7 +427,7 @@ export class SmbShare {
       for (const wake of [...shared.waiters]) wake(outcome);
       // After the woken waits' next requests went out: a CLOSE sent first
       // would delay them.
-      setTimeout(() => void this.#closeWatched(watch.first), 0);
+      setTimeout(() => void shared.close(), 0);
     });
     return shared;
   }
@@ -525,6 +533,8 @@ type FolderOutcome = string[] | "refused";
 interface FolderWatch {
   watch: Watch;
   waiters: Set<(outcome: FolderOutcome) => void>;
+  /** Closes the folder, once however often called. Never throws. */
+  close(): Promise<void>;
 }
 
 /** Opening a folder to list it. */
