@@ -41,6 +41,7 @@ import {
   type TxnResponse,
 } from "./requests.ts";
 import { EtcdWatcher } from "./watch.ts";
+import { sleepUnless } from "../../_sleep.ts";
 
 /** What the store is made of, parsed and checked by `openEtcdStore`. */
 export interface EtcdStoreInit {
@@ -770,7 +771,7 @@ export class EtcdStore implements LockStore {
     if (removed === undefined) {
       // No event: its time ran out, the store closed, or the stream ended.
       if (this.#gateway.closed) return;
-      await pauseUnless(Math.min(ms, ENDED_WATCH_PAUSE_MS) - (Date.now() - started), signal);
+      await sleepUnless(Math.min(ms, ENDED_WATCH_PAUSE_MS) - (Date.now() - started), signal);
       signal?.throwIfAborted();
       return;
     }
@@ -789,18 +790,4 @@ export class EtcdStore implements LockStore {
     this.#watcher.close();
     return Promise.resolve();
   }
-}
-
-/** Resolves after `ms`, or at once when `signal` aborts. */
-function pauseUnless(ms: number, signal: AbortSignal | undefined): Promise<void> {
-  if (ms <= 0 || signal?.aborted) return Promise.resolve();
-  return new Promise((resolve) => {
-    const done = () => {
-      clearTimeout(timer);
-      signal?.removeEventListener("abort", done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    signal?.addEventListener("abort", done, { once: true });
-  });
 }

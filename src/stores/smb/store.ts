@@ -90,6 +90,7 @@ import {
   writeRequests,
 } from "./files.ts";
 import type { NtlmCredentials } from "./ntlm.ts";
+import { sleepUnless } from "../../_sleep.ts";
 import {
   type EncryptSetting,
   type SessionInfo,
@@ -231,20 +232,6 @@ const NO_NOTIFY_POLL_MS = 500;
  * but never notifies makes a waiter look this often, not every 30 s.
  */
 const NOTIFY_RECHECK_MS = 10_000;
-
-/** Waits `ms` (nothing when ≤ 0) or until `signal` aborts. */
-function sleepUnless(ms: number, signal?: AbortSignal): Promise<void> {
-  if (ms <= 0 || signal?.aborted) return Promise.resolve();
-  return new Promise((resolve) => {
-    const done = () => {
-      clearTimeout(timer);
-      signal?.removeEventListener("abort", done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    signal?.addEventListener("abort", done, { once: true });
-  });
-}
 
 interface Link {
   share: SmbShare;
