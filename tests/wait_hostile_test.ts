@@ -1,0 +1,45 @@
+/**
+ * Waiting and handoff on the local store under hostile conditions: a waiter
+ * interrupted from the keyboard, a host's folder removed under a waiter, a
+ * slot of a full group freed in another folder, odd `--wait` values. Each
+ * test forces its moment (a progress report, a line on stderr), never a
+ * sleep that hopes to hit a window, and bounds every wait.
+ *
+ * @module
+ */
+
+import { assertEquals, assertOk, assertStringIncludes } from "./_assert.ts";
+import { fileNames, tempStore, waitFor } from "./_helpers.ts";
+import { runCliInProcess } from "./_cli_helpers.ts";
+import { spawnRun } from "./_run_helpers.ts";
+import {
+  breakResourceLock,
+  closeStores,
+  lockResource,
+  type LockResourceOptions,
+  type MaintenanceGroup,
+} from "../mod.ts";
+
+Deno.test({
+  name: "SIGINT while lock --hard drains shared locks: exit 130, no Host lock left behind",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    await using t = await tempStore();
+    const reader = await lockResource("hv01", { store: t.store, dependencies: {} });
+    await using lock = await spawnRun(
+      ["lock", "hv01", "--hard", "--drain-timeout", "60s", "--no-dependencies"],
+      { env: { RESOURCE_LOCKER_STORE: t.store } },
+    );
+    // The Host lock is in place once the drain is reported.
+    await lock.stderr.line(/^\S+Z Draining "hv01"/);
+    assertOk((await t.files("hv01")).includes("Host.lock"), "the Host lock was taken");
+    lock.process.kill("SIGINT");
+    const out = await lock.end(15_000);
+    assertEquals(out.code, 130, out.stderr);
+    assertStringIncludes(out.stderr, "nothing is locked");
+    assertEquals(await t.files("hv01"), [`Generic-${reader.sessionId}.lock`], "only the reader's");
+    await reader.release();
+    await closeStores();
+  },
+});
