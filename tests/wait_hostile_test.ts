@@ -43,3 +43,37 @@ Deno.test({
     await closeStores();
   },
 });
+
+Deno.test({
+  name: "a waiter whose host's folder is removed while it waits takes the host, not a store error",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    await using t = await tempStore();
+    // A stale Host lock of a dead session, never expiring: an admin clears it
+    // by removing the host's folder while a waiter waits.
+    await Deno.mkdir(`${t.root}/hv01`);
+    await Deno.writeTextFile(
+      `${t.root}/hv01/Host.lock`,
+      JSON.stringify({ Caller: "dead", SessionId: "gone" }),
+    );
+    let removed = false;
+    const lock = await lockResource("hv01", {
+      store: t.store,
+      dependencies: {},
+      type: "Host",
+      wait: "10s",
+      config: { watch: "notify" },
+      // Reported after the first attempt made (and remembered) the folder.
+      onProgress: () => {
+        if (removed) return;
+        removed = true;
+        Deno.removeSync(`${t.root}/hv01`, { recursive: true });
+      },
+    });
+    assertOk(removed, "the folder was removed while the waiter waited");
+    assertEquals(await t.files("hv01"), ["Host.lock"]);
+    await lock.release();
+    await closeStores();
+  },
+});
