@@ -1296,6 +1296,19 @@ export class Locker {
     signal: AbortSignal | undefined,
   ): Promise<void> {
     const notified = this.#store.waitForChange !== undefined;
+    // A slot of a full group also stops blocking when its member's Host lock
+    // goes (released or broken without the slot): that change is in the
+    // member's folder, not the group's, so those are watched too.
+    const members = [
+      ...new Set(
+        blockers.flatMap((b) =>
+          b.group !== undefined && b.member !== undefined && b.member !== host &&
+            /^[a-z0-9._-]+$/.test(b.member) && !b.member.includes("..")
+            ? [b.member]
+            : []
+        ),
+      ),
+    ];
     while (true) {
       signal?.throwIfAborted();
       const now = this.#clock.now();
@@ -1306,11 +1319,18 @@ export class Locker {
       // A wake-up that says an entry in the way was removed: attempt at once
       // (the attempt runs every check), without looking first.
       let cleared = false;
+      const waitMs = Math.min(untilMs - now, RECHECK_MS);
       const change = notified
-        ? this.#store.waitForChange!(host, Math.min(untilMs - now, RECHECK_MS), stop.signal)
-          .then((hint) => {
-            cleared = !!hint && blockers.some((b) => hint.removed.includes(this.#entryName(b)));
-          }, () => {})
+        ? Promise.race([
+          this.#store.waitForChange!(host, waitMs, stop.signal)
+            .then((hint) => {
+              cleared = !!hint && blockers.some((b) => hint.removed.includes(this.#entryName(b)));
+            }, () => {}),
+          // A change there is a reason to look again (the look judges the slot), no more.
+          ...members.map((member) =>
+            this.#store.waitForChange!(member, waitMs, stop.signal).then(() => {}, () => {})
+          ),
+        ])
         : undefined;
       try {
         const blockedMs = await this.#blockedFor(host, blockers);

@@ -77,3 +77,43 @@ Deno.test({
     await closeStores();
   },
 });
+
+const HV_A: MaintenanceGroup = { name: "hv-a", members: ["hv01", "hv02"], max: 1 };
+
+function groupOptions(store: string, extra: LockResourceOptions = {}): LockResourceOptions {
+  return {
+    store,
+    type: "Host",
+    dependencies: {},
+    config: { groups: [HV_A], clockSkew: 0, watch: "notify" },
+    ...extra,
+  };
+}
+
+Deno.test({
+  name:
+    "a waiter for a full group wakes when the slot's member loses its Host lock (a break), not at its next look",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    await using t = await tempStore();
+    const holder = await lockResource("hv01", groupOptions(t.store));
+    let waiting = false;
+    // Without a wake-up the waiter looks again only when its wait ends (8 s).
+    const waiter = lockResource(
+      "hv02",
+      groupOptions(t.store, { wait: "8s", onProgress: () => (waiting = true) }),
+    );
+    await waitFor("the waiter's first attempt", () => waiting);
+    const brokenAt = Date.now();
+    // The member's Host lock goes (in hv01's folder); its slot, in the
+    // group's folder, stays behind as left over, free for the next taker.
+    await breakResourceLock(holder.refs[0]!, { store: t.store, force: true });
+    const lock = await waiter;
+    const tookMs = Date.now() - brokenAt;
+    assertOk(tookMs < 4_000, `taken ${tookMs} ms after the break`);
+    assertEquals(await fileNames(`${t.root}/_group-hv-a`), ["Group-hv-a.slot-1"]);
+    await lock.release();
+    await closeStores();
+  },
+});
