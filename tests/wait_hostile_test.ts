@@ -117,3 +117,30 @@ Deno.test({
     await closeStores();
   },
 });
+
+Deno.test("--wait takes forever in any case; a bad value's error names forever too", async () => {
+  await using t = await tempStore();
+  const bad = await runCliInProcess([
+    "lock",
+    "hv01",
+    "--wait",
+    "sometimes",
+    "--store",
+    t.store,
+    "--no-dependencies",
+  ]);
+  assertEquals(bad.code, 2, bad.stderr);
+  assertStringIncludes(bad.stderr, "forever");
+  const upper = await runCliInProcess([
+    "lock",
+    "hv01",
+    "--wait",
+    "Forever",
+    "--store",
+    t.store,
+    "--no-dependencies",
+  ]);
+  assertEquals(upper.code, 0, upper.stderr);
+  const unlocked = await runCliInProcess(["unlock", upper.stdout.trim(), "--store", t.store]);
+  assertEquals(unlocked.code, 0, unlocked.stderr);
+});
