@@ -354,8 +354,11 @@ class ProgressGate {
   }
 }
 
+/** Who holds a lock: its session, or without one (PowerShell's) its caller and time. */
 function holderKey(holder: HolderInfo): string {
-  return `${holder.lockId}@${holder.sessionId ?? ""}`;
+  return holder.sessionId !== undefined
+    ? `${holder.lockId}@${holder.sessionId}`
+    : `${holder.lockId}@@${holder.caller ?? ""}@${holder.lockedAt?.getTime() ?? ""}`;
 }
 /** History entries of one session's Host lock read, at most, to learn whether it was broken. */
 const FATE_SCAN_LIMIT = 256;
@@ -1370,7 +1373,10 @@ export class Locker {
         : await this.#read(host, blocker.lockId);
       if (
         !current || current.info.expired || current.info.sessionId !== blocker.sessionId ||
-        ("orphaned" in current.info && current.info.orphaned)
+        ("orphaned" in current.info && current.info.orphaned) ||
+        // Without a session (PowerShell's locks) a new holder shows by its caller and time.
+        (blocker.sessionId === undefined && "lockId" in current.info &&
+          holderKey(current.info) !== holderKey(blocker))
       ) {
         return 0;
       }

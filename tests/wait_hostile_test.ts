@@ -144,3 +144,38 @@ Deno.test("--wait takes forever in any case; a bad value's error names forever t
   const unlocked = await runCliInProcess(["unlock", upper.stdout.trim(), "--store", t.store]);
   assertEquals(unlocked.code, 0, unlocked.stderr);
 });
+
+Deno.test({
+  name:
+    "a Host lock without a session (PowerShell's) that changes hands while a waiter waits is reported at once",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    await using t = await tempStore();
+    const folder = `${t.root}/hv01`;
+    await Deno.mkdir(folder);
+    const psLock = (caller: string) =>
+      JSON.stringify({ Caller: caller, LockedAtUtc: new Date().toISOString() });
+    await Deno.writeTextFile(`${folder}/Host.lock`, psLock("ps-one"));
+    const seen: string[] = [];
+    const waiter = lockResource("hv01", {
+      store: t.store,
+      dependencies: {},
+      type: "Host",
+      wait: "20s",
+      config: { watch: "notify" },
+      onProgress: (progress) => {
+        seen.push(progress.holders.map((h) => h.caller).join(","));
+        if (seen.length > 1) return;
+        // Another PowerShell script took the host meanwhile: a new file renamed over the old.
+        Deno.writeTextFileSync(`${t.root}/next`, psLock("ps-two"));
+        Deno.renameSync(`${t.root}/next`, `${folder}/Host.lock`);
+      },
+    });
+    await waitFor("the new holder reported", () => seen.includes("ps-two"), 5_000);
+    assertEquals(seen, ["ps-one", "ps-two"]);
+    await Deno.remove(`${folder}/Host.lock`);
+    await (await waiter).release();
+    await closeStores();
+  },
+});
