@@ -593,10 +593,11 @@ export async function lockResource(
   });
 }
 
-/** A total wait: a duration, or `"forever"` (also `Infinity`). */
+/** A total wait: a duration, or `"forever"` (any case, also `Infinity`). */
 function parseWait(value: number | string): number {
-  if (value === "forever" || value === Infinity) return Infinity;
-  return parseDuration(value, "wait");
+  if (value === Infinity) return Infinity;
+  if (typeof value === "string" && value.trim().toLowerCase() === "forever") return Infinity;
+  return parseDuration(value, "wait", "forever");
 }
 
 /**

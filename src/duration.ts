@@ -22,6 +22,7 @@ const UNITS: Record<string, number> = {
  *
  * @param value seconds as a number, or a string such as `"1.5"`, `"250ms"`, `"5m"`
  * @param what the setting's name, used in the error message
+ * @param also a word the caller takes besides durations (`"forever"`), named in the error message
  * @returns milliseconds, never negative, at most {@linkcode MAX_DURATION_MS}
  * @throws {InputError} when the value is not a duration or longer than 100 years
  *
@@ -34,7 +35,8 @@ const UNITS: Record<string, number> = {
  * assert.ok(parseDuration(0.5, "timeout") === 500);
  * ```
  */
-export function parseDuration(value: string | number, what: string): number {
+export function parseDuration(value: string | number, what: string, also?: string): number {
+  const orAlso = also !== undefined ? `, or ${also}` : "";
   const checked = (ms: number) => {
     if (ms > MAX_DURATION_MS) {
       throw new InputError(
@@ -45,7 +47,7 @@ export function parseDuration(value: string | number, what: string): number {
   };
   if (typeof value === "number") {
     if (!Number.isFinite(value) || value < 0) {
-      throw new InputError(`Invalid ${what} ${value}: expected seconds >= 0`);
+      throw new InputError(`Invalid ${what} ${value}: expected seconds >= 0${orAlso}`);
     }
     return checked(Math.round(value * 1000));
   }
@@ -54,7 +56,9 @@ export function parseDuration(value: string | number, what: string): number {
   );
   if (!match) {
     throw new InputError(
-      `Invalid ${what} ${JSON.stringify(value)}: expected seconds or a number with ms, s, m or h`,
+      `Invalid ${what} ${
+        JSON.stringify(value)
+      }: expected seconds or a number with ms, s, m or h${orAlso}`,
     );
   }
   return checked(Math.round(Number(match[1]) * UNITS[match[2] ?? "s"]!));

@@ -354,9 +354,21 @@ class ProgressGate {
   }
 }
 
+/** Who holds a lock: its session, or without one (PowerShell's) its caller and time. */
 function holderKey(holder: HolderInfo): string {
-  return `${holder.lockId}@${holder.sessionId ?? ""}`;
+  return holder.sessionId !== undefined
+    ? `${holder.lockId}@${holder.sessionId}`
+    : `${holder.lockId}@@${holder.caller ?? ""}@${holder.lockedAt?.getTime() ?? ""}`;
 }
+/**
+ * Whether a slot's member (read from the slot's file: any text) is a host
+ * name whose folder can be looked at: lower case as written, no way out of
+ * the store.
+ */
+function isMemberHost(member: string): boolean {
+  return /^[a-z0-9._-]+$/.test(member) && !member.includes("..");
+}
+
 /** History entries of one session's Host lock read, at most, to learn whether it was broken. */
 const FATE_SCAN_LIMIT = 256;
 
@@ -948,7 +960,7 @@ export class Locker {
       // Only a member that is a host name can hold a Host lock to look at.
       // A member that cannot be read (its own server, down for the very
       // maintenance the slot is for) cannot be judged: its slot stays in force.
-      if (/^[a-z0-9._-]+$/.test(info.member) && !info.member.includes("..")) {
+      if (isMemberHost(info.member)) {
         const lock = await this.#read(info.member, "Host").then(
           (found) => ({ found }),
           () => undefined,
@@ -1296,6 +1308,19 @@ export class Locker {
     signal: AbortSignal | undefined,
   ): Promise<void> {
     const notified = this.#store.waitForChange !== undefined;
+    // A slot of a full group also stops blocking when its member's Host lock
+    // goes (released or broken without the slot): that change is in the
+    // member's folder, not the group's, so those are watched too.
+    const members = [
+      ...new Set(
+        blockers.flatMap((b) =>
+          b.group !== undefined && b.member !== undefined && b.member !== host &&
+            isMemberHost(b.member)
+            ? [b.member]
+            : []
+        ),
+      ),
+    ];
     while (true) {
       signal?.throwIfAborted();
       const now = this.#clock.now();
@@ -1309,13 +1334,21 @@ export class Locker {
       // A wait that failed (no watch to be had) is no wake-up: this look
       // then waits as a poll would, not again at once (a busy loop).
       let failed = false;
+      const waitFailed = () => {
+        failed = true;
+      };
+      const waitMs = Math.min(untilMs - now, RECHECK_MS);
       const change = notified
-        ? this.#store.waitForChange!(host, Math.min(untilMs - now, RECHECK_MS), stop.signal)
-          .then((hint) => {
-            cleared = !!hint && blockers.some((b) => hint.removed.includes(this.#entryName(b)));
-          }, () => {
-            failed = true;
-          })
+        ? Promise.race([
+          this.#store.waitForChange!(host, waitMs, stop.signal)
+            .then((hint) => {
+              cleared = !!hint && blockers.some((b) => hint.removed.includes(this.#entryName(b)));
+            }, waitFailed),
+          // A change there is a reason to look again (the look judges the slot), no more.
+          ...members.map((member) =>
+            this.#store.waitForChange!(member, waitMs, stop.signal).then(() => {}, waitFailed)
+          ),
+        ])
         : undefined;
       try {
         const blockedMs = await this.#blockedFor(host, blockers);
@@ -1359,7 +1392,10 @@ export class Locker {
         : await this.#read(host, blocker.lockId);
       if (
         !current || current.info.expired || current.info.sessionId !== blocker.sessionId ||
-        ("orphaned" in current.info && current.info.orphaned)
+        ("orphaned" in current.info && current.info.orphaned) ||
+        // Without a session (PowerShell's locks) a new holder shows by its caller and time.
+        (blocker.sessionId === undefined && "lockId" in current.info &&
+          holderKey(current.info) !== holderKey(blocker))
       ) {
         return 0;
       }

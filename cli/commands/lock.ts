@@ -4,10 +4,14 @@
  * @module
  */
 
-import { lockFileResource, lockResource } from "../../src/api.ts";
+import { lockFileResource, lockResource, type LockResourceOptions } from "../../src/api.ts";
+import { ResourceLockerError } from "../../src/errors.ts";
 import type { ResourceLock } from "../../src/resource_lock.ts";
 import type { CommandContext, CommandDeclaration } from "../command.ts";
-import { EXIT } from "../errors.ts";
+import { errorMessage, EXIT } from "../errors.ts";
+import { ignoredSignals } from "../process_tree.ts";
+import { signalNumber } from "../run.ts";
+import { RunSignals } from "../run_signals.ts";
 import { LOCK_FLAGS, lockFlags } from "../flags.ts";
 import { oneOperand } from "../format.ts";
 import { lockDocument } from "../../src/documents.ts";
@@ -21,6 +25,61 @@ function printLock(command: string, lock: ResourceLock, { values, io }: CommandC
   return EXIT.OK;
 }
 
+/**
+ * Takes the lock with SIGINT, SIGTERM and SIGHUP aborting the wait, as `run`
+ * does: else a signal (Ctrl-C) while a Host lock drains kills the process
+ * with the Host lock in place, never to expire without a lease, and its ref
+ * never printed. Interrupted: exit 128 + n, nothing locked (a lock taken just
+ * as the signal came is released). Signals ignored from the start (`nohup`,
+ * a script's background job) stay ignored: the listeners go on once those
+ * are read (a `grep`, a few ms), which runs beside the first attempt
+ * instead of before it.
+ */
+async function lockInterruptibly(
+  command: string,
+  take: (options: LockResourceOptions) => Promise<ResourceLock>,
+  context: CommandContext,
+): Promise<number> {
+  const options = lockOptions(context.values, context.storeOptions, context.io);
+  const interrupted = new AbortController();
+  let signals: RunSignals | undefined;
+  let over = false;
+  const listening = ignoredSignals().then((ignored) => {
+    if (over) return;
+    signals = new RunSignals(ignored);
+    const waiting = signals.waiting;
+    waiting.addEventListener("abort", () => interrupted.abort(waiting.reason), { once: true });
+  });
+  try {
+    let lock: ResourceLock;
+    try {
+      lock = await take({ ...options, signal: interrupted.signal });
+    } catch (error) {
+      const signal = signals?.received;
+      if (!signal) throw error;
+      // What the rollback could not release is named, with its remedy.
+      const left = error instanceof ResourceLockerError && error.remedies.includes("force");
+      context.io.err(
+        left
+          ? `Error: ${errorMessage(error)}`
+          : `Interrupted by ${signal} while waiting for the lock: nothing is locked`,
+      );
+      return 128 + signalNumber(signal);
+    }
+    const signal = signals?.received;
+    if (signal) {
+      await lock.release();
+      context.io.err(`Interrupted by ${signal} as the lock was taken: released, nothing is locked`);
+      return 128 + signalNumber(signal);
+    }
+    return printLock(command, lock, context);
+  } finally {
+    over = true;
+    signals?.close();
+    await listening; // the grep's end, after the ref is out
+  }
+}
+
 /** `lock <host>`. */
 export const LOCK: CommandDeclaration = {
   name: "lock",
@@ -31,8 +90,7 @@ ref per line, the dependencies' first, so "unlock -" can read them.`,
   flags: LOCK_FLAGS,
   async handler(context) {
     const host = oneOperand(context.operands, "host", "lock");
-    const options = lockOptions(context.values, context.storeOptions, context.io);
-    return printLock("lock", await lockResource(host, options), context);
+    return await lockInterruptibly("lock", (options) => lockResource(host, options), context);
   },
 };
 
@@ -56,7 +114,10 @@ a local path locks this machine); the path becomes the description.`,
   completeOperands: "file",
   async handler(context) {
     const path = oneOperand(context.operands, "path", "lock-file");
-    const options = lockOptions(context.values, context.storeOptions, context.io);
-    return printLock("lock-file", await lockFileResource(path, options), context);
+    return await lockInterruptibly(
+      "lock-file",
+      (options) => lockFileResource(path, options),
+      context,
+    );
   },
 };

@@ -632,15 +632,27 @@ export function openFsStore(
     name: string,
     data: Uint8Array,
   ): Promise<string | undefined> {
-    await ensureFolder(host);
     const dir = folder(host);
     const path = entryPath(dir, name);
+    const known = ensured.has(dir);
+    await ensureFolder(host);
     let written: { path: string; info: Deno.FileInfo };
     try {
       written = await writeTemporary(dir, data);
     } catch (error) {
-      if (error instanceof Deno.errors.NotFound) ensured.delete(dir);
-      fail("create lock file", path, error);
+      if (!(error instanceof Deno.errors.NotFound)) fail("create lock file", path, error);
+      ensured.delete(dir);
+      // The folder was made (or found) by an earlier call and removed since
+      // (an admin clearing a stale lock with the whole folder while a waiter
+      // waits): made again once, as a first call would.
+      if (!known) fail("create lock file", path, error);
+      await ensureFolder(host);
+      try {
+        written = await writeTemporary(dir, data);
+      } catch (again) {
+        if (again instanceof Deno.errors.NotFound) ensured.delete(dir);
+        fail("create lock file", path, again);
+      }
     }
     try {
       const p = pause("create.written", host, name);
