@@ -101,7 +101,7 @@ export function lockOptions(values: Values, store: StoreOptions, io: Io): LockRe
 /**
  * One line of progress, stamped with its time: waiting for a busy host, or
  * for shared locks to drain. The library reports a change at once and the
- * same state at most every 30 s, so a long wait stays readable in a log.
+ * same state every 30 s while it lasts, so a long wait stays readable in a log.
  */
 export function describeProgress(progress: LockProgress): string {
   const holders = progress.holders.length ? describeHolders(progress.holders, 2) : "a lock";

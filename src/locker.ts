@@ -163,8 +163,8 @@ export interface HeldLock {
 
 /**
  * Progress while waiting for a lock. It comes when the state changes (another
- * host or other locks in the way) and otherwise at most every 30 s, so a
- * long wait stays readable in a log.
+ * host or other locks in the way) and otherwise every 30 s while the wait
+ * lasts (never more often), so a long wait stays readable in a log.
  */
 export interface LockProgress {
   /** `retry`: an attempt failed and another follows; `drain`: waiting for shared locks to go. */
@@ -1286,7 +1286,8 @@ export class Locker {
       await this.#waitWhileBlocked(
         pendingHost,
         pending.filter((lock) => lock.host === pendingHost),
-        Math.min(deadline, renewedAt + renewEvery),
+        // a long drain looks (and so reports) again every PROGRESS_EVERY_MS
+        Math.min(deadline, renewedAt + renewEvery, now + PROGRESS_EVERY_MS),
         request.signal,
       );
     }
@@ -1300,13 +1301,15 @@ export class Locker {
    * Without them it looks every {@linkcode POLL_MS}. Each look comes after
    * the wait is armed, so a change between the caller's look and the wait
    * is never missed.
+   * @returns true when the way may be clear (worth an attempt), false when
+   *   `untilMs` came first
    */
   async #waitWhileBlocked(
     host: string,
     blockers: readonly HolderInfo[],
     untilMs: number,
     signal: AbortSignal | undefined,
-  ): Promise<void> {
+  ): Promise<boolean> {
     const notified = this.#store.waitForChange !== undefined;
     // A slot of a full group also stops blocking when its member's Host lock
     // goes (released or broken without the slot): that change is in the
@@ -1324,7 +1327,7 @@ export class Locker {
     while (true) {
       signal?.throwIfAborted();
       const now = this.#clock.now();
-      if (now >= untilMs) return;
+      if (now >= untilMs) return false;
       const stop = new AbortController();
       const abort = () => stop.abort(WAIT_OVER);
       signal?.addEventListener("abort", abort, { once: true });
@@ -1352,12 +1355,12 @@ export class Locker {
         : undefined;
       try {
         const blockedMs = await this.#blockedFor(host, blockers);
-        if (blockedMs === 0) return;
+        if (blockedMs === 0) return true;
         const ms = Math.min(untilMs - now, blockedMs, notified ? RECHECK_MS : POLL_MS);
         const timer = this.#clock.sleep(ms, stop.signal).catch(() => {});
         runAbortOnce();
         await (change ? Promise.race([change, timer]) : timer);
-        if (cleared) return;
+        if (cleared) return true;
         if (failed) {
           const left = Math.min(ms, POLL_MS) - (this.#clock.now() - now);
           if (left > 0) await this.#clock.sleep(left, stop.signal).catch(() => {});
@@ -1512,17 +1515,33 @@ export class Locker {
       const waitMs = waitUntil !== undefined ? waitUntil - now : Math.round(
         request.retryDelayMs * (0.75 + Math.random() / 2) + Math.random() * 20,
       );
-      progress.report({
-        phase: "retry",
-        host: result.group ? result.group.member : result.host,
-        attempt,
-        ...waitUntil === undefined ? { attempts } : {},
-        waitMs,
-        holders: result.holders,
-        ...result.group ? { group: result.group.name } : {},
-      });
-      // The next attempt comes when the way may be clear, at the latest after waitMs.
-      await this.#waitWhileBlocked(result.host, result.holders, now + waitMs, request.signal);
+      const report = (leftMs: number) =>
+        progress.report({
+          phase: "retry",
+          host: result.group ? result.group.member : result.host,
+          attempt,
+          ...waitUntil === undefined ? { attempts } : {},
+          waitMs: leftMs,
+          holders: result.holders,
+          ...result.group ? { group: result.group.name } : {},
+        });
+      report(waitMs);
+      // The next attempt comes when the way may be clear, at the latest after
+      // waitMs; a long wait that nothing ends is reported again (the gate lets
+      // an unchanged state through every PROGRESS_EVERY_MS), not attempted.
+      const nextAt = now + waitMs;
+      while (true) {
+        const at = this.#clock.now();
+        const woken = await this.#waitWhileBlocked(
+          result.host,
+          result.holders,
+          Math.min(nextAt, at + PROGRESS_EVERY_MS),
+          request.signal,
+        );
+        const left = nextAt - this.#clock.now();
+        if (woken || left <= 0) break;
+        report(left);
+      }
     }
   }
 

@@ -2019,6 +2019,45 @@ Deno.test("an unchanged wait is reported again once 30 s have passed, to the mil
   assertEquals(reported, [[1, 0], [31, 30_000]]);
 });
 
+// A total wait (`--wait 2h`) used to sleep to its end in one wait: one line for hours.
+Deno.test("a total wait with the same holder reports again every 30 s, not once for all of it", async () => {
+  await using t = await tempStore();
+  const clock = new FakeClock();
+  const l = locker(t.root, clock, pollingStore(t.root));
+  await l.acquire(request("holder", { type: "Host" }));
+  const reported: number[] = [];
+  const start = clock.now();
+  await assertRejects(
+    () =>
+      l.acquire(request("waiter", {
+        waitMs: 100_000,
+        onProgress: (p) => reported.push(p.at.getTime() - start),
+      })),
+    LockBusyError,
+  );
+  assertEquals(reported, [0, 30_000, 60_000, 90_000]);
+});
+
+// A drain without a lease used to wait to its deadline (1 h by default) in one wait.
+Deno.test("a drain with the same readers reports again every 30 s, not once for all of it", async () => {
+  await using t = await tempStore();
+  const clock = new FakeClock();
+  const l = locker(t.root, clock, pollingStore(t.root));
+  await l.acquire(request("reader"));
+  const reported: number[] = [];
+  const start = clock.now();
+  await assertRejects(
+    () =>
+      l.acquire(request("writer", {
+        type: "Host",
+        drainTimeoutMs: 100_000,
+        onProgress: (p) => reported.push(p.at.getTime() - start),
+      })),
+    DrainTimeoutError,
+  );
+  assertEquals(reported, [0, 30_000, 60_000, 90_000]);
+});
+
 // Mutant: the holders of a progress state not sorted (`.sort()` removed).
 Deno.test("the same locks in the way listed in another order are no new progress", async () => {
   await using t = await tempStore();
@@ -2765,11 +2804,20 @@ Deno.test("a wake-up naming one slot of a full group makes the waiter attempt at
   const clock = new FakeClock();
   const fs = folderStore(t.root);
   let wakes = 0;
+  const members: string[] = [];
   const store: LockStore = {
     ...fs,
-    // The first wake-up says slot 1 went (it did not); then none come.
-    waitForChange: (_host, _ms, signal) =>
-      wakes++ === 0 ? Promise.resolve({ removed: ["Group-g.slot-1"] }) : untilStopped(signal),
+    // The first wake-up says slot 1 went (it did not); then none come. The
+    // members' folders (where a slot's Host lock goes) are watched too.
+    waitForChange: (host, _ms, signal) => {
+      if (host === "hv08" || host === "hv09") {
+        members.push(host);
+        return untilStopped(signal);
+      }
+      return wakes++ === 0
+        ? Promise.resolve({ removed: ["Group-g.slot-1"] })
+        : untilStopped(signal);
+    },
   };
   const l = locker(t.root, clock, store);
   const g = (member: string) => claim("g", member, 2);
@@ -2789,6 +2837,7 @@ Deno.test("a wake-up naming one slot of a full group makes the waiter attempt at
     )
   );
   assertEquals([wakes, clock.sleeps], [1, []], "attempted on the wake-up, without sleeping");
+  assertEquals(members.sort(), ["hv08", "hv09"], "the slots' members' folders watched");
 });
 
 // Mutants of acquireAll()'s `wait`: it gives up at its end, to the
