@@ -1261,7 +1261,13 @@ export class Locker {
         pending.push(...check.value);
       }
       pendingHost = pending[0]?.host ?? "";
-      if (pending.length === 0) return;
+      if (pending.length === 0) {
+        // Drained after a wait: the Host locks are still ours (else one was
+        // broken or force-released meanwhile, maybe taken by another since,
+        // and we would say we hold it).
+        await this.#confirmHeld(taken);
+        return;
+      }
       const now = this.#clock.now();
       if (now >= deadline) {
         throw new DrainTimeoutError(
@@ -1291,6 +1297,21 @@ export class Locker {
         request.signal,
       );
     }
+  }
+
+  /** Throws {@linkcode LockLostError} when a lock is gone or is another session's now. */
+  async #confirmHeld(locks: readonly HeldLock[]): Promise<void> {
+    const checks = await mapLimit(locks, this.#concurrency, async (lock) => {
+      const current = await this.#read(lock.host, lock.lockId);
+      if (current?.content.sessionId === lock.sessionId) return;
+      throw new LockLostError(
+        lock.ref,
+        `Lock "${lock.ref}" was lost while shared locks drained: ${
+          current ? describeHolders([current.info]) : "it was broken or released by someone else"
+        }`,
+      );
+    });
+    for (const check of checks) if (check.status === "rejected") throw check.reason;
   }
 
   /**

@@ -8,13 +8,14 @@
  * @module
  */
 
-import { assertEquals, assertOk, assertStringIncludes } from "./_assert.ts";
+import { assertEquals, assertOk, assertRejects, assertStringIncludes } from "./_assert.ts";
 import { fileNames, tempStore, waitFor } from "./_helpers.ts";
 import { runCliInProcess } from "./_cli_helpers.ts";
 import { spawnRun } from "./_run_helpers.ts";
 import {
   breakResourceLock,
   closeStores,
+  LockLostError,
   lockResource,
   type LockResourceOptions,
   type MaintenanceGroup,
@@ -179,3 +180,49 @@ Deno.test({
     await closeStores();
   },
 });
+
+for (const how of ["removed", "taken by another session"] as const) {
+  Deno.test({
+    name:
+      `a Host lock ${how} while its shared locks drain: the drain ends with LockLostError, not a lock it does not hold`,
+    sanitizeOps: false,
+    sanitizeResources: false,
+    async fn() {
+      await using t = await tempStore();
+      const reader = await lockResource("hv01", { store: t.store, dependencies: {} });
+      let struck = false;
+      const writer = lockResource("hv01", {
+        store: t.store,
+        dependencies: {},
+        type: "Host",
+        drainTimeout: "20s",
+        config: { watch: "notify" },
+        onProgress: (p) => {
+          if (p.phase !== "drain" || struck) return;
+          struck = true;
+          // An admin's break (or force unlock), then maybe another taker.
+          Deno.removeSync(`${t.root}/hv01/Host.lock`);
+          if (how !== "removed") {
+            Deno.writeTextFileSync(
+              `${t.root}/hv01/Host.lock`,
+              JSON.stringify({ SessionId: "other", Caller: "someone else" }),
+            );
+          }
+          void reader.release();
+        },
+      });
+      const error = await assertRejects(() => writer, LockLostError);
+      assertStringIncludes(error.message, "was lost while shared locks drained");
+      assertOk(struck, "struck during the drain");
+      assertEquals(
+        await t.files("hv01"),
+        how === "removed" ? [] : ["Host.lock"],
+        "the other session's Host lock is left as it is",
+      );
+      if (how !== "removed") {
+        assertStringIncludes(await Deno.readTextFile(`${t.root}/hv01/Host.lock`), '"other"');
+      }
+      await closeStores();
+    },
+  });
+}
