@@ -306,6 +306,10 @@ interface CurrentSlot {
 const POLL_MS = 500;
 /** With them (a hint, never the truth), it still looks this often. */
 const RECHECK_MS = 30_000;
+/** Wake-ups that find nothing changed in the way: this many looks at once... */
+const WAKE_BURST = 10;
+/** ...and then at most this many a second. */
+const WAKES_PER_SECOND = 20;
 /**
  * Why a wait's own timer and notification are stopped once it is over (only
  * ever caught): a reason made once, because `abort()` without one builds a
@@ -1345,6 +1349,11 @@ export class Locker {
         ),
       ),
     ];
+    // Wake-ups that change nothing in the way (a folder busy with other
+    // locks, a server that answers every watch at once) get a look each,
+    // WAKE_BURST at once and then WAKES_PER_SECOND: never a busy loop.
+    let budget = WAKE_BURST;
+    let budgetAt = this.#clock.now();
     while (true) {
       signal?.throwIfAborted();
       const now = this.#clock.now();
@@ -1362,6 +1371,7 @@ export class Locker {
         failed = true;
       };
       const waitMs = Math.min(untilMs - now, RECHECK_MS);
+      let pauseMs = 0;
       const change = notified
         ? Promise.race([
           this.#store.waitForChange!(host, waitMs, stop.signal)
@@ -1380,11 +1390,27 @@ export class Locker {
         const ms = Math.min(untilMs - now, blockedMs, notified ? RECHECK_MS : POLL_MS);
         const timer = this.#clock.sleep(ms, stop.signal).catch(() => {});
         runAbortOnce();
-        await (change ? Promise.race([change, timer]) : timer);
+        let changed = false;
+        await (change
+          ? Promise.race([
+            change.then(() => {
+              changed = true;
+            }),
+            timer,
+          ])
+          : timer);
         if (cleared) return true;
         if (failed) {
           const left = Math.min(ms, POLL_MS) - (this.#clock.now() - now);
           if (left > 0) await this.#clock.sleep(left, stop.signal).catch(() => {});
+        } else if (changed) {
+          const at = this.#clock.now();
+          budget = Math.min(WAKE_BURST, budget + (at - budgetAt) * WAKES_PER_SECOND / 1000);
+          budgetAt = at;
+          budget--;
+          if (budget < 0) {
+            pauseMs = Math.min(Math.ceil(-budget * 1000 / WAKES_PER_SECOND), untilMs - at);
+          }
         }
       } finally {
         // Stopped, not awaited: taking down a watch (a connection closing)
@@ -1392,6 +1418,8 @@ export class Locker {
         stop.abort(WAIT_OVER);
         signal?.removeEventListener("abort", abort);
       }
+      // Paced with nothing armed: the next look comes after the watch is armed again.
+      if (pauseMs > 0) await this.#clock.sleep(pauseMs, signal).catch(() => {});
     }
   }
 

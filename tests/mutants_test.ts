@@ -2797,6 +2797,37 @@ Deno.test("busy with nobody in the way, a waiter looks again every 500 ms even w
   assertEquals(clock.sleeps, [500, 500, 10]);
 });
 
+// A folder busy with other locks, or a server that answers every watch at
+// once: each wake-up used to be a look and a new watch, as fast as they came.
+Deno.test("wake-ups that change nothing in the way are paced: a burst, then 20 looks a second, no busy loop", async () => {
+  await using t = await tempStore();
+  const clock = new FakeClock();
+  let watches = 0;
+  const store: LockStore = {
+    ...folderStore(t.root),
+    // a change every time at once, and none that names the lock in the way
+    waitForChange: () => {
+      watches++;
+      return Promise.resolve();
+    },
+  };
+  const l = locker(t.root, clock, store);
+  await l.acquire(request("holder", { type: "Host" }));
+  await within(
+    10_000,
+    withoutJitter(() =>
+      assertRejects(
+        () => l.acquire(request("s1", { retryDelayMs: 1_000, attempts: 2 })),
+        LockBusyError,
+      )
+    ),
+  );
+  // 1010 ms between the attempts: the first look, 10 more at once, then one
+  // every 50 ms.
+  assertEquals(watches, 1 + 10 + 20);
+  assertEquals(clock.sleeps, [...Array(20).fill(50), 10]);
+});
+
 // Mutants of #waitWhileBlocked()'s wake-up: any one of the entries in the
 // way named removed (`some` as `every`), a slot's entry name as it is.
 Deno.test("a wake-up naming one slot of a full group makes the waiter attempt at once", async () => {
