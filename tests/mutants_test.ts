@@ -2019,44 +2019,35 @@ Deno.test("an unchanged wait is reported again once 30 s have passed, to the mil
   assertEquals(reported, [[1, 0], [31, 30_000]]);
 });
 
-// A total wait (`--wait 2h`) used to sleep to its end in one wait: one line for hours.
-Deno.test("a total wait with the same holder reports again every 30 s, not once for all of it", async () => {
-  await using t = await tempStore();
-  const clock = new FakeClock();
-  const l = locker(t.root, clock, pollingStore(t.root));
-  await l.acquire(request("holder", { type: "Host" }));
-  const reported: number[] = [];
-  const start = clock.now();
-  await assertRejects(
-    () =>
-      l.acquire(request("waiter", {
-        waitMs: 100_000,
-        onProgress: (p) => reported.push(p.at.getTime() - start),
-      })),
-    LockBusyError,
-  );
-  assertEquals(reported, [0, 30_000, 60_000, 90_000]);
-});
-
-// A drain without a lease used to wait to its deadline (1 h by default) in one wait.
-Deno.test("a drain with the same readers reports again every 30 s, not once for all of it", async () => {
-  await using t = await tempStore();
-  const clock = new FakeClock();
-  const l = locker(t.root, clock, pollingStore(t.root));
-  await l.acquire(request("reader"));
-  const reported: number[] = [];
-  const start = clock.now();
-  await assertRejects(
-    () =>
-      l.acquire(request("writer", {
-        type: "Host",
-        drainTimeoutMs: 100_000,
-        onProgress: (p) => reported.push(p.at.getTime() - start),
-      })),
-    DrainTimeoutError,
-  );
-  assertEquals(reported, [0, 30_000, 60_000, 90_000]);
-});
+// A total wait (`--wait 2h`), and a drain without a lease, used to sleep to
+// their end in one wait: one line for hours.
+for (
+  const [what, first, second, error] of [
+    ["a total wait with the same holder", "Host", { waitMs: 100_000 }, LockBusyError],
+    ["a drain with the same readers", "Generic", {
+      type: "Host",
+      drainTimeoutMs: 100_000,
+    }, DrainTimeoutError],
+  ] as const
+) {
+  Deno.test(`${what} reports again every 30 s, not once for all of it`, async () => {
+    await using t = await tempStore();
+    const clock = new FakeClock();
+    const l = locker(t.root, clock, pollingStore(t.root));
+    await l.acquire(request("first", { type: first }));
+    const reported: number[] = [];
+    const start = clock.now();
+    await assertRejects(
+      () =>
+        l.acquire(request("second", {
+          ...second,
+          onProgress: (p) => reported.push(p.at.getTime() - start),
+        })),
+      error,
+    );
+    assertEquals(reported, [0, 30_000, 60_000, 90_000]);
+  });
+}
 
 // Mutant: the holders of a progress state not sorted (`.sort()` removed).
 Deno.test("the same locks in the way listed in another order are no new progress", async () => {

@@ -60,11 +60,8 @@ Deno.test({
     );
     let removed = false;
     const lock = await lockResource("hv01", {
-      store: t.store,
-      dependencies: {},
-      type: "Host",
+      ...waitingHost(t.store),
       wait: "10s",
-      config: { watch: "notify" },
       // Reported after the first attempt made (and remembered) the folder.
       onProgress: () => {
         if (removed) return;
@@ -78,6 +75,11 @@ Deno.test({
     await closeStores();
   },
 });
+
+/** A Host lock on the local store that waits, woken by file-system notifications. */
+function waitingHost(store: string): LockResourceOptions {
+  return { store, dependencies: {}, type: "Host", config: { watch: "notify" } };
+}
 
 const HV_A: MaintenanceGroup = { name: "hv-a", members: ["hv01", "hv02"], max: 1 };
 
@@ -160,11 +162,8 @@ Deno.test({
     await Deno.writeTextFile(`${folder}/Host.lock`, psLock("ps-one"));
     const seen: string[] = [];
     const waiter = lockResource("hv01", {
-      store: t.store,
-      dependencies: {},
-      type: "Host",
+      ...waitingHost(t.store),
       wait: "20s",
-      config: { watch: "notify" },
       onProgress: (progress) => {
         seen.push(progress.holders.map((h) => h.caller).join(","));
         if (seen.length > 1) return;
@@ -192,11 +191,8 @@ for (const how of ["removed", "taken by another session"] as const) {
       const reader = await lockResource("hv01", { store: t.store, dependencies: {} });
       let struck = false;
       const writer = lockResource("hv01", {
-        store: t.store,
-        dependencies: {},
-        type: "Host",
+        ...waitingHost(t.store),
         drainTimeout: "20s",
-        config: { watch: "notify" },
         onProgress: (p) => {
           if (p.phase !== "drain" || struck) return;
           struck = true;
