@@ -54,3 +54,35 @@ Deno.test({
     await closeStores();
   },
 });
+
+Deno.test({
+  name: "signals ignored from the start (nohup) stay ignored after the listeners are closed",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    // A process started with SIGHUP ignored listens while it waits, closes
+    // its listeners (lock printed its ref, run's command ended) and is then
+    // hung up on before it exits: it must not die of it.
+    const script = `
+      import { ignoredSignals } from "./cli/process_tree.ts";
+      import { RunSignals } from "./cli/run_signals.ts";
+      const ignored = await ignoredSignals();
+      if (!ignored.has("SIGHUP")) throw new Error("SIGHUP not ignored at start");
+      const signals = new RunSignals(ignored);
+      signals.close();
+      Deno.kill(Deno.pid, "SIGHUP");
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      console.log("alive");
+    `;
+    const out = await new Deno.Command("sh", {
+      args: ["-c", `trap '' HUP; exec "$@"`, "sh", Deno.execPath(), "eval", script],
+      cwd: new URL("..", import.meta.url).pathname,
+      stdout: "piped",
+      stderr: "piped",
+      signal: AbortSignal.timeout(20_000),
+    }).output();
+    const decoder = new TextDecoder();
+    assertEquals(decoder.decode(out.stdout).trim(), "alive", decoder.decode(out.stderr));
+    assertEquals(out.code, 0);
+  },
+});
