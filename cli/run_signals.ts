@@ -31,11 +31,15 @@ export class RunSignals {
       : ["SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT"];
     // Deno handles SIGHUP, SIGINT and SIGTERM from its first listener on, ignored or not:
     // those run was started with ignored are listened to and ignored; SIGQUIT is left alone.
+    // Removing the last listener restores the default action (death), not the
+    // ignore the process started with: those of ignored signals stay on after
+    // close() (they do not keep the process alive), so a hang-up between
+    // close() and the exit (stores closing, a release) is still ignored.
     this.#removers = signals.filter((signal) => signal !== "SIGQUIT" || !ignored.has(signal))
       .map((signal) => {
         const handler = () => this.#receive(signal);
         Deno.addSignalListener(signal, handler);
-        return () => Deno.removeSignalListener(signal, handler);
+        return ignored.has(signal) ? () => {} : () => Deno.removeSignalListener(signal, handler);
       });
   }
 
@@ -61,7 +65,7 @@ export class RunSignals {
     this.#onRunning = handler;
   }
 
-  /** Stops listening. */
+  /** Stops listening (signals ignored from the start stay ignored). */
   close(): void {
     this.#removers.forEach((remove) => remove());
   }

@@ -31,9 +31,9 @@ function printLock(command: string, lock: ResourceLock, { values, io }: CommandC
  * with the Host lock in place, never to expire without a lease, and its ref
  * never printed. Interrupted: exit 128 + n, nothing locked (a lock taken just
  * as the signal came is released). Signals ignored from the start (`nohup`,
- * a script's background job) stay ignored: the listeners go on once those
- * are read (a `grep`, a few ms), which runs beside the first attempt
- * instead of before it.
+ * a script's background job) stay ignored: they are read (a `grep`, a few
+ * ms) before the listeners go on, and the listeners go on before the first
+ * attempt: a signal before then finds nothing taken, one after finds them.
  */
 async function lockInterruptibly(
   command: string,
@@ -41,21 +41,13 @@ async function lockInterruptibly(
   context: CommandContext,
 ): Promise<number> {
   const options = lockOptions(context.values, context.storeOptions, context.io);
-  const interrupted = new AbortController();
-  let signals: RunSignals | undefined;
-  let over = false;
-  const listening = ignoredSignals().then((ignored) => {
-    if (over) return;
-    signals = new RunSignals(ignored);
-    const waiting = signals.waiting;
-    waiting.addEventListener("abort", () => interrupted.abort(waiting.reason), { once: true });
-  });
+  const signals = new RunSignals(await ignoredSignals());
   try {
     let lock: ResourceLock;
     try {
-      lock = await take({ ...options, signal: interrupted.signal });
+      lock = await take({ ...options, signal: signals.waiting });
     } catch (error) {
-      const signal = signals?.received;
+      const signal = signals.received;
       if (!signal) throw error;
       // What the rollback could not release is named, with its remedy.
       const left = error instanceof ResourceLockerError && error.remedies.includes("force");
@@ -66,7 +58,7 @@ async function lockInterruptibly(
       );
       return 128 + signalNumber(signal);
     }
-    const signal = signals?.received;
+    const signal = signals.received;
     if (signal) {
       await lock.release();
       context.io.err(`Interrupted by ${signal} as the lock was taken: released, nothing is locked`);
@@ -74,9 +66,7 @@ async function lockInterruptibly(
     }
     return printLock(command, lock, context);
   } finally {
-    over = true;
-    signals?.close();
-    await listening; // the grep's end, after the ref is out
+    signals.close();
   }
 }
 
