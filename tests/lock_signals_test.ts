@@ -1,6 +1,7 @@
 /**
- * Attacks on today's changes: signals in `lock` before its listeners are on,
- * signals ignored from the start after the listeners go, and more.
+ * Signals and `lock`: a signal while its Host lock drains, with the ignored
+ * signals read late (a slow `grep`), and signals ignored from the start
+ * (`nohup`) after the listeners are closed.
  *
  * @module
  */
