@@ -12,6 +12,8 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { Ajv2020, type ValidateFunction } from "npm:ajv@8.20.0/dist/2020.js";
 import { REPO_ROOT, runCliInProcess } from "./_cli_helpers.ts";
+import { spawnRun } from "./_run_helpers.ts";
+import { closeStores, lockResource } from "../mod.ts";
 
 const SCHEMA_DIR = join(REPO_ROOT, "schemas");
 
@@ -333,4 +335,32 @@ Deno.test("the README's example document matches its schema", async () => {
   for (const example of examples) {
     assert.equal(problems(example.command ?? "error", example), "", JSON.stringify(example));
   }
+});
+
+Deno.test({
+  name: "lock --json ended by a signal while it waits prints an INTERRUPTED error document",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    await withStore(async ({ store }) => {
+      const holder = await lockResource("hv01", { store, type: "Host", dependencies: {} });
+      await using waiter = await spawnRun(
+        ["lock", "hv01", "--no-dependencies", "--wait", "60s", "--json"],
+        { env: { RESOURCE_LOCKER_STORE: store } },
+      );
+      await waiter.stderr.line(/Waiting for/);
+      waiter.process.kill("SIGTERM");
+      const ended = await waiter.end(15_000);
+      const result = { ...ended, stdout: await waiter.stdout!.done };
+      const document = assertDocument(result, "error");
+      assert.deepEqual(document.error, {
+        code: "INTERRUPTED",
+        message: "Interrupted by SIGTERM while waiting for the lock: nothing is locked",
+        exitCode: 143,
+      });
+      assert.equal(result.code, 143);
+      await holder.release();
+      await closeStores();
+    });
+  },
 });

@@ -51,23 +51,44 @@ async function lockInterruptibly(
       if (!signal) throw error;
       // What the rollback could not release is named, with its remedy.
       const left = error instanceof ResourceLockerError && error.remedies.includes("force");
-      context.io.err(
+      return interrupted(
+        context,
+        signal,
         left
-          ? `Error: ${errorMessage(error)}`
+          ? errorMessage(error)
           : `Interrupted by ${signal} while waiting for the lock: nothing is locked`,
+        left,
       );
-      return 128 + signalNumber(signal);
     }
     const signal = signals.received;
     if (signal) {
       await lock.release();
-      context.io.err(`Interrupted by ${signal} as the lock was taken: released, nothing is locked`);
-      return 128 + signalNumber(signal);
+      return interrupted(
+        context,
+        signal,
+        `Interrupted by ${signal} as the lock was taken: released, nothing is locked`,
+      );
     }
     return printLock(command, lock, context);
   } finally {
     signals.close();
   }
+}
+
+/**
+ * Says that a signal ended the command (with `--json` also as an error
+ * document, code `INTERRUPTED`), and gives its exit code, 128 + n.
+ */
+function interrupted(
+  { values, io }: CommandContext,
+  signal: Deno.Signal,
+  message: string,
+  error = false,
+): number {
+  const exitCode = 128 + signalNumber(signal);
+  if (values.json) printJson(io, { error: { code: "INTERRUPTED", message, exitCode } });
+  io.err(error ? `Error: ${message}` : message);
+  return exitCode;
 }
 
 /** `lock <host>`. */
