@@ -1245,6 +1245,7 @@ export class Locker {
     const deadline = start + request.drainTimeoutMs;
     const progress = new ProgressGate(this.#clock, request.onProgress);
     let renewedAt = start;
+    let waited = false;
     while (true) {
       const pending: LockInfo[] = [];
       let pendingHost = "";
@@ -1268,8 +1269,9 @@ export class Locker {
       if (pending.length === 0) {
         // Drained after a wait: the Host locks are still ours (else one was
         // broken or force-released meanwhile, maybe taken by another since,
-        // and we would say we hold it).
-        await this.#confirmHeld(taken);
+        // and we would say we hold it). The first look comes right after
+        // the take, as the listing made with it does: nothing to confirm.
+        if (waited) await this.#confirmHeld(taken);
         return;
       }
       const now = this.#clock.now();
@@ -1293,6 +1295,7 @@ export class Locker {
         await renew();
         renewedAt = now;
       }
+      waited = true;
       await this.#waitWhileBlocked(
         pendingHost,
         pending.filter((lock) => lock.host === pendingHost),
@@ -1539,6 +1542,10 @@ export class Locker {
           if (ttlMs !== undefined && this.#clock.now() - attemptStart >= ttlMs / 3) {
             await this.renewAll(result.taken, ttlMs);
           }
+          // Last, after every await: a signal that came meanwhile rolls back
+          // what this attempt made here, and only that (not a lock the
+          // session held before), instead of reaching the caller after.
+          request.signal?.throwIfAborted();
         } catch (error) {
           // Interrupted (signal, a throwing onProgress) or failed while
           // draining: nothing this attempt took stays behind.

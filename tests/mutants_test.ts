@@ -2819,6 +2819,38 @@ Deno.test("wake-ups that change nothing in the way are paced: a burst, then 20 l
   assertEquals(clock.sleeps, [...Array(20).fill(50), 10]);
 });
 
+// A signal after the take's last check reached the caller (lock, run) with
+// the locks in hand, and its release took the session's earlier lock too.
+Deno.test("a signal during the last step of a take that found the session's own lock rolls back nothing of it", async () => {
+  await using t = await tempStore();
+  const fs = folderStore(t.root);
+  const stop = new AbortController();
+  let armed = false;
+  let listed = false;
+  const store: LockStore = {
+    ...fs,
+    // the drain's look (no shared lock in the way) meets the signal: its last await
+    list: async (host) => {
+      const names = await fs.list(host);
+      if (armed) {
+        listed = true;
+        stop.abort(new Error("interrupted"));
+      }
+      return names;
+    },
+  };
+  const l = locker(t.root, new FakeClock(), store);
+  await l.acquire(request("s", { type: "Host" }));
+  armed = true;
+  await assertRejects(
+    () => l.acquire(request("s", { type: "Host", drainTimeoutMs: 1_000, signal: stop.signal })),
+    Error,
+    "interrupted",
+  );
+  assertOk(listed, "the drain looked");
+  assertEquals(await t.files("hv01"), ["Host.lock"], "the session's lock from before stays");
+});
+
 // Mutants of #waitWhileBlocked()'s wake-up: any one of the entries in the
 // way named removed (`some` as `every`), a slot's entry name as it is.
 Deno.test("a wake-up naming one slot of a full group makes the waiter attempt at once", async () => {
