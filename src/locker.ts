@@ -1227,6 +1227,23 @@ export class Locker {
       });
   }
 
+  /**
+   * Whether the listings made with the Host locks show no shared lock of
+   * another session: drained already (the common case, right after a
+   * handoff), without {@linkcode Locker.#drain} (whose first run after a
+   * wake-up costs its compilation).
+   */
+  #drainedAtTake(
+    taken: readonly HeldLock[],
+    listed: ReadonlyMap<string, string[]>,
+    sessionId: string,
+  ): boolean {
+    return taken.every((lock) => {
+      const names = listed.get(lock.host);
+      return names !== undefined && this.#sharedOfOthers(names, sessionId).length === 0;
+    });
+  }
+
   async #drain(
     request: AcquireRequest,
     taken: HeldLock[],
@@ -1234,13 +1251,6 @@ export class Locker {
     listed: Map<string, string[]>,
   ): Promise<void> {
     // Called with the locks taken; whoever calls it rolls back on any throw.
-    // Listings made with the Host locks that show no shared lock of another
-    // session: drained already (the common case, right after a handoff).
-    const clear = taken.every((lock) => {
-      const names = listed.get(lock.host);
-      return names !== undefined && this.#sharedOfOthers(names, request.sessionId).length === 0;
-    });
-    if (clear) return;
     const start = this.#clock.now();
     const deadline = start + request.drainTimeoutMs;
     const progress = new ProgressGate(this.#clock, request.onProgress);
@@ -1524,7 +1534,10 @@ export class Locker {
       if (result.ok) {
         try {
           request.signal?.throwIfAborted();
-          if (request.type === "Host" && request.drain) {
+          if (
+            request.type === "Host" && request.drain &&
+            !this.#drainedAtTake(result.taken, result.listed, request.sessionId)
+          ) {
             await this.#drain(
               request,
               result.taken,

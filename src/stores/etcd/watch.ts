@@ -27,7 +27,7 @@ import { StoreError } from "../../errors.ts";
 import { seam } from "../../_seam.ts";
 import type { HttpStream } from "../_http_client.ts";
 import { EtcdGateway, oneLine, reasonOf } from "./gateway.ts";
-import { probeBody, watchBody } from "./requests.ts";
+import { keyText, probeBody, watchBody } from "./requests.ts";
 
 type Outcome =
   /** The server ended the stream, cancelled or compacted it, or it broke once set up: wake. */
@@ -174,10 +174,10 @@ export class EtcdWatcher {
     }
     const shared = watch;
     return new Promise<string[] | undefined>((resolve, reject) => {
+      let over = false;
       const leave = () => {
         clearTimeout(timer);
         signal?.removeEventListener("abort", onAbort);
-        shared.waiters.delete(waiter);
         if (shared.waiters.size === 0 && !shared.ended) {
           shared.linger = setTimeout(() => this.#end(shared), LINGER_MS);
         }
@@ -185,10 +185,19 @@ export class EtcdWatcher {
       const waiter: Waiter = {
         from,
         wake(removed) {
-          leave();
+          if (over) return;
+          over = true;
+          shared.waiters.delete(waiter);
           resolve(removed);
+          // The clean-up after the woken caller's next request went out: its
+          // steps (timers, listeners) are slow in a process just woken from
+          // idle, and the request is what the wake-up is for.
+          setTimeout(leave, 0);
         },
         fail(error) {
+          if (over) return;
+          over = true;
+          shared.waiters.delete(waiter);
           leave();
           reject(error);
         },
@@ -394,7 +403,7 @@ export class EtcdWatcher {
       const revision = BigInt(event.kv?.mod_revision ?? result.header?.revision ?? "0");
       let key = "";
       try {
-        key = decoder.decode(Uint8Array.from(atob(event.kv?.key ?? ""), (c) => c.charCodeAt(0)));
+        key = keyText(event.kv?.key);
       } catch {
         // a key that does not decode: still a change
       }
