@@ -92,15 +92,29 @@ export function waitForFolderChange(
   // Polling, or no watcher to be had (folder missing, watch limit reached).
   const longest = shared ? ms : Math.min(ms, FOLDER_POLL_MS);
   return new Promise<void>((resolve) => {
-    const done = () => {
+    let over = false;
+    const cleanUp = () => {
       clearTimeout(timer);
       signal?.removeEventListener("abort", done);
-      if (shared) leave(folder, shared, done);
+      if (shared) leave(folder, shared, wake);
+    };
+    const done = () => {
+      if (over) return;
+      over = true;
+      cleanUp();
       resolve();
+    };
+    // A change: the woken caller first, the clean-up (a watcher's close,
+    // slow in a process just woken from idle) after the look it is for.
+    const wake = () => {
+      if (over) return;
+      over = true;
+      resolve();
+      setTimeout(cleanUp, 0);
     };
     const timer = setTimeout(done, Math.min(longest, 2_147_483_647));
     signal?.addEventListener("abort", done, { once: true });
-    shared?.waiters.add(done);
+    shared?.waiters.add(wake);
   });
 }
 

@@ -379,14 +379,26 @@ export class SmbShare {
     if (signal?.aborted) return Promise.resolve("waited");
     const shared = this.#folderWatches.get(path) ?? this.#watchFolder(path);
     return new Promise((resolve) => {
-      const done = (outcome: FolderOutcome | "waited") => {
+      let over = false;
+      const cleanUp = () => {
         clearTimeout(timer);
         signal?.removeEventListener("abort", leave);
-        shared.waiters.delete(done);
+      };
+      // The server's answer: the woken caller first, the clean-up (slow in a
+      // process just woken from idle) after the request the wake-up is for.
+      const wake = (outcome: FolderOutcome) => {
+        if (over) return;
+        over = true;
+        shared.waiters.delete(wake);
         resolve(outcome);
+        setTimeout(cleanUp, 0);
       };
       const leave = () => {
-        done("waited");
+        if (over) return;
+        over = true;
+        shared.waiters.delete(wake);
+        cleanUp();
+        resolve("waited");
         if (shared.waiters.size > 0 || this.#folderWatches.get(path) !== shared) return;
         this.#folderWatches.delete(path);
         shared.watch.cancel();
@@ -394,7 +406,7 @@ export class SmbShare {
       };
       const timer = setTimeout(leave, ms);
       signal?.addEventListener("abort", leave, { once: true });
-      shared.waiters.add(done);
+      shared.waiters.add(wake);
     });
   }
 
