@@ -5,7 +5,10 @@
  * - `handoff-<store>` (`local`, `local-poll`, `smb`, `etcd`): the time from
  *   the holder's release to a waiter, another process already waiting,
  *   holding the lock; against `etcdctl lock` handing over between two
- *   processes (target: at most 2 times) and `flock` (in `extra`).
+ *   processes (target: at most 2 times) and `flock` (in `extra`); the etcd
+ *   row also against a minimal Deno waiter (`_etcd_minimal_waiter.ts`: a
+ *   watch and a create over raw HTTP, in `extra`), whose distance to ours is
+ *   our own steps after the wake-up.
  * - `handoff-cpu-<store>`: CPU used by a waiting `lock` process during a
  *   10 s wait (2 s with `--quick`), against a `sleep` process.
  * - {@linkcode fanOut}: locking a host with N dependency hosts against the
@@ -38,6 +41,7 @@ import { canRun, CLI_PERMISSIONS, compare, type Figure, figure, sample } from ".
 import type { SectionContext } from "./_smb.ts";
 
 const CLI = new URL("../cli.ts", import.meta.url).pathname;
+const MINIMAL_WAITER = new URL("./_etcd_minimal_waiter.ts", import.meta.url).pathname;
 const ETCDCTL = Deno.env.get("ETCDCTL_BINARY") ?? "etcdctl";
 const FLOCK = "flock";
 const SMB_USER = { name: "bench", password: "Bench-pa55word" };
@@ -180,6 +184,7 @@ async function handoff(
     ...storeRows.map((row) => ourRow(row, setup(row))),
     etcdctlRow(etcdEndpoint),
     ...hasFlock ? [flockRow(`${folder}/flock.file`)] : [],
+    ...storeRows.includes("etcd") ? [minimalRow(setup("etcd"), etcdEndpoint)] : [],
   ];
   const rounds = context.quick ? 2 : 20;
   const results = new Map<string, Handoff[]>(rows.map((row) => [row.name, []]));
@@ -207,9 +212,13 @@ async function handoff(
         "unlock of this process's flock descriptor) to the waiter's first stdout line here; " +
         `the waiter waits ${SETTLE_MS[0]}-${SETTLE_MS[1]} ms (random) after it said it waits`,
     }, { subject: ours, baseline: etcdctl });
+    const minimal = row === "etcd" ? times("deno-minimal") : undefined;
     f.extra = {
       releaseMs: sample(results.get(row)!.map((r) => r.releaseMs)).median,
       ...flock ? { flockMs: flock.median, vsFlock: ours.median / flock.median } : {},
+      ...minimal
+        ? { minimalDenoWaiterMs: minimal.median, vsMinimalDenoWaiter: ours.median / minimal.median }
+        : {},
     };
     return f;
   });
@@ -342,6 +351,54 @@ async function etcdctlWaiting(endpoint: string, name: string, waiter: Watched): 
     if (waiter.exited) throw new Error(`the waiting etcdctl ended: ${waiter.stderr()}`);
     await sleep(10);
   }
+}
+
+/**
+ * The etcd row's reference: the same holder, and as the waiter
+ * `_etcd_minimal_waiter.ts`, a Deno process that only watches and creates
+ * over raw HTTP. The distance between it and our `lock` is our own steps.
+ */
+function minimalRow(setup: StoreSetup, endpoint: string): HandoffRow {
+  const host = "handoff-minimal";
+  const options = { store: setup.store, config: setup.config };
+  const port = new URL(endpoint).port;
+  const key = `/resource-locks/${host}/Host.lock`;
+  return {
+    name: "deno-minimal",
+    async arm() {
+      const holder = await lockResource(host, {
+        ...options,
+        type: "Host",
+        dependencies: {},
+        retries: 1,
+      });
+      const waiter = watch(
+        [Deno.execPath(), "run", "--allow-net", MINIMAL_WAITER, port, key],
+        {},
+        /^waiting$/m,
+      );
+      try {
+        await bounded(waiter.waiting, STEP_MS, "handoff deno-minimal: the waiter's watch");
+      } catch (error) {
+        await waiter.stop();
+        await holder.release();
+        throw error;
+      }
+      let releasing: Promise<unknown> | undefined;
+      return {
+        waiter,
+        release: () => (releasing ??= holder.release()),
+        async finish() {
+          await (releasing ??= holder.release());
+          await waiter.stop();
+          if (waiter.printed?.text !== "got") {
+            throw new Error(`handoff deno-minimal: the waiter did not create: ${waiter.stderr()}`);
+          }
+          await unlockResource(`${host}/Host`, { ...options, force: true });
+        },
+      };
+    },
+  };
 }
 
 /** util-linux `flock FILE -c 'echo got'` waiting on a descriptor this process holds. */
