@@ -86,10 +86,42 @@ class PrefixWatch {
   why: "ended" | "restart" | undefined;
   linger: ReturnType<typeof setTimeout> | undefined;
   ended = false;
+  /** Event lines that came while nobody waited, read on the next turn or by the next waiter. */
+  readonly #deferred: string[] = [];
+  #deferredTimer: ReturnType<typeof setTimeout> | undefined;
+  readonly #read: (watch: PrefixWatch, line: string) => unknown;
 
-  constructor(prefix: string, from: bigint | undefined) {
+  /**
+   * @param prefix the keys watched
+   * @param from first revision the stream covers
+   * @param read reads one event line into the log (and wakes whom it concerns)
+   */
+  constructor(
+    prefix: string,
+    from: bigint | undefined,
+    read: (watch: PrefixWatch, line: string) => unknown,
+  ) {
     this.prefix = prefix;
     this.from = from;
+    this.#read = read;
+  }
+
+  /**
+   * Keeps an event line for later: a stream kept after its last waiter left
+   * (a woken caller's attempt under way) gets the events of that very
+   * attempt, whose reading would come between the attempt's answer and the
+   * caller.
+   */
+  defer(line: string): void {
+    this.#deferred.push(line);
+    this.#deferredTimer ??= setTimeout(() => this.flush(), 0);
+  }
+
+  /** Reads the deferred event lines, oldest first: before anything newer or any look at the log. */
+  flush(): void {
+    clearTimeout(this.#deferredTimer);
+    this.#deferredTimer = undefined;
+    for (const line of this.#deferred.splice(0)) this.#read(this, line);
   }
 
   /** The revision the next stream starts from. */
@@ -115,6 +147,15 @@ class PrefixWatch {
     this.why = why;
     this.stream.abort();
   }
+}
+
+/**
+ * Whether a watch answer only carries events (no set-up, cancel, compaction
+ * or error, whose reading ends or changes the stream): such a line can wait.
+ */
+function isEventsOnly(line: string): boolean {
+  return line.startsWith('{"result":') && line.includes('"events":') &&
+    !/"(created|canceled|cancel_reason|compact_revision|error)"/.test(line);
 }
 
 /** Watches of one store: a stream per prefix, each wait ends at a change, its time, its signal or {@linkcode close}. */
@@ -157,10 +198,11 @@ export class EtcdWatcher {
     if (signal?.aborted) return Promise.reject(signal.reason);
     let watch = this.#watches.get(prefix);
     if (watch === undefined) {
-      watch = new PrefixWatch(prefix, start);
+      watch = new PrefixWatch(prefix, start, (w, line) => this.#message(w, line));
       this.#watches.set(prefix, watch);
       void this.#run(watch, what);
     }
+    watch.flush();
     const from = start ?? watch.seen + 1n;
     if (watch.seen >= from) return Promise.resolve(watch.removedSince(from));
     if (start !== undefined && (watch.from === undefined || start < watch.from)) {
@@ -215,6 +257,7 @@ export class EtcdWatcher {
   /** Ends a stream: its waiters (if any) wake. */
   #end(watch: PrefixWatch): void {
     if (watch.ended) return;
+    watch.flush();
     watch.ended = true;
     clearTimeout(watch.linger);
     if (this.#watches.get(watch.prefix) === watch) this.#watches.delete(watch.prefix);
@@ -338,6 +381,11 @@ export class EtcdWatcher {
           const line = buffer.slice(0, newline).trim();
           buffer = buffer.slice(newline + 1);
           if (!line) continue;
+          if (watch.waiters.size === 0 && isEventsOnly(line)) {
+            watch.defer(line);
+            continue;
+          }
+          watch.flush();
           const outcome = this.#message(watch, line);
           if (outcome === "created") {
             if (!created) probing();
