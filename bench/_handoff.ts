@@ -255,35 +255,51 @@ function ourRow(row: StoreRow, setup: StoreSetup): HandoffRow {
   const options = { store: setup.store, config: setup.config };
   return {
     name: row,
-    async arm() {
-      const holder = await lockResource(host, {
-        ...options,
-        type: "Host",
-        dependencies: {},
-        retries: 1,
-      });
-      const waiter = startWaiter(host, setup);
-      try {
-        await bounded(waiter.waiting, STEP_MS, `handoff ${row}: the waiter's first attempt`);
-      } catch (error) {
-        await waiter.stop();
-        await holder.release();
-        throw error;
-      }
-      let releasing: Promise<unknown> | undefined;
-      return {
-        waiter,
-        release: () => (releasing ??= holder.release()),
-        async finish() {
-          await (releasing ??= holder.release());
-          await waiter.stop(); // it exits by itself once it printed its ref
-          const ref = waiter.printed?.text;
-          if (!ref?.startsWith(`${host}/Host@`)) {
-            throw new Error(`handoff ${row}: the waiter printed no ref: ${waiter.stderr()}`);
-          }
-          await unlockResource(ref, options);
-        },
-      };
+    arm: () =>
+      armOurHolder(row, host, options, () => startWaiter(host, setup), async (waiter) => {
+        // it exits by itself once it printed its ref
+        const ref = waiter.printed?.text;
+        if (!ref?.startsWith(`${host}/Host@`)) {
+          throw new Error(`handoff ${row}: the waiter printed no ref: ${waiter.stderr()}`);
+        }
+        await unlockResource(ref, options);
+      }),
+  };
+}
+
+/**
+ * A handoff from a Host lock held in this process to the waiter `start`
+ * makes, once it waits; `done` checks what the waiter did and frees it.
+ */
+async function armOurHolder(
+  name: string,
+  host: string,
+  options: { store: string; config: Record<string, unknown> },
+  start: () => Watched,
+  done: (waiter: Watched) => Promise<void>,
+): Promise<Armed> {
+  const holder = await lockResource(host, {
+    ...options,
+    type: "Host",
+    dependencies: {},
+    retries: 1,
+  });
+  const waiter = start();
+  try {
+    await bounded(waiter.waiting, STEP_MS, `handoff ${name}: the waiter's first attempt`);
+  } catch (error) {
+    await waiter.stop();
+    await holder.release();
+    throw error;
+  }
+  let releasing: Promise<unknown> | undefined;
+  return {
+    waiter,
+    release: () => (releasing ??= holder.release()),
+    async finish() {
+      await (releasing ??= holder.release());
+      await waiter.stop();
+      await done(waiter);
     },
   };
 }
@@ -365,39 +381,24 @@ function minimalRow(setup: StoreSetup, endpoint: string): HandoffRow {
   const key = `/resource-locks/${host}/Host.lock`;
   return {
     name: "deno-minimal",
-    async arm() {
-      const holder = await lockResource(host, {
-        ...options,
-        type: "Host",
-        dependencies: {},
-        retries: 1,
-      });
-      const waiter = watch(
-        [Deno.execPath(), "run", "--allow-net", MINIMAL_WAITER, port, key],
-        {},
-        /^waiting$/m,
-      );
-      try {
-        await bounded(waiter.waiting, STEP_MS, "handoff deno-minimal: the waiter's watch");
-      } catch (error) {
-        await waiter.stop();
-        await holder.release();
-        throw error;
-      }
-      let releasing: Promise<unknown> | undefined;
-      return {
-        waiter,
-        release: () => (releasing ??= holder.release()),
-        async finish() {
-          await (releasing ??= holder.release());
-          await waiter.stop();
+    arm: () =>
+      armOurHolder(
+        "deno-minimal",
+        host,
+        options,
+        () =>
+          watch(
+            [Deno.execPath(), "run", "--allow-net", MINIMAL_WAITER, port, key],
+            {},
+            /^waiting$/m,
+          ),
+        async (waiter) => {
           if (waiter.printed?.text !== "got") {
             throw new Error(`handoff deno-minimal: the waiter did not create: ${waiter.stderr()}`);
           }
           await unlockResource(`${host}/Host`, { ...options, force: true });
         },
-      };
-    },
+      ),
   };
 }
 
