@@ -7,8 +7,8 @@
  * @module
  */
 
-import { assertEquals } from "./_assert.ts";
-import { sleep, waitFor } from "./_helpers.ts";
+import { assertEquals, assertOk } from "./_assert.ts";
+import { sleep, waitFor, within } from "./_helpers.ts";
 import { openTestSmbStore, smbTemplate, startTestSmbd } from "./_smb_helpers.ts";
 import { startSmbProxy } from "./_smb_proxy.ts";
 import { smbdTest } from "./_smbd.ts";
@@ -48,6 +48,33 @@ smbdTest(
         assertEquals(closes, 1, `a wait ended by its ${how} sent ${closes} CLOSEs`);
       }
     } finally {
+      await store.close();
+    }
+  },
+);
+
+smbdTest(
+  "a server that goes silent under a wait (no reset) ends the wait within the ECHO probe and the time-out, not at the 10 s re-arm",
+  async () => {
+    await using smbd = await startTestSmbd(["hv01"]);
+    await using proxy = startSmbProxy(smbd.port);
+    const store = await openTestSmbStore(smbTemplate(proxy.port), { timeoutMs: 1_000 });
+    try {
+      await store.list("hv01");
+      const started = Date.now();
+      const waiting = store.waitForChange!("hv01", 20_000);
+      await waitFor("the folder open", async () => (await smbd.status()).openFiles.length === 1);
+      // Nothing more either way, the connection left open: a host frozen,
+      // a link cut without a reset.
+      proxy.freeze();
+      const hint = await within(9_000, waiting);
+      const tookMs = Date.now() - started;
+      assertEquals(hint, undefined, "no change was seen");
+      // The probe comes every 3 s; its time-out (1 s) ends the connection;
+      // then the wait looks as a poll would (0.5 s). Without it: 10 s.
+      assertOk(tookMs < 7_000, `the wait ended after ${tookMs} ms`);
+    } finally {
+      proxy.thaw();
       await store.close();
     }
   },

@@ -19,6 +19,7 @@ import {
   Command,
   encodeCancel,
   encodeCompound,
+  encodeEcho,
   frame,
   frameLength,
   HeaderFlag,
@@ -181,6 +182,11 @@ interface Pending {
 const CREDITS_ASKED = 256;
 /** MessageId of an unsolicited oplock break. */
 const UNSOLICITED = 0xffffffffffffffffn;
+/**
+ * How often a connection with a watch outstanding asks the server an ECHO:
+ * a silent server is found at most this plus the request time-out late.
+ */
+export const PROBE_MS = 3000;
 
 // ---------------------------------------------------------------------------
 // The connection
@@ -206,6 +212,8 @@ export class SmbConnection {
   readonly #waiting = new Map<bigint, Waiter>();
   /** Pending requests of {@linkcode watch}, to reject when the connection fails. */
   readonly #watching = new Set<Pending>();
+  /** While a watch is outstanding: the ECHO every {@linkcode PROBE_MS}. */
+  #probe: ReturnType<typeof setInterval> | undefined;
   /** Sends waiting for credits. */
   readonly #creditWaiters: (() => void)[] = [];
   /** Bytes of a frame not complete yet. */
@@ -318,6 +326,7 @@ export class SmbConnection {
     for (const { reject } of pending) reject(failure);
     for (const { reject } of [...this.#watching.values()]) reject(failure);
     this.#watching.clear();
+    this.#probing();
     this.#waiting.clear();
     for (const wake of this.#creditWaiters.splice(0)) wake();
     this.#inbox = new Uint8Array();
@@ -564,10 +573,12 @@ export class SmbConnection {
     const waiting: Pending = {
       reject: (error) => {
         this.#watching.delete(waiting);
+        this.#probing();
         rejectLast(error);
       },
     };
     this.#watching.add(waiting);
+    this.#probing();
     const first = this.send(requests, this.#timeoutMs, {
       sent: (id) => {
         messageId = id;
@@ -580,6 +591,7 @@ export class SmbConnection {
         deliver: (reply) => {
           answered = true;
           this.#watching.delete(waiting);
+          this.#probing();
           resolveLast(reply);
         },
       },
@@ -594,6 +606,30 @@ export class SmbConnection {
         sendCancel();
       },
     };
+  }
+
+  /**
+   * Asks the server an ECHO every {@linkcode PROBE_MS} while a watch is
+   * outstanding, and stops when none is. A server or network that goes
+   * silent without closing the connection (a host frozen, a link cut
+   * without a reset) lets the ECHO go unanswered: its time-out ends the
+   * connection, so the watches on it end and their waiters look again,
+   * instead of sleeping through a release until their next re-arm.
+   */
+  #probing(): void {
+    if (this.#watching.size > 0 && this.#failure === undefined) {
+      if (this.#probe !== undefined) return;
+      this.#probe = setInterval(() => {
+        this.request({ command: Command.ECHO, body: encodeEcho() }).catch(() => {
+          // a time-out ended the connection already; nothing else to do
+        });
+      }, PROBE_MS);
+      // The watch does not keep the process alive, nor does its probe.
+      Deno.unrefTimer(this.#probe);
+    } else if (this.#probe !== undefined) {
+      clearInterval(this.#probe);
+      this.#probe = undefined;
+    }
   }
 
   /** Writes requests made outside {@linkcode send} (a CANCEL): signed or sealed as in force. */

@@ -36,6 +36,7 @@ export const Command = {
   WRITE: 0x09,
   IOCTL: 0x0b,
   CANCEL: 0x0c,
+  ECHO: 0x0d,
   QUERY_DIRECTORY: 0x0e,
   CHANGE_NOTIFY: 0x0f,
   SET_INFO: 0x11,
@@ -900,6 +901,13 @@ export function encodeClose(fileId: Uint8Array): Uint8Array {
   const body = new Uint8Array(24);
   view(body).setUint16(0, 24, true);
   body.set(fileId, 8);
+  return body;
+}
+
+/** The body of an ECHO request (MS-SMB2 2.2.28): StructureSize 4, Reserved. */
+export function encodeEcho(): Uint8Array {
+  const body = new Uint8Array(4);
+  view(body).setUint16(0, 4, true);
   return body;
 }
 
