@@ -221,6 +221,9 @@ export class EtcdWatcher {
         clearTimeout(timer);
         signal?.removeEventListener("abort", onAbort);
         if (shared.waiters.size === 0 && !shared.ended) {
+          // Waits woken together clean up one after another, each seeing
+          // nobody waiting: one linger, from the last of them.
+          clearTimeout(shared.linger);
           shared.linger = setTimeout(() => this.#end(shared), LINGER_MS);
         }
       };
