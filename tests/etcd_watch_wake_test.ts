@@ -116,3 +116,47 @@ Deno.test("two waits woken together leave one linger: a later wait on the stream
     watcher.close();
   }
 });
+
+// An events line that came while nobody waited is read on a timer (or by the
+// next waiter); one that does not read (odd JSON, a revision that is no
+// number) threw there, out of a timer: an uncaught error that ended the
+// process, lock holders included. Read at once, as before, it ends the
+// stream and the waiters look again.
+Deno.test("an events line that does not read, come while nobody waits, ends the stream and not the process", async () => {
+  await using etcd = fakeEtcd();
+  const watcher = new EtcdWatcher(etcd.gateway);
+  try {
+    const first = watcher.wait("/p/", 11n, 20_000);
+    await within(
+      2_000,
+      (async () => {
+        while (etcd.streams.length === 0) await sleep(5);
+      })(),
+    );
+    await sleep(20); // the created line read
+    etcd.events(11);
+    assertEquals(await within(2_000, first), []);
+    // nobody waits now: this line is kept for later
+    etcd.streams.at(-1)!.enqueue(
+      encoder.encode(
+        '{"result":{"header":{"revision":"12"},"events":[{"kv":{"mod_revision":"twelve"}}]}}\n',
+      ),
+    );
+    await sleep(100);
+    // the stream ended (as a line that does not read ends it when read at once)
+    assertEquals(watcher.open, [], "the stream ended");
+    // the next waiter starts a new stream and wakes at its first change
+    const next = watcher.wait("/p/", 12n, 20_000);
+    await within(
+      2_000,
+      (async () => {
+        while (etcd.streams.length < 2) await sleep(5);
+      })(),
+    );
+    await sleep(20);
+    etcd.events(12);
+    assertEquals(await within(2_000, next), []);
+  } finally {
+    watcher.close();
+  }
+});
