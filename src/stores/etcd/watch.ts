@@ -121,7 +121,17 @@ class PrefixWatch {
   flush(): void {
     clearTimeout(this.#deferredTimer);
     this.#deferredTimer = undefined;
-    for (const line of this.#deferred.splice(0)) this.#read(this, line);
+    for (const line of this.#deferred.splice(0)) {
+      try {
+        this.#read(this, line);
+      } catch {
+        // A line that does not read ends the stream, as it does when read
+        // at once (its waiters look again); thrown from here it would reach
+        // a timer (an uncaught error) or the next waiter, and the lines
+        // after it would be lost.
+        this.stream.abort();
+      }
+    }
   }
 
   /** The revision the next stream starts from. */
@@ -221,6 +231,9 @@ export class EtcdWatcher {
         clearTimeout(timer);
         signal?.removeEventListener("abort", onAbort);
         if (shared.waiters.size === 0 && !shared.ended) {
+          // Waits woken together clean up one after another, each seeing
+          // nobody waiting: one linger, from the last of them.
+          clearTimeout(shared.linger);
           shared.linger = setTimeout(() => this.#end(shared), LINGER_MS);
         }
       };
