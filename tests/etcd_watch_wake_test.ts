@@ -83,6 +83,17 @@ async function settled(promise: Promise<unknown>): Promise<boolean> {
   return done;
 }
 
+/** Once the watcher's stream is open and its created line read. */
+async function streamSetUp(etcd: { streams: unknown[] }): Promise<void> {
+  await within(
+    2_000,
+    (async () => {
+      while (etcd.streams.length === 0) await sleep(5);
+    })(),
+  );
+  await sleep(20); // the created line read
+}
+
 // Two waits on one prefix woken by one event each scheduled the stream's
 // linger after their caller went on (setTimeout(leave, 0)); both saw nobody
 // waiting, so the second linger replaced the first without clearing it. The
@@ -94,13 +105,7 @@ Deno.test("two waits woken together leave one linger: a later wait on the stream
   try {
     const first = watcher.wait("/p/", 11n, 20_000);
     const second = watcher.wait("/p/", 11n, 20_000);
-    await within(
-      2_000,
-      (async () => {
-        while (etcd.streams.length === 0) await sleep(5);
-      })(),
-    );
-    await sleep(20); // the created line read
+    await streamSetUp(etcd);
     etcd.events(11);
     assertEquals(await within(2_000, first), []);
     assertEquals(await within(2_000, second), []);
@@ -127,13 +132,7 @@ Deno.test("an events line that does not read, come while nobody waits, ends the 
   const watcher = new EtcdWatcher(etcd.gateway);
   try {
     const first = watcher.wait("/p/", 11n, 20_000);
-    await within(
-      2_000,
-      (async () => {
-        while (etcd.streams.length === 0) await sleep(5);
-      })(),
-    );
-    await sleep(20); // the created line read
+    await streamSetUp(etcd);
     etcd.events(11);
     assertEquals(await within(2_000, first), []);
     // nobody waits now: this line is kept for later
