@@ -1380,6 +1380,7 @@ export class Locker {
       // A wait that failed (no watch to be had) is no wake-up: this look
       // then waits as a poll would, not again at once (a busy loop).
       let failed = false;
+      let changed = false;
       const waitFailed = () => {
         failed = true;
       };
@@ -1389,11 +1390,14 @@ export class Locker {
         ? Promise.race([
           this.#store.waitForChange!(host, waitMs, stop.signal)
             .then((hint) => {
+              changed = true;
               cleared = !!hint && blockers.some((b) => hint.removed.includes(this.#entryName(b)));
             }, waitFailed),
           // A change there is a reason to look again (the look judges the slot), no more.
           ...members.map((member) =>
-            this.#store.waitForChange!(member, waitMs, stop.signal).then(() => {}, waitFailed)
+            this.#store.waitForChange!(member, waitMs, stop.signal).then(() => {
+              changed = true;
+            }, waitFailed)
           ),
         ])
         : undefined;
@@ -1403,20 +1407,10 @@ export class Locker {
         const ms = Math.min(untilMs - now, blockedMs, notified ? RECHECK_MS : POLL_MS);
         const timer = this.#clock.sleep(ms, stop.signal).catch(() => {});
         runAbortOnce();
-        let changed = false;
-        await (change
-          ? Promise.race([
-            change.then(() => {
-              changed = true;
-            }),
-            timer,
-          ])
-          : timer);
+        await (change ? Promise.race([change, timer]) : timer);
         if (cleared) return true;
-        if (failed) {
-          const left = Math.min(ms, POLL_MS) - (this.#clock.now() - now);
-          if (left > 0) await this.#clock.sleep(left, stop.signal).catch(() => {});
-        } else if (changed) {
+        if (failed) pauseMs = Math.min(ms, POLL_MS) - (this.#clock.now() - now);
+        else if (changed) {
           const at = this.#clock.now();
           budget = Math.min(WAKE_BURST, budget + (at - budgetAt) * WAKES_PER_SECOND / 1000);
           budgetAt = at;
@@ -1431,7 +1425,8 @@ export class Locker {
         stop.abort(WAIT_OVER);
         signal?.removeEventListener("abort", abort);
       }
-      // Paced with nothing armed: the next look comes after the watch is armed again.
+      // Paced (a failed wait, or wake-ups over the budget) with nothing
+      // armed: the next look comes after the watch is armed again.
       if (pauseMs > 0) await this.#clock.sleep(pauseMs, signal).catch(() => {});
     }
   }

@@ -9,6 +9,8 @@
  * @module
  */
 
+import { concatBytes } from "../src/_bytes.ts";
+
 /** Ticks of a PowerShell `(Get-Date).Ticks`; above 2^53, not a double, so only an exact reader keeps it. */
 export const PS_LOCKED_AT = 639317187537041237n;
 
@@ -91,16 +93,6 @@ export function encodeUtf16Le(text: string): Uint8Array {
   return bytes;
 }
 
-function concat(...parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const part of parts) {
-    out.set(part, at);
-    at += part.length;
-  }
-  return out;
-}
-
 /** A JSON string literal as PowerShell writes it: non-ASCII characters left as they are. */
 function psString(value: string): string {
   return JSON.stringify(value);
@@ -150,17 +142,17 @@ export function powerShell7Lock(
 export function utf16LeBomLock(
   fields: readonly PsField[] = psFields("Łukasz Żółw", "Przegląd — 東京"),
 ): Uint8Array {
-  return concat(new Uint8Array([0xff, 0xfe]), encodeUtf16Le(ps51Json(fields)));
+  return concatBytes([new Uint8Array([0xff, 0xfe]), encodeUtf16Le(ps51Json(fields))]);
 }
 
 /** Windows PowerShell 5.1 `-Encoding UTF8`: UTF-8 with BOM. */
 export function utf8BomLock(
   fields: readonly PsField[] = psFields("José Núñez", "Patch ✓"),
 ): Uint8Array {
-  return concat(
+  return concatBytes([
     new Uint8Array([0xef, 0xbb, 0xbf]),
     new TextEncoder().encode(ps51Json(fields)),
-  );
+  ]);
 }
 
 /** The first moment of the original's write: the file exists, empty. */

@@ -10,6 +10,7 @@
  * @module
  */
 
+import { concatBytes } from "../../_bytes.ts";
 import {
   type Reply,
   type Request,
@@ -295,14 +296,7 @@ export class SmbShare {
     const data = decodeRead(first.message);
     if (data.length === 0 || data.length >= handle.size) return data.slice();
     const rest = await this.readFrom(handle, data.length);
-    const whole = new Uint8Array(data.length + rest.reduce((sum, c) => sum + c.length, 0));
-    whole.set(data);
-    let at = data.length;
-    for (const chunk of rest) {
-      whole.set(chunk, at);
-      at += chunk.length;
-    }
-    return whole;
+    return rest.length === 0 ? data.slice() : concatBytes([data, ...rest]);
   }
 
   /**
