@@ -29,7 +29,7 @@ import {
   toLocalTicks,
 } from "./lock_file.ts";
 import { type FileNames, formatLockRef, type LockRef, parseLockId } from "./lock_ref.ts";
-import type { LockStore, StoreEntry } from "./store.ts";
+import type { ChangeHint, LockStore, StoreEntry } from "./store.ts";
 import { slotName, slotNumber } from "./groups.ts";
 
 /** A lock as read from a store. */
@@ -1339,6 +1339,12 @@ export class Locker {
    * Without them it looks every {@linkcode POLL_MS}. Each look comes after
    * the wait is armed, so a change between the caller's look and the wait
    * is never missed.
+   *
+   * With `attemptNow`, a notification that says an entry in the way was
+   * removed starts the next attempt right as the store reads it (see
+   * {@linkcode LockStore.waitForChange}'s `onHint`): `attemptNow` is then
+   * called once, and this returns true, never throws, so that the caller
+   * always gets what that attempt took.
    * @returns true when the way may be clear (worth an attempt), false when
    *   `untilMs` came first
    */
@@ -1347,6 +1353,7 @@ export class Locker {
     blockers: readonly HolderInfo[],
     untilMs: number,
     signal: AbortSignal | undefined,
+    attemptNow?: () => void,
   ): Promise<boolean> {
     const notified = this.#store.waitForChange !== undefined;
     // A slot of a full group also stops blocking when its member's Host lock
@@ -1367,6 +1374,9 @@ export class Locker {
     // WAKE_BURST at once and then WAKES_PER_SECOND: never a busy loop.
     let budget = WAKE_BURST;
     let budgetAt = this.#clock.now();
+    const clears = (hint: ChangeHint | void) =>
+      !!hint && blockers.some((b) => hint.removed.includes(this.#entryName(b)));
+    let attempted = false;
     while (true) {
       signal?.throwIfAborted();
       const now = this.#clock.now();
@@ -1386,12 +1396,18 @@ export class Locker {
       };
       const waitMs = Math.min(untilMs - now, RECHECK_MS);
       let pauseMs = 0;
+      let over = false;
+      const onHint = attemptNow && ((hint: ChangeHint) => {
+        if (over || attempted || !clears(hint)) return;
+        attempted = true;
+        attemptNow();
+      });
       const change = notified
         ? Promise.race([
-          this.#store.waitForChange!(host, waitMs, stop.signal)
+          this.#store.waitForChange!(host, waitMs, stop.signal, onHint)
             .then((hint) => {
               changed = true;
-              cleared = !!hint && blockers.some((b) => hint.removed.includes(this.#entryName(b)));
+              cleared = clears(hint);
             }, waitFailed),
           // A change there is a reason to look again (the look judges the slot), no more.
           ...members.map((member) =>
@@ -1403,12 +1419,12 @@ export class Locker {
         : undefined;
       try {
         const blockedMs = await this.#blockedFor(host, blockers);
-        if (blockedMs === 0) return true;
+        if (blockedMs === 0 || attempted) return true;
         const ms = Math.min(untilMs - now, blockedMs, notified ? RECHECK_MS : POLL_MS);
         const timer = this.#clock.sleep(ms, stop.signal).catch(() => {});
         runAbortOnce();
         await (change ? Promise.race([change, timer]) : timer);
-        if (cleared) return true;
+        if (cleared || attempted) return true;
         if (failed) pauseMs = Math.min(ms, POLL_MS) - (this.#clock.now() - now);
         else if (changed) {
           const at = this.#clock.now();
@@ -1419,7 +1435,12 @@ export class Locker {
             pauseMs = Math.min(Math.ceil(-budget * 1000 / WAKES_PER_SECOND), untilMs - at);
           }
         }
+      } catch (error) {
+        // A look that failed once the attempt is under way: the attempt tells.
+        if (attempted) return true;
+        throw error;
       } finally {
+        over = true;
         // Stopped, not awaited: taking down a watch (a connection closing)
         // must not delay the attempt the wake-up was for.
         stop.abort(WAIT_OVER);
@@ -1522,10 +1543,16 @@ export class Locker {
     const waitUntil = request.waitMs !== undefined ? this.#clock.now() + request.waitMs : undefined;
     const attempts = waitUntil !== undefined ? Infinity : Math.max(1, request.attempts);
     const progress = new ProgressGate(this.#clock, request.onProgress);
+    /** The next attempt, when a wake-up started it already (with when it started). */
+    let early: { at: number; result: Promise<AttemptResult> } | undefined;
     for (let attempt = 1;; attempt++) {
-      request.signal?.throwIfAborted();
-      const attemptStart = this.#clock.now();
-      const result = await this.#attempt(request);
+      const started = early;
+      early = undefined;
+      // An attempt under way is awaited whatever comes: what it took is
+      // rolled back below when the signal aborted meanwhile.
+      if (!started) request.signal?.throwIfAborted();
+      const attemptStart = started?.at ?? this.#clock.now();
+      const result = await (started?.result ?? this.#attempt(request));
       if (result.ok) {
         try {
           request.signal?.throwIfAborted();
@@ -1594,6 +1621,14 @@ export class Locker {
       // waitMs; a long wait that nothing ends is reported again (the gate lets
       // an unchanged state through every PROGRESS_EVERY_MS), not attempted.
       const nextAt = now + waitMs;
+      // A wake-up that says the lock in the way was removed starts the next
+      // attempt as the store reads it: its request goes out before this
+      // wait has even resolved.
+      const attemptNow = () => {
+        const result = this.#attempt(request);
+        result.catch(() => {}); // awaited by the loop, maybe a turn after it settles
+        early = { at: this.#clock.now(), result };
+      };
       while (true) {
         const at = this.#clock.now();
         const woken = await this.#waitWhileBlocked(
@@ -1601,6 +1636,7 @@ export class Locker {
           result.holders,
           Math.min(nextAt, at + PROGRESS_EVERY_MS),
           request.signal,
+          attemptNow,
         );
         const left = nextAt - this.#clock.now();
         if (woken || left <= 0) break;

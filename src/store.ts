@@ -166,8 +166,20 @@ export interface LockStore {
    * notification says were removed. A hint only: the locker then skips its
    * look and makes its next attempt at once, and that attempt runs every
    * check (an atomic create, the reads after it).
+   *
+   * Where the store can, it also hands that hint to `onHint` the moment it
+   * reads the notification, before the wait resolves (and before any
+   * clean-up), so that the caller's next request goes out in the same turn:
+   * in a process just woken from idle every step in between costs. At most
+   * once per wait, never after it is over; `onHint` must not throw. A store
+   * that cannot (or a wait that resolves at once) only resolves.
    */
-  waitForChange?(host: string, ms: number, signal?: AbortSignal): Promise<ChangeHint | void>;
+  waitForChange?(
+    host: string,
+    ms: number,
+    signal?: AbortSignal,
+    onHint?: (hint: ChangeHint) => void,
+  ): Promise<ChangeHint | void>;
   /** Releases connections; the store is unusable afterwards. */
   close(): Promise<void>;
 }

@@ -583,18 +583,30 @@ sharedTest(
     using counter = countStreams();
     const version = await other.create("dc01", "Host.lock", bytes("h"));
     await store.list("dc01");
-    const waiters = Array.from({ length: 5 }, () => store.waitForChange("dc01", 10_000));
+    // each hands its hint to onHint as the event is read, before it resolves
+    const early: { hint: unknown; resolvedBefore: boolean }[] = [];
+    const resolved = new Set<number>();
+    const waiters = Array.from(
+      { length: 5 },
+      (_, i) =>
+        store.waitForChange("dc01", 10_000, undefined, (hint) => {
+          early.push({ hint, resolvedBefore: resolved.has(i) });
+        }).finally(() => resolved.add(i)),
+    );
     await sleep(200);
     assert.equal(openWatches(store).length, 1, openWatches(store).join(", "));
     assert.equal(counter.streams, 1);
     assert.ok(await other.archive("dc01", "Host.lock", version!, "Host.lock-1", bytes("u")));
     const hints = await Promise.all(waiters);
     for (const hint of hints) assert.deepEqual(hint, { removed: ["Host.lock"] });
+    assert.deepEqual(early, hints.map((hint) => ({ hint, resolvedBefore: false })));
     // the stream lingers a moment for a waiter that looks and waits again
     await store.list("dc01");
-    const again = store.waitForChange("dc01", 10_000);
+    let hinted = false;
+    const again = store.waitForChange("dc01", 10_000, undefined, () => (hinted = true));
     assert.ok(await other.create("dc01", "Generic-1.lock", bytes("g")));
     assert.equal(await again, undefined); // a put: no entry removed
+    assert.equal(hinted, false, "a put was handed on as a removal");
     assert.equal(counter.streams, 1, "a wait right after a wake set up a new stream");
     // and is closed once nobody waits: nothing keeps the process alive
     assert.ok(await eventually(() => openWatches(store).length === 0, 3000), "still open");

@@ -201,3 +201,130 @@ Deno.test("a wake-up's hint is never the truth: a false 'removed' makes the wait
   assertOk(Date.now() - start < 5_000, "the waiter slept through the release");
   await lockerOf(fs, 2).release(lock!);
 });
+
+/**
+ * The fs store behind a wait the test drives: `hint()` hands the waiter's
+ * onHint a removal of Host.lock (as a store does the moment it reads the
+ * notification), and the wait itself resolves only on `resolveWait()` or its
+ * abort; calls are logged in order.
+ */
+function drivenWait(fs: LockStore) {
+  const log: string[] = [];
+  let onHint: ((hint: { removed: readonly string[] }) => void) | undefined;
+  let resolveWait: (() => void) | undefined;
+  let armed = 0;
+  const store: LockStore = {
+    ...fs,
+    create: async (host, name, data, opts) => {
+      log.push(`create ${name}`);
+      return await fs.create(host, name, data, opts);
+    },
+    read: async (host, name) => {
+      log.push(`read ${name}`);
+      return await fs.read(host, name);
+    },
+    waitForChange: (_host, _ms, signal, hinted) => {
+      armed++;
+      onHint = hinted;
+      return new Promise((resolve) => {
+        const done = () => {
+          log.push("wait resolved");
+          resolve({ removed: ["Host.lock"] });
+        };
+        resolveWait = done;
+        signal?.addEventListener("abort", done, { once: true });
+      });
+    },
+  };
+  return {
+    store,
+    log,
+    get armed() {
+      return armed;
+    },
+    hint() {
+      log.push("hint");
+      onHint?.({ removed: ["Host.lock"] });
+    },
+    resolveWait: () => resolveWait?.(),
+  };
+}
+
+Deno.test("a removal hint starts the next attempt as the store reads it, before the wait resolves", async () => {
+  await using t = await tempStore();
+  const fs = openFsStore(t.store, { historyFolderName: "History", watch: "notify" });
+  const holder = lockerOf(fs, 1);
+  const [held] = await holder.acquire(request("holder"));
+  const driven = drivenWait(fs);
+  const waiter = lockerOf(driven.store, 2).acquire(request("waiter"));
+  await waitFor("the waiter's wait", () => driven.armed === 1);
+  await holder.release(held!);
+  driven.hint();
+  // the attempt's create is under way (and done) while the wait is still open
+  await waitFor(
+    "the hinted create",
+    () => driven.log.filter((l) => l === "create Host.lock").length === 2,
+  );
+  const entry = await fs.read("hv01", "Host.lock");
+  assertOk(
+    new TextDecoder().decode(entry!.data).includes('"waiter"'),
+    "the waiter's create did not go in",
+  );
+  assertEquals(driven.log.includes("wait resolved"), false, "the wait resolved before the attempt");
+  driven.resolveWait();
+  const [lock] = await waiter;
+  assertEquals(lock!.sessionId, "waiter");
+  // one attempt for the hint: no second create after the wait resolved
+  assertEquals(driven.log.filter((l) => l === "create Host.lock").length, 2, driven.log.join(", "));
+  await lockerOf(fs, 2).release(lock!);
+});
+
+Deno.test("an abort after a hinted attempt took the host rolls that attempt back: nothing stays locked", async () => {
+  await using t = await tempStore();
+  const fs = openFsStore(t.store, { historyFolderName: "History", watch: "notify" });
+  const holder = lockerOf(fs, 1);
+  const [held] = await holder.acquire(request("holder"));
+  const driven = drivenWait(fs);
+  const stop = new AbortController();
+  const waiter = lockerOf(driven.store, 2).acquire({ ...request("waiter"), signal: stop.signal });
+  await waitFor("the waiter's wait", () => driven.armed === 1);
+  await holder.release(held!);
+  driven.hint();
+  await waitFor(
+    "the hinted create",
+    async () => (await fs.read("hv01", "Host.lock")) !== undefined,
+  );
+  // the attempt took the host; the signal comes before the wait resolved
+  stop.abort(new Error("interrupted"));
+  let error: unknown;
+  await waiter.catch((e) => (error = e));
+  assertOk(error instanceof Error && /interrupted/.test(error.message), String(error));
+  assertEquals(await fs.read("hv01", "Host.lock"), undefined, "the hinted attempt's lock was left");
+});
+
+Deno.test("a look that fails after a hint started the attempt does not hide what the attempt took", async () => {
+  await using t = await tempStore();
+  const fs = openFsStore(t.store, { historyFolderName: "History", watch: "notify" });
+  const holder = lockerOf(fs, 1);
+  const [held] = await holder.acquire(request("holder"));
+  const driven = drivenWait(fs);
+  // The look after arming the wait: the holder lets go, the hint comes
+  // while the look is under way, and the look then fails.
+  let looks = 0;
+  const store: LockStore = {
+    ...driven.store,
+    read: async (host, name) => {
+      if (name === "Host.lock" && driven.armed === 1 && looks++ === 0) {
+        await holder.release(held!);
+        driven.hint();
+        throw new Error("the look failed");
+      }
+      return await driven.store.read(host, name);
+    },
+  };
+  const [lock] = await lockerOf(store, 2).acquire(request("waiter"));
+  assertEquals(lock!.sessionId, "waiter");
+  const entry = await fs.read("hv01", "Host.lock");
+  assertOk(new TextDecoder().decode(entry!.data).includes('"waiter"'));
+  await lockerOf(fs, 2).release(lock!);
+});

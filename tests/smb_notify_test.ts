@@ -179,16 +179,25 @@ smbdTest(
     const store = await openTestSmbStore(smbTemplate(smbd.port));
     try {
       assertEquals(await store.list("hv01"), []);
-      const made = store.waitForChange!("hv01", 20_000);
+      // the hint also goes to onHint as the answer is read, before the wait resolves
+      const early: { hint: unknown; resolvedBefore: boolean }[] = [];
+      let resolved = false;
+      const onHint = (hint: unknown) => void early.push({ hint, resolvedBefore: resolved });
+      const made = store.waitForChange!("hv01", 20_000, undefined, onHint)
+        .finally(() => resolved = true);
       await waitFor("the folder open", async () => (await smbd.status()).openFiles.length === 1);
       const path = join(smbd.dir("hv01"), "Host.lock");
       await Deno.writeTextFile(path, "{}");
       assertEquals(await made, undefined, "a file made is no removal");
+      assertEquals(early, [], "a file made was handed on as a removal");
       await waitFor("the folder closed", async () => (await smbd.status()).openFiles.length === 0);
-      const removed = store.waitForChange!("hv01", 20_000);
+      resolved = false;
+      const removed = store.waitForChange!("hv01", 20_000, undefined, onHint)
+        .finally(() => resolved = true);
       await waitFor("the folder open", async () => (await smbd.status()).openFiles.length === 1);
       await Deno.remove(path);
       assertEquals(await removed, { removed: ["Host.lock"] });
+      assertEquals(early, [{ hint: { removed: ["Host.lock"] }, resolvedBefore: false }]);
     } finally {
       await store.close();
     }

@@ -108,6 +108,11 @@ function ttlLeft(json: unknown): boolean {
   return Number(alive?.result?.TTL ?? 0) > 0;
 }
 
+/** Of the names a watch event removed under a host, the host's folder's entries (not its history's). */
+function folderEntries(names: readonly string[]): string[] {
+  return names.filter((name) => name !== "" && !name.includes("/"));
+}
+
 /** The etcd store; see `../etcd.ts`. */
 export class EtcdStore implements LockStore {
   readonly kind = "etcd" as const;
@@ -757,6 +762,7 @@ export class EtcdStore implements LockStore {
     host: string,
     ms: number,
     signal?: AbortSignal,
+    onHint?: (hint: ChangeHint) => void,
   ): Promise<ChangeHint | void> {
     signal?.throwIfAborted();
     if (ms <= 0) return;
@@ -767,6 +773,10 @@ export class EtcdStore implements LockStore {
       since !== undefined ? since + 1n : undefined,
       ms,
       signal,
+      onHint && ((names) => {
+        const entries = folderEntries(names);
+        if (entries.length > 0) onHint({ removed: entries });
+      }),
     );
     if (removed === undefined) {
       // No event: its time ran out, the store closed, or the stream ended.
@@ -775,8 +785,7 @@ export class EtcdStore implements LockStore {
       signal?.throwIfAborted();
       return;
     }
-    // entries of the host's folder only, not of its history
-    const entries = removed.filter((name) => name !== "" && !name.includes("/"));
+    const entries = folderEntries(removed);
     if (entries.length > 0) return { removed: entries };
   }
 

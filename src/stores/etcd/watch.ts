@@ -190,6 +190,9 @@ export class EtcdWatcher {
    * @param start the first revision that counts; undefined: from now
    * @param ms how long to wait at most
    * @param signal aborts the wait
+   * @param onEvent given the names an event ended the wait with, in the
+   *   turn the event is read, before the wait resolves (not when it
+   *   resolves at once)
    * @returns the names (under `prefix`) of the entries deleted, as far as
    *   the events seen tell: a hint, empty when unknown; undefined when no
    *   event ended the wait (its time ran out, the stream ended, was
@@ -202,6 +205,7 @@ export class EtcdWatcher {
     start: bigint | undefined,
     ms: number,
     signal?: AbortSignal,
+    onEvent?: (removed: string[]) => void,
   ): Promise<string[] | undefined> {
     const what = `watch "${prefix}"`;
     if (this.#gateway.closed) return Promise.reject(this.#gateway.closedError(what));
@@ -243,6 +247,7 @@ export class EtcdWatcher {
           if (over) return;
           over = true;
           shared.waiters.delete(waiter);
+          if (removed !== undefined) onEvent?.(removed);
           resolve(removed);
           // The clean-up after the woken caller's next request went out: its
           // steps (timers, listeners) are slow in a process just woken from

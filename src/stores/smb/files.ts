@@ -364,11 +364,14 @@ export class SmbShare {
    *   when it named none) when it said the folder changed, "refused" when it
    *   does not watch the folder (no such folder, no notifications: poll
    *   instead), "waited" on time-out or abort
+   * @param onChange given the server's answer in the turn it is read,
+   *   before the wait resolves and before any clean-up
    */
   waitForChange(
     path: string,
     ms: number,
     signal?: AbortSignal,
+    onChange?: (outcome: FolderOutcome) => void,
   ): Promise<string[] | "refused" | "waited"> {
     if (signal?.aborted) return Promise.resolve("waited");
     const shared = this.#folderWatches.get(path) ?? this.#watchFolder(path);
@@ -384,6 +387,7 @@ export class SmbShare {
         if (over) return;
         over = true;
         shared.waiters.delete(wake);
+        onChange?.(outcome);
         resolve(outcome);
         setTimeout(cleanUp, 0);
       };

@@ -1010,6 +1010,7 @@ class SmbStore implements LockStore {
     host: string,
     ms: number,
     signal?: AbortSignal,
+    onHint?: (hint: ChangeHint) => void,
   ): Promise<ChangeHint | void> {
     const started = Date.now();
     try {
@@ -1021,6 +1022,9 @@ class SmbStore implements LockStore {
         this.#path(target),
         Math.min(ms, NOTIFY_RECHECK_MS),
         signal,
+        onHint && ((answer) => {
+          if (Array.isArray(answer) && answer.length > 0) onHint({ removed: answer });
+        }),
       );
       if (Array.isArray(outcome)) return outcome.length > 0 ? { removed: outcome } : undefined;
       if (outcome !== "refused") return;
