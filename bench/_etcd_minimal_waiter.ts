@@ -5,7 +5,8 @@
  * connection to etcd's JSON gateway, no library. It says `waiting` on
  * stderr once its watch is set up, and prints `got` when its create went in.
  *
- * `deno run --allow-net bench/_etcd_minimal_waiter.ts <port> <key>`
+ * `deno run --allow-net --v8-flags=--no-lazy bench/_etcd_minimal_waiter.ts <port> <key>`
+ * (the V8 flags `lock` runs with, so that only the steps differ)
  *
  * It skips what the library does besides (lease, fence key, the host's
  * listing in the same transaction, the lock file's fields, the checks of

@@ -37,7 +37,15 @@ import {
 } from "../src/stores/_folder_handles.ts";
 import { smbdMissing, startSmbd } from "../tests/_smbd.ts";
 import { etcdInstalled, etcdKeys, startEtcd } from "../tests/_etcd.ts";
-import { canRun, CLI_PERMISSIONS, compare, type Figure, figure, sample } from "./_measure.ts";
+import {
+  canRun,
+  CLI_PERMISSIONS,
+  CLI_V8_FLAGS,
+  compare,
+  type Figure,
+  figure,
+  sample,
+} from "./_measure.ts";
 import type { SectionContext } from "./_smb.ts";
 
 const CLI = new URL("../cli.ts", import.meta.url).pathname;
@@ -388,7 +396,7 @@ function minimalRow(setup: StoreSetup, endpoint: string): HandoffRow {
         options,
         () =>
           watch(
-            [Deno.execPath(), "run", "--allow-net", MINIMAL_WAITER, port, key],
+            [Deno.execPath(), "run", "--allow-net", CLI_V8_FLAGS, MINIMAL_WAITER, port, key],
             {},
             /^waiting$/m,
           ),

@@ -8,6 +8,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { REPO_ROOT, runCliInProcess } from "./_cli_helpers.ts";
+import { CLI_PERMISSIONS, CLI_V8_FLAGS } from "../bench/_measure.ts";
 
 const README = await Deno.readTextFile(join(REPO_ROOT, "README.md"));
 
@@ -98,6 +99,24 @@ Deno.test("README: the test set-up installs the packages .ci/run installs", asyn
     pwsh && section("Tests").includes(`PowerShell --version ${pwsh}`),
     "PowerShell version",
   );
+});
+
+Deno.test("the command line runs with the same V8 flags wherever it is launched, the benchmark's included", async () => {
+  const tasks = JSON.parse(await Deno.readTextFile(join(REPO_ROOT, "deno.json"))).tasks;
+  const installs = blocks(section("Install"), "sh").filter((b) => b.includes("deno install"));
+  const launches: [string, string][] = [
+    ["the cli task", tasks.cli],
+    ["the compile task", tasks.compile],
+    ...installs.map((b, i): [string, string] => [`README install command ${i + 1}`, b]),
+  ];
+  assert.equal(installs.length, 2, "README's two install commands");
+  for (const [what, command] of launches) {
+    assert.ok(command.includes(CLI_V8_FLAGS), `${what} lacks ${CLI_V8_FLAGS}: ${command}`);
+  }
+  // the benchmark spawns the command line as the cli task runs it
+  for (const flag of CLI_PERMISSIONS) {
+    assert.ok(tasks.cli.split(" ").includes(flag), `the cli task lacks ${flag}`);
+  }
 });
 
 Deno.test("every JSDoc example that deno test --doc runs asserts with node:assert, not console.assert", async () => {
