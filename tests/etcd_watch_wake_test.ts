@@ -127,20 +127,24 @@ Deno.test("two waits woken together leave one linger: a later wait on the stream
 // number) threw there, out of a timer: an uncaught error that ended the
 // process, lock holders included. Read at once, as before, it ends the
 // stream and the waiters look again.
-Deno.test("an events line that does not read, come while nobody waits, ends the stream and not the process", async () => {
+Deno.test("an events line that does not read, come in the chunk that woke the last waiter, ends the stream and not the process", async () => {
   await using etcd = fakeEtcd();
   const watcher = new EtcdWatcher(etcd.gateway);
   try {
     const first = watcher.wait("/p/", 11n, 20_000);
     await streamSetUp(etcd);
-    etcd.events(11);
+    // one chunk: the line that wakes the waiter, then one that does not read,
+    // kept for later (nobody waits once the first is read)
+    const wake = JSON.stringify({
+      result: {
+        header: { revision: "11" },
+        events: [{ kv: { key: b64("/p/x"), mod_revision: "11" } }],
+      },
+    });
+    const bad =
+      '{"result":{"header":{"revision":"12"},"events":[{"kv":{"mod_revision":"twelve"}}]}}';
+    etcd.streams.at(-1)!.enqueue(encoder.encode(`${wake}\n${bad}\n`));
     assertEquals(await within(2_000, first), []);
-    // nobody waits now: this line is kept for later
-    etcd.streams.at(-1)!.enqueue(
-      encoder.encode(
-        '{"result":{"header":{"revision":"12"},"events":[{"kv":{"mod_revision":"twelve"}}]}}\n',
-      ),
-    );
     await sleep(100);
     // the stream ended (as a line that does not read ends it when read at once)
     assertEquals(watcher.open, [], "the stream ended");
@@ -155,6 +159,38 @@ Deno.test("an events line that does not read, come while nobody waits, ends the 
     await sleep(20);
     etcd.events(12);
     assertEquals(await within(2_000, next), []);
+  } finally {
+    watcher.close();
+  }
+});
+
+// While nobody waits on a stream (the linger after a wake-up), it is not
+// read: the woken caller's own change comes back on it, and reading that came
+// before the caller's answer (0.1-0.5 ms in a process just woken). What comes
+// meanwhile waits in the connection, for the next waiter to read first.
+Deno.test("a stream nobody waits on is not read; the next waiter reads what came meanwhile, first", async () => {
+  await using etcd = fakeEtcd();
+  const watcher = new EtcdWatcher(etcd.gateway);
+  try {
+    const first = watcher.wait("/p/", 11n, 20_000);
+    await streamSetUp(etcd);
+    etcd.events(11);
+    assertEquals(await within(2_000, first), []);
+    // nobody waits: a removal, then a line that does not read
+    etcd.events(12, "Host.lock");
+    etcd.streams.at(-1)!.enqueue(
+      encoder.encode(
+        '{"result":{"header":{"revision":"13"},"events":[{"kv":{"mod_revision":"thirteen"}}]}}\n',
+      ),
+    );
+    await sleep(150);
+    // unread: the line that does not read has not ended the stream
+    assertEquals(watcher.open, ["/p/"], "the stream was read while nobody waited");
+    // the next waiter reads the removal first (it wakes with it), then the
+    // bad line ends the stream
+    assertEquals(await within(2_000, watcher.wait("/p/", 12n, 20_000)), ["Host.lock"]);
+    await sleep(50);
+    assertEquals(watcher.open, [], "the line that does not read did not end the stream");
   } finally {
     watcher.close();
   }

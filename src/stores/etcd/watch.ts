@@ -4,6 +4,9 @@
  * waiters it has, kept while anyone waits and {@linkcode LINGER_MS} after
  * the last one left (a waiter that wakes, looks and waits again finds it
  * still open: no watch is set up between a release and the waiter's look).
+ * While nobody waits the stream is not read: its events wait in the
+ * connection for the next waiter, and a woken caller's own change does not
+ * come between its request and the answer.
  *
  * A waiter names the first revision that counts (the one after its last
  * look): an event from that revision on wakes it, also one the stream saw
@@ -89,6 +92,8 @@ class PrefixWatch {
   /** Event lines that came while nobody waited, read on the next turn or by the next waiter. */
   readonly #deferred: string[] = [];
   #deferredTimer: ReturnType<typeof setTimeout> | undefined;
+  /** Ends the pause of a stream nobody waits on (see {@linkcode wanted}). */
+  #resume: (() => void) | undefined;
   readonly #read: (watch: PrefixWatch, line: string) => unknown;
 
   /**
@@ -156,6 +161,34 @@ class PrefixWatch {
   interrupt(why: "ended" | "restart"): void {
     this.why = why;
     this.stream.abort();
+  }
+
+  /**
+   * Resolves once someone waits again or the stream is stopped. While
+   * nobody waits (the linger after a wake-up) the stream is not read: the
+   * woken caller's own change comes back on it, and reading that would come
+   * before the caller's answer. The events wait in the connection, and the
+   * next waiter reads them first, in order.
+   */
+  wanted(): Promise<void> {
+    const signal = this.stream.signal;
+    if (this.waiters.size > 0 || signal.aborted) return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = () => {
+        signal.removeEventListener("abort", done);
+        this.#resume = undefined;
+        resolve();
+      };
+      this.#resume = done;
+      signal.addEventListener("abort", done, { once: true });
+    });
+  }
+
+  /** Someone waits again, or the stream stops: reading goes on. */
+  resume(): void {
+    const resume = this.#resume;
+    this.#resume = undefined;
+    resume?.();
   }
 }
 
@@ -269,6 +302,7 @@ export class EtcdWatcher {
       );
       signal?.addEventListener("abort", onAbort, { once: true });
       shared.waiters.add(waiter);
+      shared.resume();
     });
   }
 
@@ -391,6 +425,7 @@ export class EtcdWatcher {
       }
       let buffer = "";
       while (true) {
+        if (created && watch.waiters.size === 0) await watch.wanted();
         const value = await response.read();
         if (value === undefined) return { kind: "done" }; // the server ended it: look again
         buffer += decoder.decode(value, { stream: true });
