@@ -387,7 +387,9 @@ class SmbStore implements LockStore {
   ): Promise<T> {
     let sent = false;
     const attempt = async () => {
-      const link = await this.#link(target);
+      // Connected: no await before the work, so its requests go out in this
+      // turn (a woken waiter's create before anything else the wake-up set off).
+      const link = this.#linked(target) ?? await this.#link(target);
       sent = true;
       return await work(link.share, target);
     };
