@@ -5,8 +5,7 @@
  * @module
  */
 
-import { startServer } from "../../src/serve/server.ts";
-import { TOKEN_ENV } from "../../src/serve/auth.ts";
+import { TOKEN_ENV } from "../../src/serve/token_env.ts";
 import type { CommandDeclaration } from "../command.ts";
 import { EXIT, UsageError } from "../errors.ts";
 import { DEPENDENCIES_FILE } from "../flags.ts";
@@ -98,6 +97,9 @@ non-loopback address is served in clear text (a warning says so).`,
         key: await readPem(keyFile as string, "--tls-key"),
       }
       : {};
+    // Loaded here: the server (with Node's crypto module) costs every other
+    // command 20-30 ms of start-up when imported with the command table.
+    const { startServer } = await import("../../src/serve/server.ts");
     const server = await startServer({
       ...storeOptions,
       hostname,

@@ -20,8 +20,7 @@ export interface ServeToken {
   token: string;
 }
 
-/** The environment variable holding a token (named `env` in History). */
-export const TOKEN_ENV = "RESOURCE_LOCKER_SERVE_TOKEN";
+export { TOKEN_ENV } from "./token_env.ts";
 
 /** Shortest token accepted: a guessable token would make the check pointless. */
 export const MIN_TOKEN_CHARS = 16;
