@@ -250,15 +250,27 @@ function drivenWait(fs: LockStore) {
   };
 }
 
-Deno.test("a removal hint starts the next attempt as the store reads it, before the wait resolves", async () => {
-  await using t = await tempStore();
+/** A holder's Host lock on hv01 in a temporary local store, and the store for a waiter whose wait the test drives. */
+async function heldAndDriven() {
+  const t = await tempStore();
   const fs = openFsStore(t.store, { historyFolderName: "History", watch: "notify" });
   const holder = lockerOf(fs, 1);
-  const [held] = await holder.acquire(request("holder"));
-  const driven = drivenWait(fs);
+  const [lock] = await holder.acquire(request("holder"));
+  return {
+    fs,
+    holder,
+    lock: lock!,
+    driven: drivenWait(fs),
+    [Symbol.asyncDispose]: () => t[Symbol.asyncDispose](),
+  };
+}
+
+Deno.test("a removal hint starts the next attempt as the store reads it, before the wait resolves", async () => {
+  await using held = await heldAndDriven();
+  const { fs, holder, driven } = held;
   const waiter = lockerOf(driven.store, 2).acquire(request("waiter"));
   await waitFor("the waiter's wait", () => driven.armed === 1);
-  await holder.release(held!);
+  await holder.release(held.lock);
   driven.hint();
   // the attempt's create is under way (and done) while the wait is still open
   await waitFor(
@@ -280,15 +292,12 @@ Deno.test("a removal hint starts the next attempt as the store reads it, before 
 });
 
 Deno.test("an abort after a hinted attempt took the host rolls that attempt back: nothing stays locked", async () => {
-  await using t = await tempStore();
-  const fs = openFsStore(t.store, { historyFolderName: "History", watch: "notify" });
-  const holder = lockerOf(fs, 1);
-  const [held] = await holder.acquire(request("holder"));
-  const driven = drivenWait(fs);
+  await using held = await heldAndDriven();
+  const { fs, holder, driven } = held;
   const stop = new AbortController();
   const waiter = lockerOf(driven.store, 2).acquire({ ...request("waiter"), signal: stop.signal });
   await waitFor("the waiter's wait", () => driven.armed === 1);
-  await holder.release(held!);
+  await holder.release(held.lock);
   driven.hint();
   await waitFor(
     "the hinted create",
@@ -303,11 +312,8 @@ Deno.test("an abort after a hinted attempt took the host rolls that attempt back
 });
 
 Deno.test("a look that fails after a hint started the attempt does not hide what the attempt took", async () => {
-  await using t = await tempStore();
-  const fs = openFsStore(t.store, { historyFolderName: "History", watch: "notify" });
-  const holder = lockerOf(fs, 1);
-  const [held] = await holder.acquire(request("holder"));
-  const driven = drivenWait(fs);
+  await using held = await heldAndDriven();
+  const { fs, holder, driven } = held;
   // The look after arming the wait: the holder lets go, the hint comes
   // while the look is under way, and the look then fails.
   let looks = 0;
@@ -315,7 +321,7 @@ Deno.test("a look that fails after a hint started the attempt does not hide what
     ...driven.store,
     read: async (host, name) => {
       if (name === "Host.lock" && driven.armed === 1 && looks++ === 0) {
-        await holder.release(held!);
+        await holder.release(held.lock);
         driven.hint();
         throw new Error("the look failed");
       }
