@@ -319,6 +319,7 @@ const WAKES_PER_SECOND = 20;
 const WAIT_OVER = new Error("the wait is over");
 
 let warmedUp = false;
+let warmTimer: ReturnType<typeof setTimeout> | undefined;
 /**
  * Runs an abort with a listener, and a timer to its end, once in this
  * process. The first abort a Deno process makes costs 0.4-0.7 ms (its event
@@ -333,7 +334,19 @@ function warmUpOnce(): void {
   const first = new AbortController();
   first.signal.addEventListener("abort", () => {}, { once: true });
   first.abort(WAIT_OVER);
-  setTimeout(() => {}, 0);
+  warmTimer = setTimeout(() => warmTimer = undefined, 0);
+}
+
+/**
+ * Stops the warm-up's timer when the wait is over before it fired (a wait
+ * woken without I/O): no timer of ours outlives the call. The next wait
+ * warms up again.
+ */
+function warmUpOver(): void {
+  if (warmTimer === undefined) return;
+  clearTimeout(warmTimer);
+  warmTimer = undefined;
+  warmedUp = false;
 }
 /** Progress repeats an unchanged state at most this often. */
 const PROGRESS_EVERY_MS = 30_000;
@@ -1399,21 +1412,36 @@ export class Locker {
       const waitMs = Math.min(untilMs - now, RECHECK_MS);
       let pauseMs = 0;
       let over = false;
+      // Resolves when a hint started the attempt: this returns then, however
+      // late the store resolves the wait itself.
+      let started!: () => void;
+      const attemptStarted = new Promise<void>((resolve) => started = resolve);
       const onHint = attemptNow && ((hint: ChangeHint) => {
         if (over || attempted || !clears(hint)) return;
         attempted = true;
         attemptNow();
+        started();
       });
+      // A store that throws (even after its hint) fails the wait, never this
+      // call: an attempt the hint started is always handed on.
+      const waitOn = (h: string, hinted?: (hint: ChangeHint) => void) => {
+        try {
+          return this.#store.waitForChange!(h, waitMs, stop.signal, hinted);
+        } catch (error) {
+          return Promise.reject(error);
+        }
+      };
       const change = notified
         ? Promise.race([
-          this.#store.waitForChange!(host, waitMs, stop.signal, onHint)
+          attemptStarted,
+          waitOn(host, onHint)
             .then((hint) => {
               changed = true;
               cleared = clears(hint);
             }, waitFailed),
           // A change there is a reason to look again (the look judges the slot), no more.
           ...members.map((member) =>
-            this.#store.waitForChange!(member, waitMs, stop.signal).then(() => {
+            waitOn(member).then(() => {
               changed = true;
             }, waitFailed)
           ),
@@ -1443,6 +1471,7 @@ export class Locker {
         throw error;
       } finally {
         over = true;
+        warmUpOver();
         // Stopped, not awaited: taking down a watch (a connection closing)
         // must not delay the attempt the wake-up was for.
         stop.abort(WAIT_OVER);

@@ -9,7 +9,7 @@
  */
 
 import { assertEquals, assertOk } from "./_assert.ts";
-import { tempStore, waitFor } from "./_helpers.ts";
+import { tempStore, waitFor, within } from "./_helpers.ts";
 import { registerHandoffSuite } from "./_handoff_suite.ts";
 import { runCliInProcess } from "./_cli_helpers.ts";
 import { lockResource, type LockResourceOptions } from "../mod.ts";
@@ -265,29 +265,23 @@ async function heldAndDriven() {
   };
 }
 
-Deno.test("a removal hint starts the next attempt as the store reads it, before the wait resolves", async () => {
+Deno.test("a removal hint starts the next attempt as the store reads it, whenever the store resolves its wait", async () => {
   await using held = await heldAndDriven();
   const { fs, holder, driven } = held;
   const waiter = lockerOf(driven.store, 2).acquire(request("waiter"));
   await waitFor("the waiter's wait", () => driven.armed === 1);
   await holder.release(held.lock);
+  // the driven wait never resolves by itself: the hint alone brings the lock
   driven.hint();
-  // the attempt's create is under way (and done) while the wait is still open
-  await waitFor(
-    "the hinted create",
-    () => driven.log.filter((l) => l === "create Host.lock").length === 2,
-  );
-  const entry = await fs.read("hv01", "Host.lock");
-  assertOk(
-    new TextDecoder().decode(entry!.data).includes('"waiter"'),
-    "the waiter's create did not go in",
-  );
-  assertEquals(driven.log.includes("wait resolved"), false, "the wait resolved before the attempt");
-  driven.resolveWait();
-  const [lock] = await waiter;
+  const [lock] = await within(5_000, waiter);
   assertEquals(lock!.sessionId, "waiter");
-  // one attempt for the hint: no second create after the wait resolved
-  assertEquals(driven.log.filter((l) => l === "create Host.lock").length, 2, driven.log.join(", "));
+  // the hint's attempt went straight to its create (no look first), and it
+  // is the only one
+  const hinted = driven.log.slice(driven.log.indexOf("hint"));
+  assertEquals(hinted.filter((l) => l.startsWith("create") || l.startsWith("read")).slice(0, 1), [
+    "create Host.lock",
+  ]);
+  assertEquals(hinted.filter((l) => l === "create Host.lock").length, 1, driven.log.join(", "));
   await lockerOf(fs, 2).release(lock!);
 });
 
@@ -295,19 +289,45 @@ Deno.test("an abort after a hinted attempt took the host rolls that attempt back
   await using held = await heldAndDriven();
   const { fs, holder, driven } = held;
   const stop = new AbortController();
+  // the signal comes right after the hinted attempt's create went in, before
+  // the caller has what it took
+  let hinted = false;
+  const store: LockStore = {
+    ...driven.store,
+    create: async (host, name, data, opts) => {
+      const made = await driven.store.create(host, name, data, opts);
+      if (hinted && made !== undefined) stop.abort(new Error("interrupted"));
+      return made;
+    },
+  };
+  const waiter = lockerOf(store, 2).acquire({ ...request("waiter"), signal: stop.signal });
+  await waitFor("the waiter's wait", () => driven.armed === 1);
+  await holder.release(held.lock);
+  hinted = true;
+  driven.hint();
+  let error: unknown;
+  await within(5_000, waiter.catch((e) => (error = e)));
+  assertOk(error instanceof Error && /interrupted/.test(error.message), String(error));
+  assertEquals(driven.log.filter((l) => l === "create Host.lock").length, 2, driven.log.join(", "));
+  assertEquals(await fs.read("hv01", "Host.lock"), undefined, "the hinted attempt's lock was left");
+});
+
+Deno.test("an abort in the very turn of the hint still awaits the attempt it started, and rolls it back", async () => {
+  await using held = await heldAndDriven();
+  const { fs, holder, driven } = held;
+  const stop = new AbortController();
   const waiter = lockerOf(driven.store, 2).acquire({ ...request("waiter"), signal: stop.signal });
   await waitFor("the waiter's wait", () => driven.armed === 1);
   await holder.release(held.lock);
   driven.hint();
-  await waitFor(
-    "the hinted create",
-    async () => (await fs.read("hv01", "Host.lock")) !== undefined,
-  );
-  // the attempt took the host; the signal comes before the wait resolved
   stop.abort(new Error("interrupted"));
   let error: unknown;
-  await waiter.catch((e) => (error = e));
+  await within(5_000, waiter.catch((e) => (error = e)));
   assertOk(error instanceof Error && /interrupted/.test(error.message), String(error));
+  // the attempt went on: it made the waiter's lock, which the caller never
+  // got, and took it back
+  assertEquals(driven.log.filter((l) => l === "create Host.lock").length, 2, driven.log.join(", "));
+  await new Promise((resolve) => setTimeout(resolve, 100));
   assertEquals(await fs.read("hv01", "Host.lock"), undefined, "the hinted attempt's lock was left");
 });
 
@@ -332,5 +352,30 @@ Deno.test("a look that fails after a hint started the attempt does not hide what
   assertEquals(lock!.sessionId, "waiter");
   const entry = await fs.read("hv01", "Host.lock");
   assertOk(new TextDecoder().decode(entry!.data).includes('"waiter"'));
+  await lockerOf(fs, 2).release(lock!);
+});
+
+Deno.test("a store that throws from its wait after its hint does not orphan the attempt the hint started", async () => {
+  await using held = await heldAndDriven();
+  const { fs, holder } = held;
+  let first = true;
+  const store: LockStore = {
+    ...fs,
+    // the waiter's first attempt sees the holder, who then lets go
+    read: async (host, name) => {
+      const entry = await fs.read(host, name);
+      if (first && name === "Host.lock" && entry) {
+        first = false;
+        await holder.release(held.lock);
+      }
+      return entry;
+    },
+    waitForChange: (_host, _ms, _signal, onHint) => {
+      onHint?.({ removed: ["Host.lock"] });
+      throw new Error("the store broke after its hint");
+    },
+  };
+  const [lock] = await within(5_000, lockerOf(store, 2).acquire(request("waiter")));
+  assertEquals(lock!.sessionId, "waiter");
   await lockerOf(fs, 2).release(lock!);
 });
