@@ -15,37 +15,11 @@ import { runCliInProcess } from "./_cli_helpers.ts";
 import { lockResource, type LockResourceOptions } from "../mod.ts";
 import { openWatchers } from "../src/stores/_folder_watch.ts";
 import { openFsStore } from "../src/stores/fs.ts";
-import { Locker } from "../src/locker.ts";
-import { FileNames } from "../src/lock_ref.ts";
-import { SYSTEM_CLOCK } from "../src/clock.ts";
 import type { LockStore } from "../src/store.ts";
+import { lockerOf, request } from "./_waiting.ts";
 
 /** A retry every 30 s: a waiter that only polls would take that long. */
 const SLOW = { timeout: "30s", retries: 3 };
-
-/** A locker on `store` for one process. */
-function lockerOf(store: LockStore, pid: number): Locker {
-  return new Locker({
-    store,
-    names: new FileNames("{0}.lock"),
-    clock: SYSTEM_CLOCK,
-    skewMs: 0,
-    holder: { host: "test", pid },
-  });
-}
-
-/** A Host lock on hv01 whose attempts are 30 s apart: only a wake-up makes it early. */
-function request(sessionId: string) {
-  return {
-    hosts: ["hv01"],
-    type: "Host" as const,
-    sessionId,
-    retryDelayMs: 30_000,
-    attempts: 3,
-    drain: false,
-    drainTimeoutMs: 0,
-  };
-}
 
 function options(
   store: string,

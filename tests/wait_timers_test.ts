@@ -8,10 +8,8 @@
  */
 
 import { assertEquals } from "./_assert.ts";
-import { Locker } from "../src/locker.ts";
-import { FileNames } from "../src/lock_ref.ts";
-import { SYSTEM_CLOCK } from "../src/clock.ts";
 import type { LockStore } from "../src/store.ts";
+import { lockerOf, request } from "./_waiting.ts";
 
 /** A store in memory whose calls settle in microtasks; its wait sees the holder go at once. */
 function memoryStore(): LockStore {
@@ -58,25 +56,8 @@ Deno.test({
   sanitizeOps: true,
   fn: async () => {
     const store = memoryStore();
-    const locker = (pid: number) =>
-      new Locker({
-        store,
-        names: new FileNames("{0}.lock"),
-        clock: SYSTEM_CLOCK,
-        skewMs: 0,
-        holder: { host: "test", pid },
-      });
-    const request = (sessionId: string) => ({
-      hosts: ["hv01"],
-      type: "Host" as const,
-      sessionId,
-      retryDelayMs: 30_000,
-      attempts: 3,
-      drain: false,
-      drainTimeoutMs: 0,
-    });
-    await locker(1).acquire(request("holder"));
-    const [lock] = await locker(2).acquire(request("waiter"));
+    await lockerOf(store, 1).acquire(request("holder"));
+    const [lock] = await lockerOf(store, 2).acquire(request("waiter"));
     assertEquals(lock!.sessionId, "waiter");
   },
 });
