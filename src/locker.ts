@@ -1577,13 +1577,13 @@ export class Locker {
     /** The next attempt, when a wake-up started it already (with when it started). */
     let early: { at: number; result: Promise<AttemptResult> } | undefined;
     for (let attempt = 1;; attempt++) {
-      const started = early;
+      const underWay = early;
       early = undefined;
       // An attempt under way is awaited whatever comes: what it took is
       // rolled back below when the signal aborted meanwhile.
-      if (!started) request.signal?.throwIfAborted();
-      const attemptStart = started?.at ?? this.#clock.now();
-      const result = await (started?.result ?? this.#attempt(request));
+      if (!underWay) request.signal?.throwIfAborted();
+      const attemptStart = underWay?.at ?? this.#clock.now();
+      const result = await (underWay?.result ?? this.#attempt(request));
       if (result.ok) {
         try {
           request.signal?.throwIfAborted();
@@ -1656,9 +1656,9 @@ export class Locker {
       // attempt as the store reads it: its request goes out before this
       // wait has even resolved.
       const attemptNow = () => {
-        const result = this.#attempt(request);
-        result.catch(() => {}); // awaited by the loop, maybe a turn after it settles
-        early = { at: this.#clock.now(), result };
+        const taking = this.#attempt(request);
+        taking.catch(() => {}); // awaited by the loop, maybe a turn after it settles
+        early = { at: this.#clock.now(), result: taking };
       };
       while (true) {
         const at = this.#clock.now();
